@@ -1,0 +1,57 @@
+"""The event envelope every canonical event travels in (CloudEvents 1.0 aligned).
+
+``correlation_id`` is the id of the first event of the business transaction (an event that
+starts one carries its own id); ``causation_id`` is the event that caused this one;
+``idempotency_key`` is derived from the source's own identity (sending facility + HL7 MSH-10,
+X12 sender + ISA13 + GS06 + ST02, cXML payloadID, or the API client's key). The derivation of
+an idempotency key is frozen once published: changing it would re-apply old messages.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Generic, Literal, TypeVar
+from uuid import UUID
+
+from pydantic import AwareDatetime, Field, model_validator
+from uuid_utils.compat import uuid7
+
+from medbridge.canonical.base import CanonicalModel
+
+DataT = TypeVar("DataT", bound=CanonicalModel)
+
+EVENT_TYPE_PATTERN = r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+\.v[0-9]+$"
+
+
+def new_event_id() -> UUID:
+    """A time-ordered UUIDv7."""
+    return uuid7()
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class EventEnvelope(CanonicalModel, Generic[DataT]):
+    specversion: Literal["1.0"] = "1.0"
+    id: UUID = Field(default_factory=new_event_id)
+    type: str = Field(pattern=EVENT_TYPE_PATTERN, max_length=120)
+    source: str = Field(min_length=1, max_length=200)
+    subject: str = Field(min_length=1, max_length=200)
+    time: AwareDatetime = Field(default_factory=utcnow)
+    correlation_id: UUID | None = None
+    causation_id: UUID | None = None
+    idempotency_key: str = Field(min_length=1, max_length=200)
+    datacontenttype: Literal["application/json"] = "application/json"
+    data: DataT
+
+    @model_validator(mode="after")
+    def _correlation_defaults_to_self(self) -> EventEnvelope[DataT]:
+        if self.correlation_id is None:
+            object.__setattr__(self, "correlation_id", self.id)
+        return self
+
+    @property
+    def correlation(self) -> UUID:
+        assert self.correlation_id is not None  # set by the validator
+        return self.correlation_id

@@ -1,0 +1,48 @@
+"""Domain errors.
+
+DomainError
+ +-- UnknownUnit          the item has no such unit (refused at the door, 422)
+ +-- InsufficientStock    an issue larger than what the ledger holds (permanent: needs a
+ |                        receipt or a count adjustment, then a replay)
+ +-- MissingAccount       a posting rule found no GL account for a role at a facility
+                          (configuration: fixable, then replayed)
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+
+class DomainError(Exception):
+    """Root of the domain's errors. ``field`` names the input at fault where there is one."""
+
+    field: str | None = None
+
+
+class UnknownUnit(DomainError):
+    field = "unit"
+
+    def __init__(self, item: str, unit: str, known: list[str]) -> None:
+        super().__init__(f"item {item} has no unit {unit!r} (known: {', '.join(known)})")
+        self.item, self.unit = item, unit
+
+
+class InsufficientStock(DomainError):
+    field = "quantity"
+
+    def __init__(self, item: str, location: str, lot: str | None, wanted: Decimal, held: Decimal):
+        where = f"{item}@{location}" + (f" lot {lot}" if lot else "")
+        super().__init__(f"{where}: cannot issue {wanted}, on hand {held}")
+        self.item, self.location, self.lot, self.wanted, self.held = (
+            item,
+            location,
+            lot,
+            wanted,
+            held,
+        )
+
+
+class MissingAccount(DomainError):
+    def __init__(self, facility: str, role: str) -> None:
+        super().__init__(f"no GL account assigned for role {role} at facility {facility}")
+        self.facility, self.role = facility, role

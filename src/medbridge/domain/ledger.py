@@ -20,8 +20,10 @@ from dataclasses import dataclass, field
 from datetime import date
 from decimal import ROUND_HALF_EVEN, Decimal
 
-from medbridge.canonical.movements import MovementKind
+from medbridge.canonical.masterdata import Item
+from medbridge.canonical.movements import MovementKind, StockMovement
 from medbridge.domain.errors import InsufficientStock
+from medbridge.domain.units import base_factor
 
 CENT = Decimal("0.01")
 ZERO = Decimal(0)
@@ -198,3 +200,19 @@ def _commit(
     for key, valuation in values.items():
         book.valuations[key] = valuation
         book.changed_values.add(key)
+
+
+def from_canonical(movement: StockMovement, item: Item) -> LedgerMovement:
+    """A canonical movement in base units, its unit cost per base unit."""
+    factor = base_factor(item, movement.unit)
+    unit_cost = None if movement.unit_cost is None else movement.unit_cost.amount / factor
+    return LedgerMovement(
+        kind=movement.kind,
+        item=movement.item,
+        location=movement.location,
+        quantity=movement.quantity * factor,
+        lot=movement.lot,
+        expiry=movement.expiry,
+        unit_cost=unit_cost,
+        to_location=movement.to_location,
+    )

@@ -1,0 +1,1 @@
+"""The FastAPI application: /v1 routers, auth dependency, health and metrics."""

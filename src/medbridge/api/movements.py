@@ -1,0 +1,140 @@
+"""POST /v1/stock-movements: one movement (a JSON object) or a batch (a JSON array).
+
+The body is read raw and each element validated on its own, so a 422 names the element and the
+field at fault (``["body", 3, "item"]``) and nothing of the batch is stored.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+from uuid import UUID
+
+import orjson
+from fastapi import APIRouter, Depends, Request, status
+from fastapi.responses import JSONResponse
+from pydantic import Field, ValidationError
+from starlette.concurrency import run_in_threadpool
+
+from medbridge.api.auth import require, services
+from medbridge.bus.port import BusUnavailable
+from medbridge.canonical.movements import StockMovement
+from medbridge.flows.intake import MovementsRejected, Submission
+from medbridge.governance.clients import Client, Role
+from medbridge.observability.logging import get_logger
+
+router = APIRouter(prefix="/v1", tags=["stock movements"])
+log = get_logger(__name__)
+
+MAX_BATCH = 5000
+
+
+class MovementIn(StockMovement):
+    """A stock movement as submitted: the canonical movement plus its delivery identity."""
+
+    idempotency_key: str = Field(min_length=1, max_length=150)
+    correlation_id: UUID | None = None
+
+
+def _problem(loc: list[Any], message: str, kind: str) -> dict[str, Any]:
+    return {"loc": loc, "msg": message, "type": kind}
+
+
+def _unprocessable(details: list[dict[str, Any]]) -> JSONResponse:
+    return JSONResponse({"detail": details}, status_code=status.HTTP_422_UNPROCESSABLE_CONTENT)
+
+
+@router.post(
+    "/stock-movements",
+    status_code=status.HTTP_202_ACCEPTED,
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/json": {
+                    "schema": {
+                        "oneOf": [
+                            {"$ref": "#/components/schemas/MovementIn"},
+                            {"type": "array", "items": {"$ref": "#/components/schemas/MovementIn"}},
+                        ]
+                    }
+                }
+            },
+        }
+    },
+    responses={202: {"description": "durably appended"}, 422: {"description": "nothing stored"}},
+)
+async def post_stock_movements(
+    request: Request, client: Annotated[Client, Depends(require(Role.INTEGRATION))]
+) -> JSONResponse:
+    try:
+        body = orjson.loads(await request.body())
+    except orjson.JSONDecodeError as error:
+        return _unprocessable([_problem(["body"], f"invalid JSON: {error}", "json_invalid")])
+    items = body if isinstance(body, list) else [body]
+    if not items or len(items) > MAX_BATCH:
+        return _unprocessable(
+            [_problem(["body"], f"send 1 to {MAX_BATCH} movements", "batch_size")]
+        )
+    prefix: list[Any] = ["body"]
+    submissions, details = [], []
+    for index, item in enumerate(items):
+        loc = [*prefix, index] if isinstance(body, list) else prefix
+        try:
+            movement = MovementIn.model_validate(item)
+        except ValidationError as error:
+            details += [
+                _problem([*loc, *e["loc"]], e["msg"], e["type"])
+                for e in error.errors(include_url=False)
+            ]
+            continue
+        submissions.append(
+            Submission(
+                _canonical(movement),
+                movement.idempotency_key,
+                movement.correlation_id,
+            )
+        )
+    if details:
+        return _unprocessable(details)
+    intake = services(request).intake
+    try:
+        accepted = await run_in_threadpool(intake.submit, submissions, f"api/{client.name}")
+    except MovementsRejected as rejected:
+        return _unprocessable(
+            [
+                _problem(
+                    [*prefix, p.index, p.field] if isinstance(body, list) else [*prefix, p.field],
+                    p.message,
+                    "unknown_reference",
+                )
+                for p in rejected.problems
+            ]
+        )
+    except BusUnavailable as error:
+        log.error("intake.unavailable", error=str(error))
+        return JSONResponse(
+            {"detail": "event log unavailable; nothing stored, retry later"},
+            status_code=status.HTTP_503_SERVICE_UNAVAILABLE,
+            headers={"Retry-After": "5"},
+        )
+    results = [
+        {
+            "idempotency_key": a.idempotency_key,
+            "event_id": str(a.event_id),
+            "correlation_id": str(a.correlation_id),
+            "status": "duplicate" if a.duplicate else "accepted",
+        }
+        for a in accepted
+    ]
+    duplicates = sum(a.duplicate for a in accepted)
+    return JSONResponse(
+        {"accepted": len(accepted) - duplicates, "duplicates": duplicates, "results": results},
+        status_code=status.HTTP_202_ACCEPTED,
+    )
+
+
+def _canonical(movement: MovementIn) -> StockMovement:
+    """The canonical movement, without validating again (MovementIn already did)."""
+    return StockMovement.model_construct(
+        **{name: getattr(movement, name) for name in StockMovement.model_fields}
+    )

@@ -1,0 +1,79 @@
+"""Dead letters: list and replay (admin)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, HTTPException, Query, Request
+from pydantic import BaseModel, ConfigDict, Field
+from starlette.concurrency import run_in_threadpool
+
+from medbridge.api.auth import require, services
+from medbridge.bus.port import DeadLetterFilter
+from medbridge.governance.clients import Client, Role
+
+router = APIRouter(prefix="/v1", tags=["operations"])
+
+
+class ReplayRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    group: str = Field(min_length=1, max_length=100)
+    ids: list[int] | None = None
+    event_type: str | None = None
+    subject: str | None = None
+    error_type: str | None = None
+
+
+@router.get("/dead-letters")
+async def list_dead_letters(
+    request: Request,
+    _client: Annotated[Client, Depends(require(Role.READER))],
+    group: Annotated[str | None, Query(max_length=100)] = None,
+    status: Annotated[str | None, Query(pattern="^(dead|replayed)$")] = "dead",
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> dict[str, Any]:
+    letters = await run_in_threadpool(
+        services(request).bus.dead_letters,
+        DeadLetterFilter(group=group, status=status, limit=limit),
+    )
+    return {
+        "items": [
+            {
+                "id": d.id,
+                "group": d.group,
+                "event_id": d.event_id,
+                "event_type": d.event_type,
+                "subject": d.subject,
+                "correlation_id": d.correlation_id,
+                "error_type": d.error_type,
+                "error": d.error,
+                "attempts": d.attempts,
+                "status": d.status,
+                "dead_at": d.dead_at.isoformat(),
+                "replayed_at": d.replayed_at.isoformat() if d.replayed_at else None,
+            }
+            for d in letters
+        ]
+    }
+
+
+@router.post("/dead-letters/replay")
+async def replay_dead_letters(
+    request: Request,
+    body: ReplayRequest,
+    _client: Annotated[Client, Depends(require(Role.ADMIN))],
+) -> dict[str, Any]:
+    consumer = services(request).consumers.get(body.group)
+    if consumer is None:
+        raise HTTPException(
+            422, detail=[{"loc": ["body", "group"], "msg": "unknown consumer group"}]
+        )
+    selection = DeadLetterFilter(
+        ids=tuple(body.ids) if body.ids else None,
+        event_type=body.event_type,
+        subject=body.subject,
+        error_type=body.error_type,
+    )
+    report = await run_in_threadpool(consumer.replay, selection)
+    return {"applied": report.applied, "failed": report.failed}

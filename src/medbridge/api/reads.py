@@ -1,0 +1,106 @@
+"""Read side: on-hand stock, journal entries, the ledger-vs-GL checkpoint."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Query, Request
+from starlette.concurrency import run_in_threadpool
+
+from medbridge.api.auth import require, services
+from medbridge.canonical.masterdata import AccountRole
+from medbridge.governance.clients import Client, Role
+from medbridge.store import ledger as ledger_store
+
+router = APIRouter(prefix="/v1", tags=["read"])
+Reader = Annotated[Client, Depends(require(Role.READER))]
+Code = Annotated[str | None, Query(max_length=64)]
+
+
+@router.get("/stock")
+async def get_stock(
+    request: Request,
+    _client: Reader,
+    item: Code = None,
+    location: Code = None,
+    lot: Code = None,
+    include_empty: bool = False,
+    limit: Annotated[int, Query(ge=1, le=10_000)] = 1000,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> dict[str, Any]:
+    def query() -> list[ledger_store.StockRow]:
+        with services(request).engine.connect() as conn:
+            return ledger_store.stock(
+                conn,
+                item=item,
+                location=location,
+                lot=lot,
+                include_empty=include_empty,
+                limit=limit,
+                offset=offset,
+            )
+
+    rows = await run_in_threadpool(query)
+    return {
+        "items": [
+            {
+                "item": r.item,
+                "location": r.location,
+                "lot": r.lot,
+                "expiry": r.expiry.isoformat() if r.expiry else None,
+                "quantity": str(r.quantity),
+            }
+            for r in rows
+        ]
+    }
+
+
+@router.get("/journal-entries")
+async def get_journal_entries(
+    request: Request,
+    _client: Reader,
+    correlation_id: Annotated[str | None, Query(max_length=36)] = None,
+    account: Code = None,
+    period: Annotated[str | None, Query(pattern=r"^\d{4}-\d{2}$")] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 200,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> dict[str, Any]:
+    def query() -> list[dict[str, Any]]:
+        with services(request).engine.connect() as conn:
+            entries = ledger_store.journal(
+                conn,
+                correlation_id=correlation_id,
+                account=account,
+                period=period,
+                limit=limit,
+                offset=offset,
+            )
+        return [e.model_dump(mode="json") | {"period": e.period} for e in entries]
+
+    return {"items": await run_in_threadpool(query)}
+
+
+@router.get("/ledger/reconciliation")
+async def get_reconciliation(request: Request, _client: Reader) -> dict[str, Any]:
+    """Per facility: stock ledger value vs the GL inventory balance (should be equal)."""
+
+    def query() -> list[ledger_store.FacilityCheck]:
+        svc = services(request)
+        with svc.engine.connect() as conn:
+            accounts = svc.masterdata.account_map(conn)
+            inventory = {f: a for (f, role), a in accounts.items() if role is AccountRole.INVENTORY}
+            return ledger_store.facility_checks(conn, inventory)
+
+    checks = await run_in_threadpool(query)
+    return {
+        "facilities": [
+            {
+                "facility": c.facility,
+                "ledger_value": str(c.ledger_value),
+                "gl_inventory": str(c.gl_inventory),
+                "difference": str(c.difference),
+            }
+            for c in checks
+        ],
+        "balanced": all(c.difference == 0 for c in checks),
+    }

@@ -1,0 +1,24 @@
+"""What the API needs from the rest of the system; built by the composition root (app.py)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from sqlalchemy import Engine
+
+from medbridge.bus.consumer import Consumer
+from medbridge.bus.port import Bus
+from medbridge.flows.intake import MovementIntake
+from medbridge.governance.clients import ClientRegistry
+from medbridge.masterdata.repository import MasterDataRepository
+
+
+@dataclass(frozen=True)
+class Services:
+    engine: Engine
+    bus: Bus
+    masterdata: MasterDataRepository
+    intake: MovementIntake
+    clients: ClientRegistry
+    consumers: Mapping[str, Consumer]

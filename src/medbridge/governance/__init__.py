@@ -1,0 +1,1 @@
+"""Governance: clients, roles, policies, schema registry, service catalog, audit log."""

@@ -1,0 +1,97 @@
+"""API clients: keys mapped to roles, stored hashed.
+
+Keys are 32 random bytes (urlsafe base64), so a plain SHA-256 is the right hash: there is no
+low-entropy password to stretch, and a lookup by hash stays one indexed query.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from enum import StrEnum
+
+from sqlalchemy import Engine, select, update
+
+from medbridge.store.sql import upsert
+from medbridge.store.tables import api_clients
+
+
+class Role(StrEnum):
+    """What a client may do. Each role includes the ones below it."""
+
+    READER = "reader"  # read stock, journals, dead letters
+    INTEGRATION = "integration"  # + submit movements
+    ADMIN = "admin"  # + replay dead letters, manage clients and master data
+
+
+ROLE_RANK = {Role.READER: 1, Role.INTEGRATION: 2, Role.ADMIN: 3}
+
+
+@dataclass(frozen=True)
+class Client:
+    name: str
+    role: Role
+
+    def may(self, needed: Role) -> bool:
+        return ROLE_RANK[self.role] >= ROLE_RANK[needed]
+
+
+def hash_key(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+def new_key() -> str:
+    return secrets.token_urlsafe(32)
+
+
+class ClientRegistry:
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def register(self, name: str, role: Role, key: str | None = None) -> str:
+        """Create or re-key the client ``name``; return its key (shown once, stored hashed)."""
+        key = key or new_key()
+        row = {
+            "name": name,
+            "role": role.value,
+            "key_hash": hash_key(key),
+            "created_at": datetime.now(UTC),
+            "revoked_at": None,
+        }
+        with self.engine.begin() as conn:
+            upsert(conn, api_clients, [row], keys=("name",))
+        return key
+
+    def revoke(self, name: str) -> bool:
+        with self.engine.begin() as conn:
+            result = conn.execute(
+                update(api_clients)
+                .where(api_clients.c.name == name, api_clients.c.revoked_at.is_(None))
+                .values(revoked_at=datetime.now(UTC))
+            )
+        return bool(result.rowcount)
+
+    def authenticate(self, key: str | None) -> Client | None:
+        if not key:
+            return None
+        with self.engine.connect() as conn:
+            row = conn.execute(
+                select(api_clients.c.name, api_clients.c.role).where(
+                    api_clients.c.key_hash == hash_key(key), api_clients.c.revoked_at.is_(None)
+                )
+            ).first()
+        return None if row is None else Client(row.name, Role(row.role))
+
+    def list(self) -> list[tuple[str, Role, datetime, datetime | None]]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(
+                    api_clients.c.name,
+                    api_clients.c.role,
+                    api_clients.c.created_at,
+                    api_clients.c.revoked_at,
+                ).order_by(api_clients.c.name)
+            )
+            return [(r.name, Role(r.role), r.created_at, r.revoked_at) for r in rows]

@@ -1,0 +1,2 @@
+"""Item master, locations, accounts, cross-references and unit conversion; the validation of
+inbound movements against them."""

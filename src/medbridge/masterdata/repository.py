@@ -1,0 +1,220 @@
+"""The master data store: write canonical master data, read what the pipeline needs."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from decimal import Decimal
+
+from sqlalchemy import Connection, Engine, select
+
+from medbridge.canonical.masterdata import (
+    AccountAssignment,
+    AccountRole,
+    CodeSystem,
+    Contract,
+    CostCenter,
+    GLAccount,
+    Item,
+    ItemCategory,
+    ItemCode,
+    Location,
+    LocationKind,
+    PackConversion,
+    Supplier,
+    UnitOfMeasure,
+)
+from medbridge.domain.posting import AccountMap
+from medbridge.store.sql import chunks, upsert
+from medbridge.store.tables import (
+    account_assignments,
+    contracts,
+    cost_centers,
+    gl_accounts,
+    item_codes,
+    item_packs,
+    items,
+    locations,
+    suppliers,
+    units,
+)
+
+
+class MasterDataError(Exception):
+    """Master data that cannot be stored as given; ``field`` names the culprit."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+@dataclass(frozen=True)
+class LocationInfo:
+    code: str
+    kind: LocationKind
+    facility: str | None
+    cost_center: str | None
+
+
+class MasterDataRepository:
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    # --- writes ------------------------------------------------------------------------
+
+    def save_units(self, conn: Connection, values: Iterable[UnitOfMeasure]) -> None:
+        upsert(conn, units, [{"code": u.code, "name": u.name} for u in values], keys=("code",))
+
+    def save_item(self, conn: Connection, item: Item) -> None:
+        upsert(
+            conn,
+            items,
+            [
+                {
+                    "code": item.code,
+                    "name": item.name,
+                    "category": item.category.value,
+                    "base_unit": item.base_unit,
+                    "strength": item.strength,
+                }
+            ],
+            keys=("code",),
+        )
+        conn.execute(item_packs.delete().where(item_packs.c.item == item.code))
+        if item.packs:
+            conn.execute(
+                item_packs.insert(),
+                [
+                    {"item": item.code, "unit": p.unit, "factor": p.factor, "gtin": p.gtin}
+                    for p in item.packs
+                ],
+            )
+        for code in item.codes:
+            self.link_code(conn, item.code, code)
+
+    def link_code(self, conn: Connection, item: str, code: ItemCode) -> None:
+        """Cross-reference an external code to an item (a code maps to one item only)."""
+        row = {"system": code.system.value, "issuer": code.issuer or "", "code": code.code}
+        current = conn.execute(select(item_codes.c.item).filter_by(**row)).scalar_one_or_none()
+        if current is not None and current != item:
+            raise MasterDataError(
+                "codes", f"{code.system.value} {code.code} already maps to {current}"
+            )
+        upsert(conn, item_codes, [{**row, "item": item}], keys=("system", "issuer", "code"))
+
+    def save_cost_center(self, conn: Connection, center: CostCenter) -> None:
+        upsert(conn, cost_centers, [center.model_dump(mode="json")], keys=("code",))
+
+    def save_location(self, conn: Connection, location: Location) -> None:
+        facility: str | None = None
+        if location.kind is LocationKind.FACILITY:
+            facility = location.code
+        elif location.parent is not None:
+            parent = conn.execute(
+                select(locations.c.kind, locations.c.facility).where(
+                    locations.c.code == location.parent
+                )
+            ).first()
+            if parent is None:
+                raise MasterDataError("parent", f"parent location {location.parent} is unknown")
+            facility = parent.facility
+        row = location.model_dump(mode="json") | {"facility": facility}
+        upsert(conn, locations, [row], keys=("code",))
+
+    def save_gl_account(self, conn: Connection, account: GLAccount) -> None:
+        upsert(conn, gl_accounts, [account.model_dump(mode="json")], keys=("code",))
+
+    def assign_account(self, conn: Connection, assignment: AccountAssignment) -> None:
+        upsert(
+            conn,
+            account_assignments,
+            [assignment.model_dump(mode="json")],
+            keys=("facility", "role"),
+        )
+
+    def save_supplier(self, conn: Connection, supplier: Supplier) -> None:
+        upsert(conn, suppliers, [supplier.model_dump(mode="json")], keys=("code",))
+
+    def save_contract(self, conn: Connection, contract: Contract) -> None:
+        row = contract.model_dump(exclude={"price"}) | {
+            "price": contract.price.amount,
+            "currency": contract.price.currency,
+        }
+        upsert(conn, contracts, [row], keys=("code",))
+
+    # --- reads -------------------------------------------------------------------------
+
+    def items(self, conn: Connection, codes: Iterable[str]) -> dict[str, Item]:
+        wanted = sorted(set(codes))
+        found: dict[str, dict[str, object]] = {}
+        packs: dict[str, list[PackConversion]] = {}
+        for chunk in chunks(wanted):
+            for row in conn.execute(select(items).where(items.c.code.in_(chunk))):
+                found[row.code] = dict(row._mapping)
+            for row in conn.execute(select(item_packs).where(item_packs.c.item.in_(chunk))):
+                packs.setdefault(row.item, []).append(
+                    PackConversion(unit=row.unit, factor=row.factor, gtin=row.gtin)
+                )
+        return {
+            code: Item(
+                code=code,
+                name=str(row["name"]),
+                category=ItemCategory(str(row["category"])),
+                base_unit=str(row["base_unit"]),
+                strength=row["strength"],  # type: ignore[arg-type]
+                packs=tuple(packs.get(code, ())),
+            )
+            for code, row in found.items()
+        }
+
+    def item_by_code(
+        self, conn: Connection, system: CodeSystem, code: str, issuer: str = ""
+    ) -> str | None:
+        return conn.execute(
+            select(item_codes.c.item).where(
+                item_codes.c.system == system.value,
+                item_codes.c.issuer == issuer,
+                item_codes.c.code == code,
+            )
+        ).scalar_one_or_none()
+
+    def locations(self, conn: Connection, codes: Iterable[str]) -> dict[str, LocationInfo]:
+        result: dict[str, LocationInfo] = {}
+        for chunk in chunks(sorted(set(codes))):
+            for row in conn.execute(select(locations).where(locations.c.code.in_(chunk))):
+                result[row.code] = LocationInfo(
+                    row.code, LocationKind(row.kind), row.facility, row.cost_center
+                )
+        return result
+
+    def cost_centers(self, conn: Connection, codes: Iterable[str]) -> set[str]:
+        wanted = sorted(set(codes))
+        found: set[str] = set()
+        for chunk in chunks(wanted):
+            found.update(
+                conn.execute(
+                    select(cost_centers.c.code).where(cost_centers.c.code.in_(chunk))
+                ).scalars()
+            )
+        return found
+
+    def account_map(self, conn: Connection) -> AccountMap:
+        return {
+            (row.facility, AccountRole(row.role)): row.account
+            for row in conn.execute(select(account_assignments))
+        }
+
+    def unit_cost_hint(self, conn: Connection, item: str) -> Decimal | None:
+        """The lowest current contract price per base unit, for demo receipts."""
+        row = conn.execute(
+            select(contracts.c.price, contracts.c.unit)
+            .where(contracts.c.item == item)
+            .order_by(contracts.c.price)
+        ).first()
+        if row is None:
+            return None
+        found = self.items(conn, [item]).get(item)
+        if found is None:
+            return None
+        factor = next((p.factor for p in found.packs if p.unit == row.unit), Decimal(1))
+        return Decimal(row.price) / factor

@@ -1,0 +1,1 @@
+"""Observability: structured logs, metrics. Usable from every layer but canonical and domain."""

@@ -1,0 +1,59 @@
+"""All configuration, from ``MEDBRIDGE_*`` environment variables and an optional TOML file
+(``MEDBRIDGE_CONFIG_FILE``). Environment wins over the file."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+DEFAULT_VAR_DIR = Path("var")
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="MEDBRIDGE_", extra="ignore")
+
+    var_dir: Path = DEFAULT_VAR_DIR
+    database_url: str = f"sqlite:///{DEFAULT_VAR_DIR}/medbridge.db"
+    http_host: str = "127.0.0.1"
+    http_port: int = Field(default=8000, ge=1, le=65535)
+    admin_api_key: SecretStr | None = None
+
+    sqlite_synchronous: Literal["FULL", "NORMAL"] = "FULL"
+    """FULL: an acknowledged append survives power loss, not only a process crash."""
+
+    bus_partitions: int = Field(default=8, ge=1, le=1024)
+    consumer_batch_size: int = Field(default=500, ge=1, le=10_000)
+    consumer_poll_interval: float = Field(default=0.05, gt=0)
+    retry_max_attempts: int = Field(default=5, ge=1)
+    retry_initial_backoff: float = Field(default=0.2, ge=0)
+    retry_max_backoff: float = Field(default=10.0, ge=0)
+
+    demo: bool = False
+    demo_dispenses_per_second: float = Field(default=2.0, gt=0)
+
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_json: bool = True
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: tuple[PydanticBaseSettingsSource, ...] = (init_settings, env_settings)
+        config_file = os.environ.get("MEDBRIDGE_CONFIG_FILE")
+        if config_file:
+            sources += (TomlConfigSettingsSource(settings_cls, toml_file=Path(config_file)),)
+        return sources

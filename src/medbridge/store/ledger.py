@@ -1,0 +1,271 @@
+"""Persistence of the stock ledger and the journal: load and save a ``StockBook`` slice,
+record applied movements and journal entries, and the read-side queries."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import Connection, and_, func, insert, or_, select, tuple_
+
+from medbridge.canonical.finance import JournalEntry, JournalLine
+from medbridge.domain.ledger import StockBook, Valuation, ValuedMovement
+from medbridge.store.sql import chunks, upsert
+from medbridge.store.tables import (
+    journal_entries,
+    journal_lines,
+    ledger_movements,
+    locations,
+    stock_lots,
+    stock_valuations,
+)
+
+
+def load_book(conn: Connection, item_locations: Iterable[tuple[str, str]]) -> StockBook:
+    """Every lot and valuation of the given item@location pairs."""
+    book = StockBook()
+    pairs = sorted(set(item_locations))
+    for chunk in chunks(pairs, 200):
+        lots = conn.execute(
+            select(stock_lots).where(tuple_(stock_lots.c.item, stock_lots.c.location).in_(chunk))
+        )
+        for row in lots:
+            key = (row.item, row.location, row.lot)
+            book.on_hand[key] = row.quantity
+            book.expiries[key] = row.expiry
+        values = conn.execute(
+            select(stock_valuations).where(
+                tuple_(stock_valuations.c.item, stock_valuations.c.location).in_(chunk)
+            )
+        )
+        for row in values:
+            book.valuations[(row.item, row.location)] = Valuation(row.quantity, row.value)
+    return book
+
+
+def save_book(conn: Connection, book: StockBook) -> None:
+    lots = [
+        {
+            "item": key[0],
+            "location": key[1],
+            "lot": key[2],
+            "expiry": book.expiries.get(key),
+            "quantity": book.on_hand[key],
+        }
+        for key in sorted(book.changed_lots)
+    ]
+    values = [
+        {"item": key[0], "location": key[1], "quantity": v.quantity, "value": v.value}
+        for key in sorted(book.changed_values)
+        for v in (book.valuations[key],)
+    ]
+    upsert(conn, stock_lots, lots, keys=("item", "location", "lot"))
+    upsert(conn, stock_valuations, values, keys=("item", "location"))
+
+
+@dataclass(frozen=True)
+class AppliedMovement:
+    event_id: str
+    correlation_id: str
+    occurred_at: datetime
+    valued: ValuedMovement
+
+
+def record(
+    conn: Connection, applied: Sequence[AppliedMovement], entries: Sequence[JournalEntry]
+) -> None:
+    now = datetime.now(UTC)
+    if applied:
+        conn.execute(
+            insert(ledger_movements),
+            [
+                {
+                    "event_id": a.event_id,
+                    "kind": a.valued.movement.kind.value,
+                    "item": a.valued.movement.item,
+                    "location": a.valued.movement.location,
+                    "to_location": a.valued.movement.to_location,
+                    "quantity": a.valued.movement.quantity,
+                    "amount": a.valued.amount,
+                    "correlation_id": a.correlation_id,
+                    "occurred_at": a.occurred_at,
+                    "applied_at": now,
+                }
+                for a in applied
+            ],
+        )
+    if entries:
+        conn.execute(
+            insert(journal_entries),
+            [
+                {
+                    "entry_id": e.entry_id,
+                    "source_event_id": e.source_event_id,
+                    "correlation_id": e.correlation_id,
+                    "posting_date": e.posting_date,
+                    "period": e.period,
+                    "currency": e.currency,
+                    "description": e.description,
+                    "created_at": now,
+                }
+                for e in entries
+            ],
+        )
+        conn.execute(
+            insert(journal_lines),
+            [
+                {"entry_id": e.entry_id, "line_no": n, **line.model_dump()}
+                for e in entries
+                for n, line in enumerate(e.lines, start=1)
+            ],
+        )
+
+
+# --- read side -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class StockRow:
+    item: str
+    location: str
+    lot: str | None
+    expiry: date | None
+    quantity: Decimal
+
+
+def stock(
+    conn: Connection,
+    *,
+    item: str | None = None,
+    location: str | None = None,
+    lot: str | None = None,
+    include_empty: bool = False,
+    limit: int = 1000,
+    offset: int = 0,
+) -> list[StockRow]:
+    t = stock_lots
+    conditions: list[Any] = []
+    if item is not None:
+        conditions.append(t.c.item == item)
+    if location is not None:
+        conditions.append(t.c.location == location)
+    if lot is not None:
+        conditions.append(t.c.lot == lot)
+    if not include_empty:
+        conditions.append(t.c.quantity != 0)
+    stmt = (
+        select(t)
+        .where(and_(*conditions))
+        .order_by(t.c.item, t.c.location, t.c.lot)
+        .limit(limit)
+        .offset(offset)
+    )
+    return [
+        StockRow(r.item, r.location, r.lot or None, r.expiry, r.quantity)
+        for r in conn.execute(stmt)
+    ]
+
+
+def journal(
+    conn: Connection,
+    *,
+    correlation_id: str | None = None,
+    account: str | None = None,
+    period: str | None = None,
+    limit: int = 200,
+    offset: int = 0,
+) -> list[JournalEntry]:
+    e, ln = journal_entries, journal_lines
+    conditions: list[Any] = []
+    if correlation_id is not None:
+        conditions.append(e.c.correlation_id == correlation_id)
+    if period is not None:
+        conditions.append(e.c.period == period)
+    if account is not None:
+        conditions.append(e.c.entry_id.in_(select(ln.c.entry_id).where(ln.c.account == account)))
+    heads = conn.execute(
+        select(e)
+        .where(and_(*conditions))
+        .order_by(e.c.created_at, e.c.entry_id)
+        .limit(limit)
+        .offset(offset)
+    ).all()
+    lines: dict[str, list[JournalLine]] = {}
+    for chunk in chunks([h.entry_id for h in heads]):
+        for row in conn.execute(
+            select(ln).where(ln.c.entry_id.in_(chunk)).order_by(ln.c.entry_id, ln.c.line_no)
+        ):
+            lines.setdefault(row.entry_id, []).append(
+                JournalLine(
+                    account=row.account,
+                    debit=row.debit,
+                    credit=row.credit,
+                    cost_center=row.cost_center,
+                    facility=row.facility,
+                )
+            )
+    return [
+        JournalEntry(
+            entry_id=h.entry_id,
+            posting_date=h.posting_date,
+            currency=h.currency,
+            description=h.description,
+            source_event_id=h.source_event_id,
+            correlation_id=h.correlation_id,
+            lines=tuple(lines.get(h.entry_id, ())),
+        )
+        for h in heads
+    ]
+
+
+@dataclass(frozen=True)
+class FacilityCheck:
+    """The reconciliation checkpoint of DESIGN.md: stock ledger value vs GL inventory."""
+
+    facility: str
+    ledger_value: Decimal
+    gl_inventory: Decimal
+
+    @property
+    def difference(self) -> Decimal:
+        return self.ledger_value - self.gl_inventory
+
+
+def facility_checks(conn: Connection, inventory_accounts: dict[str, str]) -> list[FacilityCheck]:
+    """Per facility: the ledger's valuation and the balance of its inventory account."""
+    v, loc, ln = stock_valuations, locations, journal_lines
+    value_col = func.sum(v.c.value, type_=v.c.value.type)
+    ledger = dict(
+        conn.execute(
+            select(loc.c.facility, value_col)
+            .join(loc, loc.c.code == v.c.location)
+            .group_by(loc.c.facility)
+        ).all()
+    )
+    checks = []
+    for facility in sorted(set(ledger) | set(inventory_accounts)):
+        account = inventory_accounts.get(facility)
+        gl = Decimal(0)
+        if account is not None:
+            debit = func.sum(ln.c.debit, type_=ln.c.debit.type)
+            credit = func.sum(ln.c.credit, type_=ln.c.credit.type)
+            row = conn.execute(
+                select(debit, credit).where(
+                    ln.c.account == account, or_(ln.c.facility == facility, ln.c.facility.is_(None))
+                )
+            ).one()
+            gl = (row[0] or Decimal(0)) - (row[1] or Decimal(0))
+        checks.append(FacilityCheck(str(facility), ledger.get(facility) or Decimal(0), gl))
+    return checks
+
+
+def counts(conn: Connection) -> dict[str, int]:
+    return {
+        "movements": conn.execute(select(func.count()).select_from(ledger_movements)).scalar_one(),
+        "journal_entries": conn.execute(
+            select(func.count()).select_from(journal_entries)
+        ).scalar_one(),
+    }

@@ -1,0 +1,263 @@
+"""The tables (SQLAlchemy Core). Migrations in ``store/migrations`` must match this file: a
+test compares them."""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Column,
+    Date,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+
+from medbridge.store.types import MONEY, QUANTITY, UNIT_COST, ExactDecimal, UTCDateTime
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(column_0_label)s",
+        "uq": "uq_%(table_name)s_%(column_0_name)s",
+        "ck": "ck_%(table_name)s_%(constraint_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+SeqId = BigInteger().with_variant(Integer(), "sqlite")  # SQLite autoincrements INTEGER only
+
+# --- master data -------------------------------------------------------------------------
+
+units = Table(
+    "units",
+    metadata,
+    Column("code", String(16), primary_key=True),
+    Column("name", String(64), nullable=False),
+)
+
+items = Table(
+    "items",
+    metadata,
+    Column("code", String(64), primary_key=True),
+    Column("name", String(200), nullable=False),
+    Column("category", String(16), nullable=False),
+    Column("base_unit", String(16), ForeignKey("units.code"), nullable=False),
+    Column("strength", String(64)),
+)
+
+item_packs = Table(
+    "item_packs",
+    metadata,
+    Column("item", String(64), ForeignKey("items.code"), primary_key=True),
+    Column("unit", String(16), ForeignKey("units.code"), primary_key=True),
+    Column("factor", QUANTITY, nullable=False),
+    Column("gtin", String(14)),
+)
+
+item_codes = Table(
+    "item_codes",
+    metadata,
+    Column("system", String(16), primary_key=True),
+    Column("issuer", String(64), primary_key=True),  # "" when the code system is global
+    Column("code", String(64), primary_key=True),
+    Column("item", String(64), ForeignKey("items.code"), nullable=False, index=True),
+)
+
+cost_centers = Table(
+    "cost_centers",
+    metadata,
+    Column("code", String(64), primary_key=True),
+    Column("name", String(200), nullable=False),
+    Column("facility", String(64), nullable=False),
+)
+
+locations = Table(
+    "locations",
+    metadata,
+    Column("code", String(64), primary_key=True),
+    Column("name", String(200), nullable=False),
+    Column("kind", String(16), nullable=False),
+    Column("parent", String(64), ForeignKey("locations.code")),
+    Column("facility", String(64)),  # derived from the hierarchy on write
+    Column("cost_center", String(64), ForeignKey("cost_centers.code")),
+)
+
+gl_accounts = Table(
+    "gl_accounts",
+    metadata,
+    Column("code", String(64), primary_key=True),
+    Column("name", String(200), nullable=False),
+    Column("type", String(16), nullable=False),
+)
+
+account_assignments = Table(
+    "account_assignments",
+    metadata,
+    Column("facility", String(64), ForeignKey("locations.code"), primary_key=True),
+    Column("role", String(32), primary_key=True),
+    Column("account", String(64), ForeignKey("gl_accounts.code"), nullable=False),
+)
+
+suppliers = Table(
+    "suppliers",
+    metadata,
+    Column("code", String(64), primary_key=True),
+    Column("name", String(200), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("lead_time_days", Integer, nullable=False),
+)
+
+contracts = Table(
+    "contracts",
+    metadata,
+    Column("code", String(64), primary_key=True),
+    Column("supplier", String(64), ForeignKey("suppliers.code"), nullable=False),
+    Column("item", String(64), ForeignKey("items.code"), nullable=False, index=True),
+    Column("unit", String(16), nullable=False),
+    Column("price", UNIT_COST, nullable=False),
+    Column("currency", String(3), nullable=False),
+    Column("valid_from", Date, nullable=False),
+    Column("valid_to", Date),
+    Column("minimum_order_quantity", QUANTITY, nullable=False),
+)
+
+# --- governance ----------------------------------------------------------------------------
+
+api_clients = Table(
+    "api_clients",
+    metadata,
+    Column("id", SeqId, primary_key=True, autoincrement=True),
+    Column("name", String(100), nullable=False, unique=True),
+    Column("role", String(32), nullable=False),
+    Column("key_hash", String(64), nullable=False, unique=True),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("revoked_at", UTCDateTime),
+)
+
+# --- event backbone (embedded SQL log) ---------------------------------------------------
+
+bus_events = Table(
+    "bus_events",
+    metadata,
+    Column("seq", SeqId, primary_key=True, autoincrement=True),
+    Column("id", String(36), nullable=False, unique=True),
+    Column("type", String(120), nullable=False),
+    Column("source", String(200), nullable=False),
+    Column("subject", String(200), nullable=False),
+    Column("partition", Integer, nullable=False),
+    Column("idempotency_key", String(200), nullable=False, unique=True),
+    Column("correlation_id", String(36), nullable=False, index=True),
+    Column("causation_id", String(36)),
+    Column("time", UTCDateTime, nullable=False),
+    Column("appended_at", UTCDateTime, nullable=False),
+    Column("payload", Text, nullable=False),  # the whole envelope, JSON
+    Index("ix_bus_events_partition_seq", "partition", "seq"),
+)
+
+bus_positions = Table(
+    "bus_positions",
+    metadata,
+    Column("group", String(100), primary_key=True),
+    Column("partition", Integer, primary_key=True),
+    Column("position", SeqId, nullable=False),
+)
+
+bus_dead_letters = Table(
+    "bus_dead_letters",
+    metadata,
+    Column("id", SeqId, primary_key=True, autoincrement=True),
+    Column("group", String(100), nullable=False),
+    Column("event_seq", SeqId, nullable=False),
+    Column("event_id", String(36), nullable=False),
+    Column("event_type", String(120), nullable=False),
+    Column("subject", String(200), nullable=False),
+    Column("correlation_id", String(36), nullable=False),
+    Column("error_type", String(200), nullable=False),
+    Column("error", Text, nullable=False),
+    Column("traceback", Text, nullable=False),
+    Column("attempts", Integer, nullable=False),
+    Column("context", JSON, nullable=False),
+    Column("status", String(16), nullable=False),  # dead | replayed
+    Column("dead_at", UTCDateTime, nullable=False),
+    Column("replayed_at", UTCDateTime),
+    UniqueConstraint("group", "event_id", name="uq_bus_dead_letters_group_event"),
+    Index("ix_bus_dead_letters_status", "group", "status"),
+)
+
+consumer_dedup = Table(
+    "consumer_dedup",
+    metadata,
+    Column("consumer", String(100), primary_key=True),
+    Column("idempotency_key", String(200), primary_key=True),
+    Column("event_id", String(36), nullable=False),
+    Column("applied_at", UTCDateTime, nullable=False),
+)
+
+# --- stock ledger and journal -------------------------------------------------------------
+
+stock_lots = Table(
+    "stock_lots",
+    metadata,
+    Column("item", String(64), primary_key=True),
+    Column("location", String(64), primary_key=True),
+    Column("lot", String(64), primary_key=True),  # "" = held without lot
+    Column("expiry", Date),
+    Column("quantity", QUANTITY, nullable=False),
+)
+
+stock_valuations = Table(
+    "stock_valuations",
+    metadata,
+    Column("item", String(64), primary_key=True),
+    Column("location", String(64), primary_key=True),
+    Column("quantity", QUANTITY, nullable=False),
+    Column("value", MONEY, nullable=False),
+)
+
+ledger_movements = Table(
+    "ledger_movements",
+    metadata,
+    Column("event_id", String(36), primary_key=True),
+    Column("kind", String(32), nullable=False),
+    Column("item", String(64), nullable=False, index=True),
+    Column("location", String(64), nullable=False, index=True),
+    Column("to_location", String(64)),
+    Column("quantity", QUANTITY, nullable=False),  # base unit, signed for adjustments
+    Column("amount", MONEY, nullable=False),
+    Column("correlation_id", String(36), nullable=False, index=True),
+    Column("occurred_at", UTCDateTime, nullable=False),
+    Column("applied_at", UTCDateTime, nullable=False),
+)
+
+journal_entries = Table(
+    "journal_entries",
+    metadata,
+    Column("entry_id", String(80), primary_key=True),
+    Column("source_event_id", String(36), nullable=False, unique=True),
+    Column("correlation_id", String(36), nullable=False, index=True),
+    Column("posting_date", Date, nullable=False),
+    Column("period", String(7), nullable=False, index=True),
+    Column("currency", String(3), nullable=False),
+    Column("description", String(200), nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+)
+
+journal_lines = Table(
+    "journal_lines",
+    metadata,
+    Column("entry_id", String(80), ForeignKey("journal_entries.entry_id"), primary_key=True),
+    Column("line_no", Integer, primary_key=True),
+    Column("account", String(64), nullable=False, index=True),
+    Column("facility", String(64), nullable=False),
+    Column("cost_center", String(64)),
+    Column("debit", MONEY, nullable=False),
+    Column("credit", MONEY, nullable=False),
+)
+
+__all__ = ["ExactDecimal", "metadata"]

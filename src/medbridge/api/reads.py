@@ -48,7 +48,7 @@ async def get_stock(
                 "location": r.location,
                 "lot": r.lot,
                 "expiry": r.expiry.isoformat() if r.expiry else None,
-                "quantity": str(r.quantity),
+                "quantity": f"{r.quantity.normalize():f}",
             }
             for r in rows
         ]

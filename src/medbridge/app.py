@@ -1,0 +1,158 @@
+"""The composition root: the only place that chooses implementations from settings.
+
+``MedBridge.build(settings)`` wires engine, bus, master data, intake, consumers and the API;
+``serve()`` runs API and workers in one process (``medbridge run``).
+"""
+
+from __future__ import annotations
+
+import secrets
+import threading
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from fastapi import FastAPI
+from sqlalchemy import Engine
+
+from medbridge.api.application import create_api
+from medbridge.api.services import Services
+from medbridge.bus.consumer import Consumer
+from medbridge.bus.port import Bus, RetryPolicy
+from medbridge.bus.sql import SqlBus
+from medbridge.flows.demo import DemoTraffic
+from medbridge.flows.intake import MovementIntake
+from medbridge.flows.ledger_posting import CONSUMER as LEDGER
+from medbridge.flows.ledger_posting import PERMANENT_ERRORS, LedgerPosting
+from medbridge.governance.clients import ClientRegistry, Role
+from medbridge.masterdata.demo_network import seed_demo_network
+from medbridge.masterdata.repository import MasterDataRepository
+from medbridge.observability.logging import get_logger
+from medbridge.observability.metrics import BusCollector, register_bus_collector
+from medbridge.settings import Settings
+from medbridge.store import migrate
+from medbridge.store.db import create_db_engine
+
+log = get_logger(__name__)
+
+ADMIN_CLIENT = "admin"
+
+
+@dataclass
+class MedBridge:
+    settings: Settings
+    engine: Engine
+    bus: Bus
+    masterdata: MasterDataRepository
+    intake: MovementIntake
+    clients: ClientRegistry
+    consumers: dict[str, Consumer]
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _threads: list[threading.Thread] = field(default_factory=list)
+
+    @classmethod
+    def build(cls, settings: Settings | None = None) -> MedBridge:
+        settings = settings or Settings()
+        engine = create_db_engine(
+            settings.database_url, sqlite_synchronous=settings.sqlite_synchronous
+        )
+        bus = SqlBus(engine, partitions=settings.bus_partitions)
+        masterdata = MasterDataRepository(engine)
+        retry = RetryPolicy(
+            max_attempts=settings.retry_max_attempts,
+            initial_backoff=settings.retry_initial_backoff,
+            max_backoff=settings.retry_max_backoff,
+            permanent=PERMANENT_ERRORS,
+        )
+        consumers = {
+            LEDGER: Consumer(
+                bus,
+                LEDGER,
+                LedgerPosting(engine, masterdata),
+                retry,
+                batch_size=settings.consumer_batch_size,
+            )
+        }
+        return cls(
+            settings=settings,
+            engine=engine,
+            bus=bus,
+            masterdata=masterdata,
+            intake=MovementIntake(engine, bus, masterdata),
+            clients=ClientRegistry(engine),
+            consumers=consumers,
+        )
+
+    def services(self) -> Services:
+        return Services(
+            engine=self.engine,
+            bus=self.bus,
+            masterdata=self.masterdata,
+            intake=self.intake,
+            clients=self.clients,
+            consumers=self.consumers,
+        )
+
+    def upgrade_database(self) -> None:
+        migrate.upgrade(self.engine)
+
+    def seed_demo(self) -> None:
+        seed_demo_network(self.engine, self.masterdata)
+
+    def ensure_admin_key(self) -> tuple[str, bool]:
+        """The admin key: from settings, else from ``var/admin_api_key``, else a new one
+        written there (0600). Returns the key and whether it was generated now."""
+        if self.settings.admin_api_key is not None:
+            key, generated = self.settings.admin_api_key.get_secret_value(), False
+        else:
+            path = Path(self.settings.var_dir) / "admin_api_key"
+            generated = not path.exists()
+            if generated:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.write_text(secrets.token_urlsafe(32) + "\n")
+                path.chmod(0o600)
+            key = path.read_text().strip()
+        self.clients.register(ADMIN_CLIENT, Role.ADMIN, key)
+        return key, generated
+
+    # --- workers ---------------------------------------------------------------------------
+
+    def start_workers(self, demo: bool = False) -> None:
+        self._stop.clear()
+        for name, consumer in self.consumers.items():
+            self._spawn(
+                f"consumer-{name}", consumer.run, self._stop, self.settings.consumer_poll_interval
+            )
+        if demo:
+            traffic = DemoTraffic(self.intake, self.settings.demo_dispenses_per_second)
+            self._spawn("demo-traffic", traffic.run, self._stop)
+
+    def _spawn(self, name: str, target: object, *args: object) -> None:
+        thread = threading.Thread(target=target, args=args, name=name, daemon=True)  # type: ignore[arg-type]
+        thread.start()
+        self._threads.append(thread)
+
+    def stop_workers(self, timeout: float = 10.0) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(timeout)
+        self._threads.clear()
+
+    def api(self, with_workers: bool = False, demo: bool = False) -> FastAPI:
+        register_bus_collector(
+            BusCollector(list(self.consumers), self.bus.lag, self.bus.dead_letter_count)
+        )
+
+        @asynccontextmanager
+        async def lifespan(_api: FastAPI) -> AsyncIterator[None]:
+            if with_workers:
+                self.start_workers(demo=demo)
+            try:
+                yield
+            finally:
+                if with_workers:
+                    self.stop_workers()
+                self.engine.dispose()
+
+        return create_api(self.services(), lifespan=lifespan)

@@ -1,0 +1,216 @@
+"""The ``medbridge`` command."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+import uvicorn
+from rich.console import Console
+from rich.table import Table
+
+from medbridge.app import MedBridge
+from medbridge.bus.port import DeadLetterFilter
+from medbridge.canonical.masterdata import AccountRole
+from medbridge.governance.clients import Role
+from medbridge.observability.logging import configure_logging
+from medbridge.settings import Settings
+from medbridge.store import ledger as ledger_store
+
+app = typer.Typer(help="MedBridge: healthcare ERP middleware.", no_args_is_help=True)
+db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
+dlq_app = typer.Typer(help="Dead letters: list and replay.", no_args_is_help=True)
+ledger_app = typer.Typer(help="The stock ledger and the journal.", no_args_is_help=True)
+seed_app = typer.Typer(help="Seed master data.", no_args_is_help=True)
+clients_app = typer.Typer(help="API clients and their keys.", no_args_is_help=True)
+schemas_app = typer.Typer(help="The canonical JSON Schema registry.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+app.add_typer(dlq_app, name="dlq")
+app.add_typer(ledger_app, name="ledger")
+app.add_typer(seed_app, name="seed")
+app.add_typer(clients_app, name="clients")
+app.add_typer(schemas_app, name="schemas")
+
+console = Console()
+
+
+def _build() -> MedBridge:
+    settings = Settings()
+    configure_logging(settings.log_level, settings.log_json)
+    return MedBridge.build(settings)
+
+
+@app.command()
+def run(
+    demo: Annotated[bool, typer.Option(help="Seed the demo network and generate traffic.")] = False,
+    workers: Annotated[bool, typer.Option(help="Run the consumers in this process.")] = True,
+) -> None:
+    """Start the API and the workers in one process (migrating the database first)."""
+    mb = _build()
+    mb.upgrade_database()
+    key, generated = mb.ensure_admin_key()
+    demo = demo or mb.settings.demo
+    if demo:
+        mb.seed_demo()
+    where = f"http://{mb.settings.http_host}:{mb.settings.http_port}"
+    console.print(f"[bold]MedBridge[/bold] on {where}  (database {mb.settings.database_url})")
+    if generated or demo:
+        console.print(
+            f"admin API key: [bold]{key}[/bold]  (also in {mb.settings.var_dir}/admin_api_key)"
+        )
+    uvicorn.run(
+        mb.api(with_workers=workers, demo=demo),
+        host=mb.settings.http_host,
+        port=mb.settings.http_port,
+        log_level="warning",
+        access_log=False,
+    )
+
+
+@db_app.command("upgrade")
+def db_upgrade() -> None:
+    """Apply every migration (SQLite or PostgreSQL, per MEDBRIDGE_DATABASE_URL)."""
+    mb = _build()
+    mb.upgrade_database()
+    console.print("database at the latest revision")
+
+
+@seed_app.command("demo")
+def seed_demo() -> None:
+    """Seed the two-hospital demo network (idempotent)."""
+    mb = _build()
+    mb.upgrade_database()
+    mb.seed_demo()
+    console.print("demo network seeded: 2 facilities, 5 stores, 7 items")
+
+
+@dlq_app.command("list")
+def dlq_list(
+    group: Annotated[str | None, typer.Option(help="Consumer group.")] = None,
+    all_: Annotated[bool, typer.Option("--all", help="Include replayed ones.")] = False,
+) -> None:
+    """List dead letters with their errors."""
+    mb = _build()
+    letters = mb.bus.dead_letters(DeadLetterFilter(group=group, status=None if all_ else "dead"))
+    table = Table("id", "group", "status", "type", "subject", "attempts", "error")
+    for d in letters:
+        table.add_row(
+            str(d.id),
+            d.group,
+            d.status,
+            d.event_type,
+            d.subject,
+            str(d.attempts),
+            f"{d.error_type}: {d.error}",
+        )
+    console.print(table)
+    console.print(f"{len(letters)} dead letter(s)")
+
+
+@dlq_app.command("replay")
+def dlq_replay(
+    ids: Annotated[
+        list[int] | None, typer.Argument(help="Dead-letter ids (default: filter).")
+    ] = None,
+    group: Annotated[str, typer.Option(help="Consumer group.")] = "ledger",
+    event_type: Annotated[str | None, typer.Option(help="Only this event type.")] = None,
+    subject: Annotated[str | None, typer.Option(help="Only this subject (item@location).")] = None,
+    error_type: Annotated[str | None, typer.Option(help="Only this error type.")] = None,
+) -> None:
+    """Redeliver dead letters to their consumer once each (by id, or all matching a filter)."""
+    mb = _build()
+    consumer = mb.consumers.get(group)
+    if consumer is None:
+        console.print(
+            f"[red]unknown consumer group {group!r}[/red] (known: {', '.join(mb.consumers)})"
+        )
+        raise typer.Exit(2)
+    report = consumer.replay(
+        DeadLetterFilter(
+            ids=tuple(ids) if ids else None,
+            event_type=event_type,
+            subject=subject,
+            error_type=error_type,
+        )
+    )
+    console.print(f"replayed: {len(report.applied)} applied, {len(report.failed)} failed")
+    for dead_id, error in report.failed.items():
+        console.print(f"  [red]{dead_id}[/red]: {error}")
+    if report.failed:
+        raise typer.Exit(1)
+
+
+@ledger_app.command("show")
+def ledger_show(
+    item: Annotated[str | None, typer.Option(help="Item code.")] = None,
+    location: Annotated[str | None, typer.Option(help="Location code.")] = None,
+    journal: Annotated[int, typer.Option(help="How many recent journal entries to show.")] = 5,
+) -> None:
+    """On-hand stock, the latest journal entries, and the ledger-vs-GL check per facility."""
+    mb = _build()
+    with mb.engine.connect() as conn:
+        rows = ledger_store.stock(conn, item=item, location=location)
+        count = ledger_store.counts(conn)
+        total = count["journal_entries"]
+        entries = ledger_store.journal(conn, limit=journal, offset=max(0, total - journal))
+        accounts = mb.masterdata.account_map(conn)
+        checks = ledger_store.facility_checks(
+            conn, {f: a for (f, role), a in accounts.items() if role is AccountRole.INVENTORY}
+        )
+    stock = Table("item", "location", "lot", "expiry", "on hand", title="On hand")
+    for r in rows:
+        stock.add_row(
+            r.item, r.location, r.lot or "-", str(r.expiry or "-"), f"{r.quantity.normalize():f}"
+        )
+    console.print(stock)
+    recent = Table(
+        "entry", "date", "description", "account", "debit", "credit", title="Recent journal"
+    )
+    for e in entries:
+        for line in e.lines:
+            recent.add_row(
+                e.entry_id[:15],
+                str(e.posting_date),
+                e.description,
+                line.account,
+                str(line.debit or ""),
+                str(line.credit or ""),
+            )
+    console.print(recent)
+    check = Table("facility", "ledger value", "GL inventory", "difference", title="Ledger vs GL")
+    for c in checks:
+        check.add_row(c.facility, str(c.ledger_value), str(c.gl_inventory), str(c.difference))
+    console.print(check)
+    console.print(f"{count['movements']} movements applied, {total} journal entries")
+
+
+@clients_app.command("add")
+def clients_add(
+    name: str,
+    role: Annotated[Role, typer.Option(help="reader, integration or admin.")] = Role.INTEGRATION,
+) -> None:
+    """Create (or re-key) an API client; prints its key once."""
+    mb = _build()
+    mb.upgrade_database()
+    console.print(mb.clients.register(name, role))
+
+
+@clients_app.command("revoke")
+def clients_revoke(name: str) -> None:
+    """Revoke a client's key."""
+    if not _build().clients.revoke(name):
+        console.print(f"[red]no active client {name!r}[/red]")
+        raise typer.Exit(1)
+
+
+@schemas_app.command("publish")
+def schemas_publish() -> None:
+    """Write the canonical schemas to the registry (refuses an incompatible change)."""
+    from medbridge.governance.schema_registry import publish
+
+    written = publish()
+    console.print(f"{len(written)} schema file(s) written" if written else "registry up to date")
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,214 @@
+"""The demo network: two hospitals, their stores, cost centers, GL accounts, and items taken
+from ../shared/samples (NDCs of the HL7/FHIR/FDA samples, the HIBCC 832 drape).
+
+Sample flaws kept out on purpose: the RDS^O13 doxycycline "NDC" 01151327 has 8 digits, and of
+the HIBCC 832 GTINs only the box level (30387698433527) has a valid check digit.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+from decimal import Decimal
+
+from sqlalchemy import Engine
+
+from medbridge.canonical.base import Money
+from medbridge.canonical.codes import normalize_ndc
+from medbridge.canonical.masterdata import (
+    AccountAssignment,
+    AccountRole,
+    AccountType,
+    CodeSystem,
+    Contract,
+    CostCenter,
+    GLAccount,
+    Item,
+    ItemCategory,
+    ItemCode,
+    Location,
+    LocationKind,
+    PackConversion,
+    Supplier,
+    UnitOfMeasure,
+)
+from medbridge.masterdata.repository import MasterDataRepository
+
+UNITS = [
+    UnitOfMeasure(code="EA", name="each"),
+    UnitOfMeasure(code="BX", name="box"),
+    UnitOfMeasure(code="CA", name="case"),
+    UnitOfMeasure(code="VIAL", name="vial"),
+    UnitOfMeasure(code="CTN", name="carton"),
+    UnitOfMeasure(code="BAG", name="bag"),
+    UnitOfMeasure(code="CAP", name="capsule"),
+    UnitOfMeasure(code="TAB", name="tablet"),
+    UnitOfMeasure(code="mL", name="millilitre"),
+]
+
+
+def _ndc(code: str, shape: str | None = None) -> ItemCode:
+    return ItemCode(system=CodeSystem.NDC, code=normalize_ndc(code, shape))  # type: ignore[arg-type]
+
+
+ITEMS = [
+    Item(
+        code="VANCO-1G",
+        name="Vancomycin HCl 1 g vial",
+        category=ItemCategory.DRUG,
+        base_unit="VIAL",
+        packs=(PackConversion(unit="BX", factor=Decimal(10)),),
+        codes=(_ndc("0069-2587-10"),),
+        strength="1 g",
+    ),
+    Item(
+        code="AMPI-250",
+        name="Ampicillin 250 mg capsule",
+        category=ItemCategory.DRUG,
+        base_unit="CAP",
+        packs=(PackConversion(unit="BX", factor=Decimal(100)),),
+        codes=(_ndc("00047040230"),),
+        strength="250 mg",
+    ),
+    Item(
+        code="NICAR-40",
+        name="Nicardipine 40 mg/200 mL premixed bag",
+        category=ItemCategory.DRUG,
+        base_unit="BAG",
+        packs=(PackConversion(unit="CA", factor=Decimal(10)),),
+        codes=(_ndc("0143963401", "4-4-2"),),
+        strength="0.2 mg/mL",
+    ),
+    Item(
+        code="DILUENT-10",
+        name="Sterile diluent 10 mL vial",
+        category=ItemCategory.DRUG,
+        base_unit="VIAL",
+        packs=(
+            PackConversion(unit="CTN", factor=Decimal(1)),
+            PackConversion(unit="mL", factor=Decimal("0.1")),
+        ),
+        codes=(_ndc("0002-0800-01"),),
+    ),
+    Item(
+        code="AMOX-500",
+        name="Amoxicillin 500 mg oral capsule",
+        category=ItemCategory.DRUG,
+        base_unit="CAP",
+        packs=(PackConversion(unit="BX", factor=Decimal(30)),),
+        codes=(ItemCode(system=CodeSystem.LOCAL, code="308191", issuer="RXNORM"),),
+        strength="500 mg",
+    ),
+    Item(
+        code="DRAPE-SM",
+        name="Drape, small towel, clear plastic, adhesive strip",
+        category=ItemCategory.SUPPLY,
+        base_unit="EA",
+        packs=(
+            PackConversion(unit="BX", factor=Decimal(5), gtin="30387698433527"),
+            PackConversion(unit="CA", factor=Decimal(20)),
+        ),
+        codes=(ItemCode(system=CodeSystem.SUPPLIER_SKU, code="1000", issuer="MEDSURG"),),
+    ),
+    Item(
+        code="TUBE-BLUE",
+        name="Blood collection tube, blue cap",
+        category=ItemCategory.SUPPLY,
+        base_unit="EA",
+        packs=(PackConversion(unit="BX", factor=Decimal(100)),),
+    ),
+]
+
+UNIT_PRICES = {  # per base unit, USD
+    "VANCO-1G": Decimal("6.85"),
+    "AMPI-250": Decimal("0.42"),
+    "NICAR-40": Decimal("38.10"),
+    "DILUENT-10": Decimal("1.15"),
+    "AMOX-500": Decimal("0.19"),
+    "DRAPE-SM": Decimal("2.94"),
+    "TUBE-BLUE": Decimal("0.31"),
+}
+
+FACILITIES = {"H1": "St. Anne General Hospital", "H2": "Riverside Community Hospital"}
+STORES = {  # store -> (facility, name, cost center, cost center name)
+    "H1-PHARM": ("H1", "H1 main pharmacy", "H1-CC-PHARM", "H1 pharmacy"),
+    "H1-ICU": ("H1", "H1 ICU dispensing cabinet", "H1-CC-ICU", "H1 intensive care"),
+    "H1-OR": ("H1", "H1 operating room supply store", "H1-CC-OR", "H1 surgery"),
+    "H2-PHARM": ("H2", "H2 main pharmacy", "H2-CC-PHARM", "H2 pharmacy"),
+    "H2-ED": ("H2", "H2 emergency department cabinet", "H2-CC-ED", "H2 emergency"),
+}
+
+ACCOUNTS = {  # role -> (code pattern, name, type); {f} is the facility
+    AccountRole.INVENTORY: ("1400-{f}", "Inventory {f}", AccountType.ASSET),
+    AccountRole.GRNI: ("2100-{f}", "Goods received not invoiced {f}", AccountType.LIABILITY),
+    AccountRole.ACCOUNTS_PAYABLE: ("2000-{f}", "Accounts payable {f}", AccountType.LIABILITY),
+    AccountRole.DRUG_EXPENSE: ("5100-{f}", "Drug expense {f}", AccountType.EXPENSE),
+    AccountRole.SUPPLY_EXPENSE: ("5200-{f}", "Medical supply expense {f}", AccountType.EXPENSE),
+    AccountRole.WASTAGE_EXPENSE: ("5300-{f}", "Wastage and expiry {f}", AccountType.EXPENSE),
+    AccountRole.COUNT_ADJUSTMENT: (
+        "5400-{f}",
+        "Inventory count adjustment {f}",
+        AccountType.EXPENSE,
+    ),
+    AccountRole.PURCHASE_PRICE_VARIANCE: (
+        "5500-{f}",
+        "Purchase price variance {f}",
+        AccountType.EXPENSE,
+    ),
+}
+
+SUPPLIERS = [
+    Supplier(code="MCK", name="Wholesale drug distributor", lead_time_days=1),
+    Supplier(code="MEDSURG", name="Med/surg supplies distributor", lead_time_days=3),
+]
+
+
+def seed_demo_network(engine: Engine, repo: MasterDataRepository) -> None:
+    """Write the demo master data (idempotent: re-seeding updates in place)."""
+    with engine.begin() as conn:
+        repo.save_units(conn, UNITS)
+        for item in ITEMS:
+            repo.save_item(conn, item)
+        repo.save_location(
+            conn, Location(code="NET", name="Demo health network", kind=LocationKind.NETWORK)
+        )
+        for code, name in FACILITIES.items():
+            repo.save_location(
+                conn, Location(code=code, name=name, kind=LocationKind.FACILITY, parent="NET")
+            )
+            for role, (pattern, account_name, kind) in ACCOUNTS.items():
+                account = pattern.format(f=code)
+                repo.save_gl_account(
+                    conn, GLAccount(code=account, name=account_name.format(f=code), type=kind)
+                )
+                repo.assign_account(
+                    conn, AccountAssignment(facility=code, role=role, account=account)
+                )
+        for store, (facility, name, center, center_name) in STORES.items():
+            repo.save_cost_center(
+                conn, CostCenter(code=center, name=center_name, facility=facility)
+            )
+            repo.save_location(
+                conn,
+                Location(
+                    code=store,
+                    name=name,
+                    kind=LocationKind.STORE,
+                    parent=facility,
+                    cost_center=center,
+                ),
+            )
+        for supplier in SUPPLIERS:
+            repo.save_supplier(conn, supplier)
+        for item in ITEMS:
+            supplier = "MEDSURG" if item.category is ItemCategory.SUPPLY else "MCK"
+            repo.save_contract(
+                conn,
+                Contract(
+                    code=f"{supplier}-{item.code}",
+                    supplier=supplier,
+                    item=item.code,
+                    unit=item.base_unit,
+                    price=Money(amount=UNIT_PRICES[item.code]),
+                    valid_from=date(2026, 1, 1),
+                ),
+            )

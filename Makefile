@@ -1,0 +1,43 @@
+# The README's two commands are `make run` and `make test`; both set up the virtualenv first.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+PG_URL ?= postgresql://postgres@127.0.0.1:5432/postgres
+PYTEST_ARGS ?=
+
+.PHONY: install run test lint test-sqlite test-postgresql bench clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "MedBridge needs Python 3.11+"'
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --upgrade pip
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+## Start MedBridge on embedded defaults (SQLite under ./var) with the demo network.
+run: install
+	$(BIN)/medbridge run --demo
+
+## Lint, type-check, the dependency rule, then every test on SQLite and the storage tests on PostgreSQL.
+test: install lint test-sqlite test-postgresql
+
+lint: install
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff format --check src tests benchmarks
+	$(BIN)/mypy
+	$(BIN)/lint-imports --no-cache
+
+test-sqlite: install
+	env -u MEDBRIDGE_DATABASE_URL $(BIN)/pytest $(PYTEST_ARGS)
+
+test-postgresql: install
+	MEDBRIDGE_DATABASE_URL=$(PG_URL) $(BIN)/pytest -m db $(PYTEST_ARGS)
+
+bench: install
+	$(BIN)/python -m benchmarks.pipeline
+
+clean:
+	rm -rf $(VENV) var .mypy_cache .ruff_cache .pytest_cache .hypothesis

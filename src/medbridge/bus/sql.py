@@ -14,12 +14,13 @@ from typing import Any
 from uuid import UUID
 
 from sqlalchemy import Engine, and_, func, insert, or_, select, update
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DBAPIError, OperationalError
 
 from medbridge.bus.consumer import format_traceback
 from medbridge.bus.port import (
     AppendResult,
     Bus,
+    BusError,
     BusMessage,
     BusUnavailable,
     DeadLetter,
@@ -100,11 +101,15 @@ class SqlBus(Bus):
                     inserted = []
         except OperationalError as error:
             raise BusUnavailable(f"event log unavailable: {error.orig}") from error
+        except DBAPIError as error:  # e.g. a constraint violation: the batch was rolled back
+            raise BusError(f"event log refused the batch: {error.orig}") from error
         new = {r.idempotency_key: (r.id, r.seq, r.correlation_id) for r in inserted}
         results = []
+        stored: set[str] = set()  # keys whose first occurrence in this call was inserted
         for event in events:
             key = event.idempotency_key
-            if key in new and new[key][0] == str(event.id):
+            if key in new and key not in stored:
+                stored.add(key)
                 results.append(AppendResult(event.id, new[key][1], False, UUID(new[key][2])))
             else:
                 event_id, seq, correlation = known.get(key) or new[key]
@@ -200,7 +205,7 @@ class SqlBus(Bus):
             conditions.append(t.c.error_type == selection.error_type)
         if selection.status is not None:
             conditions.append(t.c.status == selection.status)
-        stmt = select(t).where(and_(*conditions)).order_by(t.c.id).limit(selection.limit)
+        stmt = select(t).where(*conditions).order_by(t.c.id).limit(selection.limit)
         with self.engine.connect() as conn:
             return [DeadLetter(**row._mapping) for row in conn.execute(stmt)]
 

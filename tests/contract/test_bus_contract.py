@@ -81,15 +81,15 @@ def fetch_all(bus: Bus, group: str) -> list[BusMessage]:
     return [m for p in range(bus.partitions) for m in bus.fetch(group, p, 10_000)]
 
 
-def policy(max_attempts: int = 4, **kwargs: object) -> RetryPolicy:
+def policy(max_attempts: int = 4, permanent: tuple[type[BaseException], ...] = ()) -> RetryPolicy:
     return RetryPolicy(
         max_attempts=max_attempts,
         initial_backoff=BASE_BACKOFF,
         max_backoff=10.0,
         multiplier=2.0,
         jitter=JITTER,
+        permanent=permanent,
         rng=random.Random(20240501),
-        **kwargs,  # type: ignore[arg-type]
     )
 
 
@@ -221,7 +221,7 @@ class BusContract:
 
         other = reopen(bus)
         fetched = {m.event_id: m for m in fetch_all(other, "durability")}
-        assert set(fetched) == {str(e.id) for e in [*events]} | {str(later[0].event_id)}
+        assert set(fetched) == {str(e.id) for e in events} | {str(later[0].event_id)}
         for event, result in zip(events, results, strict=True):
             message = fetched[str(event.id)]
             assert message.seq == result.seq

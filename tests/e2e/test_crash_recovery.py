@@ -125,7 +125,9 @@ def send_until_accepted(server: Server, body: list[dict[str, Any]]) -> None:
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         try:
-            answer = httpx.post(f"{server.url}/v1/stock-movements", json=body, headers=headers, timeout=30)
+            answer = httpx.post(
+                f"{server.url}/v1/stock-movements", json=body, headers=headers, timeout=30
+            )
         except httpx.TransportError:
             if server.process is not None and server.process.poll() is not None:
                 server.start()

@@ -85,7 +85,8 @@ def test_retry_then_dead_letter_then_replay_after_the_fix(
     assert delays == sorted(delays)  # exponential: each wait at least the one before
     [dead] = medbridge.bus.dead_letters(DeadLetterFilter(group="ledger"))
     assert dead.error_type == "MissingAccount"
-    assert "wastage_expense" in dead.error and "H2" in dead.error
+    assert "wastage_expense" in dead.error
+    assert "H2" in dead.error
     assert dead.attempts == settings.retry_max_attempts
     assert dead.event_type == "inventory.wasted.v1"
     assert medbridge.bus.lag("ledger") == 0
@@ -95,11 +96,13 @@ def test_retry_then_dead_letter_then_replay_after_the_fix(
     runner = CliRunner()
     listed = runner.invoke(cli, ["dlq", "list"], env=cli_env)
     assert listed.exit_code == 0, listed.output
-    assert "MissingAccount" in listed.output and "1 dead letter" in listed.output
+    assert "MissingAccount" in listed.output
+    assert "1 dead letter" in listed.output
 
     # replaying before the fix fails again and keeps it dead
     still = runner.invoke(cli, ["dlq", "replay", str(dead.id)], env=cli_env)
-    assert still.exit_code == 1 and "0 applied, 1 failed" in still.output
+    assert still.exit_code == 1
+    assert "0 applied, 1 failed" in still.output
     assert medbridge.bus.dead_letter_count("ledger") == 1
 
     # the fix, then the replay: applied once
@@ -116,8 +119,11 @@ def test_retry_then_dead_letter_then_replay_after_the_fix(
     assert medbridge.bus.dead_letter_count("ledger") == 0
 
     # replaying again (all, by filter) does nothing more
-    again = runner.invoke(cli, ["dlq", "replay", "--event-type", "inventory.wasted.v1"], env=cli_env)
-    assert again.exit_code == 0 and "0 applied" in again.output
+    again = runner.invoke(
+        cli, ["dlq", "replay", "--event-type", "inventory.wasted.v1"], env=cli_env
+    )
+    assert again.exit_code == 0
+    assert "0 applied" in again.output
     consumer.handler([medbridge.bus.get(dead.event_seq)])  # type: ignore[list-item]
     assert on_hand(medbridge) == Decimal(90)
     assert entries(medbridge) == 3
@@ -132,7 +138,8 @@ def test_insufficient_stock_is_dead_lettered_at_once_and_replayed_after_a_receip
     medbridge.intake.submit([Submission(movement(MovementKind.DISPENSE, "5"), "d1")], "test")
     consumer.drain()
     [dead] = medbridge.bus.dead_letters(DeadLetterFilter(group="ledger"))
-    assert dead.error_type == "InsufficientStock" and dead.attempts == 1
+    assert dead.error_type == "InsufficientStock"
+    assert dead.attempts == 1
     assert delays == []  # permanent: no retry can help
     assert dead.context["permanent"] is True
 
@@ -142,5 +149,6 @@ def test_insufficient_stock_is_dead_lettered_at_once_and_replayed_after_a_receip
     )
     consumer.drain()
     report = consumer.replay(DeadLetterFilter(subject="AMPI-250@H2-ED"))
-    assert report.applied == [dead.id] and not report.failed
+    assert report.applied == [dead.id]
+    assert not report.failed
     assert on_hand(medbridge) == Decimal(15)

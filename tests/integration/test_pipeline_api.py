@@ -104,9 +104,9 @@ def test_posted_movement_shows_in_stock_and_as_a_balanced_journal_entry(
     debits = sum(Decimal(line["debit"]) for line in entry["lines"])
     credits = sum(Decimal(line["credit"]) for line in entry["lines"])
     assert debits == credits == Decimal("20.55")
-    assert {(ln["account"], ln["cost_center"]) for ln in entry["lines"] if Decimal(ln["debit"])} == {
-        ("5100-H1", "H1-CC-PHARM")
-    }
+    assert {
+        (ln["account"], ln["cost_center"]) for ln in entry["lines"] if Decimal(ln["debit"])
+    } == {("5100-H1", "H1-CC-PHARM")}
     by_account = client.get("/v1/journal-entries", params={"account": "2100-H1"}).json()["items"]
     assert [e["description"] for e in by_account] == ["receipt VANCO-1G x100 @ H1-PHARM"]
     assert client.get("/v1/journal-entries", params={"period": "2026-10"}).json()["items"] == []
@@ -114,7 +114,9 @@ def test_posted_movement_shows_in_stock_and_as_a_balanced_journal_entry(
     assert recon["balanced"] is True
 
 
-def test_resubmitted_movement_has_no_second_effect(client: TestClient, medbridge: MedBridge) -> None:
+def test_resubmitted_movement_has_no_second_effect(
+    client: TestClient, medbridge: MedBridge
+) -> None:
     client.post("/v1/stock-movements", json=receipt("r-1"))
     first = client.post("/v1/stock-movements", json=dispense("d-1", "5")).json()["results"][0]
     drain(medbridge)
@@ -123,7 +125,8 @@ def test_resubmitted_movement_has_no_second_effect(client: TestClient, medbridge
 
     assert again.status_code == 202
     result = again.json()
-    assert result["duplicates"] == 1 and result["accepted"] == 0
+    assert result["duplicates"] == 1
+    assert result["accepted"] == 0
     assert result["results"][0]["status"] == "duplicate"
     assert result["results"][0]["event_id"] == first["event_id"]
     assert on_hand(client, item="VANCO-1G") == Decimal(95)
@@ -131,11 +134,18 @@ def test_resubmitted_movement_has_no_second_effect(client: TestClient, medbridge
     assert count(medbridge, bus_events) == 2
 
 
-def test_batch_with_a_duplicate_inside_is_applied_once(client: TestClient, medbridge: MedBridge) -> None:
+def test_batch_with_a_duplicate_inside_is_applied_once(
+    client: TestClient, medbridge: MedBridge
+) -> None:
     batch = [receipt("r-1"), dispense("d-1"), dispense("d-1"), dispense("d-2", "1")]
     answer = client.post("/v1/stock-movements", json=batch).json()
     drain(medbridge)
-    assert [r["status"] for r in answer["results"]] == ["accepted", "accepted", "duplicate", "accepted"]
+    assert [r["status"] for r in answer["results"]] == [
+        "accepted",
+        "accepted",
+        "duplicate",
+        "accepted",
+    ]
     assert on_hand(client) == Decimal(97)
 
 
@@ -214,7 +224,9 @@ def test_transfer_moves_stock_lot_and_value_between_facilities(
 
 
 def test_pack_units_convert_to_the_base_unit(client: TestClient, medbridge: MedBridge) -> None:
-    client.post("/v1/stock-movements", json=receipt("r-1", "3", unit="BX", unit_cost={"amount": "68.50"}))
+    client.post(
+        "/v1/stock-movements", json=receipt("r-1", "3", unit="BX", unit_cost={"amount": "68.50"})
+    )
     drain(medbridge)
     assert on_hand(client, item="VANCO-1G") == Decimal(30)
 
@@ -252,7 +264,9 @@ def test_every_v1_route_requires_a_key(client: TestClient, medbridge: MedBridge)
     assert client.get("/metrics", headers={"X-API-Key": ""}).status_code == 200
 
 
-def test_metrics_show_stage_counters_lag_and_dead_letters(client: TestClient, medbridge: MedBridge) -> None:
+def test_metrics_show_stage_counters_lag_and_dead_letters(
+    client: TestClient, medbridge: MedBridge
+) -> None:
     client.post("/v1/stock-movements", json=[receipt("r-1"), dispense("d-1")])
     text = client.get("/metrics").text
     assert 'medbridge_consumer_lag{group="ledger"} 2.0' in text
@@ -263,7 +277,9 @@ def test_metrics_show_stage_counters_lag_and_dead_letters(client: TestClient, me
     assert 'medbridge_stage_messages_total{outcome="applied",stage="ledger"}' in text
 
 
-def test_ledger_record_matches_each_applied_movement(client: TestClient, medbridge: MedBridge) -> None:
+def test_ledger_record_matches_each_applied_movement(
+    client: TestClient, medbridge: MedBridge
+) -> None:
     client.post("/v1/stock-movements", json=[receipt("r-1"), dispense("d-1"), dispense("d-2")])
     drain(medbridge)
     assert count(medbridge, ledger_movements) == 3

@@ -192,14 +192,14 @@ def _commit(
     book: StockBook, item: str, changes: Iterable[LotChange], values: dict[ValueKey, Valuation]
 ) -> None:
     for change in changes:
-        key = (item, change.location, change.lot)
-        book.on_hand[key] = book.on_hand.get(key, ZERO) + change.quantity
-        if change.quantity > 0 and (key not in book.expiries or book.expiries[key] is None):
-            book.expiries[key] = change.expiry
-        book.changed_lots.add(key)
-    for key, valuation in values.items():
-        book.valuations[key] = valuation
-        book.changed_values.add(key)
+        lot_key = (item, change.location, change.lot)
+        book.on_hand[lot_key] = book.on_hand.get(lot_key, ZERO) + change.quantity
+        if change.quantity > 0 and book.expiries.get(lot_key) is None:
+            book.expiries[lot_key] = change.expiry
+        book.changed_lots.add(lot_key)
+    for value_key, valuation in values.items():
+        book.valuations[value_key] = valuation
+        book.changed_values.add(value_key)
 
 
 def from_canonical(movement: StockMovement, item: Item) -> LedgerMovement:

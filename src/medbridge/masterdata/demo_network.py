@@ -200,12 +200,12 @@ def seed_demo_network(engine: Engine, repo: MasterDataRepository) -> None:
         for supplier in SUPPLIERS:
             repo.save_supplier(conn, supplier)
         for item in ITEMS:
-            supplier = "MEDSURG" if item.category is ItemCategory.SUPPLY else "MCK"
+            vendor = "MEDSURG" if item.category is ItemCategory.SUPPLY else "MCK"
             repo.save_contract(
                 conn,
                 Contract(
-                    code=f"{supplier}-{item.code}",
-                    supplier=supplier,
+                    code=f"{vendor}-{item.code}",
+                    supplier=vendor,
                     item=item.code,
                     unit=item.base_unit,
                     price=Money(amount=UNIT_PRICES[item.code]),

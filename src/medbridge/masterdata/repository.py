@@ -161,7 +161,7 @@ class MasterDataRepository:
                 name=str(row["name"]),
                 category=ItemCategory(str(row["category"])),
                 base_unit=str(row["base_unit"]),
-                strength=row["strength"],  # type: ignore[arg-type]
+                strength=row["strength"],
                 packs=tuple(packs.get(code, ())),
             )
             for code, row in found.items()

@@ -9,7 +9,7 @@ from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Connection, and_, func, insert, or_, select, tuple_
+from sqlalchemy import Connection, and_, func, insert, select, tuple_
 
 from medbridge.canonical.finance import JournalEntry, JournalLine
 from medbridge.domain.ledger import StockBook, Valuation, ValuedMovement
@@ -238,8 +238,8 @@ def facility_checks(conn: Connection, inventory_accounts: dict[str, str]) -> lis
     """Per facility: the ledger's valuation and the balance of its inventory account."""
     v, loc, ln = stock_valuations, locations, journal_lines
     value_col = func.sum(v.c.value, type_=v.c.value.type)
-    ledger = dict(
-        conn.execute(
+    ledger: dict[str, Decimal] = dict(
+        conn.execute(  # type: ignore[arg-type]
             select(loc.c.facility, value_col)
             .join(loc, loc.c.code == v.c.location)
             .group_by(loc.c.facility)
@@ -253,9 +253,7 @@ def facility_checks(conn: Connection, inventory_accounts: dict[str, str]) -> lis
             debit = func.sum(ln.c.debit, type_=ln.c.debit.type)
             credit = func.sum(ln.c.credit, type_=ln.c.credit.type)
             row = conn.execute(
-                select(debit, credit).where(
-                    ln.c.account == account, or_(ln.c.facility == facility, ln.c.facility.is_(None))
-                )
+                select(debit, credit).where(ln.c.account == account, ln.c.facility == facility)
             ).one()
             gl = (row[0] or Decimal(0)) - (row[1] or Decimal(0))
         checks.append(FacilityCheck(str(facility), ledger.get(facility) or Decimal(0), gl))

@@ -1,0 +1,38 @@
+"""Settings: MEDBRIDGE_ environment variables and an optional TOML file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+
+from medbridge.settings import Settings
+
+
+def test_defaults_are_embedded(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("MEDBRIDGE_DATABASE_URL", "MEDBRIDGE_HTTP_PORT", "MEDBRIDGE_CONFIG_FILE"):
+        monkeypatch.delenv(name, raising=False)
+    settings = Settings()
+    assert settings.database_url == "sqlite:///var/medbridge.db"
+    assert settings.http_port == 8000
+    assert settings.admin_api_key is None
+
+
+def test_environment_wins_over_the_file(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    config = tmp_path / "medbridge.toml"
+    config.write_text('http_port = 9100\ndatabase_url = "sqlite:///elsewhere.db"\n')
+    monkeypatch.setenv("MEDBRIDGE_CONFIG_FILE", str(config))
+    monkeypatch.setenv("MEDBRIDGE_HTTP_PORT", "9200")
+    monkeypatch.setenv("MEDBRIDGE_ADMIN_API_KEY", "s3cret")
+    settings = Settings()
+    assert settings.http_port == 9200
+    assert settings.database_url == "sqlite:///elsewhere.db"
+    assert settings.admin_api_key is not None
+    assert "s3cret" not in repr(settings)
+
+
+def test_bad_values_are_refused_naming_the_setting(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MEDBRIDGE_HTTP_PORT", "99999")
+    with pytest.raises(ValidationError, match="http_port"):
+        Settings()

@@ -24,7 +24,11 @@ from medbridge.bus.sql import SqlBus
 from medbridge.flows.demo import DemoTraffic
 from medbridge.flows.intake import MovementIntake
 from medbridge.flows.ledger_posting import CONSUMER as LEDGER
-from medbridge.flows.ledger_posting import PERMANENT_ERRORS, LedgerPosting
+from medbridge.flows.ledger_posting import (
+    INFRASTRUCTURE_ERRORS,
+    PERMANENT_ERRORS,
+    LedgerPosting,
+)
 from medbridge.governance.clients import ClientRegistry, Role
 from medbridge.masterdata.demo_network import seed_demo_network
 from medbridge.masterdata.repository import MasterDataRepository
@@ -64,6 +68,7 @@ class MedBridge:
             initial_backoff=settings.retry_initial_backoff,
             max_backoff=settings.retry_max_backoff,
             permanent=PERMANENT_ERRORS,
+            halt_on=INFRASTRUCTURE_ERRORS,
         )
         consumers = {
             LEDGER: Consumer(

@@ -8,6 +8,7 @@ from decimal import Decimal
 
 import pytest
 from sqlalchemy import delete, func, select
+from sqlalchemy.exc import OperationalError
 from typer.testing import CliRunner
 
 from medbridge.app import MedBridge
@@ -152,3 +153,31 @@ def test_insufficient_stock_is_dead_lettered_at_once_and_replayed_after_a_receip
     assert report.applied == [dead.id]
     assert not report.failed
     assert on_hand(medbridge) == Decimal(15)
+
+
+def test_a_database_outage_pauses_the_consumer_and_blames_no_message(medbridge: MedBridge) -> None:
+    consumer = medbridge.consumers["ledger"]
+    real_handler = consumer.handler
+    outage = {"left": 3}
+
+    class FlakyDatabase:
+        name = real_handler.name
+
+        def __call__(self, messages: object) -> None:
+            if outage["left"]:
+                outage["left"] -= 1
+                raise OperationalError("SELECT 1", {}, Exception("could not connect to server"))
+            real_handler(messages)  # type: ignore[arg-type]
+
+    consumer.handler = FlakyDatabase()
+    medbridge.intake.submit(
+        [Submission(movement(MovementKind.RECEIPT, "10", unit_cost=Money(amount="0.40")), "r1")],
+        "test",
+    )
+    for _ in range(3):
+        with pytest.raises(OperationalError):
+            consumer.poll_once()
+        assert medbridge.bus.lag("ledger") == 1
+    assert medbridge.bus.dead_letter_count("ledger") == 0
+    consumer.drain()
+    assert on_hand(medbridge) == Decimal(10)

@@ -4,7 +4,9 @@ For each partition in turn: fetch a batch after the group's position and hand it
 handler in one call (one transaction). If the batch fails, each message is redelivered alone,
 so that one bad message cannot hold back the others: it is retried with backoff and jitter
 (``RetryPolicy``), then dead-lettered with its error, and the position moves past it. While a
-message is being retried its partition waits, which keeps per-key order.
+message is being retried its partition waits, which keeps per-key order. An infrastructure
+failure (``RetryPolicy.halt_on``) is nobody's message's fault: the round stops, nothing is
+dead-lettered, and ``run`` tries again after a pause.
 """
 
 from __future__ import annotations
@@ -68,7 +70,7 @@ class Consumer:
         while not stop.is_set():
             try:
                 handled = self.poll_once()
-            except Exception:  # the bus itself failed: wait, then go on
+            except Exception:  # the bus or an infrastructure the handler needs failed
                 log.exception("consumer.poll_failed", group=self.group)
                 metrics.STAGE.labels(stage=self.group, outcome="poll_error").inc()
                 stop.wait(max(idle_sleep, self.retry.initial_backoff))
@@ -81,6 +83,8 @@ class Consumer:
         try:
             self.handler(batch)
         except Exception as error:
+            if self.retry.halts(error):
+                raise
             log.warning(
                 "consumer.batch_failed",
                 group=self.group,
@@ -101,6 +105,8 @@ class Consumer:
             try:
                 self.handler([message])
             except Exception as error:
+                if self.retry.halts(error):
+                    raise
                 if self.retry.is_permanent(error) or attempt >= self.retry.max_attempts:
                     self._dead_letter(message, error, attempt)
                     return

@@ -123,6 +123,9 @@ class RetryPolicy:
     Attempt n (1-based) that fails waits ``min(max_backoff, initial_backoff * multiplier**(n-1))``
     scaled by a random factor in ``[1 - jitter, 1]`` before attempt n+1. Errors of a
     ``permanent`` type skip the retries: retrying cannot help, only a fix and a replay can.
+    Errors of a ``halt_on`` type mean the system, not the message, is failing (the database is
+    down): the consumer stops the round without counting an attempt or dead-lettering
+    anything, and the run loop tries again after a pause.
     """
 
     max_attempts: int = 5
@@ -131,6 +134,7 @@ class RetryPolicy:
     multiplier: float = 2.0
     jitter: float = 0.5
     permanent: tuple[type[BaseException], ...] = ()
+    halt_on: tuple[type[BaseException], ...] = ()
     rng: random.Random = field(default_factory=random.Random, compare=False, repr=False)
 
     def backoff(self, attempt: int) -> float:
@@ -139,6 +143,9 @@ class RetryPolicy:
 
     def is_permanent(self, error: BaseException) -> bool:
         return isinstance(error, self.permanent)
+
+    def halts(self, error: BaseException) -> bool:
+        return isinstance(error, self.halt_on)
 
 
 def partition_for(subject: str, partitions: int) -> int:

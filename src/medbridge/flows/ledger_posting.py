@@ -13,6 +13,7 @@ from collections.abc import Sequence
 
 from pydantic import ValidationError
 from sqlalchemy import Engine
+from sqlalchemy.exc import InterfaceError, OperationalError
 
 from medbridge.bus.port import BusMessage
 from medbridge.canonical.events import EventEnvelope
@@ -38,7 +39,10 @@ PERMANENT_ERRORS: tuple[type[BaseException], ...] = (
     InsufficientStock,
 )
 """Retrying cannot help these: dead-letter at once, replay after the fix. Other errors (a
-missing GL account, a database hiccup) are retried with backoff first."""
+missing GL account, a constraint race) are retried with backoff first."""
+
+INFRASTRUCTURE_ERRORS: tuple[type[BaseException], ...] = (OperationalError, InterfaceError)
+"""The database is unreachable or locked: pause the consumer, blame no message."""
 
 
 class LedgerPosting:

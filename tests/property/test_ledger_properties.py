@@ -10,6 +10,8 @@ every step:
 - on hand is never negative, and per item@location the lots add up to the valuation quantity,
   which is also what the movements applied so far add up to;
 - value is never negative, is kept to the cent, and is 0 when the quantity is 0 (no residue);
+- each movement moves its exact moving-average (or receipt) value rounded once, to half a cent,
+  and an issue that empties an item@location takes the whole value;
 - an issue larger than the stock is refused exactly when it should be, leaving the book as it
   was; an issue without a lot draws lots first-expiry-first-out.
 """
@@ -20,6 +22,7 @@ import copy
 from collections import defaultdict
 from datetime import date
 from decimal import ROUND_DOWN, Decimal
+from fractions import Fraction
 
 from hypothesis import event, settings
 from hypothesis import strategies as st
@@ -43,6 +46,7 @@ from medbridge.domain.posting import AccountMap, PostingContext, journal_entry_f
 D = Decimal
 ZERO = D(0)
 QUANTUM = D("0.001")
+HALF_CENT = D("0.005")
 
 STORES = {"F1": ("F1-MAIN", "F1-ICU"), "F2": ("F2-MAIN", "F2-ER")}
 FACILITY_OF = {store: facility for facility, stores in STORES.items() for store in stores}
@@ -72,11 +76,13 @@ locations = st.sampled_from(LOCATIONS)
 lots = st.sampled_from([None, *EXPIRY_OF_LOT])  # None: no lot (receipts) / FEFO (issues)
 quantities = st.decimals(min_value=QUANTUM, max_value=D(25), places=3)
 unit_costs = st.decimals(min_value=ZERO, max_value=D("99.9999"), places=4)
-# how much an issue asks for: everything held, a share of it, or any quantity (often too much)
+# How much an issue asks for: a share of what is held (often all of it), or any quantity
+# (often too much, so refused).
+Portion = tuple[str, Decimal]
+shares = st.one_of(st.just(D(1)), st.decimals(min_value=D("0.01"), max_value=D(1), places=2))
 portions = st.one_of(
-    st.just("all"),
-    st.decimals(min_value=D("0.01"), max_value=D(1), places=2),
-    quantities.map(lambda q: ("any", q)),
+    shares.map(lambda share: ("share", share)),
+    quantities.map(lambda qty: ("any", qty)),
 )
 
 
@@ -107,27 +113,25 @@ class LedgerMachine(RuleBasedStateMachine):
     def source(self, data: st.DataObject) -> tuple[str, str, str | None]:
         """Where an issue draws from: mostly a lot that holds stock, else anywhere."""
         stocked = sorted(key for key, held in self.book.on_hand.items() if held > 0)
-        if stocked and data.draw(st.integers(0, 4), label="from stock?"):
+        from_stock = data.draw(st.integers(0, 4), label="from stock?") > 0
+        if stocked and from_stock:
             item, location, lot = data.draw(st.sampled_from(stocked), label="stocked lot")
             fefo = lot == NO_LOT or data.draw(st.booleans(), label="fefo?")
             return item, location, None if fefo else lot
         return data.draw(st.tuples(items, locations, lots), label="anywhere")
 
     def issue_quantity(
-        self, item: str, location: str, lot: str | None, portion: object
+        self, item: str, location: str, lot: str | None, portion: Portion
     ) -> Decimal | None:
-        if isinstance(portion, tuple):
-            return portion[1]
+        how, amount = portion
+        if how == "any":
+            return amount
         held = self.held(item, location, lot)
-        if portion == "all":
-            qty = held
-        else:
-            assert isinstance(portion, Decimal)
-            qty = (held * portion).quantize(QUANTUM, rounding=ROUND_DOWN)
+        qty = (held * amount).quantize(QUANTUM, rounding=ROUND_DOWN)
         return qty if qty > 0 else None
 
-    def apply(self, movement: LedgerMovement) -> ValuedMovement | None:
-        """Apply and post a movement; None when the ledger refused it (checked unchanged)."""
+    def apply(self, movement: LedgerMovement) -> None:
+        """Apply and post a movement, or check that the ledger refused it rightly, unchanged."""
         before = copy.deepcopy(self.book)
         issuing = movement.kind in (*ISSUING_KINDS, MovementKind.TRANSFER) or (
             movement.kind is MovementKind.COUNT_ADJUSTMENT and movement.quantity < 0
@@ -136,13 +140,17 @@ class LedgerMachine(RuleBasedStateMachine):
         held = self.held(movement.item, movement.location, movement.lot) if issuing else None
         try:
             valued = self.book.apply(movement)
-        except InsufficientStock as refused:
+        except InsufficientStock as error:
+            refused: InsufficientStock | None = error
+        else:
+            refused = None
+        if refused is not None:
             event("refused: insufficient stock")
             assert held is not None
             assert held < qty, f"refused although {held} >= {qty}"
             assert (refused.wanted, refused.held) == (qty, held)
             assert self.book == before, "a refused movement changed the book"
-            return None
+            return
         assert held is None or held >= qty, f"issued {qty} with only {held} on hand"
         event(f"applied: {movement.kind.value}")
         if issuing and self.book.valuation(movement.item, movement.location).quantity == 0:
@@ -151,15 +159,24 @@ class LedgerMachine(RuleBasedStateMachine):
         self.check_valued(before, valued, issuing)
         self.track_quantity(movement)
         self.post(valued)
-        return valued
 
     def check_valued(self, before: StockBook, valued: ValuedMovement, issuing: bool) -> None:
         m = valued.movement
         qty = abs(m.quantity)
         assert valued.amount >= 0
         assert valued.amount == valued.amount.quantize(CENT)
+        # the value moved is the exact moving-average share, rounded once to the cent
+        source = before.valuation(m.item, m.location)
+        if issuing:  # qty * value / quantity, exact as a fraction (no 28-digit unit cost)
+            exact = Fraction(qty) * Fraction(source.value) / Fraction(source.quantity)
+        else:
+            cost = m.unit_cost if m.unit_cost is not None else source.unit_cost
+            exact = Fraction(qty) * Fraction(cost)
+        assert abs(Fraction(valued.amount) - exact) <= Fraction(HALF_CENT)
         if not issuing:
             return
+        if qty == source.quantity:
+            assert valued.amount == source.value, "emptying must take the whole value"
         drawn = [c for c in valued.lot_changes if c.location == m.location]
         assert all(c.quantity < 0 for c in drawn)
         assert sum(c.quantity for c in drawn) == -qty
@@ -174,6 +191,7 @@ class LedgerMachine(RuleBasedStateMachine):
             for change in drawn[:-1]:  # every lot but the last is emptied
                 assert -change.quantity == before.on_hand[(m.item, m.location, change.lot)]
         if m.kind is MovementKind.TRANSFER:
+            assert m.to_location is not None
             arrived = [c for c in valued.lot_changes if c.location == m.to_location]
             assert [(c.lot, c.quantity) for c in arrived] == [(c.lot, -c.quantity) for c in drawn]
             for change in arrived:
@@ -231,7 +249,7 @@ class LedgerMachine(RuleBasedStateMachine):
         )
 
     @rule(kind=st.sampled_from(ISSUING_KINDS), portion=portions, data=st.data())
-    def issue(self, kind: MovementKind, portion: object, data: st.DataObject) -> None:
+    def issue(self, kind: MovementKind, portion: Portion, data: st.DataObject) -> None:
         item, location, lot = self.source(data)
         qty = self.issue_quantity(item, location, lot, portion)
         if qty is None:
@@ -239,7 +257,7 @@ class LedgerMachine(RuleBasedStateMachine):
         self.apply(LedgerMovement(kind, item, location, qty, lot))
 
     @rule(portion=portions, data=st.data())
-    def transfer(self, portion: object, data: st.DataObject) -> None:
+    def transfer(self, portion: Portion, data: st.DataObject) -> None:
         item, source, lot = self.source(data)
         destination = data.draw(locations.filter(lambda to: to != source), label="to")
         qty = self.issue_quantity(item, source, lot, portion)
@@ -267,7 +285,7 @@ class LedgerMachine(RuleBasedStateMachine):
         )
 
     @rule(portion=portions, data=st.data())
-    def count_loss(self, portion: object, data: st.DataObject) -> None:
+    def count_loss(self, portion: Portion, data: st.DataObject) -> None:
         item, location, lot = self.source(data)
         qty = self.issue_quantity(item, location, lot, portion)
         if qty is None:

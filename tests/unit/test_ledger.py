@@ -190,6 +190,15 @@ def test_issue_value_is_rounded_to_the_cent() -> None:
     assert book.valuation(ITEM, STORE) == Valuation(D(2), D("6.67"))
 
 
+def test_issue_value_is_rounded_once_on_the_whole_quantity_not_per_unit() -> None:
+    book = book_with(receipt("3", "3.3333"))  # 10.00
+
+    valued = book.apply(issue("2"))
+
+    assert valued.amount == D("6.67")  # 2 x 10.00 / 3 = 6.666..., not 2 x 3.33
+    assert book.valuation(ITEM, STORE) == Valuation(D(1), D("3.33"))
+
+
 def test_issuing_one_by_one_leaves_no_residue_the_last_unit_takes_the_rest() -> None:
     book = book_with(receipt("3", "3.3333"))  # 10.00
 

@@ -22,6 +22,7 @@ from medbridge.bus.consumer import Consumer
 from medbridge.bus.port import Bus, RetryPolicy
 from medbridge.bus.sql import SqlBus
 from medbridge.flows.demo import DemoTraffic
+from medbridge.flows.inbound import InboundIntake
 from medbridge.flows.intake import MovementIntake
 from medbridge.flows.ledger_posting import CONSUMER as LEDGER
 from medbridge.flows.ledger_posting import (
@@ -31,6 +32,7 @@ from medbridge.flows.ledger_posting import (
 )
 from medbridge.governance.clients import ClientRegistry, Role
 from medbridge.masterdata.demo_network import seed_demo_network
+from medbridge.masterdata.inbound import InboundResolver
 from medbridge.masterdata.repository import MasterDataRepository
 from medbridge.observability.logging import get_logger
 from medbridge.observability.metrics import BusCollector, register_bus_collector
@@ -50,6 +52,7 @@ class MedBridge:
     bus: Bus
     masterdata: MasterDataRepository
     intake: MovementIntake
+    inbound: InboundIntake
     clients: ClientRegistry
     consumers: dict[str, Consumer]
     _stop: threading.Event = field(default_factory=threading.Event)
@@ -79,12 +82,14 @@ class MedBridge:
                 batch_size=settings.consumer_batch_size,
             )
         }
+        intake = MovementIntake(engine, bus, masterdata)
         return cls(
             settings=settings,
             engine=engine,
             bus=bus,
             masterdata=masterdata,
-            intake=MovementIntake(engine, bus, masterdata),
+            intake=intake,
+            inbound=InboundIntake(engine, intake, InboundResolver(masterdata)),
             clients=ClientRegistry(engine),
             consumers=consumers,
         )
@@ -95,6 +100,7 @@ class MedBridge:
             bus=self.bus,
             masterdata=self.masterdata,
             intake=self.intake,
+            inbound=self.inbound,
             clients=self.clients,
             consumers=self.consumers,
         )

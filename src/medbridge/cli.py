@@ -11,10 +11,13 @@ from rich.table import Table
 
 from medbridge.app import MedBridge
 from medbridge.bus.port import DeadLetterFilter
-from medbridge.canonical.masterdata import AccountRole
+from medbridge.canonical.masterdata import AccountRole, CodeSystem, ItemCode
+from medbridge.flows.inbound import ExceptionNotOpen
 from medbridge.governance.clients import Role
+from medbridge.masterdata.repository import CrossReferences
 from medbridge.observability.logging import configure_logging
 from medbridge.settings import Settings
+from medbridge.store import exceptions as exception_store
 from medbridge.store import ledger as ledger_store
 
 app = typer.Typer(help="MedBridge: healthcare ERP middleware.", no_args_is_help=True)
@@ -30,6 +33,10 @@ app.add_typer(ledger_app, name="ledger")
 app.add_typer(seed_app, name="seed")
 app.add_typer(clients_app, name="clients")
 app.add_typer(schemas_app, name="schemas")
+exceptions_app = typer.Typer(help="The inbound exception queue.", no_args_is_help=True)
+xref_app = typer.Typer(help="Cross-references from source systems' codes.", no_args_is_help=True)
+app.add_typer(exceptions_app, name="exceptions")
+app.add_typer(xref_app, name="xref")
 
 console = Console()
 
@@ -210,6 +217,90 @@ def schemas_publish() -> None:
 
     written = publish()
     console.print(f"{len(written)} schema file(s) written" if written else "registry up to date")
+
+
+@exceptions_app.command("list")
+def exceptions_list(
+    status: Annotated[str, typer.Option(help="open, applied or discarded.")] = "open",
+) -> None:
+    """Inbound messages parked because a code did not resolve."""
+    mb = _build()
+    with mb.engine.connect() as conn:
+        found = exception_store.listing(conn, status=status)
+    table = Table("id", "source", "key", "status", "problems")
+    for e in found:
+        problems = "; ".join(f"{p['field']}={p['value']}: {p['reason']}" for p in e.problems)
+        table.add_row(str(e.id), e.source, e.idempotency_key, e.status, problems)
+    console.print(table)
+    console.print(f"{len(found)} exception(s)")
+
+
+@exceptions_app.command("replay")
+def exceptions_replay(exception_ids: list[int]) -> None:
+    """Resolve parked messages again and apply each once if every code now resolves."""
+    mb = _build()
+    failed = False
+    for exception_id in exception_ids:
+        try:
+            result = mb.inbound.replay(exception_id)
+        except ExceptionNotOpen as error:
+            console.print(f"[red]{error}[/red]")
+            failed = True
+            continue
+        console.print(f"{exception_id}: {result.outcome.value}")
+        for p in result.problems:
+            console.print(f"  still unresolved: {p.field}={p.value}: {p.reason}")
+            failed = True
+    if failed:
+        raise typer.Exit(1)
+
+
+@exceptions_app.command("discard")
+def exceptions_discard(exception_id: int, reason: str) -> None:
+    """Close a parked message without applying it."""
+    try:
+        _build().inbound.discard(exception_id, f"cli: {reason}")
+    except ExceptionNotOpen as error:
+        console.print(f"[red]{error}[/red]")
+        raise typer.Exit(1) from error
+
+
+@xref_app.command("item")
+def xref_item(
+    item: str,
+    system: Annotated[CodeSystem, typer.Option(help="ndc, gtin, local, supplier_sku, erp.")],
+    code: Annotated[str, typer.Option(help="The external code.")],
+    issuer: Annotated[str | None, typer.Option(help="The source system (local codes).")] = None,
+) -> None:
+    """Map an external item code (NDC, GTIN, a source's local code) to an item."""
+    mb = _build()
+    with mb.engine.begin() as conn:
+        mb.masterdata.link_code(conn, item, ItemCode(system=system, code=code, issuer=issuer))
+    console.print(f"{system.value} {code} -> {item}")
+
+
+@xref_app.command("location")
+def xref_location(source_system: str, code: str, location: str) -> None:
+    """Map a source system's location code to a MedBridge store or bin."""
+    mb = _build()
+    with mb.engine.begin() as conn:
+        CrossReferences.map_location(conn, source_system, code, location)
+
+
+@xref_app.command("cost-center")
+def xref_cost_center(source_system: str, code: str, cost_center: str) -> None:
+    """Map a source system's patient location to a cost center."""
+    mb = _build()
+    with mb.engine.begin() as conn:
+        CrossReferences.map_cost_center(conn, source_system, code, cost_center)
+
+
+@xref_app.command("unit")
+def xref_unit(source_system: str, code: str, unit: str) -> None:
+    """Map a source system's unit code to a MedBridge unit."""
+    mb = _build()
+    with mb.engine.begin() as conn:
+        CrossReferences.map_unit(conn, source_system, code, unit)
 
 
 if __name__ == "__main__":

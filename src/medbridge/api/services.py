@@ -9,6 +9,7 @@ from sqlalchemy import Engine
 
 from medbridge.bus.consumer import Consumer
 from medbridge.bus.port import Bus
+from medbridge.flows.inbound import InboundIntake
 from medbridge.flows.intake import MovementIntake
 from medbridge.governance.clients import ClientRegistry
 from medbridge.masterdata.repository import MasterDataRepository
@@ -20,5 +21,6 @@ class Services:
     bus: Bus
     masterdata: MasterDataRepository
     intake: MovementIntake
+    inbound: InboundIntake
     clients: ClientRegistry
     consumers: Mapping[str, Consumer]

@@ -29,13 +29,16 @@ from medbridge.store.sql import chunks, upsert
 from medbridge.store.tables import (
     account_assignments,
     contracts,
+    cost_center_xrefs,
     cost_centers,
     gl_accounts,
     item_codes,
     item_packs,
     items,
+    location_xrefs,
     locations,
     suppliers,
+    unit_xrefs,
     units,
 )
 
@@ -218,3 +221,34 @@ class MasterDataRepository:
             return None
         factor = next((p.factor for p in found.packs if p.unit == row.unit), Decimal(1))
         return Decimal(row.price) / factor
+
+
+class CrossReferences:
+    """Writes of the per-source cross-references (location, cost center, unit)."""
+
+    @staticmethod
+    def map_location(conn: Connection, source_system: str, code: str, location: str) -> None:
+        upsert(
+            conn,
+            location_xrefs,
+            [{"source_system": source_system, "code": code, "location": location}],
+            keys=("source_system", "code"),
+        )
+
+    @staticmethod
+    def map_cost_center(conn: Connection, source_system: str, code: str, cost_center: str) -> None:
+        upsert(
+            conn,
+            cost_center_xrefs,
+            [{"source_system": source_system, "code": code, "cost_center": cost_center}],
+            keys=("source_system", "code"),
+        )
+
+    @staticmethod
+    def map_unit(conn: Connection, source_system: str, code: str, unit: str) -> None:
+        upsert(
+            conn,
+            unit_xrefs,
+            [{"source_system": source_system, "code": code, "unit": unit}],
+            keys=("source_system", "code"),
+        )

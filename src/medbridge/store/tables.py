@@ -127,6 +127,47 @@ contracts = Table(
     Column("minimum_order_quantity", QUANTITY, nullable=False),
 )
 
+# --- cross-references per source system ---------------------------------------------------
+
+location_xrefs = Table(
+    "location_xrefs",
+    metadata,
+    Column("source_system", String(64), primary_key=True),
+    Column("code", String(120), primary_key=True),
+    Column("location", String(64), ForeignKey("locations.code"), nullable=False),
+)
+
+cost_center_xrefs = Table(
+    "cost_center_xrefs",
+    metadata,
+    Column("source_system", String(64), primary_key=True),
+    Column("code", String(120), primary_key=True),  # a patient location (ward, point of care)
+    Column("cost_center", String(64), ForeignKey("cost_centers.code"), nullable=False),
+)
+
+unit_xrefs = Table(
+    "unit_xrefs",
+    metadata,
+    Column("source_system", String(64), primary_key=True),
+    Column("code", String(32), primary_key=True),
+    Column("unit", String(16), ForeignKey("units.code"), nullable=False),
+)
+
+inbound_exceptions = Table(
+    "inbound_exceptions",
+    metadata,
+    Column("id", SeqId, primary_key=True, autoincrement=True),
+    Column("source", String(200), nullable=False),  # the connector and sender
+    Column("source_system", String(64), nullable=False, index=True),
+    Column("idempotency_key", String(200), nullable=False, unique=True),
+    Column("problems", JSON, nullable=False),  # [{index, field, value, reason}]
+    Column("drafts", JSON, nullable=False),  # the InboundMovements, as received
+    Column("status", String(16), nullable=False, index=True),  # open | applied | discarded
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("resolved_at", UTCDateTime),
+    Column("resolution", Text),
+)
+
 # --- governance ----------------------------------------------------------------------------
 
 api_clients = Table(

@@ -1,0 +1,166 @@
+"""The inbound exception queue and the cross-references that resolve it."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request
+from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy.exc import IntegrityError
+from starlette.concurrency import run_in_threadpool
+
+from medbridge.api.auth import require, services
+from medbridge.canonical.codes import CodeError
+from medbridge.canonical.masterdata import CodeSystem, ItemCode
+from medbridge.flows.inbound import ExceptionNotOpen, InboundResult
+from medbridge.governance.clients import Client, Role
+from medbridge.masterdata.repository import CrossReferences, MasterDataError
+from medbridge.store import exceptions as exception_store
+
+router = APIRouter(prefix="/v1", tags=["exceptions and cross-references"])
+Admin = Annotated[Client, Depends(require(Role.ADMIN))]
+Reader = Annotated[Client, Depends(require(Role.READER))]
+
+
+def _view(e: exception_store.InboundException) -> dict[str, Any]:
+    return {
+        "id": e.id,
+        "source": e.source,
+        "source_system": e.source_system,
+        "idempotency_key": e.idempotency_key,
+        "status": e.status,
+        "problems": e.problems,
+        "movements": e.drafts,
+        "created_at": e.created_at.isoformat(),
+        "resolved_at": e.resolved_at.isoformat() if e.resolved_at else None,
+        "resolution": e.resolution,
+    }
+
+
+def _result(result: InboundResult) -> dict[str, Any]:
+    return {
+        "outcome": result.outcome.value,
+        "event_ids": [str(e) for e in result.event_ids],
+        "problems": [p.as_dict() for p in result.problems],
+    }
+
+
+@router.get("/exceptions")
+async def list_exceptions(
+    request: Request,
+    _client: Reader,
+    status: Annotated[str | None, Query(pattern="^(open|applied|discarded)$")] = "open",
+    source_system: Annotated[str | None, Query(max_length=64)] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 200,
+) -> dict[str, Any]:
+    def query() -> list[dict[str, Any]]:
+        with services(request).engine.connect() as conn:
+            found = exception_store.listing(
+                conn, status=status, source_system=source_system, limit=limit
+            )
+        return [_view(e) for e in found]
+
+    return {"items": await run_in_threadpool(query)}
+
+
+@router.post("/exceptions/{exception_id}/replay")
+async def replay_exception(
+    request: Request, _client: Admin, exception_id: Annotated[int, Path(ge=1)]
+) -> dict[str, Any]:
+    try:
+        result = await run_in_threadpool(services(request).inbound.replay, exception_id)
+    except ExceptionNotOpen as error:
+        raise HTTPException(409, detail=str(error)) from error
+    return _result(result)
+
+
+class Discard(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    reason: str = Field(min_length=3, max_length=500)
+
+
+@router.post("/exceptions/{exception_id}/discard")
+async def discard_exception(
+    request: Request, body: Discard, client: Admin, exception_id: Annotated[int, Path(ge=1)]
+) -> dict[str, Any]:
+    try:
+        await run_in_threadpool(
+            services(request).inbound.discard, exception_id, f"{client.name}: {body.reason}"
+        )
+    except ExceptionNotOpen as error:
+        raise HTTPException(409, detail=str(error)) from error
+    return {"id": exception_id, "status": "discarded"}
+
+
+class ItemCrossReference(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    system: CodeSystem
+    code: str = Field(min_length=1, max_length=64)
+    issuer: str | None = Field(default=None, max_length=64)
+    item: str = Field(min_length=1, max_length=64)
+
+
+class SourceCrossReference(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    source_system: str = Field(min_length=1, max_length=64)
+    code: str = Field(min_length=1, max_length=120)
+    target: str = Field(min_length=1, max_length=64)
+
+
+def _unprocessable(field: str, message: str) -> HTTPException:
+    return HTTPException(
+        422, detail=[{"loc": ["body", field], "msg": message, "type": "value_error"}]
+    )
+
+
+@router.post("/cross-references/items", status_code=201)
+async def add_item_code(
+    request: Request, body: ItemCrossReference, _client: Admin
+) -> dict[str, Any]:
+    svc = services(request)
+
+    def write() -> ItemCode:
+        code = ItemCode(system=body.system, code=body.code, issuer=body.issuer)
+        with svc.engine.begin() as conn:
+            if not svc.masterdata.items(conn, [body.item]):
+                raise MasterDataError("item", f"unknown item {body.item!r}")
+            svc.masterdata.link_code(conn, body.item, code)
+        return code
+
+    try:
+        code = await run_in_threadpool(write)
+    except (CodeError, ValueError) as error:
+        field = getattr(error, "field", "code")
+        raise _unprocessable(field if isinstance(field, str) else "code", str(error)) from error
+    return {
+        "system": code.system.value,
+        "code": code.code,
+        "issuer": code.issuer,
+        "item": body.item,
+    }
+
+
+def _source_route(kind: str, writer: Any) -> Any:
+    async def add(request: Request, body: SourceCrossReference, _client: Admin) -> dict[str, Any]:
+        def write() -> None:
+            with services(request).engine.begin() as conn:
+                writer(conn, body.source_system, body.code, body.target)
+
+        try:
+            await run_in_threadpool(write)
+        except IntegrityError as error:
+            raise _unprocessable("target", f"unknown {kind} {body.target!r}") from error
+        return body.model_dump()
+
+    add.__name__ = f"add_{kind.replace(' ', '_')}_code"
+    return add
+
+
+for path, kind, writer in (
+    ("locations", "location", CrossReferences.map_location),
+    ("cost-centers", "cost center", CrossReferences.map_cost_center),
+    ("units", "unit", CrossReferences.map_unit),
+):
+    router.add_api_route(
+        f"/cross-references/{path}", _source_route(kind, writer), methods=["POST"], status_code=201
+    )

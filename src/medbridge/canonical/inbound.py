@@ -1,0 +1,56 @@
+"""Inbound movements as connectors see them: still in the source system's own codes.
+
+A connector maps its wire format to an ``InboundMovement`` and never resolves codes itself;
+``masterdata`` resolves the item, locations and unit through the cross-references of the
+source system. What cannot be resolved is parked in the exception queue, not dropped.
+
+PHI rule: nothing here identifies a patient. ``encounter_ref`` is a keyed pseudonym (HMAC)
+computed inside the connector; ``patient_location`` is a ward/bed code, used for the cost
+center only.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+from decimal import Decimal
+from enum import StrEnum
+
+from pydantic import AwareDatetime, Field
+
+from medbridge.canonical.base import CanonicalModel, Code, Money
+from medbridge.canonical.movements import MovementKind
+
+
+class ItemCodeKind(StrEnum):
+    """How a source names an item."""
+
+    NDC = "ndc"  # any NDC spelling; normalised to 11 digits by the resolver
+    GTIN = "gtin"
+    LOCAL = "local"  # the source system's own code (issuer = the source system)
+
+
+class ExternalItem(CanonicalModel):
+    kind: ItemCodeKind
+    code: str = Field(min_length=1, max_length=64)
+    text: str | None = Field(default=None, max_length=200)
+    """The source's description, kept for the exception queue (never patient data)."""
+
+
+class InboundMovement(CanonicalModel):
+    """One movement in a source system's own codes (location, unit and item not yet mapped)."""
+
+    source_system: Code
+    """Whose codes these are: e.g. ``H1^PHARMACY`` (HL7 MSH-3/4), ``gnuhealth:health``."""
+    kind: MovementKind
+    item: ExternalItem
+    location: str = Field(min_length=1, max_length=120)
+    quantity: Decimal = Field(max_digits=18, decimal_places=6)
+    unit: str | None = Field(default=None, max_length=32)
+    lot: str | None = Field(default=None, min_length=1, max_length=64)
+    expiry: date | None = None
+    to_location: str | None = Field(default=None, max_length=120)
+    unit_cost: Money | None = None
+    patient_location: str | None = Field(default=None, max_length=120)
+    occurred_at: AwareDatetime
+    encounter_ref: str | None = Field(default=None, max_length=128)
+    reason: str | None = Field(default=None, max_length=200)

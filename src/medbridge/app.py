@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from fastapi import FastAPI
+from pydantic import SecretStr
 from sqlalchemy import Engine
 
 from medbridge.api.application import create_api
@@ -21,6 +22,8 @@ from medbridge.api.services import Services
 from medbridge.bus.consumer import Consumer
 from medbridge.bus.port import Bus, RetryPolicy
 from medbridge.bus.sql import SqlBus
+from medbridge.connectors.hl7v2 import Hl7Config, Hl7Receiver, MllpListener, UnmappedAck
+from medbridge.flows.demand import DemandRecorder
 from medbridge.flows.demo import DemoTraffic
 from medbridge.flows.inbound import InboundIntake
 from medbridge.flows.intake import MovementIntake
@@ -111,19 +114,46 @@ class MedBridge:
     def seed_demo(self) -> None:
         seed_demo_network(self.engine, self.masterdata)
 
+    def _var_secret(self, name: str) -> tuple[str, bool]:
+        """A secret kept in ``var/<name>`` (0600), generated on first use."""
+        path = Path(self.settings.var_dir) / name
+        generated = not path.exists()
+        if generated:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(secrets.token_urlsafe(32) + "\n")
+            path.chmod(0o600)
+        return path.read_text().strip(), generated
+
+    def pseudonym_secret(self) -> SecretStr:
+        """The HMAC key of encounter pseudonyms: stable across restarts, or pseudonyms drift."""
+        if self.settings.pseudonym_secret is not None:
+            return self.settings.pseudonym_secret
+        return SecretStr(self._var_secret("pseudonym_secret")[0])
+
+    def hl7_config(self, **overrides: object) -> Hl7Config:
+        s = self.settings
+        values: dict[str, object] = {
+            "host": s.mllp_host,
+            "port": s.mllp_port,
+            "tls_cert": s.mllp_tls_cert,
+            "tls_key": s.mllp_tls_key,
+            "unmapped_ack": UnmappedAck(s.hl7_unmapped_ack),
+            "pseudonym_secret": self.pseudonym_secret(),
+        }
+        return Hl7Config.model_validate(values | overrides)
+
+    def mllp_listener(self, config: Hl7Config | None = None) -> MllpListener:
+        config = config or self.hl7_config()
+        receiver = Hl7Receiver(self.inbound, DemandRecorder(self.bus), config)
+        return MllpListener(receiver, config)
+
     def ensure_admin_key(self) -> tuple[str, bool]:
         """The admin key: from settings, else from ``var/admin_api_key``, else a new one
         written there (0600). Returns the key and whether it was generated now."""
         if self.settings.admin_api_key is not None:
             key, generated = self.settings.admin_api_key.get_secret_value(), False
         else:
-            path = Path(self.settings.var_dir) / "admin_api_key"
-            generated = not path.exists()
-            if generated:
-                path.parent.mkdir(parents=True, exist_ok=True)
-                path.write_text(secrets.token_urlsafe(32) + "\n")
-                path.chmod(0o600)
-            key = path.read_text().strip()
+            key, generated = self._var_secret("admin_api_key")
         self.clients.register(ADMIN_CLIENT, Role.ADMIN, key)
         return key, generated
 
@@ -157,6 +187,9 @@ class MedBridge:
 
         @asynccontextmanager
         async def lifespan(_api: FastAPI) -> AsyncIterator[None]:
+            listener = self.mllp_listener() if with_workers and self.settings.mllp_enabled else None
+            if listener is not None:
+                await listener.start()
             if with_workers:
                 self.start_workers(demo=demo)
             try:
@@ -164,6 +197,8 @@ class MedBridge:
             finally:
                 if with_workers:
                     self.stop_workers()
+                if listener is not None:
+                    await listener.stop()
                 self.engine.dispose()
 
         return create_api(self.services(), lifespan=lifespan)

@@ -37,6 +37,16 @@ class Settings(BaseSettings):
     retry_initial_backoff: float = Field(default=0.2, ge=0)
     retry_max_backoff: float = Field(default=10.0, ge=0)
 
+    mllp_enabled: bool = True
+    mllp_host: str = "127.0.0.1"
+    mllp_port: int = Field(default=2575, ge=0, le=65535)
+    mllp_tls_cert: Path | None = None
+    mllp_tls_key: Path | None = None
+    hl7_unmapped_ack: Literal["AA", "AE"] = "AA"
+    """How a message parked for review (unmapped codes) is acknowledged."""
+    pseudonym_secret: SecretStr | None = None
+    """HMAC key of encounter pseudonyms; if unset, generated once into ``var/pseudonym_secret``."""
+
     demo: bool = False
     demo_dispenses_per_second: float = Field(default=2.0, gt=0)
 

@@ -7,15 +7,23 @@ allocation, atomic refusal of an issue larger than the stock, transfers, count a
 from __future__ import annotations
 
 import copy
-from datetime import date
+from datetime import UTC, date, datetime
 from decimal import Decimal
 
 import pytest
 
+from medbridge.canonical.base import Money
 from medbridge.canonical.masterdata import Item, ItemCategory, PackConversion
-from medbridge.canonical.movements import MovementKind
-from medbridge.domain.errors import DomainError, InsufficientStock, UnknownUnit
-from medbridge.domain.ledger import NO_LOT, LedgerMovement, LotChange, StockBook, Valuation
+from medbridge.canonical.movements import MovementKind, StockMovement
+from medbridge.domain.errors import DomainError, InsufficientStock, InvalidMovement, UnknownUnit
+from medbridge.domain.ledger import (
+    NO_LOT,
+    LedgerMovement,
+    LotChange,
+    StockBook,
+    Valuation,
+    from_canonical,
+)
 from medbridge.domain.units import base_factor, to_base_quantity
 
 D = Decimal
@@ -554,3 +562,66 @@ def test_unknown_unit_names_the_item_the_unit_and_the_known_units() -> None:
 def test_unit_codes_are_case_sensitive() -> None:
     with pytest.raises(UnknownUnit):
         base_factor(AMOX, "bx")
+
+
+def canonical(kind: MovementKind, quantity: str, unit: str, **fields: object) -> StockMovement:
+    return StockMovement.model_validate(
+        {
+            "kind": kind,
+            "item": ITEM,
+            "location": STORE,
+            "quantity": D(quantity),
+            "unit": unit,
+            "occurred_at": datetime(2025, 3, 14, 9, 30, tzinfo=UTC),
+            **fields,
+        }
+    )
+
+
+def test_from_canonical_converts_quantity_and_unit_cost_to_the_base_unit() -> None:
+    movement = canonical(
+        MovementKind.RECEIPT,
+        "2",
+        "BX",
+        lot="L1",
+        expiry=EARLY,
+        unit_cost=Money(amount=D("25.00")),
+    )
+
+    assert from_canonical(movement, AMOX) == LedgerMovement(
+        MovementKind.RECEIPT, ITEM, STORE, D(40), lot="L1", expiry=EARLY, unit_cost=D("1.25")
+    )
+
+
+def test_from_canonical_keeps_the_sign_of_a_count_loss_and_the_transfer_destination() -> None:
+    loss = from_canonical(canonical(MovementKind.COUNT_ADJUSTMENT, "-1", "STRIP"), AMOX)
+    moved = from_canonical(canonical(MovementKind.TRANSFER, "1", "CA", to_location=WARD), AMOX)
+
+    assert (loss.quantity, loss.unit_cost) == (D("-2.5"), None)
+    assert (moved.quantity, moved.to_location) == (D(480), WARD)
+
+
+def test_a_receipt_in_packs_is_valued_at_the_pack_price_without_losing_a_cent() -> None:
+    thirds = Item(
+        code=ITEM,
+        name="Amoxicillin 500 mg capsule",
+        category=ItemCategory.DRUG,
+        base_unit="CAP",
+        packs=(PackConversion(unit="BX", factor=D(3)),),
+    )
+    movement = canonical(MovementKind.RECEIPT, "7", "BX", unit_cost=Money(amount=D("10.00")))
+    book = StockBook()
+
+    valued = book.apply(from_canonical(movement, thirds))  # 21 CAP at 3.333... each
+
+    assert valued.amount == D("70.00")
+    assert book.valuation(ITEM, STORE) == Valuation(D(21), D("70.00"))
+
+
+def test_a_transfer_to_its_own_location_is_refused_before_touching_the_book() -> None:
+    book = StockBook()
+    book.apply(LedgerMovement(MovementKind.RECEIPT, "X", "A", Decimal(10), unit_cost=Decimal(2)))
+    before = (dict(book.on_hand), dict(book.valuations))
+    with pytest.raises(InvalidMovement, match="to_location"):
+        book.apply(LedgerMovement(MovementKind.TRANSFER, "X", "A", Decimal(4), to_location="A"))
+    assert (book.on_hand, book.valuations) == before

@@ -11,9 +11,13 @@ center only.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from datetime import date
 from decimal import Decimal
 from enum import StrEnum
+from typing import Protocol
+from uuid import UUID
 
 from pydantic import AwareDatetime, Field
 
@@ -32,6 +36,8 @@ class ItemCodeKind(StrEnum):
 class ExternalItem(CanonicalModel):
     kind: ItemCodeKind
     code: str = Field(min_length=1, max_length=64)
+    issuer: str | None = Field(default=None, max_length=64)
+    """For a local code: whose code it is (e.g. ``RXNORM``); default: the source system."""
     text: str | None = Field(default=None, max_length=200)
     """The source's description, kept for the exception queue (never patient data)."""
 
@@ -54,3 +60,52 @@ class InboundMovement(CanonicalModel):
     occurred_at: AwareDatetime
     encounter_ref: str | None = Field(default=None, max_length=128)
     reason: str | None = Field(default=None, max_length=200)
+
+
+# --- the inbound port: what a connector hands its movements to ------------------------------
+
+
+class InboundOutcome(StrEnum):
+    ACCEPTED = "accepted"  # durably appended
+    DUPLICATE = "duplicate"  # appended before: no second effect
+    EXCEPTION = "exception"  # parked in the exception queue, nothing appended
+
+
+@dataclass(frozen=True)
+class UnresolvedCode:
+    """A code of an inbound movement that no cross-reference resolves."""
+
+    index: int
+    field: str
+    value: str
+    reason: str
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "index": self.index,
+            "field": self.field,
+            "value": self.value,
+            "reason": self.reason,
+        }
+
+
+@dataclass(frozen=True)
+class InboundReceipt:
+    outcome: InboundOutcome
+    event_ids: tuple[UUID, ...] = ()
+    exception_id: int | None = None
+    problems: tuple[UnresolvedCode, ...] = field(default_factory=tuple)
+
+
+class InboundSink(Protocol):
+    """Where a connector hands the movements of ONE source message, with that message's
+    idempotency key. Returns only once the outcome is durable (appended, or parked)."""
+
+    def receive(
+        self,
+        drafts: Sequence[InboundMovement],
+        *,
+        source: str,
+        idempotency_key: str,
+        correlation_id: UUID | None = None,
+    ) -> InboundReceipt: ...

@@ -5,7 +5,9 @@ DomainError
  +-- InsufficientStock    an issue larger than what the ledger holds (permanent: needs a
  |                        receipt or a count adjustment, then a replay)
  +-- MissingAccount       a posting rule found no GL account for a role at a facility
-                          (configuration: fixable, then replayed)
+ |                        (configuration: fixable, then replayed)
+ +-- InvalidMovement      a movement the ledger cannot apply as given (a transfer to nowhere
+                          or to its own location)
 """
 
 from __future__ import annotations
@@ -46,3 +48,9 @@ class MissingAccount(DomainError):
     def __init__(self, facility: str, role: str) -> None:
         super().__init__(f"no GL account assigned for role {role} at facility {facility}")
         self.facility, self.role = facility, role
+
+
+class InvalidMovement(DomainError):
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field = field

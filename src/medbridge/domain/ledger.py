@@ -22,7 +22,7 @@ from decimal import ROUND_HALF_EVEN, Decimal
 
 from medbridge.canonical.masterdata import Item
 from medbridge.canonical.movements import MovementKind, StockMovement
-from medbridge.domain.errors import InsufficientStock
+from medbridge.domain.errors import InsufficientStock, InvalidMovement
 from medbridge.domain.units import base_factor
 
 CENT = Decimal("0.01")
@@ -146,6 +146,8 @@ def _issue_value(valuation: Valuation, qty: Decimal) -> Decimal:
 
 def apply_movement(book: StockBook, m: LedgerMovement) -> ValuedMovement:
     """Apply one movement to the book and say what it did (atomic: all or nothing)."""
+    if m.kind is MovementKind.TRANSFER and m.to_location in (None, m.location):
+        raise InvalidMovement("to_location", "a transfer needs another location to go to")
     issuing = m.kind in {
         MovementKind.DISPENSE,
         MovementKind.CLINICAL_CONSUMPTION,
@@ -163,7 +165,7 @@ def apply_movement(book: StockBook, m: LedgerMovement) -> ValuedMovement:
             source.quantity - qty, source.value - amount
         )
         if m.kind is MovementKind.TRANSFER:
-            assert m.to_location is not None
+            assert m.to_location is not None  # checked above
             dest = book.valuation(m.item, m.to_location)
             value_changes[(m.item, m.to_location)] = Valuation(
                 dest.quantity + qty, dest.value + amount

@@ -10,13 +10,11 @@ and a parked message replayed after the fix is applied exactly once.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
-from enum import StrEnum
 from uuid import UUID
 
 from sqlalchemy import Engine
 
-from medbridge.canonical.inbound import InboundMovement
+from medbridge.canonical.inbound import InboundMovement, InboundOutcome, InboundReceipt
 from medbridge.canonical.movements import StockMovement
 from medbridge.flows.intake import MovementIntake, MovementsRejected, Submission
 from medbridge.masterdata.inbound import InboundResolver, Unmapped
@@ -27,18 +25,7 @@ from medbridge.store import exceptions as exception_store
 log = get_logger(__name__)
 
 
-class InboundOutcome(StrEnum):
-    ACCEPTED = "accepted"  # durably appended
-    DUPLICATE = "duplicate"  # already appended before: no second effect
-    EXCEPTION = "exception"  # parked in the exception queue, nothing appended
-
-
-@dataclass(frozen=True)
-class InboundResult:
-    outcome: InboundOutcome
-    event_ids: tuple[UUID, ...] = ()
-    exception_id: int | None = None
-    problems: tuple[Unmapped, ...] = field(default_factory=tuple)
+InboundResult = InboundReceipt
 
 
 class ExceptionNotOpen(Exception):
@@ -141,3 +128,6 @@ class InboundIntake:
             if parked is None or parked.status != "open":
                 raise ExceptionNotOpen(f"exception {exception_id} is not open")
             exception_store.close(conn, exception_id, "discarded", reason)
+
+
+__all__ = ["ExceptionNotOpen", "InboundIntake", "InboundOutcome", "InboundResult"]

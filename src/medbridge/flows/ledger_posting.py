@@ -17,8 +17,8 @@ from sqlalchemy.exc import InterfaceError, OperationalError
 
 from medbridge.bus.port import BusMessage
 from medbridge.canonical.events import EventEnvelope
-from medbridge.canonical.movements import MovementKind, StockMovement
-from medbridge.domain.errors import InsufficientStock
+from medbridge.canonical.movements import EVENT_TYPES, MovementKind, StockMovement
+from medbridge.domain.errors import InsufficientStock, InvalidMovement
 from medbridge.domain.ledger import from_canonical
 from medbridge.domain.posting import PostingContext, journal_entry_for
 from medbridge.masterdata.repository import MasterDataRepository
@@ -27,6 +27,7 @@ from medbridge.store import dedup
 from medbridge.store import ledger as ledger_store
 
 CONSUMER = "ledger"
+MOVEMENT_EVENTS = frozenset(EVENT_TYPES.values())
 
 
 class UnresolvableMovement(Exception):
@@ -37,6 +38,7 @@ PERMANENT_ERRORS: tuple[type[BaseException], ...] = (
     ValidationError,
     UnresolvableMovement,
     InsufficientStock,
+    InvalidMovement,
 )
 """Retrying cannot help these: dead-letter at once, replay after the fix. Other errors (a
 missing GL account, a constraint race) are retried with backoff first."""

@@ -10,33 +10,19 @@ the unit), or the source's local code (``item_codes`` with issuer = the source s
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import get_args
 
 from sqlalchemy import Connection, select
 
 from medbridge.canonical.codes import CodeError, NdcShape, normalize_gtin, normalize_ndc
-from medbridge.canonical.inbound import InboundMovement, ItemCodeKind
+from medbridge.canonical.inbound import InboundMovement, ItemCodeKind, UnresolvedCode
 from medbridge.canonical.masterdata import CodeSystem, Item
 from medbridge.canonical.movements import StockMovement
 from medbridge.masterdata.repository import MasterDataRepository
 from medbridge.store.tables import cost_center_xrefs, item_packs, location_xrefs, unit_xrefs
 
-
-@dataclass(frozen=True)
-class Unmapped:
-    index: int
-    field: str
-    value: str
-    reason: str
-
-    def as_dict(self) -> dict[str, object]:
-        return {
-            "index": self.index,
-            "field": self.field,
-            "value": self.value,
-            "reason": self.reason,
-        }
+Unmapped = UnresolvedCode
+"""Kept as the resolver's name for an unresolved code."""
 
 
 class InboundResolver:

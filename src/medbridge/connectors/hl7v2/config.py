@@ -1,0 +1,30 @@
+"""Typed configuration of the HL7 v2 connector."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
+
+
+class UnmappedAck(StrEnum):
+    """How to acknowledge a message parked in the exception queue (codes not yet mapped)."""
+
+    ACCEPT = "AA"  # accepted for review: the sender must not resend
+    ERROR = "AE"  # application error: the sender shows it on its side too
+
+
+class Hl7Config(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=2575, ge=0, le=65535)
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    max_message_bytes: int = Field(default=1_048_576, ge=1024)
+    idle_timeout: float = Field(default=300.0, gt=0)
+    unmapped_ack: UnmappedAck = UnmappedAck.ACCEPT
+    pseudonym_secret: SecretStr = SecretStr("change-me")
+    receiving_application: str = "MEDBRIDGE"
+    receiving_facility: str = "MEDBRIDGE"

@@ -58,6 +58,9 @@ class LedgerPosting:
         return CONSUMER
 
     def __call__(self, messages: Sequence[BusMessage]) -> None:
+        messages = [m for m in messages if m.type in MOVEMENT_EVENTS]  # demand etc. is not ours
+        if not messages:
+            return
         envelopes = {
             m.event_id: EventEnvelope[StockMovement].model_validate_json(m.payload)
             for m in messages

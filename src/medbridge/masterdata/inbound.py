@@ -78,13 +78,10 @@ class InboundResolver:
         code = draft.item.code.strip()
         kind = draft.item.kind
         if kind is ItemCodeKind.LOCAL:
-            item = self.repo.item_by_code(conn, CodeSystem.LOCAL, code, draft.source_system)
+            issuer = draft.item.issuer or draft.source_system
+            item = self.repo.item_by_code(conn, CodeSystem.LOCAL, code, issuer)
             if item is None:
-                found.append(
-                    Unmapped(
-                        index, "item", code, f"no item for local code of {draft.source_system}"
-                    )
-                )
+                found.append(Unmapped(index, "item", code, f"no item for {issuer} code {code}"))
             return item, None
         if kind is ItemCodeKind.GTIN:
             try:

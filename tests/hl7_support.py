@@ -1,0 +1,54 @@
+"""Test support: a real MLLP listener on a free port, in a background event loop."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from medbridge.app import MedBridge
+from medbridge.canonical.masterdata import CodeSystem, ItemCode
+from medbridge.connectors.hl7v2 import Hl7Config, MllpListener
+from medbridge.masterdata.repository import CrossReferences
+
+SAMPLE_SOURCE = "hl7:IMMAPP@GHHSFacility"
+CABINET_SOURCE = "hl7:PYXIS@H1"
+
+
+@contextmanager
+def running_listener(mb: MedBridge, **overrides: object) -> Iterator[MllpListener]:
+    config: Hl7Config = mb.hl7_config(port=0, **overrides)
+    listener = mb.mllp_listener(config)
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, name="mllp-test", daemon=True)
+    thread.start()
+    asyncio.run_coroutine_threadsafe(listener.start(), loop).result(10)
+    try:
+        yield listener
+    finally:
+        asyncio.run_coroutine_threadsafe(listener.stop(), loop).result(10)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(10)
+        loop.close()
+
+
+def map_hl7_sources(mb: MedBridge) -> None:
+    """The cross-references a hospital would configure for the sample senders."""
+    with mb.engine.begin() as conn:
+        for source, code, location in (
+            (SAMPLE_SOURCE, "UNITY", "H1-PHARM"),
+            (SAMPLE_SOURCE, "GHHSFacility", "H1-PHARM"),
+            (SAMPLE_SOURCE, "RAD-1", "H1-OR"),
+            (CABINET_SOURCE, "H1", "H1-ICU"),
+            (CABINET_SOURCE, "ICU-CAB-1", "H1-ICU"),
+        ):
+            CrossReferences.map_location(conn, source, code, location)
+        CrossReferences.map_cost_center(conn, SAMPLE_SOURCE, "HUH AE OMU", "H1-CC-ICU")
+        CrossReferences.map_cost_center(conn, CABINET_SOURCE, "ICU", "H1-CC-ICU")
+        CrossReferences.map_unit(conn, CABINET_SOURCE, "VL", "VIAL")
+        mb.masterdata.link_code(
+            conn,
+            "DRAPE-SM",
+            ItemCode(system=CodeSystem.LOCAL, code="CM-DRAPE", issuer=CABINET_SOURCE),
+        )

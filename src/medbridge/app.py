@@ -25,6 +25,7 @@ from medbridge.bus.sql import SqlBus
 from medbridge.connectors.hl7v2 import Hl7Config, Hl7Receiver, MllpListener, UnmappedAck
 from medbridge.flows.demand import DemandRecorder
 from medbridge.flows.demo import DemoTraffic
+from medbridge.flows.demo_cabinet import DemoCabinets
 from medbridge.flows.inbound import InboundIntake
 from medbridge.flows.intake import MovementIntake
 from medbridge.flows.ledger_posting import CONSUMER as LEDGER
@@ -168,6 +169,14 @@ class MedBridge:
         if demo:
             traffic = DemoTraffic(self.intake, self.settings.demo_dispenses_per_second)
             self._spawn("demo-traffic", traffic.run, self._stop)
+            if self.settings.mllp_enabled:
+                cabinets = DemoCabinets(
+                    self.engine,
+                    self.settings.mllp_host,
+                    self.settings.mllp_port,
+                    rate=max(0.2, self.settings.demo_dispenses_per_second / 4),
+                )
+                self._spawn("demo-cabinets", cabinets.run, self._stop)
 
     def _spawn(self, name: str, target: object, *args: object) -> None:
         thread = threading.Thread(target=target, args=args, name=name, daemon=True)  # type: ignore[arg-type]

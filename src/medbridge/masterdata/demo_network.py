@@ -31,7 +31,7 @@ from medbridge.canonical.masterdata import (
     Supplier,
     UnitOfMeasure,
 )
-from medbridge.masterdata.repository import MasterDataRepository
+from medbridge.masterdata.repository import CrossReferences, MasterDataRepository
 
 UNITS = [
     UnitOfMeasure(code="EA", name="each"),
@@ -156,6 +156,12 @@ ACCOUNTS = {  # role -> (code pattern, name, type); {f} is the facility
     ),
 }
 
+CABINETS = {  # HL7 sender (MSH-3@MSH-4) -> (its cabinet code, the store it is, cost centers)
+    "hl7:PYXIS@H1": ("ICU-CAB-1", "H1-ICU", {"ICU": "H1-CC-ICU", "OR": "H1-CC-OR"}),
+    "hl7:PYXIS@H2": ("ED-CAB-1", "H2-ED", {"ED": "H2-CC-ED"}),
+}
+"""The demo's dispensing cabinets and the cross-references their messages need."""
+
 SUPPLIERS = [
     Supplier(code="MCK", name="Wholesale drug distributor", lead_time_days=1),
     Supplier(code="MEDSURG", name="Med/surg supplies distributor", lead_time_days=3),
@@ -197,6 +203,12 @@ def seed_demo_network(engine: Engine, repo: MasterDataRepository) -> None:
                     cost_center=center,
                 ),
             )
+        for source, (cabinet, store, wards) in CABINETS.items():
+            CrossReferences.map_location(conn, source, cabinet, store)
+            for ward, center in wards.items():
+                CrossReferences.map_cost_center(conn, source, ward, center)
+            for unit in {i.base_unit for i in ITEMS}:
+                CrossReferences.map_unit(conn, source, unit, unit)
         for supplier in SUPPLIERS:
             repo.save_supplier(conn, supplier)
         for item in ITEMS:

@@ -129,7 +129,7 @@ async def add_item_code(
 
     try:
         code = await run_in_threadpool(write)
-    except (CodeError, ValueError) as error:
+    except (CodeError, ValueError, MasterDataError) as error:
         field = getattr(error, "field", "code")
         raise _unprocessable(field if isinstance(field, str) else "code", str(error)) from error
     return {

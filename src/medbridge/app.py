@@ -139,6 +139,7 @@ class MedBridge:
             "tls_cert": s.mllp_tls_cert,
             "tls_key": s.mllp_tls_key,
             "unmapped_ack": UnmappedAck(s.hl7_unmapped_ack),
+            "strict_validation": s.hl7_strict_validation,
             "pseudonym_secret": self.pseudonym_secret(),
         }
         return Hl7Config.model_validate(values | overrides)

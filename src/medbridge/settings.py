@@ -43,6 +43,7 @@ class Settings(BaseSettings):
     mllp_tls_cert: Path | None = None
     mllp_tls_key: Path | None = None
     hl7_unmapped_ack: Literal["AA", "AE"] = "AA"
+    hl7_strict_validation: bool = False
     """How a message parked for review (unmapped codes) is acknowledged."""
     pseudonym_secret: SecretStr | None = None
     """HMAC key of encounter pseudonyms; if unset, generated once into ``var/pseudonym_secret``."""

@@ -297,3 +297,18 @@ def _last_movement_event(mb: MedBridge) -> dict[str, object]:
     assert payload is not None
     data: dict[str, object] = json.loads(payload[0])
     return data
+
+
+def test_strict_mode_refuses_what_hl7apy_refuses_without_quoting_values(
+    medbridge: MedBridge,
+) -> None:
+    map_hl7_sources(medbridge)
+    with running_listener(medbridge, strict_validation=True) as listener:
+        assert send(listener, FIXTURES / "rds-o13-v251-vancomycin-lot.hl7")[0] == "AA"
+        code, location, text = send(listener, SAMPLES / "msft-fhirconverter-RDS-O13-01.hl7")
+        assert (code, location) == ("AE", "PID^1^5^1")
+        assert "strict validation" in text
+        code, location, text = send(listener, SAMPLES / "lfh-DFT-P03-v26-minimal-with-IN1.hl7")
+        assert code == "AE"
+        assert "does not match its HL7 data type" in text
+        assert "X" not in text.split(":")[-1]  # the offending value is not quoted back

@@ -25,6 +25,8 @@ class Hl7Config(BaseModel):
     max_message_bytes: int = Field(default=1_048_576, ge=1024)
     idle_timeout: float = Field(default=300.0, gt=0)
     unmapped_ack: UnmappedAck = UnmappedAck.ACCEPT
+    strict_validation: bool = False
+    """Validate structure and data types with hl7apy first (slow: for on-boarding a sender)."""
     pseudonym_secret: SecretStr = SecretStr("change-me")
     receiving_application: str = "MEDBRIDGE"
     receiving_facility: str = "MEDBRIDGE"

@@ -30,6 +30,7 @@ from medbridge.connectors.hl7v2.codec import Message, decode, parse
 from medbridge.connectors.hl7v2.config import Hl7Config, UnmappedAck
 from medbridge.connectors.hl7v2.errors import Hl7Error, Hl7ParseError, TableValueNotFound
 from medbridge.connectors.hl7v2.mapping import DISPENSE, Header, Mapped, map_message
+from medbridge.connectors.hl7v2.strict import validate_strict
 from medbridge.observability import metrics
 from medbridge.observability.logging import get_logger
 
@@ -70,7 +71,10 @@ class Hl7Receiver:
     def handle(self, raw: bytes) -> bytes:
         message: Message | None = None
         try:
-            message = parse(decode(raw))
+            text = decode(raw)
+            message = parse(text)
+            if self.config.strict_validation:
+                validate_strict(text)
             mapped = map_message(message, self._secret)
             code, error, text = self._apply(mapped)
         except Hl7Error as problem:
@@ -158,6 +162,7 @@ class MllpListener:
         self.receiver, self.config = receiver, config
         self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="mllp")
         self._server: asyncio.Server | None = None
+        self._connections: set[asyncio.Task[None]] = set()
 
     @property
     def port(self) -> int:
@@ -183,12 +188,22 @@ class MllpListener:
         )
 
     async def stop(self) -> None:
+        """Stop accepting, end open connections (an unanswered message gets no ACK and will
+        be resent by its sender), then wait for the work in flight."""
         if self._server is not None:
             self._server.close()
+        for task in self._connections:
+            task.cancel()
+        await asyncio.gather(*self._connections, return_exceptions=True)
+        if self._server is not None:
             await self._server.wait_closed()
         self._executor.shutdown(wait=True, cancel_futures=False)
 
     async def _connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._connections.add(task)
+        task.add_done_callback(self._connections.discard)
         peer = writer.get_extra_info("peername")
         buffer = bytearray()
         loop = asyncio.get_running_loop()

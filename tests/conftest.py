@@ -23,10 +23,6 @@ from medbridge.store.db import create_db_engine, normalize_url
 from medbridge.store.migrate import upgrade
 from medbridge.store.tables import metadata
 
-SHARED = Path(__file__).resolve().parents[2] / "shared"
-if not SHARED.exists():  # a clone beside shared/ (CI) or the work tree
-    SHARED = Path(__file__).resolve().parents[1].parent / "shared"
-
 
 def _server_url() -> str | None:
     url = os.environ.get("MEDBRIDGE_DATABASE_URL")

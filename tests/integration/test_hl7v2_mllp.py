@@ -22,11 +22,13 @@ from medbridge.flows.intake import Submission
 from medbridge.store import exceptions as exception_store
 from medbridge.store import ledger as ledger_store
 from medbridge.store.tables import bus_events, journal_entries
+from paths import FIXTURES as FIXTURE_ROOT
+from paths import SAMPLES as SAMPLE_ROOT
 
 pytestmark = pytest.mark.db
 
-SAMPLES = Path(__file__).resolve().parents[3] / "shared" / "samples" / "hl7v2"
-FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "hl7v2"
+SAMPLES = SAMPLE_ROOT / "hl7v2"
+FIXTURES = FIXTURE_ROOT / "hl7v2"
 
 # sample -> (MSA-1, ERR-2 location or None, a fragment of the MSA-3 text or ERR-8)
 EXPECTED = {

@@ -43,6 +43,7 @@ UNITS = [
     UnitOfMeasure(code="CAP", name="capsule"),
     UnitOfMeasure(code="TAB", name="tablet"),
     UnitOfMeasure(code="mL", name="millilitre"),
+    UnitOfMeasure(code="mg", name="milligram"),
 ]
 
 
@@ -74,7 +75,11 @@ ITEMS = [
         name="Nicardipine 40 mg/200 mL premixed bag",
         category=ItemCategory.DRUG,
         base_unit="BAG",
-        packs=(PackConversion(unit="CA", factor=Decimal(10)),),
+        packs=(  # 40 mg in 200 mL per bag: dispenses in mg or mL convert to bags
+            PackConversion(unit="CA", factor=Decimal(10)),
+            PackConversion(unit="mg", factor=Decimal("0.025")),
+            PackConversion(unit="mL", factor=Decimal("0.005")),
+        ),
         codes=(_ndc("0143963401", "4-4-2"),),
         strength="0.2 mg/mL",
     ),

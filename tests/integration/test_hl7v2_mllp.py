@@ -10,6 +10,7 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
+from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
 from hl7_support import map_hl7_sources, running_listener
@@ -251,39 +252,53 @@ def test_framing_junk_and_many_messages_on_one_connection(listener: MllpListener
     assert received.count(b"MSA|AR|CAB0006") == 2
 
 
+CANARIES = (
+    "Zzyzxcanary",
+    "Philomena",
+    "MRN-CANARY-4411",
+    "19420317",
+    "1942-03-17",
+    "Canary Lane",
+    "V-778899",
+)
+
+
 def test_no_patient_identity_leaves_the_connector(
     listener: MllpListener, medbridge: MedBridge, capfd: pytest.CaptureFixture[str]
 ) -> None:
+    opening_stock(medbridge)
     for name in (
         "rds-o13-v251-vancomycin-lot.hl7",
         "rds-o13-v251-unknown-ndc.hl7",
         "dft-p03-v251-drape.hl7",
+        "adt-a01-v251-unsupported-type.hl7",
     ):
         send(listener, FIXTURES / name)
     medbridge.consumers["ledger"].drain()
+    tables = (
+        "bus_events",
+        "inbound_exceptions",
+        "ledger_movements",
+        "journal_entries",
+        "bus_dead_letters",
+    )
     with medbridge.engine.connect() as conn:
         stored = " ".join(
             str(row)
-            for table in (
-                "bus_events",
-                "inbound_exceptions",
-                "ledger_movements",
-                "journal_entries",
-                "bus_dead_letters",
-            )
+            for table in tables
             for row in conn.exec_driver_sql(f"SELECT * FROM {table}")
         )
+    with TestClient(medbridge.api()) as client:
+        client.headers["X-API-Key"] = medbridge.ensure_admin_key()[0]
+        answers = " ".join(
+            client.get(path).text
+            for path in ("/v1/stock", "/v1/journal-entries", "/v1/exceptions", "/v1/dead-letters")
+        )
     logs = capfd.readouterr()
-    for canary in (
-        "Zzyzxcanary",
-        "Philomena",
-        "MRN-CANARY-4411",
-        "19420317",
-        "1942-03-17",
-        "Canary Lane",
-        "V-778899",
-    ):
+    assert "V2611A" in stored  # the check can see what did travel
+    for canary in CANARIES:
         assert canary not in stored, canary
+        assert canary not in answers, canary
         assert canary not in logs.out + logs.err, canary
 
 

@@ -30,7 +30,7 @@ lint: install
 	$(BIN)/mypy
 	$(BIN)/lint-imports --no-cache
 
-test-sqlite: install
+test-sqlite: install peers-gnuhealth
 	env -u MEDBRIDGE_DATABASE_URL $(BIN)/pytest $(PYTEST_ARGS)
 
 test-postgresql: install
@@ -41,3 +41,6 @@ bench: install
 
 clean:
 	rm -rf $(VENV) var .mypy_cache .ruff_cache .pytest_cache .hypothesis
+
+# The real peer systems the tests start (GPL: their own virtualenvs, JSON-RPC only).
+include peers/gnuhealth/Makefile.inc

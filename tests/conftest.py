@@ -23,6 +23,8 @@ from medbridge.store.db import create_db_engine, normalize_url
 from medbridge.store.migrate import upgrade
 from medbridge.store.tables import metadata
 
+pytest_plugins = ["peers.gnuhealth"]  # the GNU Health peer's fixtures (tests/peers/gnuhealth.py)
+
 
 def _server_url() -> str | None:
     url = os.environ.get("MEDBRIDGE_DATABASE_URL")

@@ -22,6 +22,10 @@ from medbridge.api.services import Services
 from medbridge.bus.consumer import Consumer
 from medbridge.bus.port import Bus, RetryPolicy
 from medbridge.bus.sql import SqlBus
+from medbridge.canonical.inbound import ItemCodeKind
+from medbridge.connectors.fhir import FhirConfig
+from medbridge.connectors.gnuhealth.config import GnuHealthConfig
+from medbridge.connectors.gnuhealth.inbound import Poller
 from medbridge.connectors.hl7v2 import Hl7Config, Hl7Receiver, MllpListener, UnmappedAck
 from medbridge.flows.demand import DemandRecorder
 from medbridge.flows.demo import DemoTraffic
@@ -149,6 +153,25 @@ class MedBridge:
         receiver = Hl7Receiver(self.inbound, DemandRecorder(self.bus), config)
         return MllpListener(receiver, config)
 
+    def gnuhealth_poller(self) -> Poller | None:
+        """The GNU Health poller when one is configured (``MEDBRIDGE_GNUHEALTH_*``)."""
+        s = self.settings
+        if not s.gnuhealth_url:
+            return None
+        if not s.gnuhealth_database or s.gnuhealth_password is None:
+            raise ValueError("MEDBRIDGE_GNUHEALTH_URL needs _DATABASE and _PASSWORD too")
+        config = GnuHealthConfig(
+            url=s.gnuhealth_url,
+            database=s.gnuhealth_database,
+            user=s.gnuhealth_user,
+            password=s.gnuhealth_password,
+            pseudonym_secret=self.pseudonym_secret(),
+            poll_interval=s.gnuhealth_poll_interval,
+            var_dir=s.var_dir,
+            item_code_kind=ItemCodeKind(s.gnuhealth_item_code_kind),
+        )
+        return Poller(config, self.inbound)
+
     def ensure_admin_key(self) -> tuple[str, bool]:
         """The admin key: from settings, else from ``var/admin_api_key``, else a new one
         written there (0600). Returns the key and whether it was generated now."""
@@ -167,6 +190,9 @@ class MedBridge:
             self._spawn(
                 f"consumer-{name}", consumer.run, self._stop, self.settings.consumer_poll_interval
             )
+        poller = self.gnuhealth_poller()
+        if poller is not None:
+            self._spawn("gnuhealth-poller", poller.run, self._stop)
         if demo:
             traffic = DemoTraffic(self.intake, self.settings.demo_dispenses_per_second)
             self._spawn("demo-traffic", traffic.run, self._stop)
@@ -211,4 +237,14 @@ class MedBridge:
                     await listener.stop()
                 self.engine.dispose()
 
-        return create_api(self.services(), lifespan=lifespan)
+        api = create_api(self.services(), lifespan=lifespan)
+        api.state.fhir_config = self.fhir_config()
+        return api
+
+    def fhir_config(self) -> FhirConfig:
+        """``MEDBRIDGE_FHIR_*`` and the ``[fhir]`` table, with MedBridge's own pseudonym
+        secret when none is set for FHIR (the same encounter gets the same pseudonym)."""
+        config = FhirConfig()
+        if config.pseudonym_secret is None:
+            config = config.model_copy(update={"pseudonym_secret": self.pseudonym_secret()})
+        return config

@@ -48,6 +48,14 @@ class Settings(BaseSettings):
     pseudonym_secret: SecretStr | None = None
     """HMAC key of encounter pseudonyms; if unset, generated once into ``var/pseudonym_secret``."""
 
+    gnuhealth_url: str | None = None
+    """A GNU Health (trytond) server to poll for pharmacy dispenses; unset: no poller."""
+    gnuhealth_database: str | None = None
+    gnuhealth_user: str = "admin"
+    gnuhealth_password: SecretStr | None = None
+    gnuhealth_poll_interval: float = Field(default=5.0, gt=0)
+    gnuhealth_item_code_kind: Literal["local", "ndc", "gtin"] = "local"
+
     demo: bool = False
     demo_dispenses_per_second: float = Field(default=2.0, gt=0)
 

@@ -284,9 +284,7 @@ def test_no_patient_identity_leaves_the_connector(
     )
     with medbridge.engine.connect() as conn:
         stored = " ".join(
-            str(row)
-            for table in tables
-            for row in conn.exec_driver_sql(f"SELECT * FROM {table}")
+            str(row) for table in tables for row in conn.exec_driver_sql(f"SELECT * FROM {table}")
         )
     with TestClient(medbridge.api()) as client:
         client.headers["X-API-Key"] = medbridge.ensure_admin_key()[0]

@@ -125,7 +125,12 @@ def parse(text: str) -> Message:
         raise Hl7ParseError("MSH is too short to hold its delimiters", segment="MSH", field=2)
     separator = header[3]
     chars = header[4:].split(separator, 1)[0]
-    if len(chars) < 4 or separator.isalnum() or len(set(separator + chars[:4])) != 5:
+    delimiters = separator + chars[:4]
+    if (
+        len(chars) < 4
+        or len(set(delimiters)) != 5
+        or any(c.isalnum() or c.isspace() for c in delimiters)  # e.g. MSH-2 left out
+    ):
         raise Hl7ParseError(
             "MSH-1/MSH-2 do not declare five distinct delimiters", segment="MSH", field=2
         )

@@ -1,0 +1,284 @@
+"""Build the GNU Health template database that the peer tests copy per test.
+
+Run with the PEER virtualenv's python (``.peers/gnuhealth/bin/python``), never MedBridge's:
+GNU Health and trytond are GPL and stay behind a process boundary.
+
+    .peers/gnuhealth/bin/python peers/gnuhealth/build_template.py [--dir .peers/gnuhealth/db]
+
+Writes, under ``--dir``:
+
+* ``trytond.conf``   a trytond configuration (SQLite, path = that directory);
+* ``template.sqlite`` health + health_stock activated and seeded: currency, company,
+  institution, a prescriber mapped to ``admin``, a pharmacy with its warehouse, medicaments
+  with lots (expiry) and opening stock;
+* ``template.json``  what the fixtures need to know: admin login and password, product codes,
+  lots, the pharmacy's storage location code, and the build fingerprint.
+
+Idempotent: if ``template.json`` carries the fingerprint of the current requirements, this
+script and the installed package versions, nothing is done (about 0.1 s). Otherwise the
+database is rebuilt in a scratch file and renamed into place, so a crash never leaves a
+half-built template behind.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import hashlib
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from decimal import Decimal
+from importlib import metadata
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parents[1]
+REQUIREMENTS = HERE / "requirements.txt"
+
+TEMPLATE = "template"
+BUILD = "template_build"
+ADMIN_LOGIN = "admin"
+ADMIN_PASSWORD = "medbridge-gh-admin"  # test peer only, bound to 127.0.0.1
+ADMIN_EMAIL = "admin@example.com"
+MODULES = ("health", "health_stock")
+DISTRIBUTIONS = ("trytond", "gnuhealth", "gnuhealth-stock", "proteus")
+
+# The seeded catalogue: template.code is what product.code answers on stock.move.
+MEDICAMENTS = (
+    {
+        "code": "VANCO-1G-GH",
+        "name": "Vancomycin 1 g powder for infusion",
+        "active_component": "vancomycin",
+        "strength": 1000.0,
+        "list_price": Decimal("12.40"),
+        "lots": (("VAN-LOT-A1", 400), ("VAN-LOT-B2", 540)),
+    },
+    {
+        "code": "00409-4332-01",
+        "name": "Ceftriaxone 1 g vial",
+        "active_component": "ceftriaxone",
+        "strength": 1000.0,
+        "list_price": Decimal("3.75"),
+        "lots": (("CEF-LOT-C3", 300),),
+    },
+)
+OPENING_QUANTITY = 500
+
+
+def fingerprint() -> str:
+    """Changes whenever the pins, this builder or an installed peer package changes."""
+    digest = hashlib.sha256()
+    digest.update(REQUIREMENTS.read_bytes())
+    digest.update(Path(__file__).read_bytes())
+    for name in DISTRIBUTIONS:
+        digest.update(f"{name}=={metadata.version(name)}\n".encode())
+    return digest.hexdigest()
+
+
+def write_config(db_dir: Path) -> Path:
+    conf = db_dir / "trytond.conf"
+    conf.write_text(
+        "[database]\n"
+        "uri = sqlite://\n"
+        f"path = {db_dir}\n"
+        "[web]\n"
+        "listen = 127.0.0.1:8000\n"
+        "[session]\n"
+        "timeout = 3600\n"
+    )
+    return conf
+
+
+def activate_modules(conf: Path, db_dir: Path, name: str) -> None:
+    """One trytond-admin run: initialises the empty file and activates the modules."""
+    db_file = db_dir / f"{name}.sqlite"
+    db_file.unlink(missing_ok=True)
+    db_file.touch()  # the SQLite backend refuses a missing file
+    with tempfile.NamedTemporaryFile("w", suffix=".pass", delete=False) as passfile:
+        passfile.write(ADMIN_PASSWORD + "\n")
+    try:
+        admin = Path(sys.executable).with_name("trytond-admin")
+        subprocess.run(
+            [
+                str(admin),
+                "-c",
+                str(conf),
+                "-d",
+                name,
+                "-u",
+                *MODULES,
+                "--activate-dependencies",
+                "--email",
+                ADMIN_EMAIL,
+            ],
+            check=True,
+            env={**os.environ, "TRYTONPASSFILE": passfile.name},
+        )
+    finally:
+        os.unlink(passfile.name)
+
+
+def seed(conf: Path, name: str) -> dict[str, object]:
+    """Company, institution, prescriber, pharmacy, medicaments, lots, opening stock."""
+    from proteus import Model, config
+    from trytond.modules.company.tests.tools import create_company, get_company
+    from trytond.modules.currency.tests.tools import get_currency
+
+    config.set_trytond(name, config_file=str(conf))
+    Party = Model.get("party.party")
+
+    currency = get_currency("USD")
+    company_party = Party(name="MedBridge General Hospital", is_institution=True)
+    company_party.save()
+    create_company(party=company_party, currency=currency)
+    company = get_company()
+
+    Model.get("gnuhealth.institution")(
+        party=company_party, code="MBGH", institution_type="hospital", public_level="public"
+    ).save()
+
+    # Prescriptions only validate if the logged-in user maps to a health professional;
+    # create_target=False keeps the prescriber from also becoming a patient.
+    admin = Model.get("res.user")(config.get_config().user)
+    prescriber = Party(
+        name="Prescriber",
+        lastname="Peer",
+        is_person=True,
+        is_healthprof=True,
+        gender="nd",
+        internal_user=admin,
+        create_target=False,
+    )
+    prescriber.is_patient = False
+    prescriber.save()
+    Model.get("gnuhealth.healthprofessional")(party=prescriber, code="HP-PEER").save()
+
+    Location = Model.get("stock.location")
+    warehouse = Location.find([("type", "=", "warehouse")])[0]
+    supplier = Location.find([("type", "=", "supplier")])[0]
+    storage = warehouse.storage_location
+    pharmacy = Party(name="Satellite Pharmacy", is_pharmacy=True, warehouse=warehouse)
+    pharmacy.save()
+
+    unit = Model.get("product.uom").find([("name", "=", "Unit")])[0]
+    Template = Model.get("product.template")
+    Product = Model.get("product.product")
+    Medicament = Model.get("gnuhealth.medicament")
+    Lot = Model.get("stock.lot")
+    Move = Model.get("stock.move")
+    today = dt.date.today()
+
+    products: dict[str, dict[str, object]] = {}
+    opening = []
+    for spec in MEDICAMENTS:
+        template = Template(
+            name=spec["name"],
+            code=spec["code"],
+            type="goods",
+            default_uom=unit,
+            list_price=spec["list_price"],
+        )
+        template.save()
+        product = template.products[0]
+        product.is_medicament = True
+        product.cost_price = spec["list_price"]
+        product.save()
+        Medicament(
+            product=product,
+            active_component=spec["active_component"],
+            strength=spec["strength"],
+        ).save()
+        lots: dict[str, str] = {}
+        for number, days_to_expiry in spec["lots"]:
+            expiry = today + dt.timedelta(days=days_to_expiry)
+            lot = Lot(number=number, product=product, expiration_date=expiry)
+            lot.save()
+            lots[number] = expiry.isoformat()
+            opening.append(
+                Move(
+                    product=product,
+                    lot=lot,
+                    quantity=OPENING_QUANTITY,
+                    unit=unit,
+                    from_location=supplier,
+                    to_location=storage,
+                    unit_price=spec["list_price"],
+                    currency=currency,
+                )
+            )
+        products[str(spec["code"])] = {"id": product.id, "name": spec["name"], "lots": lots}
+    Move.save(opening)
+    Move.click(opening, "do")
+
+    return {
+        "company": company.id,
+        "pharmacy": {"party": pharmacy.id, "storage_code": storage.code},
+        "products": products,
+    }
+
+
+def build(db_dir: Path, stamp: str) -> dict[str, object]:
+    conf = write_config(db_dir)
+    started = time.monotonic()
+    activate_modules(conf, db_dir, BUILD)
+    activated = time.monotonic()
+    # Seeding runs in a child so that this process never holds trytond's pool on the file.
+    seeded = subprocess.run(
+        [sys.executable, __file__, "--seed", str(conf), BUILD],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    facts = json.loads(seeded.stdout.strip().splitlines()[-1])
+    os.replace(db_dir / f"{BUILD}.sqlite", db_dir / f"{TEMPLATE}.sqlite")
+    meta = {
+        "fingerprint": stamp,
+        "database": TEMPLATE,
+        "admin_login": ADMIN_LOGIN,
+        "admin_password": ADMIN_PASSWORD,
+        "versions": {name: metadata.version(name) for name in DISTRIBUTIONS},
+        "built_at": dt.datetime.now(dt.UTC).isoformat(),
+        "seconds": {
+            "activate": round(activated - started, 1),
+            "seed": round(time.monotonic() - activated, 1),
+        },
+        **facts,
+    }
+    tmp = db_dir / "template.json.tmp"
+    tmp.write_text(json.dumps(meta, indent=2) + "\n")
+    os.replace(tmp, db_dir / "template.json")
+    return meta
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--dir", type=Path, default=ROOT / ".peers" / "gnuhealth" / "db")
+    parser.add_argument("--force", action="store_true", help="rebuild even if up to date")
+    parser.add_argument("--seed", nargs=2, metavar=("CONF", "DB"), help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+
+    if args.seed:
+        conf, name = args.seed
+        print(json.dumps(seed(Path(conf), name)))
+        return 0
+
+    db_dir = args.dir.resolve()
+    db_dir.mkdir(parents=True, exist_ok=True)
+    stamp = fingerprint()
+    meta_file = db_dir / "template.json"
+    if not args.force and meta_file.exists() and (db_dir / f"{TEMPLATE}.sqlite").exists():
+        if json.loads(meta_file.read_text()).get("fingerprint") == stamp:
+            write_config(db_dir)
+            print(f"gnuhealth template up to date: {db_dir / TEMPLATE}.sqlite")
+            return 0
+    meta = build(db_dir, stamp)
+    print(f"gnuhealth template built in {meta['seconds']}: {db_dir / TEMPLATE}.sqlite")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -127,3 +127,20 @@ def test_every_problem_of_a_message_is_reported_at_once(mb: MedBridge) -> None:
     unknown = InboundMovement.model_validate(unknown.model_dump() | {"location": "ROOF"})
     _, problems = resolve(mb, unknown)
     assert {p.field for p in problems} == {"item", "location", "patient_location"}
+
+
+def test_codes_that_resolve_into_an_impossible_movement_are_reported_not_raised(
+    mb: MedBridge,
+) -> None:
+    with mb.engine.begin() as conn:
+        CrossReferences.map_location(conn, SOURCE, "CENTRAL", "H1-PHARM")  # both ends: one store
+    transfer = InboundMovement.model_validate(
+        draft(ItemCodeKind.NDC, "0069-2587-10").model_dump()
+        | {"kind": "transfer", "location": "PHARM", "to_location": "CENTRAL"}
+    )
+    movements, [problem] = resolve(mb, transfer)
+    assert movements == []
+    assert problem.field == "to_location"
+    assert "another location" in problem.reason
+    parked = mb.inbound.receive([transfer], source="t", idempotency_key="t:1")
+    assert parked.outcome.value == "exception"

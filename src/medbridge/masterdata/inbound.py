@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import get_args
 
+from pydantic import ValidationError
 from sqlalchemy import Connection, select
 
 from medbridge.canonical.codes import CodeError, NdcShape, normalize_gtin, normalize_ndc
@@ -53,23 +54,29 @@ class InboundResolver:
             problems += found
             if found or item is None or location is None or unit is None:
                 continue
-            movements.append(
-                StockMovement(
-                    kind=draft.kind,
-                    item=item.code,
-                    location=location,
-                    quantity=draft.quantity,
-                    unit=unit,
-                    lot=draft.lot,
-                    expiry=draft.expiry,
-                    to_location=to_location,
-                    unit_cost=draft.unit_cost,
-                    cost_center=cost_center,
-                    occurred_at=draft.occurred_at,
-                    encounter_ref=draft.encounter_ref,
-                    reason=draft.reason,
+            try:
+                movements.append(
+                    StockMovement(
+                        kind=draft.kind,
+                        item=item.code,
+                        location=location,
+                        quantity=draft.quantity,
+                        unit=unit,
+                        lot=draft.lot,
+                        expiry=draft.expiry,
+                        to_location=to_location,
+                        unit_cost=draft.unit_cost,
+                        cost_center=cost_center,
+                        occurred_at=draft.occurred_at,
+                        encounter_ref=draft.encounter_ref,
+                        reason=draft.reason,
+                    )
                 )
-            )
+            except ValidationError as error:  # resolved codes that make no valid movement
+                for detail in error.errors(include_url=False):
+                    message = str(detail["msg"]).removeprefix("Value error, ")
+                    field = message.split(":", 1)[0] if ":" in message else "movement"
+                    problems.append(Unmapped(index, field, "", f"as resolved: {message}"))
         return movements, problems
 
     def _item(

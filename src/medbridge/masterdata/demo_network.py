@@ -167,6 +167,9 @@ CABINETS = {  # HL7 sender (MSH-3@MSH-4) -> (its cabinet code, the store it is, 
 }
 """The demo's dispensing cabinets and the cross-references their messages need."""
 
+FHIR_DEMO_SOURCE = "fhir:admin"
+"""The FHIR source of the admin client (the README tour posts FHIR with the admin key)."""
+
 SUPPLIERS = [
     Supplier(code="MCK", name="Wholesale drug distributor", lead_time_days=1),
     Supplier(code="MEDSURG", name="Med/surg supplies distributor", lead_time_days=3),
@@ -214,6 +217,8 @@ def seed_demo_network(engine: Engine, repo: MasterDataRepository) -> None:
                 CrossReferences.map_cost_center(conn, source, ward, center)
             for unit in {i.base_unit for i in ITEMS}:
                 CrossReferences.map_unit(conn, source, unit, unit)
+        for store in STORES:  # an EHR posting FHIR as the admin client names stores so
+            CrossReferences.map_location(conn, FHIR_DEMO_SOURCE, f"Location/{store}", store)
         for supplier in SUPPLIERS:
             repo.save_supplier(conn, supplier)
         for item in ITEMS:

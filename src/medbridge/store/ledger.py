@@ -9,7 +9,7 @@ from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Connection, and_, func, insert, select, tuple_
+from sqlalchemy import Connection, func, insert, select, tuple_
 
 from medbridge.canonical.finance import JournalEntry, JournalLine
 from medbridge.domain.ledger import StockBook, Valuation, ValuedMovement
@@ -158,7 +158,7 @@ def stock(
         conditions.append(t.c.quantity != 0)
     stmt = (
         select(t)
-        .where(and_(*conditions))
+        .where(*conditions)
         .order_by(t.c.item, t.c.location, t.c.lot)
         .limit(limit)
         .offset(offset)
@@ -188,7 +188,7 @@ def journal(
         conditions.append(e.c.entry_id.in_(select(ln.c.entry_id).where(ln.c.account == account)))
     heads = conn.execute(
         select(e)
-        .where(and_(*conditions))
+        .where(*conditions)
         .order_by(e.c.created_at, e.c.entry_id)
         .limit(limit)
         .offset(offset)

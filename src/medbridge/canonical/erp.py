@@ -1,0 +1,118 @@
+"""The ERP port: the system API MedBridge drives an ERP through (Tryton is the real adapter).
+
+Contract (every adapter passes ``tests/contract/test_erp_contract.py``):
+
+- Every create is idempotent by the document's ``reference`` (MedBridge's idempotency key):
+  the adapter looks for a document with that reference before creating one, and returns
+  the existing one (``ErpRef.created`` False) if found. A retry after a lost answer therefore
+  never creates a second document.
+- ``post_journal_entry`` writes a balanced move in the ERP's general ledger (per line:
+  account code, debit, credit, cost center as an analytic account) and posts it; idempotent
+  by ``entry.entry_id``.
+- Reads return what the ERP holds now.
+
+Errors (all subclasses of ``ErpError``):
+- ``ErpUnavailable``: transient (connection refused or reset, timeout, 5xx): retry later; the
+  request may or may not have been applied, which the reference check makes safe.
+- ``ErpAuthError``: the credentials were refused: retrying will not help until fixed.
+- ``ErpRejected``: the ERP refused the content (unknown account, closed period, bad value):
+  permanent for this document; ``field`` names the culprit when known.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date
+from decimal import Decimal
+from typing import Protocol
+
+from medbridge.canonical.finance import JournalEntry
+from medbridge.canonical.procurement import GoodsReceipt, PurchaseOrder, SupplierInvoice
+
+
+class ErpError(Exception):
+    """Root of the ERP port's errors."""
+
+
+class ErpUnavailable(ErpError):
+    """Transient: the ERP could not be reached or failed; retry later."""
+
+
+class ErpAuthError(ErpError):
+    """The ERP refused the credentials."""
+
+
+class ErpRejected(ErpError):
+    """The ERP refused the document's content. Permanent for that document."""
+
+    def __init__(self, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+@dataclass(frozen=True)
+class ErpRef:
+    """A document in the ERP: its id there, MedBridge's reference, and whether this call
+    created it (False: it was already there, e.g. a retry after a lost answer)."""
+
+    erp_id: str
+    reference: str
+    created: bool
+
+
+@dataclass(frozen=True)
+class ErpProduct:
+    erp_id: str
+    code: str
+    name: str
+    unit: str
+    gtins: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class ErpSupplier:
+    erp_id: str
+    code: str
+    name: str
+
+
+@dataclass(frozen=True)
+class ErpLedgerLine:
+    """One line of a posted move, for reconciliation."""
+
+    reference: str  # the move's reference: a MedBridge journal entry id, or whatever the ERP has
+    move_id: str
+    posting_date: date
+    account: str
+    cost_center: str | None
+    debit: Decimal
+    credit: Decimal
+
+
+class ErpPort(Protocol):
+    def products(self) -> Sequence[ErpProduct]: ...
+
+    def suppliers(self) -> Sequence[ErpSupplier]: ...
+
+    def cost_centers(self) -> Sequence[str]: ...
+
+    def create_purchase_order(self, order: PurchaseOrder) -> ErpRef: ...
+
+    def confirm_purchase_order(self, erp_id: str) -> None: ...
+
+    def purchase_order_state(self, erp_id: str) -> str: ...
+
+    def record_goods_receipt(self, receipt: GoodsReceipt) -> ErpRef: ...
+
+    def create_supplier_invoice(self, invoice: SupplierInvoice) -> ErpRef: ...
+
+    def post_supplier_invoice(self, erp_id: str) -> None: ...
+
+    def supplier_invoice_state(self, erp_id: str) -> str: ...
+
+    def post_journal_entry(self, entry: JournalEntry) -> ErpRef: ...
+
+    def find_journal_entry(self, entry_id: str) -> ErpRef | None: ...
+
+    def ledger_lines(self, start: date, end: date) -> Sequence[ErpLedgerLine]: ...

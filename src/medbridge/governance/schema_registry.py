@@ -40,6 +40,9 @@ from medbridge.canonical import (
     Supplier,
     UnitOfMeasure,
 )
+from medbridge.canonical.demand import PharmacyOrder
+from medbridge.canonical.inbound import InboundMovement
+from medbridge.canonical.procurement import GoodsReceipt, PurchaseOrder, SupplierInvoice
 
 Schema = dict[str, Any]
 
@@ -75,6 +78,11 @@ CATALOG: Final = MappingProxyType(
         "masterdata.contract": CatalogEntry(1, Contract),
         "masterdata.unit_of_measure": CatalogEntry(1, UnitOfMeasure),
         "envelope.stock_movement_event": CatalogEntry(1, EventEnvelope[StockMovement]),
+        "inbound.movement": CatalogEntry(1, InboundMovement),
+        "pharmacy.order": CatalogEntry(1, PharmacyOrder),
+        "procurement.purchase_order": CatalogEntry(1, PurchaseOrder),
+        "procurement.goods_receipt": CatalogEntry(1, GoodsReceipt),
+        "procurement.supplier_invoice": CatalogEntry(1, SupplierInvoice),
     }
 )
 """Published names are frozen. An incompatible model change bumps the version here; the files

@@ -38,6 +38,7 @@ test-postgresql: install
 
 bench: install
 	$(BIN)/python -m benchmarks.pipeline
+	$(BIN)/python -m benchmarks.hl7
 
 clean:
 	rm -rf $(VENV) var .mypy_cache .ruff_cache .pytest_cache .hypothesis

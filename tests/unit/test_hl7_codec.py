@@ -43,6 +43,7 @@ from medbridge.connectors.hl7v2.codec import (
     DEFAULT_ENCODING,
     Encoding,
     Segment,
+    decode,
     escape,
     parse,
     render,
@@ -486,3 +487,11 @@ def test_the_valid_delimiter_sets_above_are_accepted() -> None:
         assert message.msh.get(1) == sep
         assert message.msh.get(2) == header[4:]
         assert message.msh.get(3) == "PYXIS"
+
+
+def test_a_byte_order_mark_before_msh_is_tolerated() -> None:
+    message = parse("\ufeffMSH|^~\\&|PYXIS|H1|||20261121||RDS^O13|C1|P|2.5.1\rRXD|1|X\r")
+    assert message.msh.get(10) == "C1"
+    assert decode("\ufeffMSH|^~\\&|A".encode()).startswith(
+        "\ufeff"
+    )  # decode keeps it; parse drops it

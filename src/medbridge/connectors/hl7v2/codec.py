@@ -117,6 +117,7 @@ def decode(raw: bytes) -> str:
 
 def parse(text: str) -> Message:
     """Parse an ER7 message; raise Hl7ParseError naming the segment at fault."""
+    text = text.lstrip("\ufeff")  # a byte-order mark some senders put first
     lines = [line for line in _SEGMENT_SPLIT.split(text.strip("\r\n\x0b\x1c ")) if line.strip()]
     if not lines or not lines[0].startswith("MSH"):
         raise Hl7ParseError("message does not start with an MSH segment", segment="MSH")

@@ -30,7 +30,7 @@ lint: install
 	$(BIN)/mypy
 	$(BIN)/lint-imports --no-cache
 
-test-sqlite: install peers-gnuhealth
+test-sqlite: install peers-gnuhealth peers-tryton
 	env -u MEDBRIDGE_DATABASE_URL $(BIN)/pytest $(PYTEST_ARGS)
 
 test-postgresql: install
@@ -45,3 +45,4 @@ clean:
 
 # The real peer systems the tests start (GPL: their own virtualenvs, JSON-RPC only).
 include peers/gnuhealth/Makefile.inc
+include peers/tryton/Makefile.inc

@@ -23,7 +23,10 @@ from medbridge.store.db import create_db_engine, normalize_url
 from medbridge.store.migrate import upgrade
 from medbridge.store.tables import metadata
 
-pytest_plugins = ["peers.gnuhealth"]  # the GNU Health peer's fixtures (tests/peers/gnuhealth.py)
+pytest_plugins = [
+    "peers.gnuhealth",  # the GNU Health peer's fixtures (tests/peers/gnuhealth.py)
+    "peers.tryton",  # the Tryton ERP peer's fixtures (tests/peers/tryton.py)
+]
 
 
 def _server_url() -> str | None:

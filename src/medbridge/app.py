@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, cast
 
 from fastapi import FastAPI
 from pydantic import SecretStr
@@ -22,14 +23,18 @@ from medbridge.api.services import Services
 from medbridge.bus.consumer import Consumer
 from medbridge.bus.port import Bus, RetryPolicy
 from medbridge.bus.sql import SqlBus
+from medbridge.canonical.erp import ErpPort
 from medbridge.canonical.inbound import ItemCodeKind
 from medbridge.connectors.fhir import FhirConfig
 from medbridge.connectors.gnuhealth.config import GnuHealthConfig
 from medbridge.connectors.gnuhealth.inbound import Poller
 from medbridge.connectors.hl7v2 import Hl7Config, Hl7Receiver, MllpListener, UnmappedAck
+from medbridge.connectors.tryton.config import TrytonConfig
+from medbridge.connectors.tryton.outbound import TrytonErp
 from medbridge.flows.demand import DemandRecorder
 from medbridge.flows.demo import DemoTraffic
 from medbridge.flows.demo_cabinet import DemoCabinets
+from medbridge.flows.erp_posting import ErpPosting, ErpPostingPolicy, PostingWindows
 from medbridge.flows.inbound import InboundIntake
 from medbridge.flows.intake import MovementIntake
 from medbridge.flows.ledger_posting import CONSUMER as LEDGER
@@ -111,6 +116,7 @@ class MedBridge:
             inbound=self.inbound,
             clients=self.clients,
             consumers=self.consumers,
+            erp=_serialized(self.erp()),
         )
 
     def upgrade_database(self) -> None:
@@ -172,6 +178,40 @@ class MedBridge:
         )
         return Poller(config, self.inbound)
 
+    def erp(self) -> ErpPort | None:
+        """A new Tryton adapter (one per worker: it is not thread-safe), or None."""
+        s = self.settings
+        if not s.erp_url:
+            return None
+        if not s.erp_database or s.erp_password is None:
+            raise ValueError("MEDBRIDGE_ERP_URL needs _DATABASE and _PASSWORD too")
+        return TrytonErp(
+            TrytonConfig(
+                url=s.erp_url,
+                database=s.erp_database,
+                user=s.erp_user,
+                password=s.erp_password,
+            )
+        )
+
+    def erp_posting_policy(self) -> ErpPostingPolicy:
+        s = self.settings
+        return ErpPostingPolicy(
+            erp_name="tryton",
+            batch_size=s.erp_batch_size,
+            rate_limit=s.erp_rate_limit,
+            burst=s.erp_burst,
+            failure_threshold=s.erp_breaker_failures,
+            cool_down=s.erp_breaker_cool_down,
+            auth_cool_down=s.erp_auth_cool_down,
+            windows=PostingWindows.parse(s.erp_hold_windows, s.erp_hold_timezone),
+            retry=RetryPolicy(
+                max_attempts=s.retry_max_attempts,
+                initial_backoff=s.erp_retry_initial_backoff,
+                max_backoff=s.erp_retry_max_backoff,
+            ),
+        )
+
     def ensure_admin_key(self) -> tuple[str, bool]:
         """The admin key: from settings, else from ``var/admin_api_key``, else a new one
         written there (0600). Returns the key and whether it was generated now."""
@@ -193,6 +233,10 @@ class MedBridge:
         poller = self.gnuhealth_poller()
         if poller is not None:
             self._spawn("gnuhealth-poller", poller.run, self._stop)
+        erp = self.erp()
+        if erp is not None:
+            poster = ErpPosting(self.engine, erp, self.erp_posting_policy())
+            self._spawn("erp-posting", poster.run, self._stop, self.settings.erp_poll_interval)
         if demo:
             traffic = DemoTraffic(self.intake, self.settings.demo_dispenses_per_second)
             self._spawn("demo-traffic", traffic.run, self._stop)
@@ -248,3 +292,23 @@ class MedBridge:
         if config.pseudonym_secret is None:
             config = config.model_copy(update={"pseudonym_secret": self.pseudonym_secret()})
         return config
+
+
+class _SerializedErp:
+    """One adapter shared by API requests, one call at a time (adapters are not thread-safe)."""
+
+    def __init__(self, erp: ErpPort) -> None:
+        self._erp, self._lock = erp, threading.Lock()
+
+    def __getattr__(self, name: str) -> Any:
+        method = getattr(self._erp, name)
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            with self._lock:
+                return method(*args, **kwargs)
+
+        return call
+
+
+def _serialized(erp: ErpPort | None) -> ErpPort | None:
+    return None if erp is None else cast(ErpPort, _SerializedErp(erp))

@@ -12,11 +12,14 @@ from rich.table import Table
 from medbridge.app import MedBridge
 from medbridge.bus.port import DeadLetterFilter
 from medbridge.canonical.masterdata import AccountRole, CodeSystem, ItemCode
+from medbridge.flows.erp_posting import requeue
 from medbridge.flows.inbound import ExceptionNotOpen
+from medbridge.flows.reconciliation import reconcile_period
 from medbridge.governance.clients import Role
 from medbridge.masterdata.repository import CrossReferences
 from medbridge.observability.logging import configure_logging
 from medbridge.settings import Settings
+from medbridge.store import erp_postings as erp_store
 from medbridge.store import exceptions as exception_store
 from medbridge.store import ledger as ledger_store
 
@@ -36,6 +39,8 @@ app.add_typer(schemas_app, name="schemas")
 exceptions_app = typer.Typer(help="The inbound exception queue.", no_args_is_help=True)
 xref_app = typer.Typer(help="Cross-references from source systems' codes.", no_args_is_help=True)
 app.add_typer(exceptions_app, name="exceptions")
+erp_app = typer.Typer(help="The ERP: posting queue and reconciliation.", no_args_is_help=True)
+app.add_typer(erp_app, name="erp")
 app.add_typer(xref_app, name="xref")
 
 console = Console()
@@ -301,6 +306,56 @@ def xref_unit(source_system: str, code: str, unit: str) -> None:
     mb = _build()
     with mb.engine.begin() as conn:
         CrossReferences.map_unit(conn, source_system, code, unit)
+
+
+@erp_app.command("postings")
+def erp_postings() -> None:
+    """How many journal entries are pending, posted and failed (with the failures' reasons)."""
+    mb = _build()
+    with mb.engine.connect() as conn:
+        counts = erp_store.counts(conn)
+        failed = erp_store.postings(conn, status=erp_store.PostingStatus.FAILED)
+    console.print(", ".join(f"{status.value}: {n}" for status, n in counts.items()))
+    for posting in failed:
+        console.print(f"  [red]{posting.entry_id}[/red]: {posting.last_error}")
+
+
+@erp_app.command("requeue")
+def erp_requeue(entry_ids: list[str]) -> None:
+    """Put failed postings back in the queue (after fixing the cause in the ERP)."""
+    mb = _build()
+    missing = [entry for entry in entry_ids if not requeue(mb.engine, entry)]
+    for entry in missing:
+        console.print(f"[red]{entry} is not a failed posting[/red]")
+    if missing:
+        raise typer.Exit(1)
+
+
+@erp_app.command("reconcile")
+def erp_reconcile(period: Annotated[str, typer.Argument(help="YYYY-MM")]) -> None:
+    """Compare MedBridge's journal with the ERP's moves for a period; exit 1 on a difference."""
+    mb = _build()
+    erp = mb.erp()
+    if erp is None:
+        console.print("[red]no ERP configured (MEDBRIDGE_ERP_URL)[/red]")
+        raise typer.Exit(2)
+    report = reconcile_period(mb.engine, erp, period)
+    table = Table("kind", "reference", "ERP move", "account", "cost center", "MedBridge", "ERP")
+    for d in report.differences:
+        table.add_row(
+            d.kind.value,
+            d.reference,
+            d.move_id or "",
+            d.account or "",
+            d.cost_center or "",
+            str(d.medbridge_amount or ""),
+            str(d.erp_amount or ""),
+        )
+    console.print(table)
+    found = len(report.differences)
+    console.print(f"{report.entries} entries, {report.moves} ERP moves, {found} difference(s)")
+    if not report.balanced:
+        raise typer.Exit(1)
 
 
 if __name__ == "__main__":

@@ -56,6 +56,25 @@ class Settings(BaseSettings):
     gnuhealth_poll_interval: float = Field(default=5.0, gt=0)
     gnuhealth_item_code_kind: Literal["local", "ndc", "gtin"] = "local"
 
+    erp_url: str | None = None
+    """The Tryton ERP (trytond JSON-RPC base URL); unset: no ERP posting."""
+    erp_database: str | None = None
+    erp_user: str = "admin"
+    erp_password: SecretStr | None = None
+    erp_rate_limit: float = Field(default=10.0, gt=0)
+    """Calls per second to the ERP, at most."""
+    erp_burst: int = Field(default=1, ge=1)
+    erp_batch_size: int = Field(default=50, ge=1, le=1000)
+    erp_hold_windows: list[str] = []
+    """Daily windows with no posting, e.g. ``["23:30-00:30"]`` for a nightly close."""
+    erp_hold_timezone: str = "UTC"
+    erp_breaker_failures: int = Field(default=5, ge=1)
+    erp_breaker_cool_down: float = Field(default=30.0, gt=0)
+    erp_auth_cool_down: float = Field(default=300.0, gt=0)
+    erp_retry_initial_backoff: float = Field(default=1.0, ge=0)
+    erp_retry_max_backoff: float = Field(default=300.0, ge=0)
+    erp_poll_interval: float = Field(default=0.5, gt=0)
+
     demo: bool = False
     demo_dispenses_per_second: float = Field(default=2.0, gt=0)
 

@@ -10,6 +10,7 @@ from starlette.concurrency import run_in_threadpool
 from medbridge.api.auth import require, services
 from medbridge.canonical.masterdata import AccountRole
 from medbridge.governance.clients import Client, Role
+from medbridge.store import erp_postings
 from medbridge.store import ledger as ledger_store
 
 router = APIRouter(prefix="/v1", tags=["read"])
@@ -75,7 +76,22 @@ async def get_journal_entries(
                 limit=limit,
                 offset=offset,
             )
-        return [e.model_dump(mode="json") | {"period": e.period} for e in entries]
+            postings = {
+                p.entry_id: p
+                for p in erp_postings.postings(
+                    conn, entry_ids=[e.entry_id for e in entries], limit=len(entries) or 1
+                )
+            }
+        return [
+            e.model_dump(mode="json")
+            | {
+                "period": e.period,
+                "posting_status": p.status.value if p else None,
+                "erp_id": p.erp_id if p else None,
+            }
+            for e in entries
+            for p in (postings.get(e.entry_id),)
+        ]
 
     return {"items": await run_in_threadpool(query)}
 

@@ -9,6 +9,7 @@ from sqlalchemy import Engine
 
 from medbridge.bus.consumer import Consumer
 from medbridge.bus.port import Bus
+from medbridge.canonical.erp import ErpPort
 from medbridge.flows.inbound import InboundIntake
 from medbridge.flows.intake import MovementIntake
 from medbridge.governance.clients import ClientRegistry
@@ -24,3 +25,4 @@ class Services:
     inbound: InboundIntake
     clients: ClientRegistry
     consumers: Mapping[str, Consumer]
+    erp: ErpPort | None = None  # None: no ERP configured (reconciliation answers 503)

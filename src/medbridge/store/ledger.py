@@ -13,6 +13,7 @@ from sqlalchemy import Connection, func, insert, select, tuple_
 
 from medbridge.canonical.finance import JournalEntry, JournalLine
 from medbridge.domain.ledger import StockBook, Valuation, ValuedMovement
+from medbridge.store import erp_postings
 from medbridge.store.sql import chunks, upsert
 from medbridge.store.tables import (
     journal_entries,
@@ -122,6 +123,8 @@ def record(
                 for n, line in enumerate(e.lines, start=1)
             ],
         )
+        # the outbox: the ERP posting is due from the moment the entry exists, never before
+        erp_postings.enqueue(conn, [e.entry_id for e in entries], now)
 
 
 # --- read side -----------------------------------------------------------------------------
@@ -175,6 +178,7 @@ def journal(
     correlation_id: str | None = None,
     account: str | None = None,
     period: str | None = None,
+    entry_ids: Sequence[str] | None = None,
     limit: int = 200,
     offset: int = 0,
 ) -> list[JournalEntry]:
@@ -184,6 +188,8 @@ def journal(
         conditions.append(e.c.correlation_id == correlation_id)
     if period is not None:
         conditions.append(e.c.period == period)
+    if entry_ids is not None:
+        conditions.append(e.c.entry_id.in_(entry_ids))
     if account is not None:
         conditions.append(e.c.entry_id.in_(select(ln.c.entry_id).where(ln.c.account == account)))
     heads = conn.execute(

@@ -301,4 +301,20 @@ journal_lines = Table(
     Column("credit", MONEY, nullable=False),
 )
 
+# --- outbound to the ERP (outbox) ----------------------------------------------------------
+
+erp_postings = Table(
+    "erp_postings",
+    metadata,
+    Column("entry_id", String(80), ForeignKey("journal_entries.entry_id"), primary_key=True),
+    Column("status", String(16), nullable=False),  # pending | posted | failed
+    Column("erp_id", String(80)),
+    Column("attempts", Integer, nullable=False),
+    Column("last_error", Text),
+    Column("next_attempt_at", UTCDateTime, nullable=False),
+    Column("posted_at", UTCDateTime),
+    Column("created_at", UTCDateTime, nullable=False),
+    Index("ix_erp_postings_status_due", "status", "next_attempt_at"),
+)
+
 __all__ = ["ExactDecimal", "metadata"]

@@ -1,0 +1,357 @@
+"""Build the Tryton ERP template database that the peer tests copy per test.
+
+Run with the PEER virtualenv's python (``.peers/tryton/bin/python``), never MedBridge's:
+trytond is GPL and stays behind a process boundary.
+
+    .peers/tryton/bin/python peers/tryton/build_template.py [--dir .peers/tryton/db]
+
+Writes, under ``--dir``:
+
+* ``trytond.conf``    a trytond configuration (SQLite, path = that directory);
+* ``template.sqlite`` purchase, stock (lots, expiry), invoicing, continental stock valuation
+  and analytic accounting activated and seeded: company (USD), a minimal chart of accounts,
+  a fiscal year with monthly periods covering today (continental stock method), GL accounts
+  whose codes are MedBridge's demo account codes (``1400-H1`` ...), analytic accounts for the
+  demo cost centers, a ``MB`` journal for MedBridge's postings, units named like MedBridge's
+  unit codes, the suppliers ``MCK`` and ``MEDSURG`` and the demo items as purchasable goods
+  with stock accounts;
+* ``template.json``   what the fixtures need: admin login and password, codes, ids, the
+  fiscal year's dates and the build fingerprint.
+
+Idempotent: if ``template.json`` carries the fingerprint of the current requirements, this
+script and the installed package versions, AND its fiscal year still covers today (a fiscal
+year created "now" covers about -6/+5 months), nothing is done (about 0.1 s). Otherwise the
+database is rebuilt in a scratch file and renamed into place, so a crash never leaves a
+half-built template behind.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import hashlib
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from decimal import Decimal
+from importlib import metadata
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parents[1]
+REQUIREMENTS = HERE / "requirements.txt"
+
+TEMPLATE = "template"
+BUILD = "template_build"
+ADMIN_LOGIN = "admin"
+ADMIN_PASSWORD = "medbridge-erp-admin"  # test peer only, bound to 127.0.0.1
+ADMIN_EMAIL = "admin@example.com"
+MODULES = (
+    "purchase",
+    "stock",
+    "stock_lot",
+    "stock_lot_sled",
+    "account_invoice",
+    "account_invoice_stock",
+    "account_stock_continental",
+    "analytic_account",
+)
+DISTRIBUTIONS = ("trytond", "proteus", *(f"trytond_{m}" for m in MODULES))
+JOURNAL_CODE = "MB"
+
+# MedBridge's demo network (src/medbridge/masterdata/demo_network.py), repeated here because
+# this runs in the peer's virtualenv, which cannot import MedBridge.
+FACILITIES = ("H1", "H2")
+GL_ACCOUNTS = (  # code pattern, name, kind (balance-sheet side or expense)
+    ("1400-{f}", "Inventory {f}", "asset"),
+    ("2100-{f}", "Goods received not invoiced {f}", "liability"),
+    ("2000-{f}", "Accounts payable {f}", "liability"),
+    ("5100-{f}", "Drug expense {f}", "expense"),
+    ("5200-{f}", "Medical supply expense {f}", "expense"),
+    ("5300-{f}", "Wastage and expiry {f}", "expense"),
+    ("5400-{f}", "Inventory count adjustment {f}", "expense"),
+    ("5500-{f}", "Purchase price variance {f}", "expense"),
+)
+COST_CENTERS = (
+    ("H1-CC-PHARM", "H1 pharmacy"),
+    ("H1-CC-ICU", "H1 intensive care"),
+    ("H1-CC-OR", "H1 surgery"),
+    ("H2-CC-PHARM", "H2 pharmacy"),
+    ("H2-CC-ED", "H2 emergency"),
+)
+SUPPLIERS = (("MCK", "Wholesale drug distributor"), ("MEDSURG", "Med/surg supplies distributor"))
+UNITS = ("VIAL", "CAP", "BAG", "EA")  # MedBridge base units, as Tryton units of 1
+ITEMS = (  # code, name, unit, cost price (USD per unit)
+    ("VANCO-1G", "Vancomycin HCl 1 g vial", "VIAL", Decimal("6.85")),
+    ("AMPI-250", "Ampicillin 250 mg capsule", "CAP", Decimal("0.42")),
+    ("NICAR-40", "Nicardipine 40 mg/200 mL premixed bag", "BAG", Decimal("38.10")),
+    ("DILUENT-10", "Sterile diluent 10 mL vial", "VIAL", Decimal("1.15")),
+    ("AMOX-500", "Amoxicillin 500 mg oral capsule", "CAP", Decimal("0.19")),
+    ("DRAPE-SM", "Drape, small towel, clear plastic, adhesive strip", "EA", Decimal("2.94")),
+    ("TUBE-BLUE", "Blood collection tube, blue cap", "EA", Decimal("0.31")),
+)
+
+
+def fingerprint() -> str:
+    """Changes whenever the pins, this builder or an installed peer package changes."""
+    digest = hashlib.sha256()
+    digest.update(REQUIREMENTS.read_bytes())
+    digest.update(Path(__file__).read_bytes())
+    for name in DISTRIBUTIONS:
+        digest.update(f"{name}=={metadata.version(name)}\n".encode())
+    return digest.hexdigest()
+
+
+def write_config(db_dir: Path) -> Path:
+    conf = db_dir / "trytond.conf"
+    conf.write_text(
+        "[database]\n"
+        "uri = sqlite://\n"
+        f"path = {db_dir}\n"
+        "[web]\n"
+        "listen = 127.0.0.1:8000\n"
+        "[session]\n"
+        "timeout = 3600\n"
+    )
+    return conf
+
+
+def activate_modules(conf: Path, db_dir: Path, name: str) -> None:
+    """One trytond-admin run: initialises the empty file and activates the modules."""
+    db_file = db_dir / f"{name}.sqlite"
+    db_file.unlink(missing_ok=True)
+    db_file.touch()  # the SQLite backend refuses a missing file
+    with tempfile.NamedTemporaryFile("w", suffix=".pass", delete=False) as passfile:
+        passfile.write(ADMIN_PASSWORD + "\n")
+    try:
+        admin = Path(sys.executable).with_name("trytond-admin")
+        subprocess.run(
+            [
+                str(admin),
+                "-c",
+                str(conf),
+                "-d",
+                name,
+                "-u",
+                *MODULES,
+                "--activate-dependencies",
+                "--email",
+                ADMIN_EMAIL,
+            ],
+            check=True,
+            env={**os.environ, "TRYTONPASSFILE": passfile.name},
+        )
+    finally:
+        os.unlink(passfile.name)
+
+
+def seed(conf: Path, name: str) -> dict[str, object]:
+    """Company, chart, fiscal year, MedBridge's accounts and cost centers, parties, items."""
+    from proteus import Model, config
+    from trytond.modules.account.tests.tools import create_chart, create_fiscalyear, get_accounts
+    from trytond.modules.account_invoice.tests.tools import (
+        create_payment_term,
+        set_fiscalyear_invoice_sequences,
+    )
+    from trytond.modules.account_stock_continental.tests.tools import add_stock_accounts
+    from trytond.modules.company.tests.tools import create_company, get_company
+    from trytond.modules.currency.tests.tools import get_currency
+
+    config.set_trytond(name, config_file=str(conf))
+    Party = Model.get("party.party")
+    company_party = Party(name="MedBridge Hospital Network")
+    company_party.save()
+    create_company(party=company_party, currency=get_currency("USD"))
+    company = get_company()
+
+    today = dt.date.today()
+    fiscalyear = set_fiscalyear_invoice_sequences(create_fiscalyear(company, today))
+    fiscalyear.account_stock_method = "continental"
+    fiscalyear.click("create_period")
+
+    create_chart(company)
+    accounts = add_stock_accounts(get_accounts(company), company)
+    Account = Model.get("account.account")
+    AccountType = Model.get("account.account.type")
+    types = {
+        "asset": accounts["stock"].type,
+        "expense": accounts["expense"].type,
+        "liability": AccountType.find(
+            [
+                ("company", "=", company.id),
+                ("statement", "=", "balance"),
+                ("assets", "=", False),
+                ("payable", "=", False),
+                ("childs", "=", None),
+            ],
+            limit=1,
+        )[0],
+    }
+    parent = accounts["expense"].parent
+    gl: dict[str, int] = {}
+    for facility in FACILITIES:
+        for pattern, label, kind in GL_ACCOUNTS:
+            code = pattern.format(f=facility)
+            account = Account(
+                name=label.format(f=facility),
+                code=code,
+                type=types[kind],
+                parent=parent,
+                company=company,
+            )
+            account.save()
+            gl[code] = account.id
+
+    Analytic = Model.get("analytic_account.account")
+    root = Analytic(name="MedBridge cost centers", code="MB-CC", type="root", company=company)
+    root.save()
+    cost_centers: dict[str, int] = {}
+    for code, label in COST_CENTERS:
+        cc = Analytic(name=label, code=code, type="normal", root=root, parent=root, company=company)
+        cc.save()
+        cost_centers[code] = cc.id
+
+    journal = Model.get("account.journal")(name="MedBridge", code=JOURNAL_CODE, type="general")
+    journal.save()
+
+    payment_term = create_payment_term()
+    payment_term.save()
+    suppliers: dict[str, int] = {}
+    for code, label in SUPPLIERS:
+        supplier = Party(name=label, code=code)
+        supplier.supplier_payment_term = payment_term
+        supplier.save()
+        suppliers[code] = supplier.id
+
+    Uom = Model.get("product.uom")
+    unit = Uom.find([("name", "=", "Unit")])[0]
+    uoms = {}
+    for symbol in UNITS:
+        uom = Uom(
+            name=f"MedBridge {symbol}",
+            symbol=symbol,
+            category=unit.category,
+            factor=1,
+            rate=1,
+            rounding=Decimal("0.0001"),
+            digits=4,
+        )
+        uom.save()
+        uoms[symbol] = uom
+
+    Category = Model.get("product.category")
+    category = Category(name="MedBridge stock", accounting=True)
+    category.account_expense = accounts["expense"]
+    category.account_revenue = accounts["revenue"]
+    category.account_stock = accounts["stock"]
+    category.account_stock_in = accounts["stock_expense"]
+    category.account_stock_out = accounts["stock_expense"]
+    category.save()
+
+    Template = Model.get("product.template")
+    products: dict[str, dict[str, object]] = {}
+    for code, label, symbol, cost in ITEMS:
+        template = Template(
+            name=label,
+            code=code,
+            type="goods",
+            default_uom=uoms[symbol],
+            purchasable=True,
+            purchase_uom=uoms[symbol],
+            list_price=cost * 2,
+            cost_price_method="fixed",
+            account_category=category,
+        )
+        template.save()
+        product = template.products[0]
+        product.cost_price = cost
+        product.save()
+        products[code] = {"id": product.id, "unit": symbol, "cost_price": str(cost)}
+
+    return {
+        "company": company.id,
+        "fiscal_year": {
+            "start": fiscalyear.start_date.isoformat(),
+            "end": fiscalyear.end_date.isoformat(),
+        },
+        "journal": JOURNAL_CODE,
+        "accounts": gl,
+        "cost_centers": cost_centers,
+        "suppliers": suppliers,
+        "products": products,
+    }
+
+
+def build(db_dir: Path, stamp: str) -> dict[str, object]:
+    conf = write_config(db_dir)
+    started = time.monotonic()
+    activate_modules(conf, db_dir, BUILD)
+    activated = time.monotonic()
+    # Seeding runs in a child so that this process never holds trytond's pool on the file.
+    seeded = subprocess.run(
+        [sys.executable, __file__, "--seed", str(conf), BUILD],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    facts = json.loads(seeded.stdout.strip().splitlines()[-1])
+    os.replace(db_dir / f"{BUILD}.sqlite", db_dir / f"{TEMPLATE}.sqlite")
+    meta = {
+        "fingerprint": stamp,
+        "database": TEMPLATE,
+        "admin_login": ADMIN_LOGIN,
+        "admin_password": ADMIN_PASSWORD,
+        "versions": {name: metadata.version(name) for name in DISTRIBUTIONS},
+        "built_at": dt.datetime.now(dt.UTC).isoformat(),
+        "seconds": {
+            "activate": round(activated - started, 1),
+            "seed": round(time.monotonic() - activated, 1),
+        },
+        **facts,
+    }
+    tmp = db_dir / "template.json.tmp"
+    tmp.write_text(json.dumps(meta, indent=2) + "\n")
+    os.replace(tmp, db_dir / "template.json")
+    return meta
+
+
+def _current(meta: dict[str, object], stamp: str) -> bool:
+    """Same fingerprint, and a fiscal year (with periods) that still covers today."""
+    year = meta.get("fiscal_year")
+    if meta.get("fingerprint") != stamp or not isinstance(year, dict):
+        return False
+    today = dt.date.today().isoformat()
+    return bool(year["start"] <= today <= year["end"])
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--dir", type=Path, default=ROOT / ".peers" / "tryton" / "db")
+    parser.add_argument("--force", action="store_true", help="rebuild even if up to date")
+    parser.add_argument("--seed", nargs=2, metavar=("CONF", "DB"), help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+
+    if args.seed:
+        conf, name = args.seed
+        print(json.dumps(seed(Path(conf), name)))
+        return 0
+
+    db_dir = args.dir.resolve()
+    db_dir.mkdir(parents=True, exist_ok=True)
+    stamp = fingerprint()
+    meta_file = db_dir / "template.json"
+    if not args.force and meta_file.exists() and (db_dir / f"{TEMPLATE}.sqlite").exists():
+        if _current(json.loads(meta_file.read_text()), stamp):
+            write_config(db_dir)
+            print(f"tryton template up to date: {db_dir / TEMPLATE}.sqlite")
+            return 0
+    meta = build(db_dir, stamp)
+    print(f"tryton template built in {meta['seconds']}: {db_dir / TEMPLATE}.sqlite")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

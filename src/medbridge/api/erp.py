@@ -1,0 +1,122 @@
+"""The ERP side: posting statuses of the outbox and the reconciliation checkpoint."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request, status
+from starlette.concurrency import run_in_threadpool
+
+from medbridge.api.auth import require, services
+from medbridge.canonical.erp import ErpError, ErpUnavailable
+from medbridge.domain.reconciliation import Reconciliation
+from medbridge.flows.erp_posting import requeue
+from medbridge.flows.reconciliation import reconcile_period
+from medbridge.governance.clients import Client, Role
+from medbridge.store import erp_postings
+from medbridge.store.erp_postings import PostingStatus
+
+router = APIRouter(prefix="/v1", tags=["erp"])
+Reader = Annotated[Client, Depends(require(Role.READER))]
+Admin = Annotated[Client, Depends(require(Role.ADMIN))]
+
+
+def _amount(value: Any) -> str | None:
+    return None if value is None else str(value)
+
+
+@router.get("/erp-postings")
+async def get_erp_postings(
+    request: Request,
+    _client: Reader,
+    status_: Annotated[PostingStatus | None, Query(alias="status")] = None,
+    limit: Annotated[int, Query(ge=1, le=10_000)] = 1000,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> dict[str, Any]:
+    def query() -> tuple[list[erp_postings.Posting], dict[PostingStatus, int]]:
+        with services(request).engine.connect() as conn:
+            rows = erp_postings.postings(conn, status=status_, limit=limit, offset=offset)
+            return rows, erp_postings.counts(conn)
+
+    rows, counts = await run_in_threadpool(query)
+    return {
+        "counts": {s.value: n for s, n in counts.items()},
+        "items": [
+            {
+                "entry_id": p.entry_id,
+                "status": p.status.value,
+                "erp_id": p.erp_id,
+                "attempts": p.attempts,
+                "last_error": p.last_error,
+                "next_attempt_at": p.next_attempt_at.isoformat(),
+                "posted_at": p.posted_at.isoformat() if p.posted_at else None,
+                "created_at": p.created_at.isoformat(),
+            }
+            for p in rows
+        ],
+    }
+
+
+@router.post("/erp-postings/{entry_id}/requeue")
+async def requeue_erp_posting(
+    request: Request,
+    _client: Admin,
+    entry_id: Annotated[str, Path(min_length=1, max_length=80)],
+) -> dict[str, Any]:
+    """A failed posting (a dead letter) back in the queue, after the fix in the ERP."""
+    if not await run_in_threadpool(requeue, services(request).engine, entry_id):
+        raise HTTPException(
+            status.HTTP_409_CONFLICT, detail=f"posting {entry_id} is not failed (or unknown)"
+        )
+    return {"entry_id": entry_id, "status": PostingStatus.PENDING.value}
+
+
+@router.get("/reconciliation/erp")
+async def get_erp_reconciliation(
+    request: Request,
+    _client: Reader,
+    period: Annotated[str, Query(pattern=r"^\d{4}-(0[1-9]|1[0-2])$")],
+) -> dict[str, Any]:
+    """MedBridge's journal entries vs the ERP's moves for a period (``YYYY-MM``)."""
+    svc = services(request)
+    erp = svc.erp
+    if erp is None:
+        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, detail="no ERP is configured")
+    try:
+        report: Reconciliation = await run_in_threadpool(reconcile_period, svc.engine, erp, period)
+    except ErpUnavailable as error:
+        raise HTTPException(
+            status.HTTP_503_SERVICE_UNAVAILABLE, detail=f"the ERP is unreachable: {error}"
+        ) from error
+    except ErpError as error:
+        raise HTTPException(
+            status.HTTP_502_BAD_GATEWAY, detail=f"the ERP refused: {type(error).__name__}: {error}"
+        ) from error
+    return {
+        "period": period,
+        "balanced": report.balanced,
+        "entries": report.entries,
+        "moves": report.moves,
+        "differences": [
+            {
+                "kind": d.kind.value,
+                "reference": d.reference,
+                "move_id": d.move_id,
+                "account": d.account,
+                "cost_center": d.cost_center,
+                "medbridge_amount": _amount(d.medbridge_amount),
+                "erp_amount": _amount(d.erp_amount),
+            }
+            for d in report.differences
+        ],
+        "totals": [
+            {
+                "account": t.account,
+                "cost_center": t.cost_center,
+                "medbridge": str(t.medbridge),
+                "erp": str(t.erp),
+                "difference": str(t.difference),
+            }
+            for t in report.totals
+        ],
+    }

@@ -1,0 +1,274 @@
+"""Buffered posting of journal entries to the ERP: the worker that drains the ``erp_postings``
+outbox (written with each journal entry, see ``store.erp_postings``).
+
+Each round: nothing during a hold window or while the circuit is open; otherwise claim up to
+``batch_size`` due postings, and post each through the rate limiter. What happens after a call
+is declared here, not improvised:
+
+- ``ErpRef`` (created, or already there): posted with the ERP's id; the circuit notes a
+  success.
+- ``ErpUnavailable``: pending, retried after ``RetryPolicy.backoff`` and never dead-lettered
+  (an outage fills the buffer, it must not empty it into the dead letters); a circuit failure.
+- ``ErpAuthError``: pending and untouched (not the document's fault); the circuit is tripped
+  for ``auth_cool_down``: N tries with refused credentials would only lock the account.
+- ``ErpRejected``: failed with the reason, a dead letter (``requeue`` after the fix); the ERP
+  answered, so the circuit notes a success.
+- any other error: pending with backoff, failed after ``retry.max_attempts``.
+
+Exactly once: ``post_journal_entry`` is idempotent by ``entry_id`` in the ERP (the port's
+contract), so a lost answer, a crash after the call, or a lease that expired only leads to a
+repeat call that finds the move already there.
+"""
+
+from __future__ import annotations
+
+import threading
+import time as _time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, time, timedelta
+from zoneinfo import ZoneInfo
+
+from prometheus_client import Counter, Gauge
+from sqlalchemy import Engine
+
+from medbridge.bus.outbound import BreakerState, CircuitBreaker, RateLimiter
+from medbridge.bus.port import RetryPolicy
+from medbridge.canonical.erp import (
+    ErpAuthError,
+    ErpPort,
+    ErpRef,
+    ErpRejected,
+    ErpUnavailable,
+)
+from medbridge.canonical.finance import JournalEntry
+from medbridge.observability.logging import get_logger
+from medbridge.store import erp_postings
+from medbridge.store import ledger as ledger_store
+
+log = get_logger(__name__)
+
+CIRCUIT_STATE = Gauge(
+    "medbridge_erp_circuit_state",
+    "The ERP circuit breaker: 0 closed, 1 open, 2 half-open",
+    ["erp"],
+)
+POSTINGS = Counter(
+    "medbridge_erp_postings",
+    "Journal entry postings to the ERP, by outcome (posted, failed, retried, auth_error)",
+    ["erp", "outcome"],
+)
+
+
+@dataclass(frozen=True)
+class HoldWindow:
+    """A daily period (local time) during which nothing is posted; may cross midnight."""
+
+    start: time
+    end: time
+
+    @classmethod
+    def parse(cls, text: str) -> HoldWindow:
+        """``"HH:MM-HH:MM"``, e.g. ``"23:30-01:00"`` for a nightly close."""
+        try:
+            start, end = (time.fromisoformat(part.strip()) for part in text.split("-"))
+        except ValueError as error:
+            raise ValueError(f"hold window {text!r} is not HH:MM-HH:MM") from error
+        if start == end:
+            raise ValueError(f"hold window {text!r} is empty")
+        return cls(start, end)
+
+    def holds(self, at: time) -> bool:
+        if self.start < self.end:
+            return self.start <= at < self.end
+        return at >= self.start or at < self.end
+
+
+@dataclass(frozen=True)
+class PostingWindows:
+    holds: tuple[HoldWindow, ...] = ()
+    timezone: str = "UTC"
+
+    @classmethod
+    def parse(cls, windows: Sequence[str], timezone: str = "UTC") -> PostingWindows:
+        ZoneInfo(timezone)  # fail at start-up on a bad name, not at the first posting
+        return cls(tuple(HoldWindow.parse(w) for w in windows), timezone)
+
+    def held(self, now: datetime) -> bool:
+        local = now.astimezone(ZoneInfo(self.timezone)).time().replace(tzinfo=None)
+        return any(w.holds(local) for w in self.holds)
+
+
+@dataclass(frozen=True)
+class ErpPostingPolicy:
+    """How postings flow to the ERP. ``retry.max_attempts`` bounds only unexpected errors."""
+
+    erp_name: str = "tryton"
+    batch_size: int = 50
+    rate_limit: float = 10.0  # calls per second
+    burst: int = 1
+    failure_threshold: int = 5  # consecutive ErpUnavailable that open the circuit
+    cool_down: float = 30.0  # seconds open before a trial call
+    auth_cool_down: float = 300.0  # seconds open after the ERP refused the credentials
+    lease: float = 300.0  # seconds a claimed posting is reserved for this worker
+    windows: PostingWindows = PostingWindows()
+    retry: RetryPolicy = field(
+        default_factory=lambda: RetryPolicy(max_attempts=10, initial_backoff=1.0, max_backoff=300.0)
+    )
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class ErpPosting:
+    """The worker. ``run(stop)`` in production; ``poll_once()``/``drain()`` in tests."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        erp: ErpPort,
+        policy: ErpPostingPolicy | None = None,
+        *,
+        now: Callable[[], datetime] = _utcnow,
+        clock: Callable[[], float] = _time.monotonic,
+        sleep: Callable[[float], None] = _time.sleep,
+    ) -> None:
+        self.engine, self.erp = engine, erp
+        self.policy = policy = policy or ErpPostingPolicy()
+        self._now, self._sleep = now, sleep
+        self.limiter = RateLimiter(policy.rate_limit, policy.burst, clock=clock, sleep=sleep)
+        gauge = CIRCUIT_STATE.labels(erp=policy.erp_name)
+        self.breaker = CircuitBreaker(
+            policy.failure_threshold,
+            policy.cool_down,
+            clock=clock,
+            on_change=self._circuit_changed(gauge),
+        )
+        self._outcomes = {
+            o: POSTINGS.labels(erp=policy.erp_name, outcome=o)
+            for o in ("posted", "failed", "retried", "auth_error")
+        }
+
+    def _circuit_changed(self, gauge: Gauge) -> Callable[[BreakerState], None]:
+        def circuit_changed(state: BreakerState) -> None:
+            gauge.set(int(state))
+            log.info("erp.circuit", erp=self.policy.erp_name, state=state.name.lower())
+
+        return circuit_changed
+
+    # --- one round -----------------------------------------------------------------------
+
+    def held(self) -> bool:
+        return self.policy.windows.held(self._now())
+
+    def poll_once(self) -> int:
+        """Post at most one batch; return how many postings were settled (posted or failed)."""
+        if self.held() or self.breaker.retry_in() > 0:
+            return 0
+        now = self._now()
+        with self.engine.begin() as conn:
+            ids = erp_postings.claim(
+                conn, self.policy.batch_size, now, timedelta(seconds=self.policy.lease)
+            )
+            if not ids:
+                return 0
+            entries = ledger_store.journal(conn, entry_ids=ids, limit=len(ids))
+        settled = 0
+        for n, entry in enumerate(entries):
+            if self.held() or not self.breaker.allow():
+                with self.engine.begin() as conn:
+                    erp_postings.release(conn, [e.entry_id for e in entries[n:]], self._now())
+                break
+            settled += self._post(entry)
+        return settled
+
+    def _post(self, entry: JournalEntry) -> int:
+        self.limiter.acquire()
+        try:
+            ref: ErpRef = self.erp.post_journal_entry(entry)
+        except ErpUnavailable as error:
+            self.breaker.failure()
+            self._retry(entry.entry_id, error)
+            return 0
+        except ErpAuthError as error:
+            self.breaker.trip(self.policy.auth_cool_down)
+            self._outcomes["auth_error"].inc()
+            log.error("erp.auth_refused", entry_id=entry.entry_id, error=str(error))
+            with self.engine.begin() as conn:
+                erp_postings.release(conn, [entry.entry_id], self._now())
+            return 0
+        except ErpRejected as error:
+            self.breaker.success()
+            reason = f"{type(error).__name__}: {error}" + (
+                f" (field {error.field})" if error.field else ""
+            )
+            with self.engine.begin() as conn:
+                erp_postings.mark_failed(conn, entry.entry_id, reason)
+            self._outcomes["failed"].inc()
+            log.warning("erp.posting_rejected", entry_id=entry.entry_id, reason=reason)
+            return 1
+        except Exception as error:  # an adapter bug or an unmapped error: bounded retries
+            log.exception("erp.posting_error", entry_id=entry.entry_id)
+            return self._retry(entry.entry_id, error, bounded=True)
+        self.breaker.success()
+        with self.engine.begin() as conn:
+            erp_postings.mark_posted(conn, entry.entry_id, ref.erp_id, self._now())
+        self._outcomes["posted"].inc()
+        if not ref.created:
+            log.info("erp.posting_found", entry_id=entry.entry_id, erp_id=ref.erp_id)
+        return 1
+
+    def _retry(self, entry_id: str, error: Exception, bounded: bool = False) -> int:
+        reason = f"{type(error).__name__}: {error}"
+        with self.engine.begin() as conn:
+            posting = erp_postings.get(conn, entry_id)
+            attempts = (posting.attempts if posting else 0) + 1
+            if bounded and attempts >= self.policy.retry.max_attempts:
+                erp_postings.mark_failed(conn, entry_id, reason)
+                self._outcomes["failed"].inc()
+                return 1
+            delay = timedelta(seconds=self.policy.retry.backoff(attempts))
+            erp_postings.mark_retry(conn, entry_id, reason, self._now() + delay)
+        self._outcomes["retried"].inc()
+        return 0
+
+    # --- loops ---------------------------------------------------------------------------
+
+    def backlog(self) -> int:
+        with self.engine.connect() as conn:
+            return erp_postings.counts(conn)[erp_postings.PostingStatus.PENDING]
+
+    def drain(self, timeout: float = 30.0, idle_sleep: float = 0.005) -> int:
+        """Post until nothing is pending (tests, the CLI); stops at once during a hold and
+        after ``timeout`` s of real time. Returns how many postings were settled."""
+        deadline = _time.monotonic() + timeout
+        settled = 0
+        while not self.held() and _time.monotonic() < deadline:
+            done = self.poll_once()
+            settled += done
+            if not done:
+                if not self.backlog():
+                    break
+                self._sleep(max(idle_sleep, min(self.breaker.retry_in(), 0.05)))
+        return settled
+
+    def run(self, stop: threading.Event, idle_sleep: float = 0.5) -> None:
+        log.info("erp_posting.started", erp=self.policy.erp_name)
+        while not stop.is_set():
+            try:
+                done = self.poll_once()
+            except Exception:  # the database is unreachable: nothing was lost, try again
+                log.exception("erp_posting.round_failed", erp=self.policy.erp_name)
+                stop.wait(idle_sleep)
+                continue
+            if not done:
+                stop.wait(idle_sleep)
+        log.info("erp_posting.stopped", erp=self.policy.erp_name)
+
+
+def requeue(engine: Engine, entry_id: str) -> bool:
+    """Put a failed posting (a dead letter) back in the queue, due now. False if it was not
+    failed."""
+    with engine.begin() as conn:
+        return erp_postings.requeue(conn, entry_id, _utcnow())

@@ -1,0 +1,222 @@
+"""The ERP outbox: one row per journal entry, written in the journal entry's transaction
+(``enqueue``, called from ``ledger.record``), then claimed, posted and marked by the
+``ErpPosting`` worker.
+
+A row's life: ``pending`` (due at ``next_attempt_at``) -> ``posted`` (with the ERP's id) or
+``failed`` (the ERP refused the content: a dead letter with its reason; ``requeue`` after the
+fix). ``claim`` leases due rows by pushing their ``next_attempt_at`` forward, so a worker that
+dies mid-batch only delays them: the ERP's idempotency by entry id makes the repeat harmless.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from decimal import Decimal
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import Connection, func, insert, select, update
+
+from medbridge.store.sql import chunks
+from medbridge.store.tables import erp_postings, journal_entries, journal_lines
+
+
+class PostingStatus(StrEnum):
+    PENDING = "pending"
+    POSTED = "posted"
+    FAILED = "failed"
+
+
+@dataclass(frozen=True)
+class Posting:
+    entry_id: str
+    status: PostingStatus
+    erp_id: str | None
+    attempts: int
+    last_error: str | None
+    next_attempt_at: datetime
+    posted_at: datetime | None
+    created_at: datetime
+
+
+def enqueue(conn: Connection, entry_ids: Sequence[str], now: datetime) -> None:
+    """A pending posting per journal entry; call in the transaction that inserts them."""
+    if entry_ids:
+        conn.execute(
+            insert(erp_postings),
+            [
+                {
+                    "entry_id": entry_id,
+                    "status": PostingStatus.PENDING.value,
+                    "attempts": 0,
+                    "next_attempt_at": now,
+                    "created_at": now,
+                }
+                for entry_id in entry_ids
+            ],
+        )
+
+
+def claim(conn: Connection, limit: int, now: datetime, lease: timedelta) -> list[str]:
+    """Up to ``limit`` due pending entries, oldest due first, leased until ``now + lease``.
+    On PostgreSQL concurrent workers skip each other's rows (``FOR UPDATE SKIP LOCKED``)."""
+    t = erp_postings
+    stmt = (
+        select(t.c.entry_id)
+        .where(t.c.status == PostingStatus.PENDING.value, t.c.next_attempt_at <= now)
+        .order_by(t.c.next_attempt_at, t.c.entry_id)
+        .limit(limit)
+    )
+    if conn.dialect.name == "postgresql":
+        stmt = stmt.with_for_update(skip_locked=True)
+    ids = list(conn.execute(stmt).scalars())
+    for chunk in chunks(ids):
+        conn.execute(update(t).where(t.c.entry_id.in_(chunk)).values(next_attempt_at=now + lease))
+    return ids
+
+
+def release(conn: Connection, entry_ids: Sequence[str], at: datetime) -> None:
+    """Give claimed rows back untried (the circuit opened mid-batch): due again at ``at``."""
+    t = erp_postings
+    for chunk in chunks(entry_ids):
+        conn.execute(
+            update(t)
+            .where(t.c.entry_id.in_(chunk), t.c.status == PostingStatus.PENDING.value)
+            .values(next_attempt_at=at)
+        )
+
+
+def mark_posted(conn: Connection, entry_id: str, erp_id: str, now: datetime) -> None:
+    t = erp_postings
+    conn.execute(
+        update(t)
+        .where(t.c.entry_id == entry_id)
+        .values(
+            status=PostingStatus.POSTED.value,
+            erp_id=erp_id,
+            attempts=t.c.attempts + 1,
+            posted_at=now,
+        )
+    )
+
+
+def mark_retry(conn: Connection, entry_id: str, error: str, at: datetime) -> None:
+    t = erp_postings
+    conn.execute(
+        update(t)
+        .where(t.c.entry_id == entry_id)
+        .values(attempts=t.c.attempts + 1, last_error=error[:2000], next_attempt_at=at)
+    )
+
+
+def mark_failed(conn: Connection, entry_id: str, error: str) -> None:
+    t = erp_postings
+    conn.execute(
+        update(t)
+        .where(t.c.entry_id == entry_id)
+        .values(
+            status=PostingStatus.FAILED.value, attempts=t.c.attempts + 1, last_error=error[:2000]
+        )
+    )
+
+
+def requeue(conn: Connection, entry_id: str, now: datetime) -> bool:
+    """A failed posting back to pending, due now (after the fix). False if not failed."""
+    t = erp_postings
+    result = conn.execute(
+        update(t)
+        .where(t.c.entry_id == entry_id, t.c.status == PostingStatus.FAILED.value)
+        .values(status=PostingStatus.PENDING.value, attempts=0, next_attempt_at=now)
+    )
+    return bool(result.rowcount)
+
+
+# --- read side -----------------------------------------------------------------------------
+
+
+def _posting(row: Any) -> Posting:
+    return Posting(
+        row.entry_id,
+        PostingStatus(row.status),
+        row.erp_id,
+        row.attempts,
+        row.last_error,
+        row.next_attempt_at,
+        row.posted_at,
+        row.created_at,
+    )
+
+
+def postings(
+    conn: Connection,
+    *,
+    status: PostingStatus | None = None,
+    entry_ids: Sequence[str] | None = None,
+    limit: int = 1000,
+    offset: int = 0,
+) -> list[Posting]:
+    t = erp_postings
+    conditions: list[Any] = []
+    if status is not None:
+        conditions.append(t.c.status == status.value)
+    if entry_ids is not None:
+        conditions.append(t.c.entry_id.in_(entry_ids))
+    stmt = (
+        select(t)
+        .where(*conditions)
+        .order_by(t.c.created_at, t.c.entry_id)
+        .limit(limit)
+        .offset(offset)
+    )
+    return [_posting(row) for row in conn.execute(stmt)]
+
+
+def get(conn: Connection, entry_id: str) -> Posting | None:
+    row = conn.execute(select(erp_postings).where(erp_postings.c.entry_id == entry_id)).first()
+    return None if row is None else _posting(row)
+
+
+def counts(conn: Connection) -> dict[PostingStatus, int]:
+    t = erp_postings
+    found: dict[str, int] = {
+        row[0]: row[1]
+        for row in conn.execute(select(t.c.status, func.count()).group_by(t.c.status))
+    }
+    return {s: int(found.get(s.value, 0)) for s in PostingStatus}
+
+
+def next_due(conn: Connection) -> datetime | None:
+    """When the earliest pending posting is due (None: nothing pending)."""
+    t = erp_postings
+    due: datetime | None = conn.execute(
+        select(func.min(t.c.next_attempt_at)).where(t.c.status == PostingStatus.PENDING.value)
+    ).scalar_one()
+    return due
+
+
+@dataclass(frozen=True)
+class LedgerLineRow:
+    """A MedBridge journal line as reconciliation compares it."""
+
+    entry_id: str
+    posting_date: date
+    account: str
+    cost_center: str | None
+    debit: Decimal
+    credit: Decimal
+
+
+def journal_lines_between(conn: Connection, start: date, end: date) -> list[LedgerLineRow]:
+    """Every MedBridge journal line whose entry's posting date is in ``[start, end]``."""
+    e, ln = journal_entries, journal_lines
+    stmt = (
+        select(
+            e.c.entry_id, e.c.posting_date, ln.c.account, ln.c.cost_center, ln.c.debit, ln.c.credit
+        )
+        .join(ln, ln.c.entry_id == e.c.entry_id)
+        .where(e.c.posting_date >= start, e.c.posting_date <= end)
+        .order_by(e.c.entry_id, ln.c.line_no)
+    )
+    return [LedgerLineRow(*row) for row in conn.execute(stmt)]

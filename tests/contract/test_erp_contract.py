@@ -1,0 +1,351 @@
+"""The ERP port contract (``medbridge.canonical.erp``), one suite for every adapter.
+
+``ErpContract`` holds the tests; an adapter joins by subclassing it as ``Test<Adapter>`` and
+providing three fixtures: ``erp`` (a port on an ERP seeded with MedBridge's demo codes:
+suppliers MCK and MEDSURG, the demo items, the demo GL accounts of H1 and H2 and the demo cost
+centers), ``refused`` (a port whose credentials that ERP refuses) and ``unreachable`` (a port
+on an ERP that cannot be reached). ``TestTrytonErp`` runs it against a real trytond (peer);
+``TestFakeErp`` against the in-memory fake shipped in the product.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from datetime import date
+from decimal import Decimal
+
+import pytest
+from pydantic import SecretStr
+
+from medbridge.canonical.base import Money
+from medbridge.canonical.erp import (
+    ErpAuthError,
+    ErpPort,
+    ErpProduct,
+    ErpRejected,
+    ErpSupplier,
+    ErpUnavailable,
+)
+from medbridge.canonical.finance import JournalEntry, JournalLine
+from medbridge.canonical.procurement import (
+    GoodsReceipt,
+    InvoiceLine,
+    OrderLine,
+    PurchaseOrder,
+    ReceiptLine,
+    SupplierInvoice,
+)
+from medbridge.connectors.tryton.fake import FakeErp
+from medbridge.connectors.tryton.outbound import TrytonErp
+from peers.tryton import TrytonPeer, free_port
+
+DRAFT_STATES = {"draft", "quotation"}
+CONFIRMED_STATES = {"confirmed", "processing", "done"}
+POSTED_STATES = {"posted", "paid"}
+COST_CENTERS = ("H1-CC-ICU", "H1-CC-OR", "H1-CC-PHARM", "H2-CC-ED", "H2-CC-PHARM")
+ACCOUNTS = tuple(
+    f"{base}-{facility}"
+    for facility in ("H1", "H2")
+    for base in ("1400", "2000", "2100", "5100", "5200", "5300", "5400", "5500")
+)
+
+
+def usd(amount: str) -> Money:
+    return Money(amount=Decimal(amount), currency="USD")
+
+
+def key(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:12]}"
+
+
+def order(reference: str | None = None) -> PurchaseOrder:
+    return PurchaseOrder(
+        reference=reference or key("PO"),
+        supplier="MCK",
+        order_date=date.today(),
+        lines=(
+            OrderLine(item="VANCO-1G", quantity=Decimal(20), unit="VIAL", unit_price=usd("6.85")),
+            OrderLine(item="AMPI-250", quantity=Decimal(100), unit="CAP", unit_price=usd("0.42")),
+        ),
+        cost_center="H1-CC-PHARM",
+    )
+
+
+def receipt(po: PurchaseOrder, reference: str | None = None) -> GoodsReceipt:
+    return GoodsReceipt(
+        reference=reference or key("GR"),
+        supplier=po.supplier,
+        purchase_order=po.reference,
+        received_on=date.today(),
+        lines=(
+            ReceiptLine(
+                item="VANCO-1G",
+                quantity=Decimal(20),
+                unit="VIAL",
+                lot="VAN-24A17",
+                expiry=date(2028, 3, 31),
+                unit_price=usd("6.85"),
+            ),
+            ReceiptLine(
+                item="AMPI-250",
+                quantity=Decimal(100),
+                unit="CAP",
+                lot="AMP-0912",
+                expiry=date(2027, 9, 30),
+                unit_price=usd("0.42"),
+            ),
+        ),
+    )
+
+
+def invoice(po: PurchaseOrder, reference: str | None = None) -> SupplierInvoice:
+    return SupplierInvoice(
+        reference=reference or key("INV"),
+        supplier=po.supplier,
+        invoice_number=key("MCK-INV"),
+        invoice_date=date.today(),
+        purchase_order=po.reference,
+        lines=(
+            InvoiceLine(item="VANCO-1G", quantity=Decimal(20), unit="VIAL", unit_price=usd("6.85")),
+            InvoiceLine(item="AMPI-250", quantity=Decimal(100), unit="CAP", unit_price=usd("0.42")),
+        ),
+    )
+
+
+def entry(entry_id: str | None = None, *, expense_account: str = "5100-H1") -> JournalEntry:
+    """A dispense to the H1 ICU: drug expense (cost center) against H1 inventory."""
+    return JournalEntry(
+        entry_id=entry_id or key("JE"),
+        posting_date=date.today(),
+        description="dispense VANCO-1G x2 at H1-ICU",
+        source_event_id=str(uuid.uuid4()),
+        correlation_id=str(uuid.uuid4()),
+        lines=(
+            JournalLine(
+                account=expense_account,
+                debit=Decimal("13.70"),
+                cost_center="H1-CC-ICU",
+                facility="H1",
+            ),
+            JournalLine(account="1400-H1", credit=Decimal("13.70"), facility="H1"),
+        ),
+    )
+
+
+class ErpContract:
+    """What every ``ErpPort`` adapter guarantees."""
+
+    @pytest.fixture
+    def erp(self) -> ErpPort:
+        raise NotImplementedError("an adapter's test class provides erp")
+
+    @pytest.fixture
+    def refused(self) -> ErpPort:
+        raise NotImplementedError("an adapter's test class provides refused")
+
+    @pytest.fixture
+    def unreachable(self) -> ErpPort:
+        raise NotImplementedError("an adapter's test class provides unreachable")
+
+    # --- reads -----------------------------------------------------------------------------
+
+    def test_reads_the_demo_master_data(self, erp: ErpPort) -> None:
+        assert {"VANCO-1G", "AMPI-250", "DRAPE-SM"} <= {p.code for p in erp.products()}
+        assert {"MCK", "MEDSURG"} <= {s.code for s in erp.suppliers()}
+        assert set(COST_CENTERS) <= set(erp.cost_centers())
+
+    # --- purchase orders -------------------------------------------------------------------
+
+    def test_purchase_order_is_created_once_and_confirmed(self, erp: ErpPort) -> None:
+        po = order()
+        first = erp.create_purchase_order(po)
+        assert first.created
+        assert first.reference == po.reference
+        assert erp.purchase_order_state(first.erp_id) in DRAFT_STATES
+
+        again = erp.create_purchase_order(po)
+        assert (again.erp_id, again.created) == (first.erp_id, False)
+
+        erp.confirm_purchase_order(first.erp_id)
+        assert erp.purchase_order_state(first.erp_id) in CONFIRMED_STATES
+        erp.confirm_purchase_order(first.erp_id)  # safe to repeat
+        assert erp.purchase_order_state(first.erp_id) in CONFIRMED_STATES
+
+    def test_unknown_supplier_is_rejected(self, erp: ErpPort) -> None:
+        po = order().model_copy(update={"supplier": "NOSUCH"})
+        with pytest.raises(ErpRejected) as caught:
+            erp.create_purchase_order(po)
+        assert caught.value.field == "supplier"
+
+    # --- receipts and invoices -------------------------------------------------------------
+
+    def test_goods_receipt_with_lots_is_recorded_once(self, erp: ErpPort) -> None:
+        po = order()
+        erp.confirm_purchase_order(erp.create_purchase_order(po).erp_id)
+        gr = receipt(po)
+        first = erp.record_goods_receipt(gr)
+        assert first.created
+        assert first.reference == gr.reference
+        again = erp.record_goods_receipt(gr)
+        assert (again.erp_id, again.created) == (first.erp_id, False)
+
+    def test_supplier_invoice_is_created_once_and_posted(self, erp: ErpPort) -> None:
+        po = order()
+        erp.confirm_purchase_order(erp.create_purchase_order(po).erp_id)
+        erp.record_goods_receipt(receipt(po))
+        inv = invoice(po)
+        first = erp.create_supplier_invoice(inv)
+        assert first.created
+        assert erp.supplier_invoice_state(first.erp_id) not in POSTED_STATES
+        again = erp.create_supplier_invoice(inv)
+        assert (again.erp_id, again.created) == (first.erp_id, False)
+
+        erp.post_supplier_invoice(first.erp_id)
+        assert erp.supplier_invoice_state(first.erp_id) in POSTED_STATES
+        erp.post_supplier_invoice(first.erp_id)  # safe to repeat
+        assert erp.supplier_invoice_state(first.erp_id) in POSTED_STATES
+
+    # --- general ledger --------------------------------------------------------------------
+
+    def test_journal_entry_is_posted_balanced_exactly_once(self, erp: ErpPort) -> None:
+        je = entry()
+        assert erp.find_journal_entry(je.entry_id) is None
+        first = erp.post_journal_entry(je)
+        assert first.created
+        assert first.reference == je.entry_id
+        again = erp.post_journal_entry(je)
+        assert (again.erp_id, again.created) == (first.erp_id, False)
+        found = erp.find_journal_entry(je.entry_id)
+        assert found is not None
+        assert found.erp_id == first.erp_id
+
+        lines = [ln for ln in erp.ledger_lines(je.posting_date, je.posting_date)]
+        mine = [ln for ln in lines if ln.reference == je.entry_id]
+        assert {ln.move_id for ln in mine} == {first.erp_id}
+        assert sum(ln.debit for ln in mine) == sum(ln.credit for ln in mine) == Decimal("13.70")
+        assert sorted((ln.account, ln.cost_center, ln.debit, ln.credit) for ln in mine) == [
+            ("1400-H1", None, Decimal(0), Decimal("13.70")),
+            ("5100-H1", "H1-CC-ICU", Decimal("13.70"), Decimal(0)),
+        ]
+        assert all(ln.posting_date == je.posting_date for ln in mine)
+
+    def test_ledger_lines_respect_the_date_range(self, erp: ErpPort) -> None:
+        je = entry()
+        erp.post_journal_entry(je)
+        later = date(je.posting_date.year + 5, 1, 1)
+        assert not [ln for ln in erp.ledger_lines(later, later) if ln.reference == je.entry_id]
+
+    def test_unknown_account_is_rejected_and_nothing_is_posted(self, erp: ErpPort) -> None:
+        je = entry(expense_account="9999-H9")
+        with pytest.raises(ErpRejected) as caught:
+            erp.post_journal_entry(je)
+        assert caught.value.field == "account"
+        assert "9999-H9" in str(caught.value)
+        assert erp.find_journal_entry(je.entry_id) is None
+
+    # --- failures --------------------------------------------------------------------------
+
+    def test_refused_credentials_raise_auth_error(self, refused: ErpPort) -> None:
+        with pytest.raises(ErpAuthError):
+            refused.products()
+        with pytest.raises(ErpAuthError):
+            refused.post_journal_entry(entry())
+
+    def test_unreachable_erp_raises_unavailable(self, unreachable: ErpPort) -> None:
+        with pytest.raises(ErpUnavailable):
+            unreachable.products()
+        with pytest.raises(ErpUnavailable):
+            unreachable.create_purchase_order(order())
+
+
+# --- the adapters ---------------------------------------------------------------------------
+
+
+@pytest.mark.peer
+class TestTrytonErp(ErpContract):
+    """The Tryton adapter against a real trytond 7.0 (``tests/peers/tryton.py``)."""
+
+    @pytest.fixture
+    def erp(self, tryton: TrytonPeer) -> Iterator[TrytonErp]:
+        adapter = TrytonErp(tryton.config())
+        yield adapter
+        adapter.close()
+
+    @pytest.fixture
+    def refused(self, tryton: TrytonPeer) -> Iterator[TrytonErp]:
+        adapter = TrytonErp(tryton.config(password=SecretStr("not-the-password")))
+        yield adapter
+        adapter.close()
+
+    @pytest.fixture
+    def unreachable(self, tryton: TrytonPeer) -> Iterator[TrytonErp]:
+        adapter = TrytonErp(tryton.config(url=f"http://127.0.0.1:{free_port()}/", timeout=2.0))
+        yield adapter
+        adapter.close()
+
+    def test_receipt_lots_carry_their_expiry(self, erp: TrytonErp) -> None:
+        po = order()
+        erp.confirm_purchase_order(erp.create_purchase_order(po).erp_id)
+        ref = erp.record_goods_receipt(receipt(po))
+        moves = erp.client.search_read(
+            "stock.move",
+            [("shipment", "=", f"stock.shipment.in,{ref.erp_id}")],
+            ["state", "product.code", "lot.number", "lot.expiration_date", "quantity"],
+        )
+        got = sorted(  # the incoming moves and the inventory moves into storage: same lots
+            {
+                (
+                    m["product."]["code"],
+                    m["lot."]["number"],
+                    m["lot."]["expiration_date"],
+                    m["state"],
+                )
+                for m in moves
+            }
+        )
+        assert len(moves) == 4
+        assert got == [
+            ("AMPI-250", "AMP-0912", date(2027, 9, 30), "done"),
+            ("VANCO-1G", "VAN-24A17", date(2028, 3, 31), "done"),
+        ]
+
+    def test_tryton_validation_errors_are_rejections(self, erp: TrytonErp) -> None:
+        """Translated at the boundary: a Tryton UserError (here RequiredValidationError)."""
+        with pytest.raises(ErpRejected) as caught:
+            erp.client.create("account.move", [{"description": key("bad")}])
+        assert "UserError" in str(caught.value)
+
+
+class TestFakeErp(ErpContract):
+    """The in-memory fake (``medbridge.connectors.tryton.fake``) on the demo codes."""
+
+    @staticmethod
+    def _fake() -> FakeErp:
+        return FakeErp(
+            accounts=ACCOUNTS,
+            cost_centers=COST_CENTERS,
+            products=tuple(
+                ErpProduct(erp_id=str(n), code=code, name=code, unit=unit)
+                for n, (code, unit) in enumerate(
+                    (("VANCO-1G", "VIAL"), ("AMPI-250", "CAP"), ("DRAPE-SM", "EA")), start=1
+                )
+            ),
+            suppliers=(ErpSupplier("1", "MCK", "MCK"), ErpSupplier("2", "MEDSURG", "MEDSURG")),
+        )
+
+    @pytest.fixture
+    def erp(self) -> FakeErp:
+        return self._fake()
+
+    @pytest.fixture
+    def refused(self) -> FakeErp:
+        fake = self._fake()
+        fake.refuse_credentials()
+        return fake
+
+    @pytest.fixture
+    def unreachable(self) -> FakeErp:
+        fake = self._fake()
+        fake.go_down()
+        return fake

@@ -19,6 +19,9 @@ install: $(STAMP)
 
 ## Start MedBridge on embedded defaults (SQLite under ./var) with the demo network.
 run: install
+	@mkdir -p var
+	@echo "building the demo's Tryton ERP in the background (var/peers-tryton.log)"
+	@($(MAKE) --no-print-directory peers-tryton > var/peers-tryton.log 2>&1 &)
 	$(BIN)/medbridge run --demo
 
 ## Lint, type-check, the dependency rule, then every test on SQLite and the storage tests on PostgreSQL.
@@ -39,6 +42,7 @@ test-postgresql: install
 bench: install
 	$(BIN)/python -m benchmarks.pipeline
 	$(BIN)/python -m benchmarks.hl7
+	$(BIN)/python -m benchmarks.erp
 
 clean:
 	rm -rf $(VENV) var .mypy_cache .ruff_cache .pytest_cache .hypothesis

@@ -31,6 +31,7 @@ from medbridge.connectors.gnuhealth.inbound import Poller
 from medbridge.connectors.hl7v2 import Hl7Config, Hl7Receiver, MllpListener, UnmappedAck
 from medbridge.connectors.tryton.config import TrytonConfig
 from medbridge.connectors.tryton.outbound import TrytonErp
+from medbridge.demo_erp import DemoErp
 from medbridge.flows.demand import DemandRecorder
 from medbridge.flows.demo import DemoTraffic
 from medbridge.flows.demo_cabinet import DemoCabinets
@@ -70,6 +71,7 @@ class MedBridge:
     consumers: dict[str, Consumer]
     _stop: threading.Event = field(default_factory=threading.Event)
     _threads: list[threading.Thread] = field(default_factory=list)
+    _api: FastAPI | None = None
 
     @classmethod
     def build(cls, settings: Settings | None = None) -> MedBridge:
@@ -237,6 +239,8 @@ class MedBridge:
         if erp is not None:
             poster = ErpPosting(self.engine, erp, self.erp_posting_policy())
             self._spawn("erp-posting", poster.run, self._stop, self.settings.erp_poll_interval)
+        elif demo:
+            self._spawn("demo-erp", self._run_demo_erp, self._stop)
         if demo:
             traffic = DemoTraffic(self.intake, self.settings.demo_dispenses_per_second)
             self._spawn("demo-traffic", traffic.run, self._stop)
@@ -248,6 +252,35 @@ class MedBridge:
                     rate=max(0.2, self.settings.demo_dispenses_per_second / 4),
                 )
                 self._spawn("demo-cabinets", cabinets.run, self._stop)
+
+    def _run_demo_erp(self, stop: threading.Event) -> None:
+        """The demo's real Tryton: attach it once the peer is built, then post to it."""
+        demo = DemoErp(self.settings.var_dir)
+        try:
+            server = demo.wait_and_start(stop)
+        except (OSError, RuntimeError, ValueError) as error:
+            log.error("demo.erp_unavailable", error=str(error))
+            return
+        if server is None:
+            return
+        try:
+            self.settings = self.settings.model_copy(
+                update={
+                    "erp_url": server.url,
+                    "erp_database": server.database,
+                    "erp_user": server.user,
+                    "erp_password": SecretStr(server.password),
+                }
+            )
+            if self._api is not None:  # reconciliation and postings answer from now on
+                self._api.state.services = self.services()
+            erp = self.erp()
+            assert erp is not None
+            ErpPosting(self.engine, erp, self.erp_posting_policy()).run(
+                stop, self.settings.erp_poll_interval
+            )
+        finally:
+            demo.stop()
 
     def _spawn(self, name: str, target: object, *args: object) -> None:
         thread = threading.Thread(target=target, args=args, name=name, daemon=True)  # type: ignore[arg-type]
@@ -283,6 +316,7 @@ class MedBridge:
 
         api = create_api(self.services(), lifespan=lifespan)
         api.state.fhir_config = self.fhir_config()
+        self._api = api
         return api
 
     def fhir_config(self) -> FhirConfig:

@@ -13,6 +13,7 @@ from medbridge.app import MedBridge
 from medbridge.bus.port import DeadLetterFilter
 from medbridge.canonical.masterdata import AccountRole, CodeSystem, ItemCode
 from medbridge.flows.erp_posting import requeue
+from medbridge.flows.erp_sync import sync_from_erp
 from medbridge.flows.inbound import ExceptionNotOpen
 from medbridge.flows.reconciliation import reconcile_period
 from medbridge.governance.clients import Role
@@ -318,6 +319,23 @@ def erp_postings() -> None:
     console.print(", ".join(f"{status.value}: {n}" for status, n in counts.items()))
     for posting in failed:
         console.print(f"  [red]{posting.entry_id}[/red]: {posting.last_error}")
+
+
+@erp_app.command("sync")
+def erp_sync() -> None:
+    """Read the ERP's products and suppliers into MedBridge's master data."""
+    mb = _build()
+    erp = mb.erp()
+    if erp is None:
+        console.print("[red]no ERP configured (MEDBRIDGE_ERP_URL)[/red]")
+        raise typer.Exit(2)
+    report = sync_from_erp(mb.engine, mb.masterdata, erp, f"tryton:{mb.settings.erp_database}")
+    console.print(
+        f"{len(report.linked)} product(s) linked to items, {len(report.suppliers_added)} "
+        f"supplier(s) added, {len(report.unmatched)} product(s) matching no item"
+    )
+    for code in report.unmatched:
+        console.print(f"  unmatched: {code}")
 
 
 @erp_app.command("requeue")

@@ -95,3 +95,16 @@ def test_configured_medbridge_posts_to_tryton_once_and_reconciles(
     assert "3 entries, 3 ERP moves, 0 difference(s)" in result.output
     status = CliRunner().invoke(cli, ["erp", "postings"], env=env)
     assert "posted: 3" in status.output
+
+
+def test_sync_reads_the_real_erps_products_and_suppliers(
+    tryton: TrytonPeer, medbridge: MedBridge
+) -> None:
+    from medbridge.connectors.tryton.outbound import TrytonErp
+    from medbridge.flows.erp_sync import sync_from_erp
+
+    report = sync_from_erp(
+        medbridge.engine, medbridge.masterdata, TrytonErp(tryton.config()), "tryton:t"
+    )
+    assert {"VANCO-1G", "AMPI-250", "DRAPE-SM"} <= set(report.linked.values())
+    assert report.unmatched == []

@@ -38,7 +38,8 @@ from medbridge.canonical.procurement import (
 )
 from medbridge.connectors.tryton.fake import FakeErp
 from medbridge.connectors.tryton.outbound import TrytonErp
-from peers.tryton import TrytonPeer, free_port
+from peers.tryton import TrytonPeer
+from peers.trytond import free_port
 
 DRAFT_STATES = {"draft", "quotation"}
 CONFIRMED_STATES = {"confirmed", "processing", "done"}

@@ -10,35 +10,29 @@ where the call takes it (a draft move is posted), and Tryton must hold exactly o
 
 from __future__ import annotations
 
-import socket
-import socketserver
-import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-import httpx
 import pytest
 
 from contract.test_erp_contract import entry, invoice, order, receipt
 from medbridge.canonical.erp import ErpRef, ErpUnavailable
 from medbridge.connectors.tryton.outbound import TrytonErp
+from peers.proxy import Proxy, running
 from peers.tryton import TrytonPeer
 
 pytestmark = pytest.mark.peer
 
 
 @dataclass
-class DroppingProxy:
-    """Forwards HTTP/1.1 requests to ``upstream``; drops the answers of the first ``drops``
-    requests whose JSON-RPC body names ``method``."""
+class DroppingProxy(Proxy):
+    """Drops the answers of the first ``drops`` requests whose JSON-RPC body names
+    ``method``."""
 
-    upstream: str
     method: str = ""
     drops: int = 0
     dropped: list[str] = field(default_factory=list)
-    forwarded: list[str] = field(default_factory=list)
-    lock: threading.Lock = field(default_factory=threading.Lock)
 
     def should_drop(self, body: bytes) -> bool:
         with self.lock:
@@ -53,59 +47,10 @@ class DroppingProxy:
             return False
 
 
-def _handler(proxy: DroppingProxy) -> type[socketserver.StreamRequestHandler]:
-    class Handler(socketserver.StreamRequestHandler):
-        def handle(self) -> None:
-            with httpx.Client(base_url=proxy.upstream, timeout=60) as upstream:
-                while self._one(upstream):
-                    pass
-
-        def _one(self, upstream: httpx.Client) -> bool:
-            request_line = self.rfile.readline()
-            if not request_line.strip():
-                return False
-            verb, path, _ = request_line.decode().split(" ", 2)
-            headers: dict[str, str] = {}
-            while (line := self.rfile.readline().decode()) not in ("\r\n", "\n", ""):
-                name, _, value = line.partition(":")
-                headers[name.strip().lower()] = value.strip()
-            body = self.rfile.read(int(headers.get("content-length", "0")))
-            forward = {k: v for k, v in headers.items() if k in ("authorization", "content-type")}
-            answer = upstream.request(verb, path, content=body, headers=forward)
-            if proxy.should_drop(body):
-                # trytond has applied and committed the call; its answer never arrives
-                self.connection.shutdown(socket.SHUT_RDWR)
-                return False
-            proxy.forwarded.append(path)
-            head = (
-                f"HTTP/1.1 {answer.status_code} {answer.reason_phrase}\r\n"
-                f"Content-Type: {answer.headers.get('content-type', 'application/json')}\r\n"
-                f"Content-Length: {len(answer.content)}\r\n\r\n"
-            )
-            self.wfile.write(head.encode() + answer.content)
-            self.wfile.flush()
-            return True
-
-    return Handler
-
-
-class _Server(socketserver.ThreadingTCPServer):
-    daemon_threads = True
-    allow_reuse_address = True
-
-
 @pytest.fixture
 def proxy(tryton: TrytonPeer) -> Iterator[tuple[DroppingProxy, str]]:
-    state = DroppingProxy(upstream=tryton.url)
-    server = _Server(("127.0.0.1", 0), _handler(state))
-    thread = threading.Thread(target=server.serve_forever, name="tryton-proxy", daemon=True)
-    thread.start()
-    try:
-        yield state, f"http://127.0.0.1:{server.server_address[1]}/"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(5)
+    with running(DroppingProxy(upstream=tryton.url)) as served:
+        yield served
 
 
 @pytest.fixture

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import dataclasses
 import signal
-import socketserver
 import subprocess
 import threading
 import time
@@ -45,7 +44,11 @@ from medbridge.flows.intake import Submission
 from medbridge.flows.reconciliation import reconcile_period
 from medbridge.store import erp_postings
 from medbridge.store.erp_postings import PostingStatus
-from peers.tryton import VENV, TrytonPeer, _peer_env, _wait_ready, free_port
+from peers.proxy import Proxy, running
+from peers.tryton import PEER, TrytonPeer
+from peers.trytond import free_port, wait_ready, write_config
+from peers.trytond import start as start_trytond
+from peers.trytond import stop as stop_trytond
 
 pytestmark = [pytest.mark.peer]
 
@@ -173,15 +176,8 @@ class OwnTrytond:
 
     def start(self) -> None:
         assert self.process is None or self.process.poll() is not None
-        with open(self.log_file, "ab") as log:
-            self.process = subprocess.Popen(
-                [str(VENV / "bin" / "trytond"), "-c", str(self.config_file)],
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                env=_peer_env(),
-                start_new_session=True,
-            )
-        _wait_ready(self.url, self.process, self.log_file)
+        self.process = start_trytond(PEER, self.config_file, self.log_file)
+        wait_ready(self.url, self.process, self.log_file)
 
     def kill(self) -> None:
         """A crash, not a shutdown: SIGKILL, nothing flushed or answered."""
@@ -191,27 +187,14 @@ class OwnTrytond:
 
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(10)
+            stop_trytond(self.process)
 
 
 @pytest.fixture
 def trytond(tryton: TrytonPeer, tmp_path: Path) -> Iterator[OwnTrytond]:
     port = free_port()
     config_file = tmp_path / "trytond.conf"
-    config_file.write_text(
-        "[database]\n"
-        "uri = sqlite://\n"
-        f"path = {tryton.server.data_dir}\n"
-        "[web]\n"
-        f"listen = 127.0.0.1:{port}\n"
-        "[session]\n"
-        "timeout = 3600\n"
-    )
+    write_config(config_file, tryton.server.data_dir, port)
     server = OwnTrytond(tryton, config_file, tmp_path / "trytond.log", port)
     server.start()
     try:
@@ -292,67 +275,22 @@ def test_tryton_killed_under_a_stream_then_restarted_loses_nothing_and_duplicate
 
 
 @dataclass
-class CountingProxy:
-    """Forwards HTTP/1.1 JSON-RPC requests to ``upstream`` and records, for each, the moment
-    its request line arrived and the JSON-RPC method."""
+class CountingProxy(Proxy):
+    """Records, for each request, the moment its request line arrived and the JSON-RPC
+    method."""
 
-    upstream: str
     calls: list[tuple[float, str]] = field(default_factory=list)
-    lock: threading.Lock = field(default_factory=threading.Lock)
 
-
-def _handler(proxy: CountingProxy) -> type[socketserver.StreamRequestHandler]:
-    class Handler(socketserver.StreamRequestHandler):
-        def handle(self) -> None:
-            with httpx.Client(base_url=proxy.upstream, timeout=60) as upstream:
-                while self._one(upstream):
-                    pass
-
-        def _one(self, upstream: httpx.Client) -> bool:
-            request_line = self.rfile.readline()
-            arrived = time.monotonic()
-            if not request_line.strip():
-                return False
-            verb, path, _ = request_line.decode().split(" ", 2)
-            headers: dict[str, str] = {}
-            while (line := self.rfile.readline().decode()) not in ("\r\n", "\n", ""):
-                name, _, value = line.partition(":")
-                headers[name.strip().lower()] = value.strip()
-            body = self.rfile.read(int(headers.get("content-length", "0")))
-            method = str(httpx.Response(200, content=body).json().get("method"))
-            with proxy.lock:
-                proxy.calls.append((arrived, method))
-            forward = {k: v for k, v in headers.items() if k in ("authorization", "content-type")}
-            answer = upstream.request(verb, path, content=body, headers=forward)
-            head = (
-                f"HTTP/1.1 {answer.status_code} {answer.reason_phrase}\r\n"
-                f"Content-Type: {answer.headers.get('content-type', 'application/json')}\r\n"
-                f"Content-Length: {len(answer.content)}\r\n\r\n"
-            )
-            self.wfile.write(head.encode() + answer.content)
-            self.wfile.flush()
-            return True
-
-    return Handler
-
-
-class _Server(socketserver.ThreadingTCPServer):
-    daemon_threads = True
-    allow_reuse_address = True
+    def on_request(self, arrived: float, body: bytes) -> None:
+        method = str(httpx.Response(200, content=body).json().get("method"))
+        with self.lock:
+            self.calls.append((arrived, method))
 
 
 @pytest.fixture
 def proxy(tryton: TrytonPeer) -> Iterator[tuple[CountingProxy, str]]:
-    state = CountingProxy(upstream=tryton.url)
-    server = _Server(("127.0.0.1", 0), _handler(state))
-    thread = threading.Thread(target=server.serve_forever, name="tryton-proxy", daemon=True)
-    thread.start()
-    try:
-        yield state, f"http://127.0.0.1:{server.server_address[1]}/"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(5)
+    with running(CountingProxy(upstream=tryton.url)) as served:
+        yield served
 
 
 def max_in_window(times: list[float], width: float) -> int:

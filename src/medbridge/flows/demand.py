@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from uuid import UUID
 
 from medbridge.bus.port import AppendResult, Bus
 from medbridge.canonical.demand import ORDER_RECEIVED, PharmacyOrder
@@ -29,7 +28,3 @@ class DemandRecorder:
             for n, order in enumerate(orders)
         ]
         return self.bus.append(envelopes)
-
-
-def event_ids(results: Sequence[AppendResult]) -> tuple[UUID, ...]:
-    return tuple(r.event_id for r in results)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from decimal import Decimal
 
 from sqlalchemy import Connection, Engine, select
 
@@ -206,21 +205,6 @@ class MasterDataRepository:
             (row.facility, AccountRole(row.role)): row.account
             for row in conn.execute(select(account_assignments))
         }
-
-    def unit_cost_hint(self, conn: Connection, item: str) -> Decimal | None:
-        """The lowest current contract price per base unit, for demo receipts."""
-        row = conn.execute(
-            select(contracts.c.price, contracts.c.unit)
-            .where(contracts.c.item == item)
-            .order_by(contracts.c.price)
-        ).first()
-        if row is None:
-            return None
-        found = self.items(conn, [item]).get(item)
-        if found is None:
-            return None
-        factor = next((p.factor for p in found.packs if p.unit == row.unit), Decimal(1))
-        return Decimal(row.price) / factor
 
 
 class CrossReferences:

@@ -49,7 +49,3 @@ def create_db_engine(url: str, *, sqlite_synchronous: str = "FULL", **kwargs: An
         connection.exec_driver_sql("BEGIN IMMEDIATE")
 
     return engine
-
-
-def is_postgresql(engine: Engine) -> bool:
-    return engine.dialect.name == "postgresql"

@@ -18,6 +18,26 @@ from pydantic_settings import (
 DEFAULT_VAR_DIR = Path("var")
 
 
+def config_sources(
+    settings_cls: type[BaseSettings],
+    init_settings: PydanticBaseSettingsSource,
+    env_settings: PydanticBaseSettingsSource,
+    table: str | None = None,
+) -> tuple[PydanticBaseSettingsSource, ...]:
+    """Where every MedBridge settings class reads from, first wins: arguments, environment,
+    then the TOML file named by ``MEDBRIDGE_CONFIG_FILE`` (its ``[table]`` when given)."""
+    sources: tuple[PydanticBaseSettingsSource, ...] = (init_settings, env_settings)
+    config_file = os.environ.get("MEDBRIDGE_CONFIG_FILE")
+    if config_file:
+        header = (table,) if table else None
+        sources += (
+            TomlConfigSettingsSource(
+                settings_cls, toml_file=Path(config_file), toml_table_header=header
+            ),
+        )
+    return sources
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="MEDBRIDGE_", extra="ignore")
 
@@ -90,8 +110,4 @@ class Settings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        sources: tuple[PydanticBaseSettingsSource, ...] = (init_settings, env_settings)
-        config_file = os.environ.get("MEDBRIDGE_CONFIG_FILE")
-        if config_file:
-            sources += (TomlConfigSettingsSource(settings_cls, toml_file=Path(config_file)),)
-        return sources
+        return config_sources(settings_cls, init_settings, env_settings)

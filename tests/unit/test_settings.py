@@ -36,3 +36,23 @@ def test_bad_values_are_refused_naming_the_setting(monkeypatch: pytest.MonkeyPat
     monkeypatch.setenv("MEDBRIDGE_HTTP_PORT", "99999")
     with pytest.raises(ValidationError, match="http_port"):
         Settings()
+
+
+def test_one_config_file_serves_settings_and_the_fhir_table(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from medbridge.connectors.fhir import FhirConfig
+
+    config = tmp_path / "medbridge.toml"
+    config.write_text(
+        'http_port = 9300\n\n[fhir]\npseudonym_secret = "sixteen-plus-characters"\n'
+        'timezone = "America/Chicago"\n'
+    )
+    monkeypatch.setenv("MEDBRIDGE_CONFIG_FILE", str(config))
+    monkeypatch.delenv("MEDBRIDGE_HTTP_PORT", raising=False)
+    monkeypatch.setenv("MEDBRIDGE_FHIR_TIMEZONE", "UTC")  # environment wins over the file
+    assert Settings().http_port == 9300
+    fhir = FhirConfig()
+    assert fhir.pseudonym_secret is not None
+    assert fhir.pseudonym_secret.get_secret_value() == "sixteen-plus-characters"
+    assert fhir.timezone == "UTC"

@@ -14,8 +14,6 @@ FHIR Converter feed that marks every dispense ``unknown``::
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
@@ -23,8 +21,9 @@ from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
-    TomlConfigSettingsSource,
 )
+
+from medbridge.settings import config_sources
 
 NAME = "fhir"
 USED_QUANTITY_EXTENSION = "http://medbridge.example.org/fhir/StructureDefinition/used-quantity"
@@ -86,15 +85,7 @@ class FhirConfig(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        sources: tuple[PydanticBaseSettingsSource, ...] = (init_settings, env_settings)
-        config_file = os.environ.get("MEDBRIDGE_CONFIG_FILE")
-        if config_file:
-            sources += (
-                TomlConfigSettingsSource(
-                    settings_cls, toml_file=Path(config_file), toml_table_header=(NAME,)
-                ),
-            )
-        return sources
+        return config_sources(settings_cls, init_settings, env_settings, table=NAME)
 
     @property
     def zone(self) -> ZoneInfo:

@@ -29,16 +29,17 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import hashlib
 import json
 import os
 import subprocess
 import sys
-import tempfile
 import time
 from decimal import Decimal
 from importlib import metadata
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import trytond_template as shared  # noqa: E402 - peers/, beside this folder
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
@@ -96,56 +97,11 @@ ITEMS = (  # code, name, unit, cost price (USD per unit)
 
 
 def fingerprint() -> str:
-    """Changes whenever the pins, this builder or an installed peer package changes."""
-    digest = hashlib.sha256()
-    digest.update(REQUIREMENTS.read_bytes())
-    digest.update(Path(__file__).read_bytes())
-    for name in DISTRIBUTIONS:
-        digest.update(f"{name}=={metadata.version(name)}\n".encode())
-    return digest.hexdigest()
-
-
-def write_config(db_dir: Path) -> Path:
-    conf = db_dir / "trytond.conf"
-    conf.write_text(
-        "[database]\n"
-        "uri = sqlite://\n"
-        f"path = {db_dir}\n"
-        "[web]\n"
-        "listen = 127.0.0.1:8000\n"
-        "[session]\n"
-        "timeout = 3600\n"
-    )
-    return conf
+    return shared.fingerprint(REQUIREMENTS, Path(__file__), DISTRIBUTIONS)
 
 
 def activate_modules(conf: Path, db_dir: Path, name: str) -> None:
-    """One trytond-admin run: initialises the empty file and activates the modules."""
-    db_file = db_dir / f"{name}.sqlite"
-    db_file.unlink(missing_ok=True)
-    db_file.touch()  # the SQLite backend refuses a missing file
-    with tempfile.NamedTemporaryFile("w", suffix=".pass", delete=False) as passfile:
-        passfile.write(ADMIN_PASSWORD + "\n")
-    try:
-        admin = Path(sys.executable).with_name("trytond-admin")
-        subprocess.run(
-            [
-                str(admin),
-                "-c",
-                str(conf),
-                "-d",
-                name,
-                "-u",
-                *MODULES,
-                "--activate-dependencies",
-                "--email",
-                ADMIN_EMAIL,
-            ],
-            check=True,
-            env={**os.environ, "TRYTONPASSFILE": passfile.name},
-        )
-    finally:
-        os.unlink(passfile.name)
+    shared.activate_modules(conf, db_dir, name, MODULES, ADMIN_PASSWORD, ADMIN_EMAIL)
 
 
 def seed(conf: Path, name: str) -> dict[str, object]:
@@ -286,7 +242,7 @@ def seed(conf: Path, name: str) -> dict[str, object]:
 
 
 def build(db_dir: Path, stamp: str) -> dict[str, object]:
-    conf = write_config(db_dir)
+    conf = shared.write_config(db_dir)
     started = time.monotonic()
     activate_modules(conf, db_dir, BUILD)
     activated = time.monotonic()
@@ -345,7 +301,7 @@ def main(argv: list[str]) -> int:
     meta_file = db_dir / "template.json"
     if not args.force and meta_file.exists() and (db_dir / f"{TEMPLATE}.sqlite").exists():
         if _current(json.loads(meta_file.read_text()), stamp):
-            write_config(db_dir)
+            shared.write_config(db_dir)
             print(f"tryton template up to date: {db_dir / TEMPLATE}.sqlite")
             return 0
     meta = build(db_dir, stamp)

@@ -144,14 +144,13 @@ def _dispense(md: MedicationDispense, ctx: Context) -> Mapped:
     if note:
         return Mapped(rt, note=note)
     paths: dict[str, str] = {}
-    lot: str | None = None
-    expiry: date | None = None
-    if md.medicationCodeableConcept is not None:
-        item = _concept_item(md.medicationCodeableConcept, f"{rt}.medicationCodeableConcept")
-    elif md.medicationReference is not None:
-        item, lot, expiry = _referenced_item(md, md.medicationReference, ctx, rt)
-    else:
-        raise UnmappableResource("no medication", path=f"{rt}.medication[x]")
+    item, lot, expiry = _item_choice(
+        md,
+        (md.medicationCodeableConcept, f"{rt}.medicationCodeableConcept"),
+        (md.medicationReference, rt),
+        ctx,
+        missing=("no medication", f"{rt}.medication[x]"),
+    )
     paths["item"] = item[1]
     quantity, unit = _quantity(md.quantity, f"{rt}.quantity", required=True)
     paths["quantity"] = paths["unit"] = f"{rt}.quantity"
@@ -187,14 +186,13 @@ def _delivery(sd: SupplyDelivery, ctx: Context) -> Mapped:
     if supplied is None:
         raise UnmappableResource("no suppliedItem", path=f"{rt}.suppliedItem")
     base = f"{rt}.suppliedItem"
-    lot: str | None = None
-    expiry: date | None = None
-    if supplied.itemCodeableConcept is not None:
-        item = _concept_item(supplied.itemCodeableConcept, f"{base}.itemCodeableConcept")
-    elif supplied.itemReference is not None:
-        item, lot, expiry = _referenced_item(sd, supplied.itemReference, ctx, base)
-    else:
-        raise UnmappableResource("no supplied item", path=f"{base}.item[x]")
+    item, lot, expiry = _item_choice(
+        sd,
+        (supplied.itemCodeableConcept, f"{base}.itemCodeableConcept"),
+        (supplied.itemReference, base),
+        ctx,
+        missing=("no supplied item", f"{base}.item[x]"),
+    )
     quantity, unit = _quantity(supplied.quantity, f"{base}.quantity", required=True)
     if sd.supplier is None:
         raise UnmappableResource("no supplier: where the stock came from", path=f"{rt}.supplier")
@@ -253,13 +251,11 @@ def _procedure(proc: Procedure, ctx: Context) -> Mapped:
     encounter = _encounter(proc, proc.encounter, f"{rt}.encounter", ctx)
     drafts = []
     for element, path in used:
-        lot: str | None = None
-        expiry: date | None = None
-        if isinstance(element, CodeableConcept):
-            item = _concept_item(element, path)
-        else:
-            assert isinstance(element, Reference)
-            item, lot, expiry = _referenced_item(proc, element, ctx, path)
+        concept = element if isinstance(element, CodeableConcept) else None
+        reference = element if isinstance(element, Reference) else None
+        item, lot, expiry = _item_choice(
+            proc, (concept, path), (reference, path), ctx, missing=("no used item", path)
+        )
         quantity, unit, quantity_path = Decimal(1), None, path
         for extension in element.extension or []:
             if extension.url == ctx.used_quantity_extension:
@@ -337,6 +333,23 @@ def _coded_item(
         where, why = refused[0]
         raise UnmappableResource(why, path=where, code="value")
     raise UnmappableResource("no coded item (a coding with a code)", path=path)
+
+
+def _item_choice(
+    owner: DomainResource,
+    concept: tuple[CodeableConcept | None, str],
+    reference: tuple[Reference | None, str],
+    ctx: Context,
+    *,
+    missing: tuple[str, str],
+) -> tuple[tuple[ExternalItem, str], str | None, date | None]:
+    """An item given as a code or as a reference (to a Medication, which may carry lot and
+    expiry): the item with the path it came from, then lot and expiry."""
+    if concept[0] is not None:
+        return _concept_item(concept[0], concept[1]), None, None
+    if reference[0] is not None:
+        return _referenced_item(owner, reference[0], ctx, reference[1])
+    raise UnmappableResource(missing[0], path=missing[1])
 
 
 def _concept_item(concept: CodeableConcept, path: str) -> tuple[ExternalItem, str]:

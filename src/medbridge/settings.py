@@ -15,6 +15,8 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from medbridge.canonical.partners import OwnIdentity, TradingPartner
+
 DEFAULT_VAR_DIR = Path("var")
 
 
@@ -94,6 +96,14 @@ class Settings(BaseSettings):
     erp_retry_initial_backoff: float = Field(default=1.0, ge=0)
     erp_retry_max_backoff: float = Field(default=300.0, ge=0)
     erp_poll_interval: float = Field(default=0.5, gt=0)
+
+    own_identity: OwnIdentity = OwnIdentity()
+    """How MedBridge identifies itself to trading partners (ISA sender, cXML From)."""
+    partners: dict[str, TradingPartner] = {}
+    """Trading partners by supplier code (a TOML ``[partners.CODE]`` table each)."""
+    partner_folder_poll_interval: float = Field(default=2.0, gt=0)
+    x12_max_bytes: int = Field(default=5_000_000, ge=1_000)
+    cxml_max_bytes: int = Field(default=2_000_000, ge=1_000)
 
     demo: bool = False
     demo_dispenses_per_second: float = Field(default=2.0, gt=0)

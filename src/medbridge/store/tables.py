@@ -317,4 +317,44 @@ erp_postings = Table(
     Index("ix_erp_postings_status_due", "status", "next_attempt_at"),
 )
 
+# --- trading partners (X12, cXML) ----------------------------------------------------------
+
+trade_interchanges = Table(
+    "trade_interchanges",
+    metadata,
+    Column("key", String(200), primary_key=True),  # x12:<qual>:<sender>:<ISA13> | cxml:<payloadID>
+    Column("partner", String(64), nullable=False, index=True),
+    Column("wire_format", String(8), nullable=False),  # x12 | cxml
+    Column("direction", String(3), nullable=False),  # in | out
+    Column("status", Integer, nullable=False),  # the HTTP status answered (or sent back)
+    Column("answer", Text, nullable=False),  # the 997 / cXML Response given, resent on a resend
+    Column("received_at", UTCDateTime, nullable=False),
+)
+
+trade_documents = Table(
+    "trade_documents",
+    metadata,
+    Column("id", SeqId, primary_key=True, autoincrement=True),
+    Column("idempotency_key", String(200), nullable=False, unique=True),
+    Column("interchange", String(200), nullable=False, index=True),
+    Column("partner", String(64), nullable=False),
+    Column("direction", String(3), nullable=False),  # in | out
+    Column("wire_format", String(8), nullable=False),
+    Column("kind", String(20), nullable=False),  # order | acknowledgement | ship_notice ...
+    Column("number", String(35), nullable=False),  # the partner's document number
+    Column("document", JSON, nullable=False),  # the canonical document
+    Column("event_id", String(36)),  # its event on the bus (inbound)
+    Column("correlation_id", String(36), nullable=False, index=True),
+    Column("recorded_at", UTCDateTime, nullable=False),
+    Index("ix_trade_documents_lookup", "partner", "kind", "number"),
+)
+
+trade_control_numbers = Table(
+    "trade_control_numbers",
+    metadata,
+    Column("partner", String(64), primary_key=True),
+    Column("name", String(16), primary_key=True),  # isa | gs | st
+    Column("last", BigInteger, nullable=False),
+)
+
 __all__ = ["ExactDecimal", "metadata"]

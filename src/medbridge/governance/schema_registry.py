@@ -43,6 +43,13 @@ from medbridge.canonical import (
 from medbridge.canonical.demand import PharmacyOrder
 from medbridge.canonical.inbound import InboundMovement
 from medbridge.canonical.procurement import GoodsReceipt, PurchaseOrder, SupplierInvoice
+from medbridge.canonical.trade import (
+    AcknowledgementDocument,
+    CatalogDocument,
+    InvoiceDocument,
+    OrderDocument,
+    ShipNoticeDocument,
+)
 
 Schema = dict[str, Any]
 
@@ -83,6 +90,11 @@ CATALOG: Final = MappingProxyType(
         "procurement.purchase_order": CatalogEntry(1, PurchaseOrder),
         "procurement.goods_receipt": CatalogEntry(1, GoodsReceipt),
         "procurement.supplier_invoice": CatalogEntry(1, SupplierInvoice),
+        "trade.order": CatalogEntry(1, OrderDocument),
+        "trade.acknowledgement": CatalogEntry(1, AcknowledgementDocument),
+        "trade.ship_notice": CatalogEntry(1, ShipNoticeDocument),
+        "trade.invoice": CatalogEntry(1, InvoiceDocument),
+        "trade.catalog": CatalogEntry(1, CatalogDocument),
     }
 )
 """Published names are frozen. An incompatible model change bumps the version here; the files

@@ -26,6 +26,12 @@ from medbridge.bus.sql import SqlBus
 from medbridge.canonical.erp import ErpPort
 from medbridge.canonical.inbound import ItemCodeKind
 from medbridge.connectors.fhir import FhirConfig
+from medbridge.connectors.flatfile import (
+    ColumnMapping,
+    FlatFileConfig,
+    SnapshotReconciler,
+    WatchedFolder,
+)
 from medbridge.connectors.gnuhealth.config import GnuHealthConfig
 from medbridge.connectors.gnuhealth.inbound import Poller
 from medbridge.connectors.hl7v2 import Hl7Config, Hl7Receiver, MllpListener, UnmappedAck
@@ -214,6 +220,54 @@ class MedBridge:
             ),
         )
 
+    def flatfile_folder(self) -> WatchedFolder | None:
+        """The watched folder of nightly snapshots, if ``flatfile_root`` is set."""
+        root = self.settings.flatfile_root
+        if root is None or not self.settings.flatfile_sources:
+            return None
+        return WatchedFolder(
+            root,
+            {name: self.snapshot_reconciler(name) for name in self.settings.flatfile_sources},
+        )
+
+    def snapshot_reconciler(self, source: str) -> SnapshotReconciler:
+        """The reconciler of one configured snapshot source (KeyError if not configured)."""
+        s = self.settings.flatfile_sources[source]
+        config = FlatFileConfig(
+            source=source,
+            columns=ColumnMapping(
+                item=s.item_column,
+                location=s.location_column,
+                lot=s.lot_column,
+                quantity=s.quantity_column,
+                unit=s.unit_column,
+                expiry=s.expiry_column,
+            ),
+            delimiter=s.delimiter,
+            encoding=s.encoding,
+            tolerance=s.tolerance,
+            emit_adjustments=s.emit_adjustments,
+            locations=frozenset(s.locations),
+            incomplete_grace_seconds=s.incomplete_grace_seconds,
+        )
+        return SnapshotReconciler(self.engine, self.masterdata, config, self.intake)
+
+    def _watch_snapshots(self, folder: WatchedFolder, stop: threading.Event) -> None:
+        while not stop.is_set():
+            try:
+                for outcome in folder.scan():
+                    if outcome.status != "waiting":
+                        log.info(
+                            "flatfile.scanned",
+                            source=outcome.source,
+                            file=outcome.file,
+                            status=outcome.status,
+                            variances=len(outcome.report.variances) if outcome.report else None,
+                        )
+            except Exception:  # the database or the disk: try again on the next scan
+                log.exception("flatfile.scan_failed")
+            stop.wait(self.settings.flatfile_poll_interval)
+
     def ensure_admin_key(self) -> tuple[str, bool]:
         """The admin key: from settings, else from ``var/admin_api_key``, else a new one
         written there (0600). Returns the key and whether it was generated now."""
@@ -232,6 +286,9 @@ class MedBridge:
             self._spawn(
                 f"consumer-{name}", consumer.run, self._stop, self.settings.consumer_poll_interval
             )
+        snapshots = self.flatfile_folder()
+        if snapshots is not None:
+            self._spawn("flatfile-folder", self._watch_snapshots, snapshots, self._stop)
         poller = self.gnuhealth_poller()
         if poller is not None:
             self._spawn("gnuhealth-poller", poller.run, self._stop)

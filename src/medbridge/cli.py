@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -12,6 +13,7 @@ from rich.table import Table
 from medbridge.app import MedBridge
 from medbridge.bus.port import DeadLetterFilter
 from medbridge.canonical.masterdata import AccountRole, CodeSystem, ItemCode
+from medbridge.connectors.flatfile import FlatFileError
 from medbridge.flows.erp_posting import requeue
 from medbridge.flows.erp_sync import sync_from_erp
 from medbridge.flows.inbound import ExceptionNotOpen
@@ -43,6 +45,8 @@ app.add_typer(exceptions_app, name="exceptions")
 erp_app = typer.Typer(help="The ERP: posting queue and reconciliation.", no_args_is_help=True)
 app.add_typer(erp_app, name="erp")
 app.add_typer(xref_app, name="xref")
+snapshot_app = typer.Typer(help="Nightly inventory snapshots (flat files).", no_args_is_help=True)
+app.add_typer(snapshot_app, name="snapshot")
 
 console = Console()
 
@@ -373,6 +377,44 @@ def erp_reconcile(period: Annotated[str, typer.Argument(help="YYYY-MM")]) -> Non
     found = len(report.differences)
     console.print(f"{report.entries} entries, {report.moves} ERP moves, {found} difference(s)")
     if not report.balanced:
+        raise typer.Exit(1)
+
+
+@snapshot_app.command("reconcile")
+def snapshot_reconcile(
+    file: Annotated[Path, typer.Argument(help="The CSV snapshot (with its #EOF trailer).")],
+    source: Annotated[str, typer.Option(help="The configured source (flatfile_sources).")],
+) -> None:
+    """Reconcile one snapshot file against the ledger; exit 1 if it has variances, 2 if it
+    is refused (nothing applied)."""
+    mb = _build()
+    if source not in mb.settings.flatfile_sources:
+        known = ", ".join(sorted(mb.settings.flatfile_sources)) or "none"
+        console.print(f"[red]no snapshot source {source!r} configured (known: {known})[/red]")
+        raise typer.Exit(2)
+    try:
+        report = mb.snapshot_reconciler(source).reconcile(file)
+    except FlatFileError as refused:
+        console.print(f"[red]refused, nothing applied: {refused}[/red]")
+        raise typer.Exit(2) from refused
+    table = Table("item", "location", "lot", "unit", "ledger", "counted", "difference", "line")
+    for v in report.variances:
+        table.add_row(
+            v.item,
+            v.location,
+            v.lot or "",
+            v.unit,
+            str(v.expected),
+            str(v.counted),
+            str(v.difference),
+            str(v.line or ""),
+        )
+    console.print(table)
+    console.print(
+        f"{report.rows} rows, {len(report.variances)} variance(s), "
+        f"{report.adjustments_emitted} adjustment(s) emitted"
+    )
+    if report.variances:
         raise typer.Exit(1)
 
 

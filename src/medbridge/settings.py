@@ -4,10 +4,11 @@
 from __future__ import annotations
 
 import os
+from decimal import Decimal
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -38,6 +39,26 @@ def config_sources(
             ),
         )
     return sources
+
+
+class FlatFileSource(BaseModel):
+    """A legacy system's nightly snapshot (see ``connectors/flatfile``): its columns by header
+    name, and how variances are treated."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    item_column: str = "item"
+    location_column: str = "location"
+    lot_column: str = "lot"
+    quantity_column: str = "quantity"
+    unit_column: str | None = None
+    expiry_column: str | None = None
+    delimiter: str = Field(default=",", min_length=1, max_length=1)
+    encoding: str = "utf-8"
+    tolerance: Decimal = Field(default=Decimal(0), ge=0)
+    emit_adjustments: bool = False
+    locations: list[str] = []
+    incomplete_grace_seconds: float = Field(default=300.0, ge=0)
 
 
 class Settings(BaseSettings):
@@ -104,6 +125,11 @@ class Settings(BaseSettings):
     partner_folder_poll_interval: float = Field(default=2.0, gt=0)
     x12_max_bytes: int = Field(default=5_000_000, ge=1_000)
     cxml_max_bytes: int = Field(default=2_000_000, ge=1_000)
+
+    flatfile_root: Path | None = None
+    """Watched folder root: ``<root>/<source>/incoming/`` per source below; unset: none."""
+    flatfile_sources: dict[str, FlatFileSource] = {}
+    flatfile_poll_interval: float = Field(default=30.0, gt=0)
 
     demo: bool = False
     demo_dispenses_per_second: float = Field(default=2.0, gt=0)

@@ -18,10 +18,12 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
+from typer.testing import CliRunner
 
 from medbridge.app import MedBridge
 from medbridge.canonical.base import Money
 from medbridge.canonical.movements import MovementKind, StockMovement
+from medbridge.cli import app as cli
 from medbridge.connectors.flatfile import (
     ColumnMapping,
     FlatFileConfig,
@@ -31,6 +33,7 @@ from medbridge.connectors.flatfile import (
     WatchedFolder,
 )
 from medbridge.flows.intake import Submission
+from medbridge.settings import Settings
 from medbridge.store import ledger as ledger_store
 
 pytestmark = pytest.mark.db
@@ -248,3 +251,61 @@ def test_watched_folder_end_to_end(seeded: MedBridge, tmp_path: Path) -> None:
     assert again.report is not None
     assert again.report.variances == ()
     assert (root / "legacy" / "processed" / f"good.{again.report.sha256[:12]}.csv").exists()
+
+
+SOURCE_SETTINGS = {
+    "legacy": {
+        "item_column": "ITEM",
+        "location_column": "STORE",
+        "lot_column": "LOT",
+        "quantity_column": "QTY",
+        "unit_column": "UOM",
+    }
+}
+
+
+def test_the_watched_folder_is_configured_in_settings(seeded: MedBridge, tmp_path: Path) -> None:
+    root = tmp_path / "snapshots"
+    settings = seeded.settings.model_copy(
+        update={
+            "flatfile_root": root,
+            "flatfile_sources": Settings.model_validate(
+                {"flatfile_sources": SOURCE_SETTINGS}
+            ).flatfile_sources,
+        }
+    )
+    mb = MedBridge.build(settings)
+    folder = mb.flatfile_folder()
+    assert folder is not None
+    write(root / "legacy" / "incoming", "nightly.csv", PLANTED)
+    [outcome] = folder.scan()
+    assert outcome.status == "processed"
+    assert outcome.report is not None
+    assert len(outcome.report.variances) == 3
+    assert (root / "legacy" / "processed" / "nightly.csv.report.json").exists()
+
+
+def test_cli_reconciles_a_snapshot_file(
+    seeded: MedBridge, database_url: str, tmp_path: Path
+) -> None:
+    env = {
+        "MEDBRIDGE_DATABASE_URL": database_url,
+        "MEDBRIDGE_LOG_JSON": "false",
+        "MEDBRIDGE_FLATFILE_SOURCES": json.dumps(SOURCE_SETTINGS),
+        "COLUMNS": "200",
+    }
+    runner = CliRunner()
+    path = write(tmp_path, "snap.csv", PLANTED)
+    found = runner.invoke(cli, ["snapshot", "reconcile", str(path), "--source", "legacy"], env=env)
+    assert found.exit_code == 1, found.output
+    assert "3 rows, 3 variance(s), 0 adjustment(s) emitted" in found.output
+    assert "V2" in found.output
+    truncated = write(tmp_path, "cut.csv", snapshot("VANCO-1G,H1-PHARM,V1,37,VIAL", trailer=None))
+    refused = runner.invoke(
+        cli, ["snapshot", "reconcile", str(truncated), "--source", "legacy"], env=env
+    )
+    assert refused.exit_code == 2, refused.output
+    assert "nothing applied" in refused.output
+    unknown = runner.invoke(cli, ["snapshot", "reconcile", str(path), "--source", "x"], env=env)
+    assert unknown.exit_code == 2
+    assert "known: legacy" in unknown.output

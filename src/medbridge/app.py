@@ -25,6 +25,7 @@ from medbridge.bus.port import Bus, RetryPolicy
 from medbridge.bus.sql import SqlBus
 from medbridge.canonical.erp import ErpPort
 from medbridge.canonical.inbound import ItemCodeKind
+from medbridge.canonical.partners import PartnerDirectory, TradingPartner, WireFormat
 from medbridge.connectors.fhir import FhirConfig
 from medbridge.connectors.flatfile import (
     ColumnMapping,
@@ -38,6 +39,7 @@ from medbridge.connectors.hl7v2 import Hl7Config, Hl7Receiver, MllpListener, Unm
 from medbridge.connectors.tryton.config import TrytonConfig
 from medbridge.connectors.tryton.outbound import TrytonErp
 from medbridge.demo_erp import DemoErp
+from medbridge.flows.cxml_exchange import CxmlExchange, CxmlHttpChannel
 from medbridge.flows.demand import DemandRecorder
 from medbridge.flows.demo import DemoTraffic
 from medbridge.flows.demo_cabinet import DemoCabinets
@@ -50,6 +52,9 @@ from medbridge.flows.ledger_posting import (
     PERMANENT_ERRORS,
     LedgerPosting,
 )
+from medbridge.flows.partner_folders import PartnerFolders
+from medbridge.flows.trade import SupplierChannel, TradeInbox, TradeOutbox
+from medbridge.flows.x12_exchange import X12Exchange, X12FolderChannel
 from medbridge.governance.clients import ClientRegistry, Role
 from medbridge.masterdata.demo_network import seed_demo_network
 from medbridge.masterdata.inbound import InboundResolver
@@ -125,7 +130,51 @@ class MedBridge:
             clients=self.clients,
             consumers=self.consumers,
             erp=_serialized(self.erp()),
+            x12=self.x12_exchange(),
+            cxml=self.cxml_exchange(),
         )
+
+    # --- trading partners ------------------------------------------------------------------
+
+    def partner_directory(self) -> PartnerDirectory:
+        return PartnerDirectory(self.settings.partners)
+
+    def trade_inbox(self) -> TradeInbox:
+        return TradeInbox(self.engine, self.bus)
+
+    def x12_exchange(self) -> X12Exchange:
+        return X12Exchange(
+            self.trade_inbox(),
+            self.partner_directory(),
+            self.settings.own_identity,
+            max_bytes=self.settings.x12_max_bytes,
+        )
+
+    def cxml_exchange(self) -> CxmlExchange:
+        return CxmlExchange(
+            self.trade_inbox(),
+            self.partner_directory(),
+            self.settings.own_identity,
+            max_bytes=self.settings.cxml_max_bytes,
+        )
+
+    def supplier_channel(self, partner: TradingPartner) -> SupplierChannel:
+        """How orders reach ``partner``: its outbound folder (X12) or its cXML endpoint."""
+        own = self.settings.own_identity
+        if partner.wire_format is WireFormat.CXML:
+            return CxmlHttpChannel(own)
+        return X12FolderChannel(own)
+
+    def trade_outbox(self) -> TradeOutbox:
+        return TradeOutbox(self.engine, self.supplier_channel)
+
+    def partner_folders(self) -> PartnerFolders | None:
+        exchange = self.x12_exchange()
+        folders = PartnerFolders(
+            self.partner_directory(),
+            lambda partner, raw: exchange.receive(raw, partner=partner),
+        )
+        return folders if folders.partners else None
 
     def upgrade_database(self) -> None:
         migrate.upgrade(self.engine)
@@ -285,6 +334,14 @@ class MedBridge:
         for name, consumer in self.consumers.items():
             self._spawn(
                 f"consumer-{name}", consumer.run, self._stop, self.settings.consumer_poll_interval
+            )
+        partner_folders = self.partner_folders()
+        if partner_folders is not None:
+            self._spawn(
+                "partner-folders",
+                partner_folders.run,
+                self._stop,
+                self.settings.partner_folder_poll_interval,
             )
         snapshots = self.flatfile_folder()
         if snapshots is not None:

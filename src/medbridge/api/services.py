@@ -10,8 +10,10 @@ from sqlalchemy import Engine
 from medbridge.bus.consumer import Consumer
 from medbridge.bus.port import Bus
 from medbridge.canonical.erp import ErpPort
+from medbridge.flows.cxml_exchange import CxmlExchange
 from medbridge.flows.inbound import InboundIntake
 from medbridge.flows.intake import MovementIntake
+from medbridge.flows.x12_exchange import X12Exchange
 from medbridge.governance.clients import ClientRegistry
 from medbridge.masterdata.repository import MasterDataRepository
 
@@ -26,3 +28,5 @@ class Services:
     clients: ClientRegistry
     consumers: Mapping[str, Consumer]
     erp: ErpPort | None = None  # None: no ERP configured (reconciliation answers 503)
+    x12: X12Exchange | None = None
+    cxml: CxmlExchange | None = None

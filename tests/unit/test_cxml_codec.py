@@ -308,3 +308,13 @@ def test_dates_take_the_calendar_date_as_written() -> None:
     with pytest.raises(InvalidDate) as caught:
         parse(data.replace(b'orderDate="2000-10-12T18:41:29-08:00"', b'orderDate="12/10/2000"'))
     assert caught.value.path == "/cXML/Request/OrderRequest/OrderRequestHeader/@orderDate"
+
+
+def test_error_reasons_quote_partner_values_briefly_and_responses_stay_xml() -> None:
+    data = (SAMPLES / "cxml" / "OrderRequest-cxmlphp-sample-1.2.050.xml").read_bytes()
+    huge = b"x" * 10_000
+    with pytest.raises(InvalidDate) as caught:
+        parse(data.replace(b'orderDate="2000-10-12T18:41:29-08:00"', b'orderDate="' + huge + b'"'))
+    assert len(caught.value.reason) < 120
+    response = render_response(400, payload_id="r", timestamp=NOW, message="bad \ufffe \x01 é")
+    assert parse_response(response).message == "bad \ufffd \ufffd é"

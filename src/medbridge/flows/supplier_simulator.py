@@ -7,10 +7,10 @@ same connectors, the cXML credential checked), decides its answers with
 ``supplier_behaviour.answer`` (faults: backorders, substitutions, price changes, partial
 shipments, rejections, over-invoicing, duplicate invoices), and sends them back over the same
 wire: 855/856/810 interchanges or Confirmation/ShipNotice/InvoiceDetail requests, each
-answered by MedBridge's real inbound path (``deliver``: in process, or over HTTP to
-``/v1/edi/x12`` and ``/cxml``). Answers are due ``delay`` seconds apart; ``pump()`` sends the
-ones due (``run`` pumps in a thread). It also answers cXML OrderRequests posted to it
-(``handle_order_request``), so the cXML HTTP channel can be pointed at it.
+answered by MedBridge's real inbound path (``deliver``: the exchanges in process, or a
+client of ``/v1/edi/x12`` and ``/cxml``). Answers are due ``delay`` seconds apart;
+``pump()`` sends the ones due (``run`` pumps in a thread). It also answers cXML
+OrderRequests posted to it (``handle_order_request``).
 """
 
 from __future__ import annotations
@@ -20,8 +20,6 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-
-import httpx
 
 from medbridge.canonical.partners import OwnIdentity, TradingPartner, WireFormat
 from medbridge.canonical.trade import OrderDocument, TradeDocument, document_number
@@ -202,26 +200,3 @@ class SimulatedSupplier:
             except Exception:  # MedBridge unreachable: the answers are lost, as they would be
                 log.exception("supplier_sim.pump_failed")
             stop.wait(interval)
-
-
-def deliver_over_http(base_url: str, api_key: str, *, timeout: float = 30.0) -> Deliver:
-    """Answers sent to MedBridge's HTTP endpoints, as a remote supplier would."""
-
-    def deliver(wire: str, body: bytes) -> Answer:
-        if wire == "x12":
-            reply = httpx.post(
-                f"{base_url}/v1/edi/x12",
-                content=body,
-                headers={"Content-Type": "application/edi-x12", "X-API-Key": api_key},
-                timeout=timeout,
-            )
-        else:
-            reply = httpx.post(
-                f"{base_url}/cxml",
-                content=body,
-                headers={"Content-Type": "text/xml; charset=utf-8"},
-                timeout=timeout,
-            )
-        return Answer(reply.status_code, reply.text)
-
-    return deliver

@@ -13,11 +13,9 @@ a reason, the cXML status to answer with and the path of the fault (``errors``).
 from __future__ import annotations
 
 from medbridge.connectors.cxml.codec import (
-    CxmlDocument,
     CxmlEnvelope,
     CxmlMessage,
     CxmlResponse,
-    RequestKind,
     authenticate,
     credentials_match,
     parse,
@@ -29,6 +27,7 @@ from medbridge.connectors.cxml.codec import (
 )
 from medbridge.connectors.cxml.config import CXML_VERSION, DEFAULT_MAX_BYTES, NAME, CxmlConfig
 from medbridge.connectors.cxml.errors import STATUS_TEXT, CxmlError
+from medbridge.connectors.cxml.mapping import CxmlDocument, RequestKind
 
 __all__ = [
     "CXML_VERSION",

@@ -17,21 +17,11 @@ constant time.
 from __future__ import annotations
 
 import hmac
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from enum import StrEnum
-from typing import Any
 
 from lxml import etree
 
-from medbridge.canonical.trade import (
-    AcknowledgementDocument,
-    InvoiceDocument,
-    OrderDocument,
-    ShipNoticeDocument,
-)
-from medbridge.connectors.cxml import confirmation, invoice, order, ship_notice
 from medbridge.connectors.cxml.config import CXML_VERSION, DEFAULT_MAX_BYTES
 from medbridge.connectors.cxml.errors import (
     STATUS_TEXT,
@@ -44,6 +34,14 @@ from medbridge.connectors.cxml.errors import (
     Unauthorized,
     UnsupportedRequest,
 )
+from medbridge.connectors.cxml.mapping import (
+    DTD,
+    KIND_OF,
+    CxmlDocument,
+    RequestKind,
+    to_canonical,
+    write_request,
+)
 from medbridge.connectors.cxml.safexml import parse_xml
 from medbridge.connectors.cxml.wire import (
     XML_LANG,
@@ -53,39 +51,10 @@ from medbridge.connectors.cxml.wire import (
     path_of,
     required,
     required_attr,
+    show,
     sub,
+    xml_safe,
 )
-
-CxmlDocument = OrderDocument | AcknowledgementDocument | ShipNoticeDocument | InvoiceDocument
-
-
-class RequestKind(StrEnum):
-    """The cXML requests MedBridge maps (the element under ``Request``)."""
-
-    ORDER = "OrderRequest"
-    CONFIRMATION = "ConfirmationRequest"
-    SHIP_NOTICE = "ShipNoticeRequest"
-    INVOICE = "InvoiceDetailRequest"
-
-
-_READERS: dict[RequestKind, Callable[[Element], CxmlDocument]] = {
-    RequestKind.ORDER: order.read,
-    RequestKind.CONFIRMATION: confirmation.read,
-    RequestKind.SHIP_NOTICE: ship_notice.read,
-    RequestKind.INVOICE: invoice.read,
-}
-_KIND_OF: dict[type[Any], RequestKind] = {
-    OrderDocument: RequestKind.ORDER,
-    AcknowledgementDocument: RequestKind.CONFIRMATION,
-    ShipNoticeDocument: RequestKind.SHIP_NOTICE,
-    InvoiceDocument: RequestKind.INVOICE,
-}
-_DTD: dict[RequestKind, str] = {
-    RequestKind.ORDER: "cXML.dtd",
-    RequestKind.CONFIRMATION: "Fulfill.dtd",
-    RequestKind.SHIP_NOTICE: "Fulfill.dtd",
-    RequestKind.INVOICE: "InvoiceDetail.dtd",
-}
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,10 +132,10 @@ def _envelope(root: Element) -> CxmlEnvelope:
         timestamp = datetime.fromisoformat(stamp)
     except ValueError:
         raise InvalidDate(
-            f"{stamp!r} is not an ISO 8601 datetime", path="/cXML/@timestamp"
+            f"{show(stamp)} is not an ISO 8601 datetime", path="/cXML/@timestamp"
         ) from None
     if timestamp.tzinfo is None:
-        raise InvalidDate(f"{stamp!r} has no time zone", path="/cXML/@timestamp")
+        raise InvalidDate(f"{show(stamp)} has no time zone", path="/cXML/@timestamp")
     from_domain, from_identity, _ = _credential(header, "From")
     to_domain, to_identity, _ = _credential(header, "To")
     sender_domain, sender_identity, sender = _credential(header, "Sender")
@@ -219,7 +188,7 @@ def parse(data: bytes, *, max_bytes: int = DEFAULT_MAX_BYTES) -> CxmlMessage:
             "ShipNoticeRequest, InvoiceDetailRequest)",
             path=path_of(body),
         ) from None
-    return CxmlMessage(envelope=envelope, kind=kind, document=_READERS[kind](body))
+    return CxmlMessage(envelope=envelope, kind=kind, document=to_canonical(kind, body))
 
 
 def parse_response(data: bytes, *, max_bytes: int = DEFAULT_MAX_BYTES) -> CxmlResponse:
@@ -231,7 +200,9 @@ def parse_response(data: bytes, *, max_bytes: int = DEFAULT_MAX_BYTES) -> CxmlRe
     status = required(response, "Status")
     code = required_attr(status, "code")
     if not code.isdigit():
-        raise InvalidValue(f"status code {code!r} is not a number", path=f"{path_of(status)}/@code")
+        raise InvalidValue(
+            f"status code {show(code)} is not a number", path=f"{path_of(status)}/@code"
+        )
     return CxmlResponse(
         payload_id=required_attr(root, "payloadID"),
         status_code=int(code),
@@ -295,7 +266,7 @@ def _credential_el(parent: Element, tag: str, domain: str, identity: str) -> Ele
 
 def render(document: CxmlDocument, *, envelope: CxmlEnvelope) -> bytes:
     """The cXML request carrying ``document`` (UTF-8, with the cXML 1.2 DOCTYPE)."""
-    kind = _KIND_OF.get(type(document))
+    kind = KIND_OF.get(type(document))
     if kind is None:
         raise TypeError(f"cXML does not carry a {type(document).__name__}")
     try:
@@ -314,17 +285,10 @@ def render(document: CxmlDocument, *, envelope: CxmlEnvelope) -> bytes:
             sub(sender, "SharedSecret", envelope.shared_secret)
         sub(sender.getparent(), "UserAgent", envelope.user_agent)
         request = sub(root, "Request", deploymentMode=envelope.deployment_mode)
-        if isinstance(document, OrderDocument):
-            order.write(request, document)
-        elif isinstance(document, AcknowledgementDocument):
-            confirmation.write(request, document)
-        elif isinstance(document, ShipNoticeDocument):
-            ship_notice.write(request, document, _stamp(envelope.timestamp))
-        else:
-            invoice.write(request, document)
+        write_request(request, document, _stamp(envelope.timestamp))
     except ValueError as exc:  # lxml: text that XML cannot carry (e.g. U+FFFE)
         raise RenderError(f"cannot render {kind.value}: {exc}") from None
-    return _tostring(root, _DTD[kind])
+    return _tostring(root, DTD[kind])
 
 
 def render_response(
@@ -342,9 +306,9 @@ def render_response(
     status = sub(
         sub(root, "Response"),
         "Status",
-        message or None,
+        xml_safe(message) or None,
         code=str(status_code),
-        text=text or STATUS_TEXT.get(status_code, "Error"),
+        text=xml_safe(text or STATUS_TEXT.get(status_code, "Error")),
     )
     status.set(XML_LANG, "en-US")
     return _tostring(root, "cXML.dtd")

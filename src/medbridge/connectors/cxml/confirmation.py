@@ -44,6 +44,7 @@ from medbridge.connectors.cxml.wire import (
     required,
     required_attr,
     required_money,
+    show,
     sub,
     write_codes,
     write_extrinsic,
@@ -81,7 +82,8 @@ def read(request: Element) -> AcknowledgementDocument:
     kind = required_attr(header, "type")
     if kind not in _HEADER_TYPES:
         raise InvalidValue(
-            f"ConfirmationHeader type {kind!r} is not supported", path=f"{path_of(header)}/@type"
+            f"ConfirmationHeader type {show(kind)} is not supported",
+            path=f"{path_of(header)}/@type",
         )
     extr = extrinsics(header)
     currency = own_text(extr.get("currency")) or _first_currency(request) or "USD"
@@ -116,7 +118,7 @@ def _status(
             return AckStatus(own_text(override) or "")
         except ValueError:
             raise InvalidValue(
-                f"unknown ackStatus {own_text(override)!r}", path=path_of(override)
+                f"unknown ackStatus {show(own_text(override) or '')}", path=path_of(override)
             ) from None
     if kind == "accept":
         return AckStatus.ACCEPTED
@@ -191,7 +193,8 @@ def _line_status(
         return LineStatus.BACKORDERED
     if kind not in _DETAIL:
         raise InvalidValue(
-            f"ConfirmationStatus type {kind!r} is not supported", path=f"{path_of(status_el)}/@type"
+            f"ConfirmationStatus type {show(kind)} is not supported",
+            path=f"{path_of(status_el)}/@type",
         )
     declared = extr.get("lineStatus")
     if declared is not None:
@@ -199,7 +202,7 @@ def _line_status(
             return LineStatus(own_text(declared) or "")
         except ValueError:
             raise InvalidValue(
-                f"unknown lineStatus {own_text(declared)!r}", path=path_of(declared)
+                f"unknown lineStatus {show(own_text(declared) or '')}", path=path_of(declared)
             ) from None
     ordered = attr(item, "quantity")
     if item_in is not None:

@@ -53,6 +53,7 @@ from medbridge.connectors.cxml.wire import (
     required_money,
     required_text,
     same_currency,
+    show,
     sub,
     write_codes,
     write_contact,
@@ -78,7 +79,8 @@ def read(request: Element) -> InvoiceDocument:
     purpose_text = attr(header, "purpose") or "standard"
     if purpose_text not in _PURPOSE:
         raise InvalidValue(
-            f"invoice purpose {purpose_text!r} is not supported", path=f"{path_of(header)}/@purpose"
+            f"invoice purpose {show(purpose_text)} is not supported",
+            path=f"{path_of(header)}/@purpose",
         )
     if attr(header, "operation") == "delete":
         raise UnsupportedRequest(
@@ -160,7 +162,7 @@ def _line(item: Element, order_number: str | None, currency: str, credit: bool) 
         declared = own_text(extr["orderLine"])
         if declared is not None:
             if not declared.isdigit():
-                raise InvalidValue(f"orderLine {declared!r}", path=path_of(extr["orderLine"]))
+                raise InvalidValue(f"orderLine {show(declared)}", path=path_of(extr["orderLine"]))
             order_line = int(declared)
     elif order_number is not None:
         order_line = int_attr(reference, "lineNumber")

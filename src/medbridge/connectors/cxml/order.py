@@ -38,6 +38,7 @@ from medbridge.connectors.cxml.wire import (
     required_attr,
     required_money,
     required_text,
+    show,
     sub,
     write_contact,
     write_item_detail,
@@ -53,7 +54,7 @@ def read(request: Element) -> OrderDocument:
     kind = attr(header, "type") or "new"
     if kind not in ("new", "update"):
         raise UnsupportedRequest(
-            f"OrderRequest type {kind!r} is not supported (new, update)",
+            f"OrderRequest type {show(kind)} is not supported (new, update)",
             path=f"{path_of(header)}/@type",
         )
     currency = "USD"

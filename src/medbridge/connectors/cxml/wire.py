@@ -39,6 +39,19 @@ _DATE_ONLY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 # --- reading ----------------------------------------------------------------------------------
 
 
+_NOT_XML = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+
+
+def show(value: str) -> str:
+    """A partner's value quoted in an error reason: repr, cut to 60 characters."""
+    return repr(value if len(value) <= 60 else value[:57] + "...")
+
+
+def xml_safe(text: str) -> str:
+    """``text`` with the characters XML 1.0 cannot carry replaced by U+FFFD."""
+    return _NOT_XML.sub("\ufffd", text)
+
+
 def path_of(el: Element) -> str:
     return str(el.getroottree().getpath(el))
 
@@ -98,7 +111,9 @@ def to_date(value: str, el: Element, suffix: str = "") -> date:
             return date.fromisoformat(value)
         return datetime.fromisoformat(value).date()
     except ValueError:
-        raise InvalidDate(f"{value!r} is not an ISO 8601 date", path=path_of(el) + suffix) from None
+        raise InvalidDate(
+            f"{show(value)} is not an ISO 8601 date", path=path_of(el) + suffix
+        ) from None
 
 
 def date_attr(el: Element, name: str, *, needed: bool = False) -> date | None:
@@ -111,10 +126,10 @@ def to_decimal(value: str, el: Element, suffix: str = "") -> Decimal:
         number = Decimal(value.strip())
     except InvalidOperation:
         raise InvalidAmount(
-            f"{value!r} is not a decimal number", path=path_of(el) + suffix
+            f"{show(value)} is not a decimal number", path=path_of(el) + suffix
         ) from None
     if not number.is_finite():
-        raise InvalidAmount(f"{value!r} is not a finite number", path=path_of(el) + suffix)
+        raise InvalidAmount(f"{show(value)} is not a finite number", path=path_of(el) + suffix)
     return number
 
 
@@ -129,7 +144,7 @@ def int_attr(el: Element, name: str, default: int | None = None) -> int:
             raise MissingData(f"attribute {name} is required", path=f"{path_of(el)}/@{name}")
         return default
     if not re.fullmatch(r"\d{1,9}", value):
-        raise InvalidValue(f"{value!r} is not a line number", path=f"{path_of(el)}/@{name}")
+        raise InvalidValue(f"{show(value)} is not a line number", path=f"{path_of(el)}/@{name}")
     return int(value)
 
 
@@ -139,7 +154,7 @@ def money(holder: Element) -> tuple[Decimal | None, str | None]:
     currency = el.get("currency")
     if currency is not None and not _CURRENCY.match(currency):
         raise InvalidValue(
-            f"currency {currency!r} is not an ISO 4217 code", path=f"{path_of(el)}/@currency"
+            f"currency {show(currency)} is not an ISO 4217 code", path=f"{path_of(el)}/@currency"
         )
     text = own_text(el)
     return (None if text is None else to_decimal(text, el)), currency
@@ -185,7 +200,7 @@ def build(model: type[M], at: Element, **fields: Any) -> M:
 
 def _gtin(value: str, path: str) -> str:
     if not value.isdigit() or len(value) not in (8, 12, 13, 14):
-        raise InvalidValue(f"GTIN {value!r} is not 8, 12, 13 or 14 digits", path=path)
+        raise InvalidValue(f"GTIN {show(value)} is not 8, 12, 13 or 14 digits", path=path)
     return value.zfill(14)
 
 
@@ -198,7 +213,7 @@ def _ndc(value: str, path: str) -> str:
             return parts[0].zfill(5) + parts[1].zfill(4) + parts[2].zfill(2)
     if value.isdigit() and len(value) == 11:
         return value
-    raise InvalidValue(f"NDC {value!r} is not 11 digits or a dashed 10-digit NDC", path=path)
+    raise InvalidValue(f"NDC {show(value)} is not 11 digits or a dashed 10-digit NDC", path=path)
 
 
 def read_item(

@@ -76,9 +76,12 @@ def items(draw: st.DrawFn) -> PartnerItem:
                 "gtin": st.from_regex(r"[0-9]{14}", fullmatch=True),
                 "ndc": st.from_regex(r"[0-9]{11}", fullmatch=True),
             },
-        ).filter(bool)
+        )
     )
-    return PartnerItem(**ids, description=draw(st.none() | trade_text))
+    description = draw(st.none() | trade_text)
+    if not ids and description is None:  # text alone is enough
+        description = draw(trade_text)
+    return PartnerItem(**ids, description=description)
 
 
 parties = st.lists(

@@ -90,9 +90,10 @@ def items(draw: st.DrawFn) -> PartnerItem:
         "gtin": draw(st.none() | gtins),
         "ndc": draw(st.none() | ndcs),
     }
-    if not any(fields.values()):
+    description = draw(st.none() | texts)
+    if not any(fields.values()) and description is None:  # text alone is enough
         fields["supplier_part"] = draw(ids)
-    return PartnerItem(description=draw(st.none() | texts), **fields)
+    return PartnerItem(description=description, **fields)
 
 
 parties = st.lists(

@@ -25,9 +25,9 @@ from medbridge.connectors.x12 import ParsedInterchange, functional_ack, parse_in
 from medbridge.connectors.x12.envelope import parse_envelope
 from medbridge.connectors.x12.errors import (
     BadElement,
+    BadNumber,
     InvalidIsaVersion,
     IsaLength,
-    MissingElement,
     UnsupportedVersion,
     X12Error,
 )
@@ -328,6 +328,18 @@ def check_810_multi(parsed: ParsedInterchange) -> None:
     assert roles[PartyRole.SUPPLIER] == "2055574240000"
 
 
+def check_810_manualbilling(parsed: ParsedInterchange) -> None:
+    invoice = only(parsed)
+    assert isinstance(invoice, InvoiceDocument)
+    assert (invoice.invoice_number, invoice.invoice_date) == ("3662", date(1998, 10, 14))
+    [line] = invoice.lines
+    # a service line: no product id, only its PID description
+    assert line.item.description == "RMR Scheduling Coordinator - Estimated RMR"
+    assert line.item.supplier_part is None
+    assert line.unit_price == Decimal("2896035.3")
+    assert invoice.total == Decimal("2896035.30")  # TDS 289603530: implied 2 decimals
+
+
 MAPPED = {
     "850-oopfactory-pgwglass-4010.edi": check_850_pgwglass,
     "850-oopfactory-adobe-tlp-tilde-elemsep.edi": check_850_tlp,
@@ -341,6 +353,7 @@ MAPPED = {
     "856-oopfactory-vics-sopi.edi": check_856_vics,
     "810-oopfactory-tempurpedic.edi": check_810_tempurpedic,
     "810-oopfactory-multiinvoice-004030.edi": check_810_multi,
+    "810-oopfactory-manualbilling.edi": check_810_manualbilling,
 }
 
 
@@ -421,16 +434,17 @@ def test_repaired_adobe_and_walmart_810_bodies() -> None:
 # --- sets and groups rejected inside a usable interchange ------------------------------------
 
 # file -> (error class, segment id, set position, element, reason fragment)
-REJECTED_SETS: dict[str, tuple[type[X12Error], str, int, int, str]] = {
-    "810-oopfactory-californiaiso.edi": (MissingElement, "IT1", 14, 6, "['TP']"),
-    "810-oopfactory-manualbilling.edi": (MissingElement, "IT1", 12, 6, "product id"),
+REJECTED_SETS: dict[str, tuple[type[X12Error], str, int, int, str, str]] = {
+    # a credit line priced negative: the canonical invoice line refuses it (credit memos are
+    # separate documents, BIG07 CR)
+    "810-oopfactory-californiaiso.edi": (BadNumber, "IT1", 22, 4, "is negative", "6"),
 }
 GROUP_REFUSED = {"856-oopfactory-ex2-003060.edi": (UnsupportedVersion, "003060")}
 
 
 @pytest.mark.parametrize("name", sorted(REJECTED_SETS))
 def test_unmappable_set_is_rejected_with_position(name: str) -> None:
-    cls, segment_id, position, element, fragment = REJECTED_SETS[name]
+    cls, segment_id, position, element, fragment, code = REJECTED_SETS[name]
     parsed = parse(name)
     assert parsed.documents == ()
     (error,) = parsed.errors
@@ -445,7 +459,7 @@ def test_unmappable_set_is_rejected_with_position(name: str) -> None:
     ack = functional_ack(parsed, **ACK_CONTROLS)
     assert ack is not None
     assert f"AK3*{segment_id}*{position}**8~" in ack
-    assert f"AK4*{element}**1~" in ack
+    assert f"AK4*{element}**{code}" in ack
     assert "AK5*R*5~" in ack
     assert "AK9*R*1*1*0~" in ack
 

@@ -71,7 +71,9 @@ class Party(CanonicalModel):
 
 
 class PartnerItem(CanonicalModel):
-    """An item as a trading partner names it: at least one identifier."""
+    """An item as a trading partner names it: by an identifier, or at least a description
+    (an invoice line that names only its order line and says what it is: the order line
+    identifies the item, and master data cannot resolve it otherwise)."""
 
     supplier_part: PartnerId | None = None
     buyer_part: PartnerId | None = None
@@ -81,8 +83,9 @@ class PartnerItem(CanonicalModel):
 
     @model_validator(mode="after")
     def _identified(self) -> PartnerItem:
-        if not (self.supplier_part or self.buyer_part or self.gtin or self.ndc):
-            raise ValueError("an item needs a supplier part, buyer part, GTIN or NDC")
+        identified = self.supplier_part or self.buyer_part or self.gtin or self.ndc
+        if not (identified or self.description):
+            raise ValueError("an item needs a supplier part, buyer part, GTIN, NDC or text")
         return self
 
 

@@ -234,12 +234,13 @@ def read_item(
     gtin_el, ndc_el = extr.get("GTIN"), extr.get("NDC")
     gtin = own_text(gtin_el)
     ndc = own_text(ndc_el)
-    if not (supplier or buyer or gtin or ndc):
+    desc = short_text(description) if description is not None else None
+    desc = desc or short_text(extr.get("Description"))
+    if not (supplier or buyer or gtin or ndc or desc):
         raise MissingData(
-            "no item identifier (SupplierPartID, BuyerPartID, GTIN or NDC)",
+            "no item identifier (SupplierPartID, BuyerPartID, GTIN or NDC) nor a Description",
             path=f"{path_of(at)}/ItemID",
         )
-    desc = short_text(description) if description is not None else None
     return build(
         PartnerItem,
         at,
@@ -247,7 +248,7 @@ def read_item(
         buyer_part=buyer,
         gtin=None if gtin is None or gtin_el is None else _gtin(gtin, path_of(gtin_el)),
         ndc=None if ndc is None or ndc_el is None else _ndc(ndc, path_of(ndc_el)),
-        description=desc or short_text(extr.get("Description")),
+        description=desc,
     )
 
 

@@ -166,14 +166,14 @@ class SetReader:
     def item(self, seg: Segment, first: int, description: str | None = None) -> PartnerItem:
         """A ``PartnerItem`` from the (qualifier, id) pairs of ``seg`` from element ``first``."""
         ids = self.item_ids(seg, first)
-        if not ids:
+        if not ids and not description:
             pairs = [seg.get(k) for k in range(first, len(seg.elements) + 1, 2) if seg.get(k)]
             raise self.error(
                 MissingElement,
                 seg,
                 first,
                 "no supplier part, buyer part, GTIN or NDC among product id qualifiers "
-                f"{pairs or 'none'}",
+                f"{pairs or 'none'}, and no description (PID)",
             )
         return self.build(seg, PartnerItem, description=description, **ids)
 

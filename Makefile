@@ -43,6 +43,8 @@ bench: install
 	$(BIN)/python -m benchmarks.pipeline
 	$(BIN)/python -m benchmarks.hl7
 	$(BIN)/python -m benchmarks.erp
+	$(BIN)/python -m benchmarks.x12
+	$(BIN)/python -m benchmarks.cxml
 
 clean:
 	rm -rf $(VENV) var .mypy_cache .ruff_cache .pytest_cache .hypothesis

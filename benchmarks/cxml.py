@@ -225,7 +225,7 @@ def main(argv: list[str] | None = None) -> None:
     if min(args.sample_rounds, args.generated, args.repeat) < 1:
         parser.error("counts must be positive")
     started = time.perf_counter()
-    console = Console()
+    console = Console(width=140)
 
     samples = [p.read_bytes() for p in sorted(shared_samples().glob("*.xml"))]
     refused = sum(isinstance(parse_or_refuse(s), CxmlError) for s in samples)

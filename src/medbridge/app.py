@@ -43,6 +43,7 @@ from medbridge.flows.cxml_exchange import CxmlExchange, CxmlHttpChannel
 from medbridge.flows.demand import DemandRecorder
 from medbridge.flows.demo import DemoTraffic
 from medbridge.flows.demo_cabinet import DemoCabinets
+from medbridge.flows.demo_procurement import DemoProcurement, demo_partners
 from medbridge.flows.erp_posting import ErpPosting, ErpPostingPolicy, PostingWindows
 from medbridge.flows.inbound import InboundIntake
 from medbridge.flows.intake import MovementIntake
@@ -358,6 +359,13 @@ class MedBridge:
         if demo:
             traffic = DemoTraffic(self.intake, self.settings.demo_dispenses_per_second)
             self._spawn("demo-traffic", traffic.run, self._stop)
+            x12, cxml = self.x12_exchange(), self.cxml_exchange()
+            procurement = DemoProcurement(
+                self.engine,
+                self.settings.own_identity,
+                lambda wire, body: (x12 if wire == "x12" else cxml).receive(body),
+            )
+            self._spawn("demo-procurement", procurement.run, self._stop)
             if self.settings.mllp_enabled:
                 cabinets = DemoCabinets(
                     self.engine,
@@ -408,6 +416,9 @@ class MedBridge:
         self._threads.clear()
 
     def api(self, with_workers: bool = False, demo: bool = False) -> FastAPI:
+        if demo:  # the demo's simulated suppliers are trading partners like any other
+            partners = {**demo_partners(), **self.settings.partners}
+            self.settings = self.settings.model_copy(update={"partners": partners})
         register_bus_collector(
             BusCollector(list(self.consumers), self.bus.lag, self.bus.dead_letter_count)
         )

@@ -23,6 +23,7 @@ from medbridge.canonical.trade import (
     OrderLine,
     PartnerItem,
 )
+from medbridge.flows.demo_procurement import DemoProcurement
 from medbridge.flows.supplier_behaviour import Fault, Faults
 from medbridge.flows.supplier_simulator import SimulatedSupplier
 from medbridge.flows.trade import Answer, TradeOutbox
@@ -129,3 +130,26 @@ def test_the_simulator_answers_over_http(medbridge: MedBridge) -> None:
         items = client.get("/v1/trade-documents", headers={"X-API-Key": key}).json()["items"]
     assert [i["kind"] for i in items] == ["order", "acknowledgement", "ship_notice", "invoice"]
     assert len({i["correlation_id"] for i in items}) == 1
+
+
+def test_the_demo_orders_from_both_simulated_suppliers(medbridge: MedBridge) -> None:
+    medbridge.api(demo=True)  # the demo's partners join the configured ones
+    assert set(medbridge.settings.partners) >= {"MCK", "MEDSURG"}
+    x12, cxml = medbridge.x12_exchange(), medbridge.cxml_exchange()
+    demo = DemoProcurement(
+        medbridge.engine,
+        medbridge.settings.own_identity,
+        lambda wire, body: (x12 if wire == "x12" else cxml).receive(body),
+        seed=4,
+    )
+    for supplier in ("MCK", "MEDSURG"):
+        order = demo.order(supplier)
+        demo.outbox.send(order, partner=demo.partners[supplier], correlation_id=None)
+    for sim in demo.simulators.values():
+        sim.pump(all_due=True)
+        assert sim.answers, "the supplier answered"
+        assert {a.status for _, a in sim.answers} == {200}
+    with medbridge.engine.connect() as conn:
+        rows = store.find_documents(conn, direction="in", limit=1000)
+    assert {r.partner for r in rows} == {"MCK", "MEDSURG"}
+    assert {r.wire_format for r in rows} == {"x12", "cxml"}

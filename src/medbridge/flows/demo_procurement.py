@@ -1,0 +1,116 @@
+"""The demo's trading partners: the two demo suppliers, simulated, one over X12 (MCK) and one
+over cXML (MEDSURG). Every ``interval`` seconds an order for a few of a supplier's contract
+items goes out through the real outbox; the simulated supplier reads it off the wire and
+answers (acknowledgement, ship notices, invoices, with some faults) through MedBridge's own
+inbound exchanges, so ``/v1/trade-documents`` fills up the way it would with real suppliers.
+(Replenishment deciding what to order is the durable-workflows issue; here the demo orders.)
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+from datetime import UTC, datetime
+from decimal import Decimal
+
+from pydantic import SecretStr
+from sqlalchemy import Engine
+
+from medbridge.canonical.partners import OwnIdentity, TradingPartner, WireFormat
+from medbridge.canonical.trade import OrderDocument, OrderLine, PartnerItem, Party, PartyRole
+from medbridge.flows.supplier_behaviour import Faults
+from medbridge.flows.supplier_simulator import Deliver, SimulatedSupplier
+from medbridge.flows.trade import ChannelError, TradeOutbox
+from medbridge.masterdata.demo_network import ITEMS, UNIT_PRICES
+from medbridge.observability.logging import get_logger
+
+log = get_logger(__name__)
+
+DEMO_FAULTS = Faults(
+    backorder=0.1, substitute=0.05, price_change=0.1, partial=0.1, duplicate_invoice=0.05
+)
+
+
+def demo_partners() -> dict[str, TradingPartner]:
+    return {
+        "MCK": TradingPartner(
+            code="MCK", name="Wholesale drug distributor (simulated)", x12_id="MCKDEMO"
+        ),
+        "MEDSURG": TradingPartner(
+            code="MEDSURG",
+            name="Med/surg supplies distributor (simulated)",
+            wire_format=WireFormat.CXML,
+            cxml_identity="MEDSURGDEMO",
+            cxml_shared_secret=SecretStr("demo-shared-secret"),
+        ),
+    }
+
+
+def _wire_unit(unit: str) -> str:
+    """The demo's base units as X12/UN-CEFACT codes (TAB, VIAL ... ship as each: EA)."""
+    return unit if len(unit) == 2 and unit.isupper() else "EA"
+
+
+class DemoProcurement:
+    def __init__(
+        self,
+        engine: Engine,
+        own: OwnIdentity,
+        deliver: Deliver,
+        *,
+        interval: float = 20.0,
+        answer_delay: float = 3.0,
+        seed: int | None = None,
+    ) -> None:
+        """``deliver``: how the simulated suppliers' answers reach MedBridge (its exchanges)."""
+        self.partners = demo_partners()
+        self.simulators = {
+            code: SimulatedSupplier(own, deliver, DEMO_FAULTS, delay=answer_delay)
+            for code in self.partners
+        }
+        self.outbox = TradeOutbox(engine, lambda partner: self.simulators[partner.code])
+        self.interval = interval
+        self.rng = random.Random(seed)  # noqa: S311 - simulated orders, not security
+
+    def order(self, supplier: str) -> OrderDocument:
+        drugs = supplier == "MCK"
+        candidates = [i for i in ITEMS if (i.category.value == "drug") == drugs]
+        chosen = self.rng.sample(candidates, k=min(len(candidates), self.rng.randint(1, 4)))
+        now = datetime.now(UTC)
+        return OrderDocument(
+            order_number=f"DEMO-{now:%Y%m%d%H%M%S}-{self.rng.randint(100, 999)}",
+            order_date=now.date(),
+            parties=(
+                Party(role=PartyRole.BUYER, id="NET", name="Demo health network"),
+                Party(role=PartyRole.SHIP_TO, id="H1-PHARM", name="Hospital 1 pharmacy"),
+            ),
+            lines=tuple(
+                OrderLine(
+                    line_number=n,
+                    item=PartnerItem(
+                        supplier_part=f"{supplier}-{item.code}", description=item.name
+                    ),
+                    quantity=Decimal(self.rng.choice([10, 20, 50, 100])),
+                    unit=_wire_unit(item.base_unit),
+                    unit_price=UNIT_PRICES[item.code],
+                )
+                for n, item in enumerate(chosen, start=1)
+            ),
+        )
+
+    def step(self) -> None:
+        supplier = self.rng.choice(sorted(self.partners))
+        document = self.order(supplier)
+        try:
+            self.outbox.send(document, partner=self.partners[supplier], correlation_id=None)
+        except ChannelError as error:
+            log.warning("demo.order_failed", order=document.order_number, reason=error.reason)
+
+    def run(self, stop: threading.Event) -> None:
+        for simulator in self.simulators.values():
+            threading.Thread(target=simulator.run, args=(stop, 1.0), daemon=True).start()
+        while not stop.wait(self.interval):
+            try:
+                self.step()
+            except Exception:  # the database busy or down: the next order tries again
+                log.exception("demo.procurement_failed")

@@ -45,6 +45,7 @@ bench: install
 	$(BIN)/python -m benchmarks.erp
 	$(BIN)/python -m benchmarks.x12
 	$(BIN)/python -m benchmarks.cxml
+	$(BIN)/python -m benchmarks.matching
 
 clean:
 	rm -rf $(VENV) var .mypy_cache .ruff_cache .pytest_cache .hypothesis

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request
 from starlette.concurrency import run_in_threadpool
 
 from medbridge.api.auth import require, services
@@ -12,6 +12,7 @@ from medbridge.canonical.masterdata import AccountRole
 from medbridge.governance.clients import Client, Role
 from medbridge.store import erp_postings
 from medbridge.store import ledger as ledger_store
+from medbridge.store import trace as trace_store
 
 router = APIRouter(prefix="/v1", tags=["read"])
 Reader = Annotated[Client, Depends(require(Role.READER))]
@@ -119,4 +120,29 @@ async def get_reconciliation(request: Request, _client: Reader) -> dict[str, Any
             for c in checks
         ],
         "balanced": all(c.difference == 0 for c in checks),
+    }
+
+
+@router.get("/trace/{correlation_id}")
+async def get_trace(
+    request: Request,
+    _client: Reader,
+    correlation_id: Annotated[str, Path(max_length=36)],
+) -> dict[str, Any]:
+    """Everything recorded under one correlation id, in time order: events, documents
+    exchanged with trading partners, journal entries and their ERP postings."""
+
+    def query() -> list[trace_store.TraceStep]:
+        with services(request).engine.connect() as conn:
+            return trace_store.trace(conn, correlation_id)
+
+    steps = await run_in_threadpool(query)
+    if not steps:
+        raise HTTPException(404, detail=f"nothing recorded under correlation id {correlation_id}")
+    return {
+        "correlation_id": correlation_id,
+        "steps": [
+            {"at": s.at.isoformat(), "kind": s.kind, "ref": s.ref, "detail": s.detail}
+            for s in steps
+        ],
     }

@@ -1,0 +1,88 @@
+"""The chain of one business transaction: everything recorded under a correlation id, in the
+order it happened: events on the log (movements, documents received), documents exchanged
+with trading partners, journal entries and their ERP postings.
+
+Read straight from the tables every step writes (each carries the correlation id), so the
+trace needs no projection of its own and cannot drift from what was recorded.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, select
+
+from medbridge.store.tables import bus_events, erp_postings, journal_entries, trade_documents
+
+
+@dataclass(frozen=True)
+class TraceStep:
+    at: datetime
+    kind: str
+    """``event``, ``document_sent``, ``document_received``, ``journal_entry``, ``erp_posting``."""
+    ref: str
+    """What identifies the step: event type and id, partner and document number, entry id."""
+    detail: dict[str, Any]
+
+
+def trace(conn: Connection, correlation_id: str, *, limit: int = 1000) -> list[TraceStep]:
+    steps: list[TraceStep] = []
+    for e in conn.execute(
+        select(bus_events)
+        .where(bus_events.c.correlation_id == correlation_id)
+        .order_by(bus_events.c.seq)
+        .limit(limit)
+    ):
+        data = json.loads(e.payload).get("data", {})
+        steps.append(
+            TraceStep(
+                e.appended_at,
+                "event",
+                f"{e.type} {e.id}",
+                {"subject": e.subject, "source": e.source, "idempotency_key": e.idempotency_key}
+                | ({"kind": data["kind"]} if "kind" in data else {}),
+            )
+        )
+    d = trade_documents
+    for row in conn.execute(
+        select(d).where(d.c.correlation_id == correlation_id).order_by(d.c.id).limit(limit)
+    ):
+        direction = "document_sent" if row.direction == "out" else "document_received"
+        steps.append(
+            TraceStep(
+                row.recorded_at,
+                direction,
+                f"{row.partner} {row.kind} {row.number}",
+                {"wire_format": row.wire_format, "idempotency_key": row.idempotency_key},
+            )
+        )
+    j, p = journal_entries, erp_postings
+    for row in conn.execute(
+        select(j, p.c.status, p.c.erp_id, p.c.posted_at)
+        .select_from(j.outerjoin(p, p.c.entry_id == j.c.entry_id))
+        .where(j.c.correlation_id == correlation_id)
+        .order_by(j.c.created_at)
+        .limit(limit)
+    ):
+        steps.append(
+            TraceStep(
+                row.created_at,
+                "journal_entry",
+                row.entry_id,
+                {"description": row.description, "period": row.period},
+            )
+        )
+        if row.status is not None:
+            steps.append(
+                TraceStep(
+                    row.posted_at or row.created_at,
+                    "erp_posting",
+                    row.entry_id,
+                    {"status": row.status, "erp_id": row.erp_id},
+                )
+            )
+    steps.sort(key=lambda s: s.at)
+    return steps[:limit]

@@ -55,6 +55,7 @@ from medbridge.flows.ledger_posting import (
 )
 from medbridge.flows.partner_folders import PartnerFolders
 from medbridge.flows.trade import SupplierChannel, TradeInbox, TradeOutbox
+from medbridge.flows.work_queue import WorkQueues
 from medbridge.flows.x12_exchange import X12Exchange, X12FolderChannel
 from medbridge.governance.clients import ClientRegistry, Role
 from medbridge.masterdata.demo_network import seed_demo_network
@@ -133,7 +134,11 @@ class MedBridge:
             erp=_serialized(self.erp()),
             x12=self.x12_exchange(),
             cxml=self.cxml_exchange(),
+            work_queues=self.work_queues(),
         )
+
+    def work_queues(self) -> WorkQueues:
+        return WorkQueues(self.engine)
 
     # --- trading partners ------------------------------------------------------------------
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
 from pathlib import Path
 from typing import Annotated
 
@@ -13,11 +14,13 @@ from rich.table import Table
 from medbridge.app import MedBridge
 from medbridge.bus.port import DeadLetterFilter
 from medbridge.canonical.masterdata import AccountRole, CodeSystem, ItemCode
+from medbridge.canonical.tasks import Action, Decision, WorkQueue
 from medbridge.connectors.flatfile import FlatFileError
 from medbridge.flows.erp_posting import requeue
 from medbridge.flows.erp_sync import sync_from_erp
 from medbridge.flows.inbound import ExceptionNotOpen
 from medbridge.flows.reconciliation import reconcile_period
+from medbridge.flows.work_queue import TaskError
 from medbridge.governance.clients import Role
 from medbridge.masterdata.repository import CrossReferences
 from medbridge.observability.logging import configure_logging
@@ -45,6 +48,8 @@ app.add_typer(exceptions_app, name="exceptions")
 erp_app = typer.Typer(help="The ERP: posting queue and reconciliation.", no_args_is_help=True)
 app.add_typer(erp_app, name="erp")
 app.add_typer(xref_app, name="xref")
+tasks_app = typer.Typer(help="Exception work queues: human tasks.", no_args_is_help=True)
+app.add_typer(tasks_app, name="tasks")
 snapshot_app = typer.Typer(help="Nightly inventory snapshots (flat files).", no_args_is_help=True)
 app.add_typer(snapshot_app, name="snapshot")
 
@@ -378,6 +383,48 @@ def erp_reconcile(period: Annotated[str, typer.Argument(help="YYYY-MM")]) -> Non
     console.print(f"{report.entries} entries, {report.moves} ERP moves, {found} difference(s)")
     if not report.balanced:
         raise typer.Exit(1)
+
+
+@tasks_app.command("list")
+def tasks_list(
+    queue: Annotated[WorkQueue | None, typer.Option(help="pharmacy, procurement or ap.")] = None,
+    all_: Annotated[bool, typer.Option("--all", help="Decided ones too.")] = False,
+) -> None:
+    """Open tasks (oldest first), with what each allows."""
+    found = _build().work_queues().listing(queue, open_only=not all_)
+    table = Table("id", "queue", "kind", "subject", "reason", "actions", "status")
+    for item in found:
+        table.add_row(
+            str(item.id),
+            item.queue.value,
+            item.kind,
+            item.subject,
+            item.reason,
+            ", ".join(a.value for a in item.actions),
+            item.status.value
+            + (f" ({item.decision.action.value} by {item.decided_by})" if item.decision else ""),
+        )
+    console.print(table)
+    console.print(f"{len(found)} task(s)")
+
+
+@tasks_app.command("decide")
+def tasks_decide(
+    item_id: int,
+    action: Action,
+    by: Annotated[str, typer.Option(help="Who decides (recorded).")],
+    quantity: Annotated[Decimal | None, typer.Option(help="For adjust_quantity.")] = None,
+    unit_price: Annotated[Decimal | None, typer.Option(help="For adjust_price.")] = None,
+    note: Annotated[str | None, typer.Option(help="Why.")] = None,
+) -> None:
+    """Decide an open task with one of its actions; the waiting process resumes."""
+    try:
+        decision = Decision(action=action, quantity=quantity, unit_price=unit_price, note=note)
+        item = _build().work_queues().decide(item_id, decision, decided_by=f"cli:{by}")
+    except (TaskError, ValueError) as error:
+        console.print(f"[red]{error}[/red]")
+        raise typer.Exit(1) from error
+    console.print(f"{item.id}: {item.decision.action.value if item.decision else ''} by {by}")
 
 
 @snapshot_app.command("reconcile")

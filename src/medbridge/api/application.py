@@ -15,7 +15,7 @@ from sqlalchemy import text
 from starlette.concurrency import run_in_threadpool
 
 import medbridge
-from medbridge.api import erp, exceptions, fhir, movements, operations, reads, trade
+from medbridge.api import erp, exceptions, fhir, movements, operations, reads, trade, work_items
 from medbridge.api.services import Services
 from medbridge.observability import metrics
 from medbridge.observability.logging import correlation, get_logger
@@ -40,6 +40,7 @@ def create_api(svc: Services, lifespan: Lifespan | None = None) -> FastAPI:
     api.include_router(fhir.router)
     api.include_router(erp.router)
     api.include_router(trade.router)
+    api.include_router(work_items.router)
 
     @api.middleware("http")
     async def observe(

@@ -13,6 +13,7 @@ from medbridge.canonical.erp import ErpPort
 from medbridge.flows.cxml_exchange import CxmlExchange
 from medbridge.flows.inbound import InboundIntake
 from medbridge.flows.intake import MovementIntake
+from medbridge.flows.work_queue import WorkQueues
 from medbridge.flows.x12_exchange import X12Exchange
 from medbridge.governance.clients import ClientRegistry
 from medbridge.masterdata.repository import MasterDataRepository
@@ -30,3 +31,4 @@ class Services:
     erp: ErpPort | None = None  # None: no ERP configured (reconciliation answers 503)
     x12: X12Exchange | None = None
     cxml: CxmlExchange | None = None
+    work_queues: WorkQueues | None = None

@@ -357,4 +357,27 @@ trade_control_numbers = Table(
     Column("last", BigInteger, nullable=False),
 )
 
+# --- human tasks (exception work queues) ---------------------------------------------------
+
+work_items = Table(
+    "work_items",
+    metadata,
+    Column("id", SeqId, primary_key=True, autoincrement=True),
+    Column("key", String(200), nullable=False, unique=True),
+    Column("queue", String(16), nullable=False),
+    Column("kind", String(64), nullable=False),
+    Column("subject", String(200), nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("context", JSON, nullable=False),
+    Column("actions", JSON, nullable=False),
+    Column("status", String(16), nullable=False),  # open | decided
+    Column("correlation_id", String(36), index=True),
+    Column("workflow_id", String(200)),
+    Column("decision", JSON),  # {action, quantity, unit_price, note}
+    Column("decided_by", String(100)),
+    Column("decided_at", UTCDateTime),
+    Column("created_at", UTCDateTime, nullable=False),
+    Index("ix_work_items_queue_status", "queue", "status"),
+)
+
 __all__ = ["ExactDecimal", "metadata"]

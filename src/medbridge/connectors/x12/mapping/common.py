@@ -89,6 +89,14 @@ class SetReader:
             value=value,
         )
 
+    def header(self, segment_id: str, document: str) -> Segment:
+        """The set's first ``segment_id`` segment (its beginning segment: BEG, BAK, BSN ...),
+        or ``MissingMandatory`` where it was expected."""
+        found = next((s for s in self.ts.body if s.id == segment_id), None)
+        if found is None:
+            raise self.missing_segment(segment_id, f"the {document} has no {segment_id} segment")
+        return found
+
     def missing_segment(self, segment_id: str, reason: str) -> X12Error:
         """Where the segment was expected: right after ST (AK302 = 2)."""
         st = self.ts.segments[0]

@@ -36,9 +36,7 @@ TOTAL = "TOTAL"
 
 def parse(ts: TransactionSet) -> InvoiceDocument:
     r = SetReader(ts)
-    big = next((s for s in ts.body if s.id == "BIG"), None)
-    if big is None:
-        raise r.missing_segment("BIG", "the invoice has no BIG segment")
+    big = r.header("BIG", "invoice")
     invoice_date = r.date(big, 1, "invoice date")
     number = r.text(big, 2, "invoice number")
     header_order = r.optional(big, 4)

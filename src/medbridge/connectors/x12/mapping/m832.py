@@ -39,9 +39,7 @@ CONTRACT_CLASS = "BG"
 
 def parse(ts: TransactionSet) -> CatalogDocument:
     r = SetReader(ts)
-    bct = next((s for s in ts.body if s.id == "BCT"), None)
-    if bct is None:
-        raise r.missing_segment("BCT", "the catalog has no BCT segment")
+    bct = r.header("BCT", "catalog")
     catalog_id = r.text(bct, 2, "catalog number")
     header, loops, _ = split_loops(ts.body, "LIN")
     currency = next((s.get(2).strip() for s in header if s.id == "CUR" and s.get(2)), "USD")

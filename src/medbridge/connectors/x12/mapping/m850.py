@@ -25,9 +25,7 @@ FUNCTIONAL_ID = "PO"
 
 def parse(ts: TransactionSet) -> OrderDocument:
     r = SetReader(ts)
-    beg = next((s for s in ts.body if s.id == "BEG"), None)
-    if beg is None:
-        raise r.missing_segment("BEG", "the purchase order has no BEG segment")
+    beg = r.header("BEG", "purchase order")
     number = r.text(beg, 3, "purchase order number")
     ordered = r.date(beg, 5, "purchase order date")
     currency = "USD"

@@ -77,9 +77,7 @@ SHIP_DATE_QUALIFIERS = ("068", "067", "017", "002")
 
 def parse(ts: TransactionSet) -> AcknowledgementDocument:
     r = SetReader(ts)
-    bak = next((s for s in ts.body if s.id == "BAK"), None)
-    if bak is None:
-        raise r.missing_segment("BAK", "the acknowledgement has no BAK segment")
+    bak = r.header("BAK", "acknowledgement")
     status: AckStatus = r.code(bak, 2, "acknowledgement type", ORDER_STATUS)
     order_number = r.text(bak, 3, "purchase order number")
     acknowledged_on = r.date(bak, 9, "acknowledgement date") if bak.get(9) else None

@@ -80,9 +80,7 @@ def _tree(r: SetReader, ts: TransactionSet) -> tuple[list[Segment], list[_Node]]
 
 def parse(ts: TransactionSet) -> ShipNoticeDocument:
     r = SetReader(ts)
-    bsn = next((s for s in ts.body if s.id == "BSN"), None)
-    if bsn is None:
-        raise r.missing_segment("BSN", "the ship notice has no BSN segment")
+    bsn = r.header("BSN", "ship notice")
     shipment_id = r.text(bsn, 2, "shipment identification")
     header, nodes = _tree(r, ts)
     if not nodes:

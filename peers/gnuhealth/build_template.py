@@ -22,29 +22,15 @@ half-built template behind.
 
 from __future__ import annotations
 
-import argparse
 import datetime as dt
-import json
-import os
-import subprocess
 import sys
-import time
 from decimal import Decimal
-from importlib import metadata
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-import trytond_template as shared  # noqa: E402 - peers/, beside this folder
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # peers/, for trytond_template
+import trytond_template as shared
 
-HERE = Path(__file__).resolve().parent
-ROOT = HERE.parents[1]
-REQUIREMENTS = HERE / "requirements.txt"
-
-TEMPLATE = "template"
-BUILD = "template_build"
-ADMIN_LOGIN = "admin"
 ADMIN_PASSWORD = "medbridge-gh-admin"  # test peer only, bound to 127.0.0.1
-ADMIN_EMAIL = "admin@example.com"
 MODULES = ("health", "health_stock")
 DISTRIBUTIONS = ("trytond", "gnuhealth", "gnuhealth-stock", "proteus")
 
@@ -68,14 +54,6 @@ MEDICAMENTS = (
     },
 )
 OPENING_QUANTITY = 500
-
-
-def fingerprint() -> str:
-    return shared.fingerprint(REQUIREMENTS, Path(__file__), DISTRIBUTIONS)
-
-
-def activate_modules(conf: Path, db_dir: Path, name: str) -> None:
-    shared.activate_modules(conf, db_dir, name, MODULES, ADMIN_PASSWORD, ADMIN_EMAIL)
 
 
 def seed(conf: Path, name: str) -> dict[str, object]:
@@ -176,64 +154,15 @@ def seed(conf: Path, name: str) -> dict[str, object]:
     }
 
 
-def build(db_dir: Path, stamp: str) -> dict[str, object]:
-    conf = shared.write_config(db_dir)
-    started = time.monotonic()
-    activate_modules(conf, db_dir, BUILD)
-    activated = time.monotonic()
-    # Seeding runs in a child so that this process never holds trytond's pool on the file.
-    seeded = subprocess.run(
-        [sys.executable, __file__, "--seed", str(conf), BUILD],
-        check=True,
-        capture_output=True,
-        text=True,
-    )
-    facts = json.loads(seeded.stdout.strip().splitlines()[-1])
-    os.replace(db_dir / f"{BUILD}.sqlite", db_dir / f"{TEMPLATE}.sqlite")
-    meta = {
-        "fingerprint": stamp,
-        "database": TEMPLATE,
-        "admin_login": ADMIN_LOGIN,
-        "admin_password": ADMIN_PASSWORD,
-        "versions": {name: metadata.version(name) for name in DISTRIBUTIONS},
-        "built_at": dt.datetime.now(dt.UTC).isoformat(),
-        "seconds": {
-            "activate": round(activated - started, 1),
-            "seed": round(time.monotonic() - activated, 1),
-        },
-        **facts,
-    }
-    tmp = db_dir / "template.json.tmp"
-    tmp.write_text(json.dumps(meta, indent=2) + "\n")
-    os.replace(tmp, db_dir / "template.json")
-    return meta
-
-
-def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--dir", type=Path, default=ROOT / ".peers" / "gnuhealth" / "db")
-    parser.add_argument("--force", action="store_true", help="rebuild even if up to date")
-    parser.add_argument("--seed", nargs=2, metavar=("CONF", "DB"), help=argparse.SUPPRESS)
-    args = parser.parse_args(argv)
-
-    if args.seed:
-        conf, name = args.seed
-        print(json.dumps(seed(Path(conf), name)))
-        return 0
-
-    db_dir = args.dir.resolve()
-    db_dir.mkdir(parents=True, exist_ok=True)
-    stamp = fingerprint()
-    meta_file = db_dir / "template.json"
-    if not args.force and meta_file.exists() and (db_dir / f"{TEMPLATE}.sqlite").exists():
-        if json.loads(meta_file.read_text()).get("fingerprint") == stamp:
-            shared.write_config(db_dir)
-            print(f"gnuhealth template up to date: {db_dir / TEMPLATE}.sqlite")
-            return 0
-    meta = build(db_dir, stamp)
-    print(f"gnuhealth template built in {meta['seconds']}: {db_dir / TEMPLATE}.sqlite")
-    return 0
+PEER = shared.Peer(
+    name="gnuhealth",
+    script=Path(__file__).resolve(),
+    modules=MODULES,
+    distributions=DISTRIBUTIONS,
+    admin_password=ADMIN_PASSWORD,
+    seed=seed,
+)
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    sys.exit(PEER.main(sys.argv[1:], __doc__.splitlines()[0]))

@@ -14,6 +14,7 @@ from sqlalchemy import func, select
 
 from medbridge.app import MedBridge
 from medbridge.canonical.partners import OwnIdentity, TradingPartner
+from medbridge.canonical.trade import OrderDocument
 from medbridge.connectors.x12 import parse_interchange
 from medbridge.store.tables import bus_events
 from paths import SAMPLES
@@ -188,3 +189,21 @@ def test_partner_folders_receive_files_and_write_the_997(
     assert events(mb) == ["trade.ship_notice_received.v1"]
     with mb.engine.connect() as conn:
         assert conn.execute(select(func.count()).select_from(bus_events)).scalar() == 1
+
+
+def test_the_product_outbox_writes_the_850_to_the_partner_folder(
+    client_for: MakeClient, tmp_path: Path
+) -> None:
+    raw = (SAMPLES / "x12" / "850-oopfactory-sitestuff-p2p.edi").read_bytes()
+    _, mb = client_for(raw, outbound_folder=tmp_path / "out")
+    [order] = parse_interchange(raw).documents
+    assert isinstance(order, OrderDocument)
+    partner = mb.settings.partners["SUP"]
+    first = mb.trade_outbox().send(order, partner=partner, correlation_id=None)
+    again = mb.trade_outbox().send(order, partner=partner, correlation_id=None)
+    assert again.control == first.control
+    [written] = sorted((tmp_path / "out").glob("*.x12"))
+    sent = parse_interchange(written.read_bytes())
+    assert sent.documents == (order,)
+    assert sent.interchange.control_number == first.control
+    assert sent.interchange.receiver_id == partner.x12_id

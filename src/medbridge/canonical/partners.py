@@ -75,17 +75,14 @@ class PartnerDirectory:
 
     def __init__(self, partners: dict[str, TradingPartner] | list[TradingPartner]) -> None:
         values = list(partners.values()) if isinstance(partners, dict) else list(partners)
-        self.by_code = {p.code: p for p in values}
+        self._by_code = {p.code: p for p in values}
         self._x12 = {(p.x12_qualifier, p.x12_id): p for p in values if p.x12_id}
         self._cxml = {
             (p.cxml_domain.lower(), p.cxml_identity.lower()): p for p in values if p.cxml_identity
         }
 
     def __iter__(self) -> Iterator[TradingPartner]:
-        return iter(self.by_code.values())
-
-    def get(self, code: str) -> TradingPartner | None:
-        return self.by_code.get(code)
+        return iter(self._by_code.values())
 
     def x12_sender(self, qualifier: str, sender_id: str) -> TradingPartner | None:
         return self._x12.get((qualifier.strip(), sender_id.strip()))

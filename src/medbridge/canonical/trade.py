@@ -371,7 +371,6 @@ KIND_OF: dict[type[CanonicalModel], TradeDocumentKind] = {
     InvoiceDocument: TradeDocumentKind.INVOICE,
     CatalogDocument: TradeDocumentKind.CATALOG,
 }
-MODEL_OF: dict[TradeDocumentKind, type[CanonicalModel]] = {v: k for k, v in KIND_OF.items()}
 
 
 def document_number(document: TradeDocument) -> str:

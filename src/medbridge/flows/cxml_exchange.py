@@ -46,10 +46,10 @@ WIRE = "cxml"
 USER_AGENT = "MedBridge"
 
 
-def payload_id(own: OwnIdentity, tag: str | None = None) -> str:
-    """A cXML payloadID: ``<time>.<tag or random>@<our identity>``."""
+def payload_id(own: OwnIdentity) -> str:
+    """A fresh cXML payloadID for an answer: ``<time>.<random>@<our identity>``."""
     stamp = datetime.now(UTC).strftime("%Y%m%d%H%M%S")
-    return f"{stamp}.{tag or secrets.token_hex(8)}@{own.cxml_identity}"
+    return f"{stamp}.{secrets.token_hex(8)}@{own.cxml_identity}"
 
 
 class CxmlExchange:
@@ -138,8 +138,6 @@ def order_request(
 class CxmlHttpChannel:
     """Sends orders as cXML OrderRequests POSTed to the partner's ``cxml_url``; delivered when
     the partner answers a 2xx Status. 4xx: refused for good (permanent); else transient."""
-
-    wire_format = WIRE
 
     def __init__(self, own: OwnIdentity, *, timeout: float = 30.0) -> None:
         self.own, self.timeout = own, timeout

@@ -25,6 +25,8 @@ from medbridge.observability.logging import get_logger
 log = get_logger(__name__)
 
 Receive = Callable[[TradingPartner, bytes], Answer]
+ANSWER_SUFFIX = ".997.x12"
+"""``asn1.edi`` is answered by ``asn1.997.x12`` in the partner's outbound folder."""
 
 
 def write_atomically(folder: Path, name: str, body: bytes) -> Path:
@@ -49,15 +51,9 @@ class FileOutcome:
 
 
 class PartnerFolders:
-    def __init__(
-        self,
-        partners: Iterable[TradingPartner],
-        receive: Receive,
-        *,
-        answer_suffix: str = ".997.x12",
-    ) -> None:
+    def __init__(self, partners: Iterable[TradingPartner], receive: Receive) -> None:
         self.partners = [p for p in partners if p.inbound_folder is not None]
-        self.receive, self.answer_suffix = receive, answer_suffix
+        self.receive = receive
 
     def scan(self) -> list[FileOutcome]:
         outcomes = []
@@ -75,7 +71,7 @@ class PartnerFolders:
         answer = self.receive(partner, raw)
         answer_file = None
         if answer.body and partner.outbound_folder is not None:
-            name = f"{path.stem}{self.answer_suffix}"
+            name = f"{path.stem}{ANSWER_SUFFIX}"
             answer_file = write_atomically(partner.outbound_folder, name, answer.body.encode()).name
         accepted = 200 <= answer.status < 300
         target_folder = path.parent / ("processed" if accepted else "rejected")

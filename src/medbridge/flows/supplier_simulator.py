@@ -9,8 +9,8 @@ shipments, rejections, over-invoicing, duplicate invoices), and sends them back 
 wire: 855/856/810 interchanges or Confirmation/ShipNotice/InvoiceDetail requests, each
 answered by MedBridge's real inbound path (``deliver``: the exchanges in process, or a
 client of ``/v1/edi/x12`` and ``/cxml``). Answers are due ``delay`` seconds apart;
-``pump()`` sends the ones due (``run`` pumps in a thread). It also answers cXML
-OrderRequests posted to it (``handle_order_request``).
+``pump()`` sends the ones due (``run`` pumps in a thread). OrderRequests reach it through
+``handle_order_request``, which checks the cXML credential as the supplier would.
 """
 
 from __future__ import annotations
@@ -70,7 +70,7 @@ class SimulatedSupplier:
     answers: list[tuple[str, Answer]] = field(default_factory=list)
     """(document number, MedBridge's answer) for every document sent back."""
     _pending: list[Delivery] = field(default_factory=list)
-    _seen: dict[str, str] = field(default_factory=dict)
+    _seen: set[str] = field(default_factory=set)
     _control: int = field(default_factory=lambda: int(time.time()) % 900_000_000)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -121,7 +121,7 @@ class SimulatedSupplier:
             self.received.append((identity, order))
             if identity in self._seen:  # a resend of what we already have: answered once
                 return
-            self._seen[identity] = order.order_number
+            self._seen.add(identity)
             self.orders.append(order)
             start = self.clock()
             for n, document in enumerate(answer(order, self.faults)):

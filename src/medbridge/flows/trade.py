@@ -152,22 +152,6 @@ class TradeInbox:
         )
         return given
 
-    def refuse(
-        self, *, partner: TradingPartner, wire_format: str, interchange_key: str, answer: Answer
-    ) -> Answer:
-        """Record a refused interchange's answer (nothing appended): a resend gets the same."""
-        with self.engine.begin() as conn:
-            stored = store.record_interchange(
-                conn,
-                key=interchange_key,
-                partner=partner.code,
-                wire_format=wire_format,
-                direction="in",
-                status=answer.status,
-                answer=answer.body,
-            )
-        return Answer(stored.status, stored.answer)
-
     @staticmethod
     def _correlation(conn: Connection, partner: str, document: TradeDocument) -> UUID | None:
         for number in orders_answered(document):
@@ -277,11 +261,6 @@ class TradeOutbox:
             control=receipt.control,
         )
         return receipt
-
-    def allocate(self, partner: TradingPartner, name: str) -> int:
-        """A fresh control number of ``name`` for ``partner`` (e.g. for a 997 we send)."""
-        with self.engine.begin() as conn:
-            return store.next_control_number(conn, partner.code, name)
 
 
 __all__ = [

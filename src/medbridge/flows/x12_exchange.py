@@ -154,8 +154,6 @@ class X12FolderChannel:
     """Sends orders as 850 interchanges written to the partner's ``outbound_folder`` (where
     its VAN or SFTP job picks them up)."""
 
-    wire_format = WIRE
-
     def __init__(self, own: OwnIdentity) -> None:
         self.own = own
 

@@ -56,12 +56,9 @@ def record_interchange(
     direction: str,
     status: int,
     answer: str,
-) -> StoredAnswer:
-    """Record an interchange and the answer given; if it was recorded before (a race between
-    two resends), keep and return the first answer."""
-    existing = answer_of(conn, key)
-    if existing is not None:
-        return existing
+) -> None:
+    """Record an interchange and the answer given. Callers look it up first (``answer_of``)
+    in the same transaction; two resends racing collide on the key and one rolls back."""
     conn.execute(
         insert(ix).values(
             key=key,
@@ -73,7 +70,6 @@ def record_interchange(
             received_at=datetime.now(UTC),
         )
     )
-    return StoredAnswer(status, answer)
 
 
 def complete_interchange(conn: Connection, key: str, *, status: int, answer: str) -> None:
@@ -99,11 +95,6 @@ def record_documents(conn: Connection, rows: Sequence[dict[str, Any]]) -> list[s
 
 def _row(r: Any) -> TradeDocumentRow:
     return TradeDocumentRow(**{c: getattr(r, c) for c in TradeDocumentRow.__dataclass_fields__})
-
-
-def document_by_key(conn: Connection, key: str) -> TradeDocumentRow | None:
-    r = conn.execute(select(docs).where(docs.c.idempotency_key == key)).first()
-    return _row(r) if r else None
 
 
 def find_documents(

@@ -179,6 +179,50 @@ class ErpContract:
             erp.create_purchase_order(po)
         assert caught.value.field == "supplier"
 
+    # --- cancelling a purchase order (compensation) ---------------------------------------
+
+    def test_cancelling_a_quoted_purchase_order_cancels_it(self, erp: ErpPort) -> None:
+        ref = erp.create_purchase_order(order())
+        assert erp.cancel_purchase_order(ref.erp_id, "saga compensation") == "cancelled"
+        assert erp.purchase_order_state(ref.erp_id) == "cancelled"
+        assert erp.cancel_purchase_order(ref.erp_id, "saga compensation") == "cancelled"
+        with pytest.raises(ErpRejected) as caught:  # a cancelled order is not confirmed again
+            erp.confirm_purchase_order(ref.erp_id)
+        assert caught.value.field == "erp_id"
+
+    def test_cancelling_a_confirmed_purchase_order_closes_its_open_lines(
+        self, erp: ErpPort
+    ) -> None:
+        po = order()
+        ref = erp.create_purchase_order(po)
+        erp.confirm_purchase_order(ref.erp_id)
+        state = erp.cancel_purchase_order(ref.erp_id, "saga compensation")
+        assert state == erp.purchase_order_state(ref.erp_id)
+        assert state in CONFIRMED_STATES  # moves exist: the order itself is not cancelled
+        assert erp.cancel_purchase_order(ref.erp_id, "saga compensation") == state
+        with pytest.raises(ErpRejected) as caught:  # nothing is expected any more
+            erp.record_goods_receipt(receipt(po))
+        assert caught.value.field == "lines[0].item"
+
+    def test_cancelling_after_a_full_receipt_keeps_the_received_goods(self, erp: ErpPort) -> None:
+        po = order()
+        ref = erp.create_purchase_order(po)
+        erp.confirm_purchase_order(ref.erp_id)
+        gr = receipt(po)
+        received = erp.record_goods_receipt(gr)
+        state = erp.cancel_purchase_order(ref.erp_id, "saga compensation")
+        assert state != "cancelled"
+        assert state in CONFIRMED_STATES
+        assert state == erp.purchase_order_state(ref.erp_id)
+        assert erp.cancel_purchase_order(ref.erp_id, "saga compensation") == state
+        again = erp.record_goods_receipt(gr)  # the receipt is still there
+        assert (again.erp_id, again.created) == (received.erp_id, False)
+
+    def test_cancelling_an_unknown_purchase_order_is_rejected(self, erp: ErpPort) -> None:
+        with pytest.raises(ErpRejected) as caught:
+            erp.cancel_purchase_order("999999", "saga compensation")
+        assert caught.value.field == "erp_id"
+
     # --- receipts and invoices -------------------------------------------------------------
 
     def test_goods_receipt_with_lots_is_recorded_once(self, erp: ErpPort) -> None:
@@ -310,6 +354,34 @@ class TestTrytonErp(ErpContract):
             ("AMPI-250", "AMP-0912", date(2027, 9, 30), "done"),
             ("VANCO-1G", "VAN-24A17", date(2028, 3, 31), "done"),
         ]
+
+    def test_cancelling_a_processing_order_cancels_only_its_open_moves(
+        self, erp: TrytonErp
+    ) -> None:
+        po = order()
+        ref = erp.create_purchase_order(po)
+        erp.confirm_purchase_order(ref.erp_id)
+        assert erp.cancel_purchase_order(ref.erp_id, "saga compensation") == "processing"
+        moves = erp.client.search_read(
+            "stock.move", [("purchase", "=", int(ref.erp_id))], ["state"]
+        )
+        assert len(moves) == 2
+        assert {m["state"] for m in moves} == {"cancelled"}
+        shipment_state = erp.client.search_read(
+            "purchase.purchase", [("id", "=", int(ref.erp_id))], ["shipment_state"]
+        )[0]["shipment_state"]
+        assert shipment_state == "exception"
+
+    def test_cancelling_after_a_receipt_leaves_the_done_moves(self, erp: TrytonErp) -> None:
+        po = order()
+        ref = erp.create_purchase_order(po)
+        erp.confirm_purchase_order(ref.erp_id)
+        erp.record_goods_receipt(receipt(po))
+        assert erp.cancel_purchase_order(ref.erp_id, "saga compensation") == "processing"
+        moves = erp.client.search_read(
+            "stock.move", [("purchase", "=", int(ref.erp_id))], ["state"]
+        )
+        assert {m["state"] for m in moves} == {"done"}
 
     def test_tryton_validation_errors_are_rejections(self, erp: TrytonErp) -> None:
         """Translated at the boundary: a Tryton UserError (here RequiredValidationError)."""

@@ -9,6 +9,13 @@ Contract (every adapter passes ``tests/contract/test_erp_contract.py``):
 - ``post_journal_entry`` writes a balanced move in the ERP's general ledger (per line:
   account code, debit, credit, cost center as an analytic account) and posts it; idempotent
   by ``entry.entry_id``.
+- ``cancel_purchase_order(erp_id, reason)`` is the compensation for a purchase order: it cancels
+  what is still open of it and returns the order's resulting state; safe to repeat. A draft or
+  quoted order becomes ``cancelled``. On a confirmed order the lines not yet received are
+  cancelled, so nothing more is expected and a goods receipt against the order is then
+  refused; goods already received stay (a recorded receipt is not unwound), so the order is
+  not ``cancelled`` (Tryton shows it ``processing``). A ``done`` or ``cancelled`` order is left
+  as it is. An unknown ``erp_id`` is an ``ErpRejected`` on ``erp_id``.
 - Reads return what the ERP holds now.
 
 Errors (all subclasses of ``ErpError``):
@@ -102,6 +109,8 @@ class ErpPort(Protocol):
     def confirm_purchase_order(self, erp_id: str) -> None: ...
 
     def purchase_order_state(self, erp_id: str) -> str: ...
+
+    def cancel_purchase_order(self, erp_id: str, reason: str) -> str: ...
 
     def record_goods_receipt(self, receipt: GoodsReceipt) -> ErpRef: ...
 

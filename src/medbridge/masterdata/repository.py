@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from sqlalchemy import Connection, Engine, select
 
+from medbridge.canonical.base import Money
 from medbridge.canonical.masterdata import (
     AccountAssignment,
     AccountRole,
@@ -199,6 +200,32 @@ class MasterDataRepository:
                 ).scalars()
             )
         return found
+
+    def suppliers(self, conn: Connection) -> dict[str, Supplier]:
+        return {
+            r.code: Supplier(
+                code=r.code, name=r.name, status=r.status, lead_time_days=r.lead_time_days
+            )
+            for r in conn.execute(select(suppliers))
+        }
+
+    def contracts(self, conn: Connection, items: Iterable[str] | None = None) -> list[Contract]:
+        stmt = select(contracts).order_by(contracts.c.code)
+        if items is not None:
+            stmt = stmt.where(contracts.c.item.in_(sorted(set(items))))
+        return [
+            Contract(
+                code=r.code,
+                supplier=r.supplier,
+                item=r.item,
+                unit=r.unit,
+                price=Money(amount=r.price, currency=r.currency),
+                valid_from=r.valid_from,
+                valid_to=r.valid_to,
+                minimum_order_quantity=r.minimum_order_quantity,
+            )
+            for r in conn.execute(stmt)
+        ]
 
     def account_map(self, conn: Connection) -> AccountMap:
         return {

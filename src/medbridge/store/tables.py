@@ -380,4 +380,90 @@ work_items = Table(
     Index("ix_work_items_queue_status", "queue", "status"),
 )
 
+# --- replenishment and procure-to-pay (durable workflows) ----------------------------------
+
+replenishment_policies = Table(
+    "replenishment_policies",
+    metadata,
+    Column("item", String(64), ForeignKey("items.code"), primary_key=True),
+    Column("location", String(64), ForeignKey("locations.code"), primary_key=True),
+    Column("par_level", QUANTITY, nullable=False),  # base units
+    Column("reorder_point", QUANTITY),  # None: computed from usage and lead time
+    Column("safety_stock", QUANTITY),  # None: computed
+)
+
+replenishment_lines = Table(
+    "replenishment_lines",
+    metadata,
+    Column("id", SeqId, primary_key=True, autoincrement=True),
+    Column("trigger", String(120), nullable=False, unique=True),  # item:location:<event id>
+    Column("item", String(64), nullable=False),
+    Column("location", String(64), nullable=False),
+    Column("facility", String(64), nullable=False),
+    Column("supplier", String(64), nullable=False),
+    Column("contract", String(64), nullable=False),
+    Column("unit", String(16), nullable=False),  # the contract unit
+    Column("quantity", QUANTITY, nullable=False),  # contract units
+    Column("unit_price", UNIT_COST, nullable=False),
+    Column("currency", String(3), nullable=False),
+    Column("pack_factor", QUANTITY, nullable=False),
+    Column("pack_multiple", QUANTITY, nullable=False),
+    Column("minimum_order_quantity", QUANTITY, nullable=False),
+    Column("lead_time_days", Integer, nullable=False),
+    Column("urgency", String(8), nullable=False),  # routine | stat
+    Column("correlation_id", String(36), nullable=False),  # the dispense that crossed the ROP
+    Column("proposed_at", UTCDateTime, nullable=False),
+    Column("order_reference", String(64), index=True),  # None until released in a PO
+    Column("status", String(12), nullable=False),  # open | ordered | received | cancelled
+    Index("ix_replenishment_lines_position", "item", "location", "status"),
+)
+
+purchase_orders = Table(
+    "purchase_orders",
+    metadata,
+    Column("reference", String(64), primary_key=True),  # our order number, at the supplier too
+    Column("supplier", String(64), nullable=False),
+    Column("facility", String(64), nullable=False),
+    Column("urgency", String(8), nullable=False),
+    Column("lines", JSON, nullable=False),  # [{line, item, location, unit, wire_unit, ...}]
+    Column("correlation_id", String(36), nullable=False, index=True),
+    Column("status", String(20), nullable=False),
+    Column("erp_id", String(64)),
+    Column("workflow_started", Integer, nullable=False),  # 0 | 1
+    Column("note", Text),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+)
+
+goods_receipts = Table(
+    "goods_receipts",
+    metadata,
+    Column("reference", String(120), primary_key=True),  # <order>:<shipment id>
+    Column("order_reference", String(64), nullable=False, index=True),
+    Column("shipment_id", String(64), nullable=False),
+    Column("lines", JSON, nullable=False),  # [{line, item, unit, quantity, base_quantity, lot..}]
+    Column("status", String(12), nullable=False),  # noticed | received | rejected
+    Column("received_by", String(100), nullable=False),
+    Column("erp_id", String(64)),
+    Column("correlation_id", String(36), nullable=False, index=True),
+    Column("received_at", UTCDateTime, nullable=False),
+)
+
+invoice_matches = Table(
+    "invoice_matches",
+    metadata,
+    Column("reference", String(200), primary_key=True),  # the invoice's wire identity
+    Column("supplier", String(64), nullable=False),
+    Column("number", String(64), nullable=False),  # stripped, upper-cased
+    Column("total", MONEY, nullable=False),
+    Column("order_reference", String(64), index=True),
+    Column("status", String(20), nullable=False),
+    Column("result", JSON, nullable=False),  # exceptions, matched lines, posting
+    Column("erp_id", String(64)),
+    Column("correlation_id", String(36), nullable=False, index=True),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+    Index("ix_invoice_matches_number", "supplier", "number"),
+)
+
 __all__ = ["ExactDecimal", "metadata"]

@@ -95,6 +95,7 @@ class FakeErp:
         self._documents: dict[str, _Document] = {}  # by erp_id
         self._by_reference: dict[tuple[str, str], str] = {}  # (kind, reference) -> erp_id
         self._moves: dict[str, FakeMove] = {}
+        self._open_items: dict[str, list[str]] = {}  # purchase erp_id -> items not yet received
         self._down = False
         self._auth_refused = False
         self._lose_answers = 0
@@ -233,10 +234,17 @@ class FakeErp:
             return self._create("create_purchase_order", "purchase", order.reference, order)
 
     def confirm_purchase_order(self, erp_id: str) -> None:
+        method = "confirm_purchase_order"
         with self._lock:
-            at = self._enter("confirm_purchase_order")
-            self._document(at, "confirm_purchase_order", "purchase", erp_id).state = "confirmed"
-            self._leave(at, "confirm_purchase_order")
+            at = self._enter(method)
+            document = self._document(at, method, "purchase", erp_id)
+            if document.state == "cancelled":
+                raise self._reject(at, method, f"purchase {erp_id} is cancelled", "erp_id")
+            if document.state == "draft":  # like Tryton's process: one open line per order line
+                assert isinstance(document.content, PurchaseOrder)
+                self._open_items[erp_id] = [line.item for line in document.content.lines]
+                document.state = "confirmed"
+            self._leave(at, method)
 
     def purchase_order_state(self, erp_id: str) -> str:
         with self._lock:
@@ -245,9 +253,51 @@ class FakeErp:
             self._leave(at, "purchase_order_state")
             return state
 
-    def record_goods_receipt(self, receipt: GoodsReceipt) -> ErpRef:
+    def cancel_purchase_order(self, erp_id: str, reason: str) -> str:
+        """Like Tryton: a draft order is cancelled; a confirmed one has its lines not yet
+        received closed (and stays confirmed); a cancelled one is left as it is."""
+        method = "cancel_purchase_order"
         with self._lock:
-            return self._create("record_goods_receipt", "shipment", receipt.reference, receipt)
+            at = self._enter(method)
+            document = self._document(at, method, "purchase", erp_id)
+            if document.state == "draft":
+                document.state = "cancelled"
+            elif document.state == "confirmed":
+                self._open_items[erp_id] = []
+            self._leave(at, method)
+            return document.state
+
+    def record_goods_receipt(self, receipt: GoodsReceipt) -> ErpRef:
+        """Like Tryton: received against a confirmed purchase order, each line on one of its
+        lines not yet received (by item)."""
+        method = "record_goods_receipt"
+        with self._lock:
+            if (
+                not self._down
+                and not self._auth_refused
+                and ("shipment", receipt.reference) not in self._by_reference
+            ):
+                self._receive(self._clock(), method, receipt)
+            return self._create(method, "shipment", receipt.reference, receipt)
+
+    def _receive(self, at: float, method: str, receipt: GoodsReceipt) -> None:
+        order = receipt.purchase_order
+        if order is None:
+            raise self._reject(at, method, "received against a purchase order", "purchase_order")
+        erp_id = self._by_reference.get(("purchase", order))
+        if erp_id is None:
+            raise self._reject(at, method, f"unknown purchase order {order!r}", "purchase_order")
+        open_items = list(self._open_items.get(erp_id, ()))
+        for n, line in enumerate(receipt.lines):
+            if line.item not in open_items:
+                raise self._reject(
+                    at,
+                    method,
+                    f"line {n}: {line.item} is not open on purchase order {order!r}",
+                    f"lines[{n}].item",
+                )
+            open_items.remove(line.item)
+        self._open_items[erp_id] = open_items
 
     def create_supplier_invoice(self, invoice: SupplierInvoice) -> ErpRef:
         with self._lock:

@@ -260,6 +260,40 @@ class TrytonErp:
     def purchase_order_state(self, erp_id: str) -> str:
         return self._state(PURCHASE, erp_id)
 
+    def cancel_purchase_order(self, erp_id: str, reason: str) -> str:
+        """Cancel what is still open of the order; the order's state after it (safe to repeat).
+
+        A draft or quoted order: Tryton's ``cancel`` button (state ``cancelled``). A confirmed or
+        processing order: its incoming moves not yet received (``draft``/``assigned``) are
+        cancelled (``stock.move`` ``cancel``), so nothing more is expected; Tryton then shows
+        the order ``processing`` with a shipment exception. Received moves stay (a recorded
+        receipt is not unwound here). A ``done`` or ``cancelled`` order is left as it is.
+        """
+        state = self._state(PURCHASE, erp_id)
+        ids = [int(erp_id)]
+        if state in ("draft", "quotation"):
+            self.client.button(PURCHASE, "cancel", ids)
+            state = self._state(PURCHASE, erp_id)
+            log.info("tryton.purchase_cancelled", id=ids[0], state=state, reason=reason)
+        elif state in ("confirmed", "processing"):
+            moves = self.client.search_read(
+                "stock.move",
+                [("purchase", "=", ids[0]), ("state", "in", ["draft", "assigned"])],
+                ["id"],
+                order=[("id", "ASC")],
+            )
+            if moves:
+                self.client.button("stock.move", "cancel", _ids(moves))
+                state = self._state(PURCHASE, erp_id)
+            log.info(
+                "tryton.purchase_cancelled",
+                id=ids[0],
+                state=state,
+                moves_cancelled=len(moves),
+                reason=reason,
+            )
+        return state
+
     # --- goods receipts ------------------------------------------------------------------
 
     def record_goods_receipt(self, receipt: GoodsReceipt) -> ErpRef:

@@ -1,0 +1,152 @@
+"""DBOS in this process, and what feeds the workflows.
+
+``Workflows.launch()`` starts DBOS on the application's database: PostgreSQL (scale-out) holds
+DBOS's system tables in the same database, schema ``dbos``; embedded SQLite gets a sibling
+file ``<database>.dbos.sqlite`` (DBOS on SQLite wants its own file: one writer each, no lock
+contention with the ledger). Workflows left PENDING by a crash are recovered on launch, each
+from its last recorded step. ``application_version`` is fixed, so a restart with new code
+still recovers the old workflows (DBOS would otherwise leave them to the old version).
+
+``ProcurementRouter`` is the ``procurement`` consumer group on the bus: an acknowledgement or
+ship notice for one of our purchase orders is sent to its workflow (``DBOS.send``, keyed by
+the event: a redelivered event is not sent twice); every invoice starts its own
+``settle_invoice`` workflow (keyed by the document's wire identity: started once).
+Documents about orders MedBridge did not place are left to the trade document log.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any
+
+from dbos import DBOS
+from sqlalchemy import make_url
+
+from medbridge.bus.port import BusMessage
+from medbridge.canonical.tasks import Action
+from medbridge.flows import procurement
+from medbridge.flows.procurement import Procurement
+from medbridge.observability.logging import get_logger
+from medbridge.store import procurement as store
+from medbridge.store.work_items import WorkItem
+
+log = get_logger(__name__)
+
+ROUTED = {
+    "trade.acknowledgement_received.v1": "ack",
+    "trade.ship_notice_received.v1": "goods",
+}
+INVOICE = "trade.invoice_received.v1"
+
+
+def system_database_url(database_url: str) -> str:
+    url = make_url(database_url)
+    if url.get_backend_name() == "sqlite":
+        if not url.database or url.database == ":memory:":
+            raise ValueError("durable workflows need a database file, not an in-memory SQLite")
+        return str(url.set(database=f"{url.database}.dbos.sqlite"))
+    return url.render_as_string(hide_password=False)
+
+
+class Workflows:
+    def __init__(
+        self,
+        runtime: Procurement,
+        database_url: str,
+        *,
+        application_version: str = "medbridge-1",
+        poll: float = 0.05,
+    ) -> None:
+        self.runtime = runtime
+        self.config: Any = {
+            "name": "medbridge",
+            "system_database_url": system_database_url(database_url),
+            "application_version": application_version,
+            "notification_listener_polling_interval_sec": poll,
+            "log_level": "WARNING",
+            "enable_otlp": False,
+        }
+        self.launched = False
+
+    def launch(self) -> None:
+        procurement.install(self.runtime)
+        DBOS(config=self.config)
+        DBOS.launch()
+        self.launched = True
+        log.info("workflows.launched", system_database=self.config["system_database_url"])
+
+    def shutdown(self) -> None:
+        self.runtime.stopping.set()
+        if self.launched:
+            DBOS.destroy(destroy_registry=False)
+            self.launched = False
+        procurement.install(None)
+
+    def on_decision(self, item: WorkItem) -> None:
+        """A task was decided: resume its workflow, or carry out a proposal that has none."""
+        if item.decision is None:
+            return
+        if item.kind == "transfer_proposed":
+            if item.decision.action is Action.APPROVE:
+                self.runtime.transfer(item)
+            return
+        if item.workflow_id:
+            DBOS.send(
+                item.workflow_id,
+                procurement.decision_message(
+                    item.id, item.decision.model_dump(mode="json"), item.decided_by
+                ),
+                topic="decision",
+                idempotency_key=f"task:{item.id}",
+            )
+
+
+class ProcurementRouter:
+    """The ``procurement`` consumer: supplier documents to the workflows they answer."""
+
+    def __init__(self, runtime: Procurement) -> None:
+        self.runtime = runtime
+
+    @property
+    def name(self) -> str:
+        return "procurement"
+
+    def __call__(self, messages: Sequence[BusMessage]) -> None:
+        for message in messages:
+            if message.type == INVOICE:
+                self._invoice(message)
+            elif message.type in ROUTED:
+                self._route(message, ROUTED[message.type])
+
+    def _invoice(self, message: BusMessage) -> None:
+        envelope = json.loads(message.payload)
+        procurement.start_invoice(
+            {
+                "key": message.idempotency_key,
+                "supplier": message.subject.split(":", 1)[0],
+                "document": envelope["data"],
+                "event_id": message.event_id,
+                "correlation_id": message.correlation_id,
+            }
+        )
+
+    def _route(self, message: BusMessage, topic: str) -> None:
+        envelope = json.loads(message.payload)
+        document = envelope["data"]
+        if topic == "ack":
+            numbers = [document["order_number"]]
+        else:
+            numbers = [o["order_number"] for o in document.get("orders", ())]
+        with self.runtime.engine.connect() as conn:
+            ours = [n for n in numbers if store.order(conn, n) is not None]
+        kind = "acknowledgement" if topic == "ack" else "ship_notice"
+        for number in ours:
+            DBOS.send(
+                number,
+                {"kind": kind, "document": document, "event_id": message.event_id},
+                topic=topic,
+                idempotency_key=f"{message.event_id}:{number}",
+            )
+        if not ours:
+            log.info("procurement.not_ours", type=message.type, orders=numbers)

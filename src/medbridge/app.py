@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import secrets
 import threading
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 from typing import Any, cast
 
@@ -39,6 +40,7 @@ from medbridge.connectors.hl7v2 import Hl7Config, Hl7Receiver, MllpListener, Unm
 from medbridge.connectors.tryton.config import TrytonConfig
 from medbridge.connectors.tryton.outbound import TrytonErp
 from medbridge.demo_erp import DemoErp
+from medbridge.domain.matching import Tolerances
 from medbridge.flows.cxml_exchange import CxmlExchange, CxmlHttpChannel
 from medbridge.flows.demand import DemandRecorder
 from medbridge.flows.demo import DemoTraffic
@@ -54,8 +56,11 @@ from medbridge.flows.ledger_posting import (
     LedgerPosting,
 )
 from medbridge.flows.partner_folders import PartnerFolders
-from medbridge.flows.trade import SupplierChannel, TradeInbox, TradeOutbox
+from medbridge.flows.procurement import Procurement, ProcurementPolicy
+from medbridge.flows.replenishment import PlannerPolicy, ReplenishmentPlanner
+from medbridge.flows.trade import Answer, SupplierChannel, TradeInbox, TradeOutbox
 from medbridge.flows.work_queue import WorkQueues
+from medbridge.flows.workflows import ProcurementRouter, Workflows
 from medbridge.flows.x12_exchange import X12Exchange, X12FolderChannel
 from medbridge.governance.clients import ClientRegistry, Role
 from medbridge.masterdata.demo_network import seed_demo_network
@@ -66,10 +71,12 @@ from medbridge.observability.metrics import BusCollector, register_bus_collector
 from medbridge.settings import Settings
 from medbridge.store import migrate
 from medbridge.store.db import create_db_engine
+from medbridge.store.work_items import WorkItem
 
 log = get_logger(__name__)
 
 ADMIN_CLIENT = "admin"
+ROUTER = "procurement"
 
 
 @dataclass
@@ -85,6 +92,8 @@ class MedBridge:
     _stop: threading.Event = field(default_factory=threading.Event)
     _threads: list[threading.Thread] = field(default_factory=list)
     _api: FastAPI | None = None
+    _workflows: Workflows | None = None
+    _procurement_erp: tuple[str, ErpPort] | None = None
 
     @classmethod
     def build(cls, settings: Settings | None = None) -> MedBridge:
@@ -138,7 +147,94 @@ class MedBridge:
         )
 
     def work_queues(self) -> WorkQueues:
-        return WorkQueues(self.engine)
+        return WorkQueues(self.engine, on_decision=self._on_decision)
+
+    def _on_decision(self, item: WorkItem) -> None:
+        if self._workflows is not None and self._workflows.launched:
+            self._workflows.on_decision(item)
+
+    # --- durable workflows -----------------------------------------------------------------
+
+    def procurement_policy(self) -> ProcurementPolicy:
+        s = self.settings
+        return ProcurementPolicy(
+            ack_timeout=s.ack_timeout,
+            shipment_timeout=s.shipment_timeout,
+            receipt_grace=s.receipt_grace,
+            poll=s.task_poll_interval,
+            auto_receive=s.auto_receive,
+            tolerances=Tolerances(
+                price_percent=s.match_price_percent,
+                price_absolute=s.match_price_absolute,
+                quantity_percent=s.match_quantity_percent,
+                total_absolute=s.match_total_absolute,
+            ),
+        )
+
+    def _workflow_erp(self) -> ErpPort | None:
+        """The workflows' ERP adapter (one, calls serialised by the runtime), rebuilt when the
+        ERP settings change (the demo attaches its Tryton once built)."""
+        url = self.settings.erp_url
+        if not url:
+            return None
+        if self._procurement_erp is None or self._procurement_erp[0] != url:
+            erp = self.erp()
+            assert erp is not None
+            self._procurement_erp = (url, erp)
+        return self._procurement_erp[1]
+
+    def workflows(
+        self, channels: Callable[[TradingPartner], SupplierChannel] | None = None
+    ) -> Workflows:
+        """DBOS launched in this process with the procurement runtime, and the router consumer
+        registered (once; ``channels`` overrides how orders reach suppliers: the demo's
+        simulated ones)."""
+        if self._workflows is not None:
+            return self._workflows
+        work_queues = self.work_queues()
+        runtime = Procurement(
+            engine=self.engine,
+            masterdata=self.masterdata,
+            intake=self.intake,
+            outbox=TradeOutbox(self.engine, channels or self.supplier_channel),
+            partners=self.settings.partners,
+            work_queues=work_queues,
+            planner=ReplenishmentPlanner(
+                self.engine,
+                self.masterdata,
+                work_queues,
+                PlannerPolicy(window=timedelta(seconds=self.settings.consolidation_window)),
+            ),
+            erp=self._workflow_erp,
+            policy=self.procurement_policy(),
+        )
+        workflows = Workflows(
+            runtime,
+            self.settings.database_url,
+            system_database=self.settings.workflow_database_url,
+            schema=self.settings.workflow_schema,
+            poll=self.settings.workflow_poll_interval,
+        )
+        workflows.launch()
+        self._workflows = workflows
+        self.consumers[ROUTER] = Consumer(
+            self.bus,
+            ROUTER,
+            ProcurementRouter(runtime),
+            RetryPolicy(
+                max_attempts=self.settings.retry_max_attempts,
+                initial_backoff=self.settings.retry_initial_backoff,
+                max_backoff=self.settings.retry_max_backoff,
+            ),
+            batch_size=self.settings.consumer_batch_size,
+        )
+        return workflows
+
+    def shutdown_workflows(self) -> None:
+        if self._workflows is not None:
+            self._workflows.shutdown()
+            self._workflows = None
+            self.consumers.pop(ROUTER, None)
 
     # --- trading partners ------------------------------------------------------------------
 
@@ -337,6 +433,19 @@ class MedBridge:
 
     def start_workers(self, demo: bool = False) -> None:
         self._stop.clear()
+        suppliers = (
+            DemoProcurement(self.engine, self.settings.own_identity, self._deliver)
+            if demo
+            else None
+        )
+        if self.settings.workflows_enabled:
+            workflows = self.workflows(suppliers.channel if suppliers is not None else None)
+            self._spawn(
+                "replenishment",
+                workflows.runtime.run_planner,
+                self._stop,
+                self.settings.replenishment_interval,
+            )
         for name, consumer in self.consumers.items():
             self._spawn(
                 f"consumer-{name}", consumer.run, self._stop, self.settings.consumer_poll_interval
@@ -362,15 +471,16 @@ class MedBridge:
         elif demo:
             self._spawn("demo-erp", self._run_demo_erp, self._stop)
         if demo:
-            traffic = DemoTraffic(self.intake, self.settings.demo_dispenses_per_second)
-            self._spawn("demo-traffic", traffic.run, self._stop)
-            x12, cxml = self.x12_exchange(), self.cxml_exchange()
-            procurement = DemoProcurement(
-                self.engine,
-                self.settings.own_identity,
-                lambda wire, body: (x12 if wire == "x12" else cxml).receive(body),
+            traffic = DemoTraffic(
+                self.intake,
+                self.settings.demo_dispenses_per_second,
+                restock=not self.settings.workflows_enabled,
             )
-            self._spawn("demo-procurement", procurement.run, self._stop)
+            self._spawn("demo-traffic", traffic.run, self._stop)
+            assert suppliers is not None  # replenishment orders from them; else the demo does
+            self._spawn(
+                "demo-procurement", suppliers.run, self._stop, not self.settings.workflows_enabled
+            )
             if self.settings.mllp_enabled:
                 cabinets = DemoCabinets(
                     self.engine,
@@ -416,9 +526,16 @@ class MedBridge:
 
     def stop_workers(self, timeout: float = 10.0) -> None:
         self._stop.set()
+        if self._workflows is not None:
+            self._workflows.runtime.stopping.set()
         for thread in self._threads:
             thread.join(timeout)
         self._threads.clear()
+        self.shutdown_workflows()
+
+    def _deliver(self, wire: str, body: bytes) -> Answer:
+        """Hand a wire document to MedBridge's own inbound exchanges (the demo suppliers)."""
+        return (self.x12_exchange() if wire == "x12" else self.cxml_exchange()).receive(body)
 
     def api(self, with_workers: bool = False, demo: bool = False) -> FastAPI:
         if demo:  # the demo's simulated suppliers are trading partners like any other

@@ -131,6 +131,30 @@ class Settings(BaseSettings):
     flatfile_sources: dict[str, FlatFileSource] = {}
     flatfile_poll_interval: float = Field(default=30.0, gt=0)
 
+    workflows_enabled: bool = True
+    """Durable workflows (DBOS): replenishment planning, procure-to-pay, invoice matching."""
+    workflow_database_url: str | None = None
+    """DBOS's system database; unset: PostgreSQL's own database (schema ``workflow_schema``),
+    or a file beside the SQLite database."""
+    workflow_schema: str = "dbos"
+    workflow_poll_interval: float = Field(default=0.1, gt=0)
+    """How often a waiting workflow looks for messages (DBOS on SQLite polls)."""
+    replenishment_interval: float = Field(default=30.0, gt=0)
+    """Seconds between replenishment planner rounds."""
+    consolidation_window: float = Field(default=1800.0, ge=0)
+    """Seconds routine order lines wait to be consolidated per supplier and facility."""
+    ack_timeout: float = Field(default=4 * 3600.0, gt=0)
+    shipment_timeout: float = Field(default=14 * 86400.0, gt=0)
+    receipt_grace: float = Field(default=2 * 86400.0, ge=0)
+    """How long an invoice waits for the goods it bills before it is matched anyway."""
+    task_poll_interval: float = Field(default=30.0, gt=0)
+    auto_receive: bool = False
+    """Receive goods as their ship notice announces them (no dock count)."""
+    match_price_percent: Decimal = Field(default=Decimal(2), ge=0)
+    match_price_absolute: Decimal = Field(default=Decimal("0.05"), ge=0)
+    match_quantity_percent: Decimal = Field(default=Decimal(0), ge=0)
+    match_total_absolute: Decimal = Field(default=Decimal("0.05"), ge=0)
+
     demo: bool = False
     demo_dispenses_per_second: float = Field(default=2.0, gt=0)
 

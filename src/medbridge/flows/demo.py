@@ -24,8 +24,12 @@ RESTOCK_QUANTITY = Decimal(200)
 
 
 class DemoTraffic:
-    def __init__(self, intake: MovementIntake, rate: float, seed: int | None = None) -> None:
-        self.intake, self.rate = intake, rate
+    def __init__(
+        self, intake: MovementIntake, rate: float, seed: int | None = None, restock: bool = True
+    ) -> None:
+        """``restock``: receive stock when a store runs low (False: replenishment orders it,
+        and a store with too little simply dispenses nothing of that item meanwhile)."""
+        self.intake, self.rate, self.restock = intake, rate, restock
         self.rng = random.Random(seed)  # noqa: S311 - simulated traffic, not security
         self._n = 0
 
@@ -82,7 +86,8 @@ class DemoTraffic:
             )
         quantity = Decimal(self.rng.choice([1, 1, 1, 2, 2, 3, 5]))
         if held - quantity < RESTOCK_BELOW:
-            self.intake.submit([self._receipt(item, store, RESTOCK_QUANTITY)], SOURCE)
+            if self.restock:
+                self.intake.submit([self._receipt(item, store, RESTOCK_QUANTITY)], SOURCE)
             return
         category = next(i.category for i in ITEMS if i.code == item)
         kind = (

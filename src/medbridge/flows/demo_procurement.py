@@ -20,15 +20,15 @@ from medbridge.canonical.partners import OwnIdentity, TradingPartner, WireFormat
 from medbridge.canonical.trade import OrderDocument, OrderLine, PartnerItem, Party, PartyRole
 from medbridge.flows.supplier_behaviour import Faults
 from medbridge.flows.supplier_simulator import Deliver, SimulatedSupplier
-from medbridge.flows.trade import ChannelError, TradeOutbox
+from medbridge.flows.trade import ChannelError, SupplierChannel, TradeOutbox
 from medbridge.masterdata.demo_network import ITEMS, UNIT_PRICES
 from medbridge.observability.logging import get_logger
 
 log = get_logger(__name__)
 
-DEMO_FAULTS = Faults(
-    backorder=0.1, substitute=0.05, price_change=0.1, partial=0.1, duplicate_invoice=0.05
-)
+DEMO_FAULTS = Faults(backorder=0.1, price_change=0.1, partial=0.1, duplicate_invoice=0.05)
+"""Substitutions are left out: a substitute item is received as such by a person, not by the
+demo's dock, which receives what the ship notice announces."""
 
 
 def demo_partners() -> dict[str, TradingPartner]:
@@ -106,9 +106,18 @@ class DemoProcurement:
         except ChannelError as error:
             log.warning("demo.order_failed", order=document.order_number, reason=error.reason)
 
-    def run(self, stop: threading.Event) -> None:
+    def channel(self, partner: TradingPartner) -> SupplierChannel:
+        """How an order reaches ``partner``: its simulator."""
+        return self.simulators[partner.code]
+
+    def run(self, stop: threading.Event, ordering: bool = True) -> None:
+        """Pump the simulators' answers; with ``ordering``, also order every ``interval``
+        (when no replenishment workflow orders)."""
         for simulator in self.simulators.values():
             threading.Thread(target=simulator.run, args=(stop, 1.0), daemon=True).start()
+        if not ordering:
+            stop.wait()
+            return
         while not stop.wait(self.interval):
             try:
                 self.step()

@@ -55,13 +55,16 @@ class Workflows:
         runtime: Procurement,
         database_url: str,
         *,
+        system_database: str | None = None,
+        schema: str = "dbos",
         application_version: str = "medbridge-1",
         poll: float = 0.05,
     ) -> None:
         self.runtime = runtime
         self.config: Any = {
             "name": "medbridge",
-            "system_database_url": system_database_url(database_url),
+            "system_database_url": system_database or system_database_url(database_url),
+            "dbos_system_schema": schema,
             "application_version": application_version,
             "notification_listener_polling_interval_sec": poll,
             "log_level": "WARNING",

@@ -32,6 +32,7 @@ from medbridge.canonical.masterdata import (
     UnitOfMeasure,
 )
 from medbridge.masterdata.repository import CrossReferences, MasterDataRepository
+from medbridge.store import procurement
 
 UNITS = [
     UnitOfMeasure(code="EA", name="each"),
@@ -176,6 +177,12 @@ SUPPLIERS = [
 ]
 
 
+DEMO_PAR = Decimal(200)
+DEMO_REORDER_POINT = Decimal(150)
+"""Every store keeps every item between these (base units): the demo's dispenses cross the
+reorder point within minutes, and replenishment orders back up to par."""
+
+
 def seed_demo_network(engine: Engine, repo: MasterDataRepository) -> None:
     """Write the demo master data (idempotent: re-seeding updates in place)."""
     with engine.begin() as conn:
@@ -234,3 +241,11 @@ def seed_demo_network(engine: Engine, repo: MasterDataRepository) -> None:
                     valid_from=date(2026, 1, 1),
                 ),
             )
+        procurement.save_policies(
+            conn,
+            [
+                procurement.Policy(item.code, store, DEMO_PAR, DEMO_REORDER_POINT, None)
+                for store in STORES
+                for item in ITEMS
+            ],
+        )

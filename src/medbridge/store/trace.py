@@ -15,14 +15,24 @@ from typing import Any
 
 from sqlalchemy import Connection, select
 
-from medbridge.store.tables import bus_events, erp_postings, journal_entries, trade_documents
+from medbridge.store.tables import (
+    bus_events,
+    erp_postings,
+    goods_receipts,
+    invoice_matches,
+    journal_entries,
+    purchase_orders,
+    trade_documents,
+    work_items,
+)
 
 
 @dataclass(frozen=True)
 class TraceStep:
     at: datetime
     kind: str
-    """``event``, ``document_sent``, ``document_received``, ``journal_entry``, ``erp_posting``."""
+    """``event``, ``purchase_order``, ``document_sent``, ``document_received``,
+    ``goods_receipt``, ``invoice_match``, ``work_item``, ``journal_entry``, ``erp_posting``."""
     ref: str
     """What identifies the step: event type and id, partner and document number, entry id."""
     detail: dict[str, Any]
@@ -84,5 +94,70 @@ def trace(conn: Connection, correlation_id: str, *, limit: int = 1000) -> list[T
                     {"status": row.status, "erp_id": row.erp_id},
                 )
             )
+    steps.extend(_procurement(conn, correlation_id, limit))
     steps.sort(key=lambda s: s.at)
     return steps[:limit]
+
+
+def _procurement(conn: Connection, correlation_id: str, limit: int) -> list[TraceStep]:
+    """The purchase orders, receipts, invoice matches and human tasks of the chain."""
+    steps = []
+    o, r, m, w = purchase_orders, goods_receipts, invoice_matches, work_items
+    for row in conn.execute(select(o).where(o.c.correlation_id == correlation_id).limit(limit)):
+        steps.append(
+            TraceStep(
+                row.created_at,
+                "purchase_order",
+                f"{row.reference} {row.supplier}",
+                {
+                    "status": row.status,
+                    "erp_id": row.erp_id,
+                    "urgency": row.urgency,
+                    "lines": row.lines,
+                    "note": row.note,
+                },
+            )
+        )
+    for row in conn.execute(select(r).where(r.c.correlation_id == correlation_id).limit(limit)):
+        steps.append(
+            TraceStep(
+                row.received_at,
+                "goods_receipt",
+                row.reference,
+                {
+                    "status": row.status,
+                    "erp_id": row.erp_id,
+                    "received_by": row.received_by,
+                    "lines": row.lines,
+                },
+            )
+        )
+    for row in conn.execute(select(m).where(m.c.correlation_id == correlation_id).limit(limit)):
+        steps.append(
+            TraceStep(
+                row.created_at,
+                "invoice_match",
+                f"{row.supplier} {row.number}",
+                {
+                    "status": row.status,
+                    "erp_id": row.erp_id,
+                    "total": str(row.total),
+                    "exceptions": row.result.get("exceptions", []),
+                },
+            )
+        )
+    for row in conn.execute(select(w).where(w.c.correlation_id == correlation_id).limit(limit)):
+        steps.append(
+            TraceStep(
+                row.created_at,
+                "work_item",
+                f"{row.queue} {row.kind} {row.id}",
+                {
+                    "status": row.status,
+                    "reason": row.reason,
+                    "decision": row.decision,
+                    "decided_by": row.decided_by,
+                },
+            )
+        )
+    return steps

@@ -63,6 +63,18 @@ def _nested(record: dict[str, Any], field: str, sub: str) -> Any:
     return value.get(sub) if isinstance(value, dict) else None
 
 
+PRICE_DIGITS = Decimal("0.0001")
+"""Tryton's unit prices carry 4 decimals (``price_decimal``)."""
+
+
+def _price(amount: Decimal, field: str) -> Decimal:
+    """``amount`` with Tryton's 4 decimals; a price that would lose a digit is refused."""
+    price = amount.quantize(PRICE_DIGITS)
+    if price != amount:
+        raise ErpRejected(f"unit price {amount} has more than 4 decimals", field=field)
+    return price
+
+
 class TrytonErp:
     """The ERP port on one Tryton database. Not thread-safe: one per worker."""
 
@@ -224,7 +236,7 @@ class TrytonErp:
                     "product": product["id"],
                     "quantity": float(line.quantity),
                     "unit": self._unit(line.unit, f"lines[{n}].unit"),
-                    "unit_price": line.unit_price.amount,
+                    "unit_price": _price(line.unit_price.amount, f"lines[{n}].unit_price"),
                     "description": line.item,
                 }
             )
@@ -321,7 +333,7 @@ class TrytonErp:
                 "planned_date": receipt.received_on,
             }
             if line.unit_price is not None:
-                update["unit_price"] = line.unit_price.amount
+                update["unit_price"] = _price(line.unit_price.amount, f"lines[{n}].unit_price")
             if line.lot:
                 update["lot"] = self._lot(int(product["id"]), line.lot, line.expiry)
             self.client.write("stock.move", [move["id"]], update)
@@ -403,7 +415,7 @@ class TrytonErp:
                     "account": self._expense_account(product, f"lines[{n}].item"),
                     "quantity": float(line.quantity),
                     "unit": self._unit(line.unit, f"lines[{n}].unit"),
-                    "unit_price": line.unit_price.amount,
+                    "unit_price": _price(line.unit_price.amount, f"lines[{n}].unit_price"),
                     "description": line.item,
                 }
             )

@@ -1,0 +1,129 @@
+"""What the procure-to-pay tests share: a MedBridge with its workflows launched against an ERP,
+the simulated suppliers as its channels, and a driver that runs everything until a condition
+holds (the workflows run in DBOS threads; the bus consumers, the ERP posting worker and the
+simulators are pumped here)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+from medbridge.app import MedBridge
+from medbridge.canonical.base import Money
+from medbridge.canonical.movements import MovementKind, StockMovement
+from medbridge.canonical.partners import TradingPartner
+from medbridge.flows.demo_procurement import demo_partners
+from medbridge.flows.erp_posting import ErpPosting, ErpPostingPolicy
+from medbridge.flows.intake import Submission
+from medbridge.flows.supplier_behaviour import Faults
+from medbridge.flows.supplier_simulator import SimulatedSupplier
+from medbridge.settings import Settings
+from medbridge.store import procurement as store
+
+FAST = {
+    "consolidation_window": 0.0,
+    "ack_timeout": 30.0,
+    "shipment_timeout": 60.0,
+    "receipt_grace": 3.0,
+    "task_poll_interval": 0.3,
+    "workflow_poll_interval": 0.05,
+    "auto_receive": True,
+}
+
+
+def cycle_settings(settings: Settings, tmp_path: Any, **overrides: Any) -> Settings:
+    values = {
+        **FAST,
+        "partners": demo_partners(),
+        "workflow_database_url": f"sqlite:///{tmp_path}/dbos.sqlite",
+        **overrides,
+    }
+    return settings.model_copy(update=values)
+
+
+@dataclass
+class Cycle:
+    """A MedBridge with workflows and simulated suppliers, driven by ``run_until``."""
+
+    mb: MedBridge
+    faults: Faults = field(default_factory=Faults)
+    simulators: dict[str, SimulatedSupplier] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        own = self.mb.settings.own_identity
+        for code in demo_partners():
+            self.simulators[code] = SimulatedSupplier(own, self.mb._deliver, self.faults)
+        self.workflows = self.mb.workflows(self.channel)
+        self.runtime = self.workflows.runtime
+        erp = self.mb.erp()
+        self.poster = (
+            ErpPosting(self.mb.engine, erp, ErpPostingPolicy(rate_limit=1000, burst=100))
+            if erp is not None
+            else None
+        )
+
+    def channel(self, partner: TradingPartner) -> SimulatedSupplier:
+        return self.simulators[partner.code]
+
+    def movement(
+        self, kind: MovementKind, item: str, location: str, quantity: int, **kw: Any
+    ) -> str:
+        unit = {"VANCO-1G": "VIAL", "AMPI-250": "CAP", "DRAPE-SM": "EA"}[item]
+        movement = StockMovement(
+            kind=kind,
+            item=item,
+            location=location,
+            quantity=Decimal(quantity),
+            unit=unit,
+            occurred_at=datetime.now(UTC),
+            **kw,
+        )
+        key = f"{kind.value}-{item}-{location}-{time.monotonic_ns()}"
+        (accepted,) = self.mb.intake.submit([Submission(movement, key)], "test")
+        return str(accepted.correlation_id)
+
+    def stock(self, item: str, location: str, quantity: int) -> None:
+        self.movement(
+            MovementKind.RECEIPT,
+            item,
+            location,
+            quantity,
+            unit_cost=Money(amount=Decimal("6.85") if item == "VANCO-1G" else Decimal("1.00")),
+        )
+
+    def pump(self) -> None:
+        for consumer in list(self.mb.consumers.values()):
+            consumer.drain()
+        for simulator in self.simulators.values():
+            simulator.pump(all_due=True)
+        if self.poster is not None:
+            self.poster.drain(timeout=5.0)
+
+    def run_until(self, done: Callable[[], bool], timeout: float = 120.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            self.pump()
+            if done():
+                self.pump()
+                return
+            time.sleep(0.05)
+        raise AssertionError(f"not done in {timeout} s: {self.status()}")
+
+    def status(self) -> dict[str, Any]:
+        with self.mb.engine.connect() as conn:
+            return {
+                "orders": [(o["reference"], o["status"]) for o in store.orders(conn)],
+                "invoices": [(i["number"], i["status"]) for i in store.invoices(conn)],
+            }
+
+    def orders(self) -> list[dict[str, Any]]:
+        with self.mb.engine.connect() as conn:
+            return store.orders(conn)
+
+    def invoices(self) -> list[dict[str, Any]]:
+        with self.mb.engine.connect() as conn:
+            return store.invoices(conn)

@@ -6,14 +6,18 @@ simulators are pumped here)."""
 from __future__ import annotations
 
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
+from sqlalchemy import make_url
+
 from medbridge.app import MedBridge
 from medbridge.canonical.base import Money
+from medbridge.canonical.erp import ErpPort
 from medbridge.canonical.movements import MovementKind, StockMovement
 from medbridge.canonical.partners import TradingPartner
 from medbridge.flows.demo_procurement import demo_partners
@@ -36,12 +40,13 @@ FAST = {
 
 
 def cycle_settings(settings: Settings, tmp_path: Any, **overrides: Any) -> Settings:
-    values = {
-        **FAST,
-        "partners": demo_partners(),
-        "workflow_database_url": f"sqlite:///{tmp_path}/dbos.sqlite",
-        **overrides,
-    }
+    """Fast timers, the demo partners; DBOS's system tables in the test's own place: beside
+    a SQLite database, or in a schema of its own in the PostgreSQL database."""
+    if make_url(settings.database_url).get_backend_name() == "sqlite":
+        place: dict[str, Any] = {"workflow_database_url": f"sqlite:///{tmp_path}/dbos.sqlite"}
+    else:
+        place = {"workflow_schema": f"dbos_{uuid.uuid4().hex[:10]}"}
+    values = {**FAST, "partners": demo_partners(), **place, **overrides}
     return settings.model_copy(update=values)
 
 
@@ -51,15 +56,17 @@ class Cycle:
 
     mb: MedBridge
     faults: Faults = field(default_factory=Faults)
+    erp: ErpPort | None = None
+    """None: the configured ERP (the real Tryton)."""
     simulators: dict[str, SimulatedSupplier] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         own = self.mb.settings.own_identity
         for code in demo_partners():
             self.simulators[code] = SimulatedSupplier(own, self.mb._deliver, self.faults)
-        self.workflows = self.mb.workflows(self.channel)
+        self.workflows = self.mb.workflows(self.channel, self.erp)
         self.runtime = self.workflows.runtime
-        erp = self.mb.erp()
+        erp = self.erp or self.mb.erp()
         self.poster = (
             ErpPosting(self.mb.engine, erp, ErpPostingPolicy(rate_limit=1000, burst=100))
             if erp is not None

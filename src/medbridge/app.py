@@ -184,11 +184,13 @@ class MedBridge:
         return self._procurement_erp[1]
 
     def workflows(
-        self, channels: Callable[[TradingPartner], SupplierChannel] | None = None
+        self,
+        channels: Callable[[TradingPartner], SupplierChannel] | None = None,
+        erp: ErpPort | None = None,
     ) -> Workflows:
         """DBOS launched in this process with the procurement runtime, and the router consumer
         registered (once; ``channels`` overrides how orders reach suppliers: the demo's
-        simulated ones)."""
+        simulated ones; ``erp`` the configured ERP)."""
         if self._workflows is not None:
             return self._workflows
         work_queues = self.work_queues()
@@ -205,7 +207,7 @@ class MedBridge:
                 work_queues,
                 PlannerPolicy(window=timedelta(seconds=self.settings.consolidation_window)),
             ),
-            erp=self._workflow_erp,
+            erp=self._workflow_erp if erp is None else lambda: erp,
             policy=self.procurement_policy(),
         )
         workflows = Workflows(

@@ -15,7 +15,17 @@ from sqlalchemy import text
 from starlette.concurrency import run_in_threadpool
 
 import medbridge
-from medbridge.api import erp, exceptions, fhir, movements, operations, reads, trade, work_items
+from medbridge.api import (
+    erp,
+    exceptions,
+    fhir,
+    movements,
+    operations,
+    procurement,
+    reads,
+    trade,
+    work_items,
+)
 from medbridge.api.services import Services
 from medbridge.observability import metrics
 from medbridge.observability.logging import correlation, get_logger
@@ -41,6 +51,7 @@ def create_api(svc: Services, lifespan: Lifespan | None = None) -> FastAPI:
     api.include_router(erp.router)
     api.include_router(trade.router)
     api.include_router(work_items.router)
+    api.include_router(procurement.router)
 
     @api.middleware("http")
     async def observe(

@@ -462,7 +462,7 @@ def _erp_confirm(reference: str) -> None:
 
 def _receive_goods(reference: str) -> str:
     rt = _rt()
-    overdue = 0
+    overdue, received, rejected = 0, False, False
     while _still_expected(reference):
         message = DBOS.recv("goods", timeout_seconds=rt.policy.shipment_timeout)
         if message is None:
@@ -485,11 +485,14 @@ def _receive_goods(reference: str) -> str:
             shipment = _notice(reference, message["document"])
             if rt.policy.auto_receive and shipment is not None:
                 _receive(reference, shipment)
+                received = True
         elif message.get("rejected"):
             _reject_shipment(reference, message)
+            rejected = True
         else:
             _receive(reference, message)
-    return "received"
+            received = True
+    return "shipment_rejected" if rejected and not received else "received"
 
 
 @DBOS.step()
@@ -698,7 +701,8 @@ def _finish(reference: str, outcome: str) -> None:
     with rt.engine.connect() as conn:
         po = store.order(conn, reference)
         left = _outstanding(conn, reference)
-        short = (
+        refused = any(r["status"] == "rejected" for r in store.receipts(conn, reference))
+        short = refused or (
             any(_d(ln.get("expected", ln["quantity"])) < _d(ln["quantity"]) for ln in po["lines"])
             if po
             else False
@@ -710,7 +714,7 @@ def _finish(reference: str, outcome: str) -> None:
             "cancel_purchase_order", lambda erp: erp.cancel_purchase_order(po["erp_id"], reason)
         )
     with rt.engine.begin() as conn:
-        store.set_lines(conn, reference, "received")
+        store.set_lines(conn, reference, "received")  # lines of a refused shipment: cancelled
         store.set_order(conn, reference, status=outcome)
 
 
@@ -856,7 +860,14 @@ def _goods_outstanding(orders: list[str]) -> bool:
     return False
 
 
-TERMINAL = ("received", "closed_short", "cancelled", "rejected_by_supplier", "closed")
+TERMINAL = (
+    "received",
+    "closed_short",
+    "shipment_rejected",
+    "cancelled",
+    "rejected_by_supplier",
+    "closed",
+)
 
 
 def _book(conn: Any, supplier: str, orders: list[str]) -> tuple[MatchBook, dict[str, Any]]:

@@ -153,3 +153,61 @@ class ProcurementRouter:
             )
         if not ours:
             log.info("procurement.not_ours", type=message.type, orders=numbers)
+
+
+class ReceiptRefused(Exception):
+    """A receipt names no order of ours, or lines the order does not have."""
+
+    def __init__(self, message: str, field: str, *, status: int = 422) -> None:
+        super().__init__(message)
+        self.field, self.status = field, status
+
+
+def submit_receipt(
+    engine: Any,
+    reference: str,
+    *,
+    shipment_id: str,
+    lines: Sequence[dict[str, Any]],
+    received_by: str,
+    rejected: bool = False,
+    reason: str | None = None,
+) -> dict[str, Any]:
+    """Hand a dock's receipt (or refusal) of a shipment to the order's workflow, once per
+    shipment. Checked first: the order exists and is ours, each line is one of its lines."""
+    with engine.connect() as conn:
+        po = store.order(conn, reference)
+        done = store.receipt(conn, f"{reference}:{shipment_id}")
+    if po is None:
+        raise ReceiptRefused(f"no purchase order {reference}", "reference", status=404)
+    if not po["workflow_started"]:
+        raise ReceiptRefused(
+            f"purchase order {reference} is not under way yet", "reference", status=409
+        )
+    if done is not None and done["status"] != "noticed":
+        raise ReceiptRefused(
+            f"shipment {shipment_id} of {reference} was {done['status']} already",
+            "shipment_id",
+            status=409,
+        )
+    known = {ln["line"] for ln in po["lines"]}
+    for n, line in enumerate(lines):
+        if line["line"] not in known:
+            raise ReceiptRefused(
+                f"purchase order {reference} has no line {line['line']}", f"lines[{n}].line"
+            )
+    message = {
+        "kind": "receipt",
+        "shipment_id": shipment_id,
+        "lines": [dict(line) for line in lines],
+        "by": received_by,
+        "rejected": rejected,
+        "reason": reason,
+    }
+    DBOS.send(
+        reference, message, topic="goods", idempotency_key=f"receipt:{reference}:{shipment_id}"
+    )
+    log.info(
+        "procurement.receipt_submitted", order=reference, shipment=shipment_id, rejected=rejected
+    )
+    return message

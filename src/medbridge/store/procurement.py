@@ -121,11 +121,20 @@ def usage(conn: Connection, now: datetime, days: int) -> Usage:
 
 
 def propose(conn: Connection, line: dict[str, Any]) -> bool:
-    """Record a proposed line once per trigger; False if that trigger proposed already."""
+    """Record a proposed line once per trigger (numbered ``#1``, ``#2`` ...: a trigger whose
+    lines were all cancelled, e.g. refused by the supplier, may propose again); False if a
+    line of that trigger is still open, ordered or received."""
     t = replenishment_lines
-    if conn.execute(select(t.c.id).where(t.c.trigger == line["trigger"])).first():
+    trigger = line["trigger"][:110]
+    earlier = list(
+        conn.execute(select(t.c.status).where(t.c.trigger.like(f"{trigger}#%"))).scalars()
+    )
+    if any(status != "cancelled" for status in earlier):
         return False
-    conn.execute(insert(t).values(**line, status="open", order_reference=None))
+    numbered = f"{trigger}#{len(earlier) + 1}"
+    conn.execute(
+        insert(t).values(**line | {"trigger": numbered}, status="open", order_reference=None)
+    )
     return True
 
 

@@ -1,0 +1,315 @@
+"""Every three-way match exception lands in its work queue with its reason, and the decision
+taken through ``/v1/work-items`` carries the invoice workflow to its end (posted, credit
+requested, rejected, closed); the compensations (an order the supplier refuses, a delivery the
+dock refuses, a credit memo) unwind what was done, visibly. The ERP is the in-memory fake that
+shares the real adapter's contract suite; the suppliers are simulated over the real wire."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import date
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from medbridge.app import MedBridge
+from medbridge.canonical.erp import ErpProduct, ErpSupplier
+from medbridge.canonical.movements import MovementKind
+from medbridge.canonical.trade import InvoiceDocument, InvoiceLine, InvoicePurpose, PartnerItem
+from medbridge.connectors.tryton.fake import FakeErp
+from medbridge.flows.demo_procurement import demo_partners
+from medbridge.flows.supplier_behaviour import Fault, Faults
+from medbridge.masterdata.demo_network import ITEMS
+from medbridge.settings import Settings
+from medbridge.store import ledger as ledger_store
+from medbridge.store import procurement as store
+from procurement_support import Cycle, cycle_settings
+
+pytestmark = pytest.mark.db
+
+MCK = demo_partners()["MCK"]
+
+
+def fake_erp() -> FakeErp:
+    return FakeErp(
+        products=tuple(
+            ErpProduct(erp_id=str(n), code=i.code, name=i.name, unit=i.base_unit)
+            for n, i in enumerate(ITEMS, start=1)
+        ),
+        suppliers=(ErpSupplier("1", "MCK", "MCK"), ErpSupplier("2", "MEDSURG", "MEDSURG")),
+    )
+
+
+class Harness:
+    def __init__(self, settings: Settings, faults: Faults) -> None:
+        self.mb = MedBridge.build(settings)
+        self.mb.seed_demo()
+        self.erp = fake_erp()
+        self.cycle = Cycle(self.mb, faults, self.erp)
+        self.client = TestClient(self.mb.api())
+        self.key = self.mb.ensure_admin_key()[0]
+
+    def order(self, item: str = "VANCO-1G", store_: str = "H1-PHARM") -> str:
+        self.cycle.stock(item, store_, 200)
+        self.cycle.pump()
+        self.cycle.movement(MovementKind.DISPENSE, item, store_, 60)
+        self.cycle.pump()
+        (reference,) = self.cycle.runtime.plan_and_start()
+        return reference
+
+    def get(self, path: str, **params: Any) -> Any:
+        answer = self.client.get(path, params=params, headers={"X-API-Key": self.key})
+        assert answer.status_code == 200, answer.text
+        return answer.json()
+
+    def post(self, path: str, body: dict[str, Any]) -> Any:
+        return self.client.post(path, json=body, headers={"X-API-Key": self.key})
+
+    def task(self, queue: str, kind: str) -> dict[str, Any]:
+        found: list[dict[str, Any]] = []
+
+        def opened() -> bool:
+            found[:] = [
+                t for t in self.get("/v1/work-items", queue=queue)["items"] if t["kind"] == kind
+            ]
+            return bool(found)
+
+        self.cycle.run_until(opened, timeout=60)
+        return found[0]
+
+    def decide(self, item: dict[str, Any], **decision: Any) -> None:
+        answer = self.post(f"/v1/work-items/{item['id']}/decision", decision)
+        assert answer.status_code == 200, answer.text
+
+    def invoice_status(self, number: str) -> str | None:
+        return next(
+            (i["status"] for i in self.cycle.invoices() if i["number"] == number.upper()), None
+        )
+
+    def until_invoice(self, number: str, status: str) -> None:
+        self.cycle.run_until(lambda: self.invoice_status(number) == status, timeout=60)
+
+    def send_invoice(self, document: InvoiceDocument) -> None:
+        self.cycle.simulators["MCK"]._send_back(MCK, document)
+
+    def journal(self, entry_prefix: str = "ap:") -> list[Any]:
+        with self.mb.engine.connect() as conn:
+            entries = ledger_store.journal(conn, limit=1000)
+        return [e for e in entries if e.entry_id.startswith(entry_prefix)]
+
+
+@pytest.fixture
+def harness_for(engine: object, settings: Settings, tmp_path: Path) -> Iterator[Any]:
+    made: list[Harness] = []
+
+    def make(faults: Faults | None = None, **overrides: Any) -> Harness:
+        harness = Harness(cycle_settings(settings, tmp_path, **overrides), faults or Faults())
+        made.append(harness)
+        return harness
+
+    yield make
+    for harness in made:
+        harness.mb.stop_workers()
+
+
+def test_price_variance_goes_to_ap_and_a_credit_request_then_a_credit_memo_unwinds(
+    harness_for: Any,
+) -> None:
+    h = harness_for(Faults(force={"MCK-VANCO-1G": Fault.PRICE_CHANGE}))
+    reference = h.order()
+    task = h.task("ap", "price_variance")
+    assert task["queue"] == "ap"
+    assert "price per base unit" in task["reason"]
+    assert reference in task["context"]["orders"]
+    assert set(task["actions"]) == {"approve", "adjust_price", "request_credit", "reject"}
+    number = task["context"]["invoice_number"]
+    h.decide(task, action="request_credit", note="5% over contract")
+    h.until_invoice(number, "credit_requested")
+    (posted,) = h.journal()
+    lines = {ln.account: ln for ln in posted.lines}
+    ap = lines["2000-H1"].credit
+    grni = lines["2100-H1"].debit
+    ppv = lines["5500-H1"].debit
+    assert grni == Decimal("6.85") * 60 and ap == grni + ppv and ppv > 0
+    decided = h.get(f"/v1/work-items/{task['id']}")
+    assert decided["decided_by"] == "admin" and decided["decision"]["action"] == "request_credit"
+
+    h.send_invoice(
+        InvoiceDocument(
+            invoice_number=f"CM-{number}"[-30:],
+            invoice_date=date.today(),
+            purpose=InvoicePurpose.CREDIT_MEMO,
+            lines=(
+                InvoiceLine(
+                    line_number=1,
+                    item=PartnerItem(supplier_part="MCK-VANCO-1G"),
+                    quantity=Decimal(1),
+                    unit="EA",
+                    unit_price=ppv,
+                    order_number=reference,
+                    order_line=1,
+                ),
+            ),
+            total=ppv,
+        )
+    )
+    memo = h.task("ap", "credit_memo")
+    h.decide(memo, action="approve")
+    h.until_invoice(f"CM-{number}"[-30:], "posted")
+    reversal = next(e for e in h.journal() if e.entry_id != posted.entry_id)
+    assert {(ln.account, ln.debit, ln.credit) for ln in reversal.lines} == {
+        ("2000-H1", ppv, Decimal(0)),
+        ("5500-H1", Decimal(0), ppv),
+    }
+    trace = h.get(f"/v1/trace/{posted.correlation_id}")["steps"]
+    matches = [s["detail"]["status"] for s in trace if s["kind"] == "invoice_match"]
+    assert sorted(matches) == ["credit_requested", "posted"]
+
+
+def test_quantity_over_received_adjusted_is_posted_as_corrected(harness_for: Any) -> None:
+    h = harness_for(Faults(force={"MCK-VANCO-1G": Fault.OVER_INVOICE}))
+    h.order()
+    task = h.task("ap", "quantity_over_received")
+    (exception,) = task["context"]["exceptions"]
+    assert Decimal(exception["expected"]) == 60 and Decimal(exception["actual"]) == 61
+    h.decide(task, action="adjust_quantity", quantity="60")
+    h.until_invoice(task["context"]["invoice_number"], "posted")
+    (posted,) = h.journal()
+    lines = {ln.account: ln for ln in posted.lines}
+    assert lines["2000-H1"].credit == Decimal("6.85") * 60
+    assert "5500-H1" not in lines  # as corrected, no variance
+    assert any(c.method == "create_supplier_invoice" for c in h.erp.calls)
+
+
+def test_duplicate_invoice_is_rejected_and_posts_nothing(harness_for: Any) -> None:
+    h = harness_for(Faults(force_duplicate_invoice=True))
+    h.order()
+    task = h.task("ap", "duplicate_invoice")
+    assert set(task["actions"]) == {"reject", "close"}
+    assert h.post(f"/v1/work-items/{task['id']}/decision", {"action": "approve"}).status_code == 422
+    h.decide(task, action="reject", note="sent twice")
+    number = task["context"]["invoice_number"]
+    h.cycle.run_until(
+        lambda: (
+            sorted(i["status"] for i in h.cycle.invoices() if i["number"] == number)
+            == ["posted", "rejected"]
+        )
+    )
+    assert len(h.journal()) == 1
+
+
+def test_unknown_po_is_closed(harness_for: Any) -> None:
+    h = harness_for()
+    h.send_invoice(
+        InvoiceDocument(
+            invoice_number="INV-NOBODY",
+            invoice_date=date.today(),
+            lines=(
+                InvoiceLine(
+                    line_number=1,
+                    item=PartnerItem(supplier_part="MCK-VANCO-1G"),
+                    quantity=Decimal(5),
+                    unit="EA",
+                    unit_price=Decimal("6.85"),
+                    order_number="PO99999999",
+                ),
+            ),
+            total=Decimal("34.25"),
+        )
+    )
+    task = h.task("ap", "unknown_po")
+    assert "PO99999999" in task["reason"]
+    h.decide(task, action="close")
+    h.until_invoice("INV-NOBODY", "closed")
+    assert h.journal() == []
+
+
+def test_unit_mismatch_is_rejected(harness_for: Any) -> None:
+    h = harness_for()
+    reference = h.order()
+    h.cycle.run_until(lambda: [i["status"] for i in h.cycle.invoices()] == ["posted"])
+    h.send_invoice(
+        InvoiceDocument(
+            invoice_number="INV-CASES",
+            invoice_date=date.today(),
+            lines=(
+                InvoiceLine(
+                    line_number=1,
+                    item=PartnerItem(supplier_part="MCK-VANCO-1G"),
+                    quantity=Decimal(2),
+                    unit="CA",
+                    unit_price=Decimal("68.50"),
+                    order_number=reference,
+                    order_line=1,
+                ),
+            ),
+            total=Decimal("137.00"),
+        )
+    )
+    task = h.task("ap", "unit_mismatch")
+    assert "no known pack factor" in task["reason"]
+    h.decide(task, action="reject")
+    h.until_invoice("INV-CASES", "rejected")
+    assert len(h.journal()) == 1
+
+
+def test_refused_delivery_unwinds_and_its_invoice_waits_for_ap(harness_for: Any) -> None:
+    h = harness_for(auto_receive=False)
+    reference = h.order()
+    h.cycle.run_until(lambda: h.get(f"/v1/purchase-orders/{reference}")["status"] == "shipped")
+    (noticed,) = h.get(f"/v1/purchase-orders/{reference}")["receipts"]
+    refused = h.post(
+        f"/v1/purchase-orders/{reference}/receipts",
+        {
+            "shipment_id": noticed["shipment_id"],
+            "lines": [{"line": 1, "quantity": "60"}],
+            "rejected": True,
+            "reason": "cold chain broken",
+        },
+    )
+    assert refused.status_code == 202, refused.text
+    h.cycle.run_until(
+        lambda: h.get(f"/v1/purchase-orders/{reference}")["status"] == "shipment_rejected"
+    )
+    po = h.get(f"/v1/purchase-orders/{reference}")
+    assert "cold chain broken" in po["note"]
+    assert h.erp.purchase_order_state(po["erp_id"]) != "cancelled"  # confirmed: lines closed
+    with h.mb.engine.connect() as conn:
+        assert store.on_order(conn) == {}  # released: the planner orders again
+    task = h.task("ap", "invoice_without_receipt")
+    h.decide(task, action="close")
+    h.until_invoice(task["context"]["invoice_number"], "closed")
+    again = h.post(
+        f"/v1/purchase-orders/{reference}/receipts",
+        {"shipment_id": noticed["shipment_id"], "lines": [{"line": 1, "quantity": "60"}]},
+    )
+    assert again.status_code == 409
+    bad = h.post(
+        f"/v1/purchase-orders/{reference}/receipts",
+        {"shipment_id": "SH-X", "lines": [{"line": 7, "quantity": "1"}]},
+    )
+    assert bad.status_code == 422 and "lines" in bad.text
+    assert (
+        h.post(
+            "/v1/purchase-orders/PO404/receipts",
+            {"shipment_id": "S", "lines": [{"line": 1, "quantity": "1"}]},
+        ).status_code
+        == 404
+    )
+
+
+def test_supplier_refusing_the_order_cancels_it_and_replenishment_orders_again(
+    harness_for: Any,
+) -> None:
+    h = harness_for(Faults(force={"MCK-VANCO-1G": Fault.REJECT}))
+    reference = h.order()
+    h.cycle.run_until(
+        lambda: h.get(f"/v1/purchase-orders/{reference}")["status"] == "rejected_by_supplier"
+    )
+    po = h.get(f"/v1/purchase-orders/{reference}")
+    assert h.erp.purchase_order_state(po["erp_id"]) == "cancelled"
+    (again,) = h.cycle.runtime.plan_and_start()
+    assert again != reference

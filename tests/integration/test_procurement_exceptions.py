@@ -133,9 +133,12 @@ def test_price_variance_goes_to_ap_and_a_credit_request_then_a_credit_memo_unwin
     ap = lines["2000-H1"].credit
     grni = lines["2100-H1"].debit
     ppv = lines["5500-H1"].debit
-    assert grni == Decimal("6.85") * 60 and ap == grni + ppv and ppv > 0
+    assert grni == Decimal("6.85") * 60
+    assert ap == grni + ppv
+    assert ppv > 0
     decided = h.get(f"/v1/work-items/{task['id']}")
-    assert decided["decided_by"] == "admin" and decided["decision"]["action"] == "request_credit"
+    assert decided["decided_by"] == "admin"
+    assert decided["decision"]["action"] == "request_credit"
 
     h.send_invoice(
         InvoiceDocument(
@@ -174,7 +177,8 @@ def test_quantity_over_received_adjusted_is_posted_as_corrected(harness_for: Any
     h.order()
     task = h.task("ap", "quantity_over_received")
     (exception,) = task["context"]["exceptions"]
-    assert Decimal(exception["expected"]) == 60 and Decimal(exception["actual"]) == 61
+    assert Decimal(exception["expected"]) == 60
+    assert Decimal(exception["actual"]) == 61
     h.decide(task, action="adjust_quantity", quantity="60")
     h.until_invoice(task["context"]["invoice_number"], "posted")
     (posted,) = h.journal()
@@ -291,7 +295,8 @@ def test_refused_delivery_unwinds_and_its_invoice_waits_for_ap(harness_for: Any)
         f"/v1/purchase-orders/{reference}/receipts",
         {"shipment_id": "SH-X", "lines": [{"line": 7, "quantity": "1"}]},
     )
-    assert bad.status_code == 422 and "lines" in bad.text
+    assert bad.status_code == 422
+    assert "lines" in bad.text
     assert (
         h.post(
             "/v1/purchase-orders/PO404/receipts",

@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from test_procurement_exceptions import fake_erp
 
 from medbridge.app import MedBridge
 from medbridge.canonical.masterdata import Supplier, SupplierStatus
@@ -21,7 +22,6 @@ from medbridge.settings import Settings
 from medbridge.store import ledger as ledger_store
 from medbridge.store import procurement as store
 from procurement_support import Cycle, cycle_settings
-from test_procurement_exceptions import fake_erp
 
 pytestmark = pytest.mark.db
 
@@ -83,7 +83,8 @@ def test_surplus_elsewhere_is_proposed_as_a_transfer_first(cycle: Cycle) -> None
     cycle.stock("VANCO-1G", "H1-ICU", 500)  # 300 over par
     use(cycle, "VANCO-1G", "H1-PHARM", 200, 60)
     report = planner(cycle, window=3600).plan()
-    assert report.proposed == 0 and report.tasks == 1
+    assert report.proposed == 0
+    assert report.tasks == 1
     client = TestClient(cycle.mb.api())
     key = cycle.mb.ensure_admin_key()[0]
     (task,) = client.get(
@@ -106,7 +107,8 @@ def test_surplus_elsewhere_is_proposed_as_a_transfer_first(cycle: Cycle) -> None
     cycle.pump()
     with cycle.mb.engine.connect() as conn:
         held = {r.location: r.quantity for r in ledger_store.stock(conn, item="VANCO-1G")}
-    assert held["H1-PHARM"] == 200 and held["H1-ICU"] == 440
+    assert held["H1-PHARM"] == 200
+    assert held["H1-ICU"] == 440
 
 
 def test_nobody_to_supply_it_is_a_pharmacy_task(cycle: Cycle) -> None:

@@ -540,9 +540,12 @@ class MedBridge:
         return (self.x12_exchange() if wire == "x12" else self.cxml_exchange()).receive(body)
 
     def api(self, with_workers: bool = False, demo: bool = False) -> FastAPI:
-        if demo:  # the demo's simulated suppliers are trading partners like any other
+        if demo:  # the demo's simulated suppliers are trading partners like any other; its
+            # dock receives what their ship notices announce (there is nobody to count)
             partners = {**demo_partners(), **self.settings.partners}
-            self.settings = self.settings.model_copy(update={"partners": partners})
+            self.settings = self.settings.model_copy(
+                update={"partners": partners, "auto_receive": True}
+            )
         register_bus_collector(
             BusCollector(list(self.consumers), self.bus.lag, self.bus.dead_letter_count)
         )

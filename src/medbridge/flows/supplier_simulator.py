@@ -116,6 +116,11 @@ class SimulatedSupplier:
         self._take(message.document, partner, message.envelope.payload_id)
         return Answer(200, render_response(200, payload_id="sim", timestamp=now).decode())
 
+    def take(self, order: OrderDocument, partner: TradingPartner, identity: str) -> None:
+        """An order read off the wire elsewhere (e.g. an 850 file picked up from the partner's
+        folder), ``identity`` its wire identity (ISA13): answered once per identity."""
+        self._take(order, partner, identity)
+
     def _take(self, order: OrderDocument, partner: TradingPartner, identity: str) -> None:
         with self._lock:
             self.received.append((identity, order))

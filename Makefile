@@ -46,6 +46,7 @@ bench: install
 	$(BIN)/python -m benchmarks.x12
 	$(BIN)/python -m benchmarks.cxml
 	$(BIN)/python -m benchmarks.matching
+	$(BIN)/python -m benchmarks.cycles
 
 clean:
 	rm -rf $(VENV) var .mypy_cache .ruff_cache .pytest_cache .hypothesis

@@ -26,7 +26,9 @@ from medbridge.observability.logging import get_logger
 
 log = get_logger(__name__)
 
-DEMO_FAULTS = Faults(backorder=0.1, price_change=0.1, partial=0.1, duplicate_invoice=0.05)
+DEMO_FAULTS = Faults(
+    backorder=0.1, price_change=0.15, partial=0.1, over_invoice=0.05, duplicate_invoice=0.1
+)
 """Substitutions are left out: a substitute item is received as such by a person, not by the
 demo's dock, which receives what the ship notice announces."""
 

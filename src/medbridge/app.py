@@ -147,7 +147,9 @@ class MedBridge:
         )
 
     def work_queues(self) -> WorkQueues:
-        return WorkQueues(self.engine, on_decision=self._on_decision)
+        return WorkQueues(
+            self.engine, on_decision=self._on_decision, owners=self.settings.queue_owners
+        )
 
     def _on_decision(self, item: WorkItem) -> None:
         if self._workflows is not None and self._workflows.launched:

@@ -17,6 +17,7 @@ from pydantic_settings import (
 )
 
 from medbridge.canonical.partners import OwnIdentity, TradingPartner
+from medbridge.canonical.tasks import WorkQueue
 
 DEFAULT_VAR_DIR = Path("var")
 
@@ -148,6 +149,9 @@ class Settings(BaseSettings):
     receipt_grace: float = Field(default=2 * 86400.0, ge=0)
     """How long an invoice waits for the goods it bills before it is matched anyway."""
     task_poll_interval: float = Field(default=30.0, gt=0)
+    queue_owners: dict[WorkQueue, list[str]] = {}
+    """Who may decide each work queue's tasks (client names, or names given to the CLI's
+    ``--by``), e.g. ``{"ap": ["ap-clerk"]}``; a queue not listed: any operator."""
     auto_receive: bool = False
     """Receive goods as their ship notice announces them (no dock count)."""
     match_price_percent: Decimal = Field(default=Decimal(2), ge=0)

@@ -114,3 +114,30 @@ def test_cli_lists_and_decides(medbridge: MedBridge, database_url: str) -> None:
     assert again.exit_code == 1
     assert "decided by cli:ana" in again.output
     assert runner.invoke(cli, ["tasks", "list"], env=env).output.count("price_variance") == 0
+
+
+def test_a_queue_with_owners_is_decided_by_them_or_an_admin(
+    settings: object, engine: object
+) -> None:
+    from medbridge.settings import Settings
+
+    assert isinstance(settings, Settings)
+    mb = MedBridge.build(settings.model_copy(update={"queue_owners": {"ap": ["ap-clerk"]}}))
+    queues = mb.work_queues()
+    first = queues.open(price_variance("owned:1"))
+    second = queues.open(price_variance("owned:2"))
+    other = queues.open(price_variance("owned:3").model_copy(update={"queue": WorkQueue.PHARMACY}))
+    with TestClient(mb.api()) as c:
+        buyer = {"X-API-Key": mb.clients.register("buyer", Role.INTEGRATION)}
+        clerk = {"X-API-Key": mb.clients.register("ap-clerk", Role.INTEGRATION)}
+        admin = {"X-API-Key": mb.ensure_admin_key()[0]}
+        approve = {"action": "approve"}
+        refused = c.post(f"/v1/work-items/{first.id}/decision", json=approve, headers=buyer)
+        assert refused.status_code == 403
+        assert "ap queue, decided by ap-clerk; not by buyer" in refused.json()["detail"]
+        assert c.post(f"/v1/work-items/{first.id}/decision", json=approve, headers=clerk).is_success
+        assert c.post(
+            f"/v1/work-items/{second.id}/decision", json=approve, headers=admin
+        ).is_success
+        assert c.post(f"/v1/work-items/{other.id}/decision", json=approve, headers=buyer).is_success
+    mb.engine.dispose()

@@ -13,6 +13,7 @@ from medbridge.api.auth import require, services
 from medbridge.canonical.tasks import Decision, TaskStatus, WorkQueue
 from medbridge.flows.work_queue import (
     ActionNotAllowed,
+    NotQueueOwner,
     TaskAlreadyDecided,
     TaskNotFound,
     WorkQueues,
@@ -61,19 +62,23 @@ async def get_work_item(request: Request, _client: Reader, item_id: ItemId) -> d
 async def decide_work_item(
     request: Request, client: Operator, item_id: ItemId, decision: Decision
 ) -> dict[str, Any]:
-    """Decide an open task with one of its actions: 404 unknown, 409 already decided (the
-    first decision stands), 422 naming ``action`` when the task does not offer it."""
+    """Decide an open task with one of its actions: 404 unknown, 403 when the queue has
+    owners and the client is not one (an admin key may), 409 already decided (the first
+    decision stands), 422 naming ``action`` when the task does not offer it."""
     queues: WorkQueues | None = services(request).work_queues
     if queues is None:
         raise HTTPException(503, detail="work queues are not configured")
 
     def act() -> dict[str, Any]:
-        return queues.decide(item_id, decision, decided_by=client.name).as_dict()
+        override = client.may(Role.ADMIN)
+        return queues.decide(item_id, decision, decided_by=client.name, override=override).as_dict()
 
     try:
         return await run_in_threadpool(act)
     except TaskNotFound as error:
         raise HTTPException(404, detail=str(error)) from error
+    except NotQueueOwner as error:
+        raise HTTPException(403, detail=str(error)) from error
     except TaskAlreadyDecided as error:
         raise HTTPException(409, detail=str(error)) from error
     except ActionNotAllowed as error:

@@ -10,7 +10,7 @@ approved).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Collection, Mapping
 
 from sqlalchemy import Engine
 
@@ -38,12 +38,24 @@ class ActionNotAllowed(TaskError):
     pass
 
 
+class NotQueueOwner(TaskError):
+    """The queue has owners and the person deciding is not one of them."""
+
+
 OnDecision = Callable[[WorkItem], None]
 
 
 class WorkQueues:
-    def __init__(self, engine: Engine, on_decision: OnDecision | None = None) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        on_decision: OnDecision | None = None,
+        owners: Mapping[WorkQueue, Collection[str]] | None = None,
+    ) -> None:
+        """``owners``: who may decide the tasks of a queue (client or person names); a queue
+        not listed may be decided by any operator."""
         self.engine, self.on_decision = engine, on_decision
+        self.owners = {queue: frozenset(names) for queue, names in (owners or {}).items()}
 
     def open(self, task: NewTask) -> WorkItem:
         with self.engine.begin() as conn:
@@ -54,11 +66,20 @@ class WorkQueues:
             )
         return item
 
-    def decide(self, item_id: int, decision: Decision, *, decided_by: str) -> WorkItem:
+    def decide(
+        self, item_id: int, decision: Decision, *, decided_by: str, override: bool = False
+    ) -> WorkItem:
+        """``override``: an administrator deciding outside the queue's owners."""
         with self.engine.begin() as conn:
             item = store.get(conn, item_id)
             if item is None:
                 raise TaskNotFound(f"no work item {item_id}")
+            owners = self.owners.get(item.queue)
+            if owners and decided_by not in owners and not override:
+                raise NotQueueOwner(
+                    f"work item {item_id} is in the {item.queue.value} queue, decided by "
+                    f"{', '.join(sorted(owners))}; not by {decided_by}"
+                )
             if decision.action not in item.actions:
                 allowed = ", ".join(a.value for a in item.actions)
                 raise ActionNotAllowed(

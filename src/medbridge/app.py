@@ -367,6 +367,7 @@ class MedBridge:
             failure_threshold=s.erp_breaker_failures,
             cool_down=s.erp_breaker_cool_down,
             auth_cool_down=s.erp_auth_cool_down,
+            lease=s.erp_lease,
             windows=PostingWindows.parse(s.erp_hold_windows, s.erp_hold_timezone),
             retry=RetryPolicy(
                 max_attempts=s.retry_max_attempts,

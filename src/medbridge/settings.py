@@ -117,6 +117,10 @@ class Settings(BaseSettings):
     erp_auth_cool_down: float = Field(default=300.0, gt=0)
     erp_retry_initial_backoff: float = Field(default=1.0, ge=0)
     erp_retry_max_backoff: float = Field(default=300.0, ge=0)
+    erp_lease: float = Field(default=300.0, gt=0)
+    """Seconds a claimed ERP posting is reserved for the worker that claimed it: after a
+    crash, what it held is posted again once its lease runs out (the ERP finds a move it
+    already created). Shorter: faster recovery; longer than the slowest ERP call, always."""
     erp_poll_interval: float = Field(default=0.5, gt=0)
 
     own_identity: OwnIdentity = OwnIdentity()

@@ -1,4 +1,5 @@
-"""Durable procure-to-pay on DBOS: one workflow per purchase order, one per supplier invoice.
+"""Durable procure-to-pay on DBOS: one workflow per purchase order (``flows.invoice_settlement``
+has the one per supplier invoice), and the runtime both run on.
 
 ``procure(reference)`` (workflow id = the order's reference, e.g. ``PO00000007``):
 
@@ -17,17 +18,6 @@
    nothing more of those lines and, once nothing is expected, cancels what is open in the ERP.
    No goods for ``shipment_timeout``: a procurement task (approve: wait on; close: close short).
 
-``settle_invoice(invoice)`` (workflow id ``invoice:<the document's wire identity>``, started
-per invoice received): waits up to ``receipt_grace`` for the goods it bills (an invoice often
-overtakes the truck), then three-way matches it (``domain.matching``, tolerances from the
-policy; serialised per supplier so that two copies of one invoice cannot both match). Matched:
-posted (the supplier invoice in the ERP, posted; GRNI / PPV / AP journal entry through the
-ERP posting outbox). An exception opens an AP task with its reasons and waits for the
-decision: approve (post as billed), adjust price / quantity (post as corrected), request credit
-(post as billed, the variance expected back as a credit memo), reject / close (nothing
-posted). A credit memo is never matched automatically; approved, it posts its reversal (debit
-AP, credit PPV). An invoice for no order of ours: an AP task (reject or close).
-
 Exactly once: every step's side effect is keyed (ERP documents by reference, bus appends by
 idempotency key, rows by primary key, journal entries by entry id), so a step that DBOS runs
 again after a crash finds its effect and does not repeat it; the workflow id makes a second
@@ -45,7 +35,6 @@ from __future__ import annotations
 import os
 import signal
 import threading
-import time
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -59,24 +48,18 @@ from sqlalchemy import Engine
 
 from medbridge.canonical.base import Money
 from medbridge.canonical.erp import ErpPort, ErpRejected, ErpUnavailable
-from medbridge.canonical.finance import JournalEntry, JournalLine
-from medbridge.canonical.masterdata import AccountRole
 from medbridge.canonical.movements import MovementKind, StockMovement
 from medbridge.canonical.partners import TradingPartner
 from medbridge.canonical.procurement import (
     GoodsReceipt,
-    InvoiceLine,
     OrderLine,
     PurchaseOrder,
     ReceiptLine,
-    SupplierInvoice,
 )
 from medbridge.canonical.tasks import Action, NewTask, WorkQueue
 from medbridge.canonical.trade import (
     AcknowledgementDocument,
     AckStatus,
-    InvoiceDocument,
-    InvoicePurpose,
     LineStatus,
     OrderDocument,
     PartnerItem,
@@ -85,19 +68,8 @@ from medbridge.canonical.trade import (
     ShipNoticeDocument,
 )
 from medbridge.canonical.trade import OrderLine as TradeOrderLine
-from medbridge.domain.ledger import money
 from medbridge.domain.matching import (
-    InvoiceLineIn,
-    MatchBook,
-    MatchInvoice,
-    MatchResult,
-    PoLine,
-    Posting,
-    PostingAccounts,
-    ReceivedLine,
     Tolerances,
-    journal_lines,
-    match_invoice,
 )
 from medbridge.flows.intake import MovementIntake, Submission
 from medbridge.flows.replenishment import ReplenishmentPlanner
@@ -105,10 +77,8 @@ from medbridge.flows.trade import ChannelError, TradeOutbox
 from medbridge.flows.work_queue import WorkQueues
 from medbridge.masterdata.repository import MasterDataRepository
 from medbridge.observability.logging import get_logger
-from medbridge.store import ledger as ledger_store
 from medbridge.store import procurement as store
 from medbridge.store import work_items
-from medbridge.store.trade import find_by_key, next_control_number
 from medbridge.store.work_items import WorkItem
 
 log = get_logger(__name__)
@@ -201,7 +171,7 @@ class Procurement:
                         item=t["item"],
                         location=t["from"],
                         to_location=t["to"],
-                        quantity=_d(t["quantity"]),
+                        quantity=dec(t["quantity"]),
                         unit=self._base_unit(t["item"]),
                         occurred_at=at,
                         reason=f"transfer approved by {item.decided_by} (task {item.id})",
@@ -235,7 +205,7 @@ def install(runtime: Procurement | None) -> None:
     _runtime = runtime
 
 
-def _rt() -> Procurement:
+def runtime() -> Procurement:
     if _runtime is None:
         raise RuntimeError("procurement workflows are not installed in this process")
     return _runtime
@@ -258,18 +228,11 @@ def start_order(reference: str) -> None:
         DBOS.start_workflow(procure, reference)
 
 
-def start_invoice(invoice: dict[str, Any]) -> str:
-    workflow_id = f"invoice:{invoice['key']}"
-    with SetWorkflowID(workflow_id):
-        DBOS.start_workflow(settle_invoice, invoice)
-    return workflow_id
-
-
 def now() -> datetime:
     return datetime.now(UTC)
 
 
-def _d(value: Any) -> Decimal:
+def dec(value: Any) -> Decimal:
     return Decimal(str(value))
 
 
@@ -299,26 +262,16 @@ def _erp_step(reference: str, name: str, step: Callable[[str], Any]) -> Any:
             return step(reference)
         except ErpRejected as error:
             attempt += 1
-            decision = _escalate(
-                reference,
-                NewTask(
-                    key=f"{reference}:{name}:{attempt}",
-                    queue=WorkQueue.PROCUREMENT,
-                    kind="erp_rejected",
-                    subject=f"purchase order {reference}",
-                    reason=f"the ERP refused {name}: {error}"
-                    + (f" (field {error.field})" if error.field else ""),
-                    context={"step": name, "field": error.field},
-                    actions=(Action.APPROVE, Action.CLOSE),
-                ),
+            reason = f"the ERP refused {name}: {error}" + (
+                f" (field {error.field})" if error.field else ""
             )
-            if decision["action"] != Action.APPROVE:
+            if not _approved(reference, f"{name}:{attempt}", "erp_rejected", reason):
                 raise ProcessClosed("closed") from None
 
 
 @DBOS.step()
 def _erp_order(reference: str) -> str:
-    rt = _rt()
+    rt = runtime()
     with rt.engine.connect() as conn:
         po = store.order(conn, reference)
     assert po is not None
@@ -331,9 +284,9 @@ def _erp_order(reference: str) -> str:
         lines=tuple(
             OrderLine(
                 item=ln["item"],
-                quantity=_d(ln["quantity"]),
+                quantity=dec(ln["quantity"]),
                 unit=ln["unit"],
-                unit_price=Money(amount=_d(ln["unit_price"]), currency=ln["currency"]),
+                unit_price=Money(amount=dec(ln["unit_price"]), currency=ln["currency"]),
             )
             for ln in po["lines"]
         ),
@@ -360,9 +313,9 @@ def order_document(po: dict[str, Any], buyer: str) -> OrderDocument:
             TradeOrderLine(
                 line_number=ln["line"],
                 item=PartnerItem(supplier_part=ln["contract"], buyer_part=ln["item"]),
-                quantity=_d(ln["quantity"]),
+                quantity=dec(ln["quantity"]),
                 unit=ln["wire_unit"],
-                unit_price=_d(ln["unit_price"]),
+                unit_price=dec(ln["unit_price"]),
             )
             for ln in po["lines"]
         ),
@@ -371,7 +324,7 @@ def order_document(po: dict[str, Any], buyer: str) -> OrderDocument:
 
 @DBOS.step()
 def _send_order(reference: str) -> str:
-    rt = _rt()
+    rt = runtime()
     with rt.engine.connect() as conn:
         po = store.order(conn, reference)
     assert po is not None
@@ -400,21 +353,10 @@ def _send_order(reference: str) -> str:
 
 
 def _await_ack(reference: str) -> None:
-    message = DBOS.recv("ack", timeout_seconds=_rt().policy.ack_timeout)
+    message = DBOS.recv("ack", timeout_seconds=runtime().policy.ack_timeout)
     if message is None:
-        decision = _escalate(
-            reference,
-            NewTask(
-                key=f"{reference}:ack_overdue",
-                queue=WorkQueue.PROCUREMENT,
-                kind="ack_overdue",
-                subject=f"purchase order {reference}",
-                reason="the supplier has not acknowledged the order in time",
-                context={},
-                actions=(Action.APPROVE, Action.CLOSE),
-            ),
-        )
-        if decision["action"] != Action.APPROVE:
+        reason = "the supplier has not acknowledged the order in time"
+        if not _approved(reference, "ack_overdue", "ack_overdue", reason):
             raise ProcessClosed("cancelled")
         _expect(reference, None)
         return
@@ -428,7 +370,7 @@ def _await_ack(reference: str) -> None:
 def _expect(reference: str, ack: dict[str, Any] | None) -> None:
     """Record what the supplier will ship per line: the acknowledged quantities (0 for a
     rejected line), or the order's when it was approved without an acknowledgement."""
-    rt = _rt()
+    rt = runtime()
     with rt.engine.begin() as conn:
         po = store.order(conn, reference)
         assert po is not None
@@ -441,7 +383,7 @@ def _expect(reference: str, ack: dict[str, Any] | None) -> None:
                 elif line.status is LineStatus.QUANTITY_CHANGED:
                     answered[line.line_number] = line.quantity
         lines = [
-            ln | {"expected": str(answered.get(ln["line"], _d(ln["quantity"])))}
+            ln | {"expected": str(answered.get(ln["line"], dec(ln["quantity"])))}
             for ln in po["lines"]
         ]
         store.set_order(conn, reference, lines=lines, status="acknowledged")
@@ -449,7 +391,7 @@ def _expect(reference: str, ack: dict[str, Any] | None) -> None:
 
 @DBOS.step()
 def _erp_confirm(reference: str) -> None:
-    rt = _rt()
+    rt = runtime()
     with rt.engine.connect() as conn:
         po = store.order(conn, reference)
     assert po is not None
@@ -461,25 +403,14 @@ def _erp_confirm(reference: str) -> None:
 
 
 def _receive_goods(reference: str) -> str:
-    rt = _rt()
+    rt = runtime()
     overdue, received, rejected = 0, False, False
     while _still_expected(reference):
         message = DBOS.recv("goods", timeout_seconds=rt.policy.shipment_timeout)
         if message is None:
             overdue += 1
-            decision = _escalate(
-                reference,
-                NewTask(
-                    key=f"{reference}:shipment_overdue:{overdue}",
-                    queue=WorkQueue.PROCUREMENT,
-                    kind="shipment_overdue",
-                    subject=f"purchase order {reference}",
-                    reason="goods still expected and nothing shipped in time",
-                    context={},
-                    actions=(Action.APPROVE, Action.CLOSE),
-                ),
-            )
-            if decision["action"] != Action.APPROVE:
+            reason = "goods still expected and nothing shipped in time"
+            if not _approved(reference, f"shipment_overdue:{overdue}", "shipment_overdue", reason):
                 return "closed_short"
         elif message["kind"] == "ship_notice":
             shipment = _notice(reference, message["document"])
@@ -497,7 +428,7 @@ def _receive_goods(reference: str) -> str:
 
 @DBOS.step()
 def _still_expected(reference: str) -> bool:
-    with _rt().engine.connect() as conn:
+    with runtime().engine.connect() as conn:
         return bool(_outstanding(conn, reference))
 
 
@@ -509,19 +440,19 @@ def _outstanding(conn: Any, reference: str) -> dict[int, Decimal]:
     for r in store.receipts(conn, reference):
         if r["status"] == "received":
             for ln in r["lines"]:
-                got[ln["line"]] = got.get(ln["line"], Decimal(0)) + _d(ln["quantity"])
+                got[ln["line"]] = got.get(ln["line"], Decimal(0)) + dec(ln["quantity"])
         elif r["status"] == "rejected":
             for ln in r["lines"]:  # a refused shipment is not expected again
-                got[ln["line"]] = got.get(ln["line"], Decimal(0)) + _d(ln["quantity"])
+                got[ln["line"]] = got.get(ln["line"], Decimal(0)) + dec(ln["quantity"])
     left = {}
     for ln in po["lines"]:
-        rest = _d(ln.get("expected", ln["quantity"])) - got.get(ln["line"], Decimal(0))
+        rest = dec(ln.get("expected", ln["quantity"])) - got.get(ln["line"], Decimal(0))
         if rest > 0:
             left[ln["line"]] = rest
     return left
 
 
-def _po_line(po: dict[str, Any], item: PartnerItem, number: int) -> dict[str, Any] | None:
+def order_line_for(po: dict[str, Any], item: PartnerItem, number: int) -> dict[str, Any] | None:
     """The order line a supplier's line is about: by line number, else by part number."""
     lines: list[dict[str, Any]] = po["lines"]
     by_number = {ln["line"]: ln for ln in lines}
@@ -541,7 +472,7 @@ def _po_line(po: dict[str, Any], item: PartnerItem, number: int) -> dict[str, An
 def _notice(reference: str, document: dict[str, Any]) -> dict[str, Any] | None:
     """Record a ship notice's lines for this order; the receipt it announces (None if it
     ships nothing of ours)."""
-    rt = _rt()
+    rt = runtime()
     notice = ShipNoticeDocument.model_validate(document)
     with rt.engine.begin() as conn:
         po = store.order(conn, reference)
@@ -552,7 +483,7 @@ def _notice(reference: str, document: dict[str, Any]) -> dict[str, Any] | None:
                 continue
             for pack in shipped.packs:
                 for sl in pack.lines:
-                    ln = _po_line(po, sl.item, sl.line_number)
+                    ln = order_line_for(po, sl.item, sl.line_number)
                     if ln is None:
                         continue
                     lines.append(
@@ -581,7 +512,7 @@ def _notice(reference: str, document: dict[str, Any]) -> dict[str, Any] | None:
 def _receive(reference: str, receipt: dict[str, Any]) -> None:
     """Record a receipt: the ERP's goods receipt, the stock movements, the row. Each part is
     keyed: a repeat after a crash finds what it did."""
-    rt = _rt()
+    rt = runtime()
     gr_reference = f"{reference}:{receipt['shipment_id']}"
     with rt.engine.connect() as conn:
         po = store.order(conn, reference)
@@ -600,11 +531,11 @@ def _receive(reference: str, receipt: dict[str, Any]) -> None:
         lines=tuple(
             ReceiptLine(
                 item=ln["item"],
-                quantity=_d(r["quantity"]),
+                quantity=dec(r["quantity"]),
                 unit=ln["unit"],
                 lot=r.get("lot"),
                 expiry=date.fromisoformat(r["expiry"]) if r.get("expiry") else None,
-                unit_price=Money(amount=_d(ln["unit_price"]), currency=ln["currency"]),
+                unit_price=Money(amount=dec(ln["unit_price"]), currency=ln["currency"]),
             )
             for ln, r in lines
         ),
@@ -619,11 +550,11 @@ def _receive(reference: str, receipt: dict[str, Any]) -> None:
                     kind=MovementKind.RECEIPT,
                     item=ln["item"],
                     location=ln["location"],
-                    quantity=_d(r["quantity"]),
+                    quantity=dec(r["quantity"]),
                     unit=ln["unit"],
                     lot=r.get("lot"),
                     expiry=date.fromisoformat(r["expiry"]) if r.get("expiry") else None,
-                    unit_cost=Money(amount=_d(ln["unit_price"]), currency=ln["currency"]),
+                    unit_cost=Money(amount=dec(ln["unit_price"]), currency=ln["currency"]),
                     occurred_at=at,
                     reason=f"goods receipt {gr_reference}",
                 ),
@@ -636,51 +567,45 @@ def _receive(reference: str, receipt: dict[str, Any]) -> None:
     )
     failpoint("receipt_movements")
     with rt.engine.begin() as conn:
-        if store.receipt(conn, gr_reference) is None:
-            store.notice(
-                conn,
-                reference=gr_reference,
-                order_reference=reference,
-                shipment_id=receipt["shipment_id"],
-                lines=receipt["lines"],
-                correlation_id=po["correlation_id"],
-            )
-        store.settle_receipt(
-            conn,
-            gr_reference,
-            lines=receipt["lines"],
-            status="received",
-            received_by=str(receipt.get("by") or "receiving"),
-            erp_id=ref.erp_id,
-        )
+        _settle(conn, po, receipt, "received", ref.erp_id)
         store.set_order(conn, reference, status="receiving")
     log.info("procurement.received", order=reference, receipt=gr_reference, erp_id=ref.erp_id)
+
+
+def _settle(
+    conn: Any, po: dict[str, Any], receipt: dict[str, Any], status: str, erp_id: str | None
+) -> None:
+    """The shipment's row (noticed first if no ship notice came) as received or refused."""
+    gr_reference = f"{po['reference']}:{receipt['shipment_id']}"
+    if store.receipt(conn, gr_reference) is None:
+        store.notice(
+            conn,
+            reference=gr_reference,
+            order_reference=po["reference"],
+            shipment_id=receipt["shipment_id"],
+            lines=receipt["lines"],
+            correlation_id=po["correlation_id"],
+        )
+    store.settle_receipt(
+        conn,
+        gr_reference,
+        lines=receipt["lines"],
+        status=status,
+        received_by=str(receipt.get("by") or "receiving"),
+        erp_id=erp_id,
+    )
 
 
 @DBOS.step()
 def _reject_shipment(reference: str, receipt: dict[str, Any]) -> None:
     """Refuse a delivery: nothing enters stock or the ERP; its lines are expected no more and
     their replenishment lines are released (the planner orders again)."""
-    rt = _rt()
+    rt = runtime()
     gr_reference = f"{reference}:{receipt['shipment_id']}"
     with rt.engine.begin() as conn:
         po = store.order(conn, reference)
         assert po is not None
-        if store.receipt(conn, gr_reference) is None:
-            store.notice(
-                conn,
-                reference=gr_reference,
-                order_reference=reference,
-                shipment_id=receipt["shipment_id"],
-                lines=receipt["lines"],
-                correlation_id=po["correlation_id"],
-            )
-        store.settle_receipt(
-            conn,
-            gr_reference,
-            status="rejected",
-            received_by=str(receipt.get("by") or "receiving"),
-        )
+        _settle(conn, po, receipt, "rejected", None)
         by_line = {ln["line"]: ln for ln in po["lines"]}
         items = [by_line[r["line"]]["item"] for r in receipt["lines"] if r["line"] in by_line]
         store.set_lines(conn, reference, "cancelled", items)
@@ -697,13 +622,13 @@ def _reject_shipment(reference: str, receipt: dict[str, Any]) -> None:
 def _finish(reference: str, outcome: str) -> None:
     """The goods are in (or the order closed short): anything still open in the ERP is
     cancelled; the replenishment lines are received."""
-    rt = _rt()
+    rt = runtime()
     with rt.engine.connect() as conn:
         po = store.order(conn, reference)
         left = _outstanding(conn, reference)
         refused = any(r["status"] == "rejected" for r in store.receipts(conn, reference))
         short = refused or (
-            any(_d(ln.get("expected", ln["quantity"])) < _d(ln["quantity"]) for ln in po["lines"])
+            any(dec(ln.get("expected", ln["quantity"])) < dec(ln["quantity"]) for ln in po["lines"])
             if po
             else False
         )
@@ -722,7 +647,7 @@ def _finish(reference: str, outcome: str) -> None:
 def _cancel(reference: str, outcome: str) -> None:
     """Compensation: the order cancelled in the ERP (if it got there), its replenishment lines
     released so the position is planned again."""
-    rt = _rt()
+    rt = runtime()
     with rt.engine.connect() as conn:
         po = store.order(conn, reference)
     assert po is not None
@@ -740,13 +665,29 @@ def _cancel(reference: str, outcome: str) -> None:
 # --- human decisions ---------------------------------------------------------------------
 
 
-def _escalate(workflow_id: str, task: NewTask) -> dict[str, Any]:
+def _approved(reference: str, key: str, kind: str, reason: str) -> bool:
+    """Ask procurement about the order: approve (go on) or close (stop)."""
+    decision = escalate(
+        reference,
+        NewTask(
+            key=f"{reference}:{key}",
+            queue=WorkQueue.PROCUREMENT,
+            kind=kind,
+            subject=f"purchase order {reference}",
+            reason=reason,
+            actions=(Action.APPROVE, Action.CLOSE),
+        ),
+    )
+    return bool(decision["action"] == Action.APPROVE)
+
+
+def escalate(workflow_id: str, task: NewTask) -> dict[str, Any]:
     """Open ``task`` for this workflow and wait for its decision (sent, or re-read)."""
     item_id = _open_task(
         task.model_copy(update={"workflow_id": workflow_id}).model_dump(mode="json")
     )
     while True:
-        message = DBOS.recv("decision", timeout_seconds=_rt().policy.poll)
+        message = DBOS.recv("decision", timeout_seconds=runtime().policy.poll)
         if message is not None and message.get("item_id") == item_id:
             return dict(message)
         decided = _decided(item_id)
@@ -756,7 +697,7 @@ def _escalate(workflow_id: str, task: NewTask) -> dict[str, Any]:
 
 @DBOS.step()
 def _open_task(task: dict[str, Any]) -> int:
-    rt = _rt()
+    rt = runtime()
     new = NewTask.model_validate(task)
     if new.correlation_id is None and new.workflow_id:
         with rt.engine.connect() as conn:
@@ -768,7 +709,7 @@ def _open_task(task: dict[str, Any]) -> int:
 
 @DBOS.step()
 def _decided(item_id: int) -> dict[str, Any] | None:
-    with _rt().engine.connect() as conn:
+    with runtime().engine.connect() as conn:
         item = work_items.get(conn, item_id)
     if item is None or item.decision is None:
         return None
@@ -781,86 +722,7 @@ def decision_message(
     return {"item_id": item_id, **decision, "decided_by": decided_by}
 
 
-# --- the invoice workflow ----------------------------------------------------------------
-
-
-ACTIONS: dict[str, tuple[Action, ...]] = {
-    "price_variance": (Action.APPROVE, Action.ADJUST_PRICE, Action.REQUEST_CREDIT, Action.REJECT),
-    "quantity_over_received": (
-        Action.APPROVE,
-        Action.ADJUST_QUANTITY,
-        Action.REQUEST_CREDIT,
-        Action.REJECT,
-    ),
-    "unit_mismatch": (Action.APPROVE, Action.ADJUST_QUANTITY, Action.REJECT),
-    "invoice_without_receipt": (Action.APPROVE, Action.REJECT, Action.CLOSE),
-    "duplicate_invoice": (Action.REJECT, Action.CLOSE),
-    "duplicate_number": (Action.APPROVE, Action.REJECT, Action.CLOSE),
-    "total_mismatch": (Action.APPROVE, Action.REJECT),
-    "credit_memo": (Action.APPROVE, Action.REJECT, Action.CLOSE),
-    "unknown_po": (Action.REJECT, Action.CLOSE),
-}
-"""What a person may do about each exception (the first exception of an invoice decides)."""
-
-ENDS = {
-    Action.APPROVE: "posted",
-    Action.ADJUST_PRICE: "posted",
-    Action.ADJUST_QUANTITY: "posted",
-    Action.REQUEST_CREDIT: "credit_requested",
-    Action.REJECT: "rejected",
-    Action.CLOSE: "closed",
-}
-
-
-@DBOS.workflow()
-def settle_invoice(invoice: dict[str, Any]) -> str:
-    key = invoice["key"]
-    facts = _invoice_facts(invoice)
-    arrived = _clock()
-    while _goods_outstanding(facts["orders"]) and _clock() < arrived + _rt().policy.receipt_grace:
-        DBOS.sleep(_rt().policy.poll)
-    result = _match(invoice, facts)
-    if result["status"] == "matched":
-        return _post(key, None)
-    decision = _escalate(f"invoice:{key}", _invoice_task(invoice, facts, result))
-    action = Action(decision["action"])
-    if action in (Action.REJECT, Action.CLOSE):
-        return _close_invoice(key, ENDS[action], decision)
-    return _post(key, decision)
-
-
-@DBOS.step()
-def _clock() -> float:
-    return time.time()
-
-
-@DBOS.step()
-def _invoice_facts(invoice: dict[str, Any]) -> dict[str, Any]:
-    document = InvoiceDocument.model_validate(invoice["document"])
-    with _rt().engine.connect() as conn:
-        orders = [n for n in document.order_numbers if store.order(conn, n) is not None]
-    return {"orders": orders, "credit": document.purpose is InvoicePurpose.CREDIT_MEMO}
-
-
-@DBOS.step()
-def _goods_outstanding(orders: list[str]) -> bool:
-    """Goods this invoice may bill are not in yet: a shipment noticed and not received, or
-    nothing received at all on an order still expecting goods."""
-    if not orders:
-        return False
-    with _rt().engine.connect() as conn:
-        for reference in orders:
-            receipts = store.receipts(conn, reference)
-            if any(r["status"] == "noticed" for r in receipts):
-                return True
-            po = store.order(conn, reference)
-            got = any(r["status"] == "received" for r in receipts)
-            if po is not None and not got and po["status"] not in TERMINAL:
-                return True
-    return False
-
-
-TERMINAL = (
+TERMINAL = (  # where a purchase order's workflow ends
     "received",
     "closed_short",
     "shipment_rejected",
@@ -868,342 +730,3 @@ TERMINAL = (
     "rejected_by_supplier",
     "closed",
 )
-
-
-def _book(conn: Any, supplier: str, orders: list[str]) -> tuple[MatchBook, dict[str, Any]]:
-    po_lines, received = [], []
-    by_order = {}
-    for reference in orders:
-        po = store.order(conn, reference)
-        assert po is not None
-        by_order[reference] = po
-        for ln in po["lines"]:
-            po_lines.append(
-                PoLine(
-                    reference,
-                    ln["line"],
-                    ln["item"],
-                    ln["unit"],
-                    _d(ln["quantity"]),
-                    _d(ln["unit_price"]),
-                    _d(ln["pack_factor"]),
-                )
-            )
-        lines = {ln["line"]: ln for ln in po["lines"]}
-        for r in store.receipts(conn, reference):
-            if r["status"] != "received":
-                continue
-            for rl in r["lines"]:
-                ln = lines[rl["line"]]
-                received.append(
-                    ReceivedLine(
-                        reference,
-                        rl["line"],
-                        ln["item"],
-                        ln["unit"],
-                        _d(rl["quantity"]),
-                        _d(ln["pack_factor"]),
-                    )
-                )
-    invoiced: dict[tuple[str, int], Decimal] = {}
-    history = []
-    for prior in store.billed(conn, supplier):
-        history.append((prior["supplier"], prior["number"], _d(prior["total"])))
-        for m in prior["result"].get("lines", []):
-            po_key = (m["order"], int(m["order_line"]))
-            invoiced[po_key] = invoiced.get(po_key, Decimal(0)) + _d(m["base_quantity"])
-    return MatchBook.build(po_lines, received, invoiced, history), by_order
-
-
-def _match_lines(
-    document: InvoiceDocument,
-    by_order: dict[str, Any],
-    decision: dict[str, Any] | None,
-    flagged: set[int],
-) -> tuple[InvoiceLineIn, ...]:
-    single = next(iter(by_order)) if len(by_order) == 1 else None
-    lines = []
-    for il in document.lines:
-        order = il.order_number if il.order_number in by_order else single
-        po = by_order.get(order) if order else None
-        ln = _po_line(po, il.item, il.order_line or 0) if po else None
-        item = ln["item"] if ln else (il.item.buyer_part or il.item.supplier_part or "?")
-        unit = ln["unit"] if ln and il.unit == ln["wire_unit"] else il.unit
-        quantity, price = il.quantity, il.unit_price
-        if decision and il.line_number in flagged:
-            if decision.get("quantity") is not None:
-                quantity = _d(decision["quantity"])
-            if decision.get("unit_price") is not None:
-                price = _d(decision["unit_price"])
-        lines.append(
-            InvoiceLineIn(
-                il.line_number,
-                order,
-                ln["line"] if ln else il.order_line,
-                item,
-                unit,
-                quantity,
-                price,
-            )
-        )
-    return tuple(lines)
-
-
-def _match_invoice(
-    document: InvoiceDocument, supplier: str, lines: tuple[InvoiceLineIn, ...], total: Decimal
-) -> MatchInvoice:
-    return MatchInvoice(
-        supplier=supplier,
-        number=document.invoice_number,
-        invoice_date=document.invoice_date,
-        total=total,
-        lines=lines,
-        tax=document.tax,
-        credit_memo=document.purpose is InvoicePurpose.CREDIT_MEMO,
-    )
-
-
-def _result_json(result: MatchResult) -> dict[str, Any]:
-    return {
-        "exceptions": [
-            {
-                "kind": e.kind.value,
-                "reason": e.reason,
-                "line": e.line,
-                "expected": None if e.expected is None else str(e.expected),
-                "actual": None if e.actual is None else str(e.actual),
-            }
-            for e in result.exceptions
-        ],
-        "lines": [
-            {
-                "line": m.line,
-                "order": m.po[0],
-                "order_line": m.po[1],
-                "base_quantity": str(m.base_quantity),
-                "amount": str(m.amount),
-                "grni": str(m.grni),
-            }
-            for m in result.lines
-        ],
-        "posting": None
-        if result.posting is None
-        else {k: str(getattr(result.posting, k)) for k in ("grni", "ppv", "tax", "ap")},
-    }
-
-
-@DBOS.step()
-def _match(invoice: dict[str, Any], facts: dict[str, Any]) -> dict[str, Any]:
-    """Match once (a repeat returns the recorded result), serialised per supplier."""
-    rt = _rt()
-    key, supplier = invoice["key"], invoice["supplier"]
-    document = InvoiceDocument.model_validate(invoice["document"])
-    with rt.engine.begin() as conn:
-        next_control_number(conn, supplier, "match")  # a row lock: one match per supplier
-        done = store.invoice(conn, key)
-        if done is not None:
-            return {"status": done["status"], **done["result"]}
-        book, by_order = _book(conn, supplier, facts["orders"])
-        lines = _match_lines(document, by_order, None, set())
-        result = match_invoice(
-            _match_invoice(document, supplier, lines, document.total), book, rt.policy.tolerances
-        )
-        payload = _result_json(result)
-        status = "matched" if result.matched else "exception"
-        correlation = invoice.get("correlation_id") or (
-            by_order[facts["orders"][0]]["correlation_id"] if facts["orders"] else key
-        )
-        store.record_invoice(
-            conn,
-            reference=key,
-            supplier=supplier,
-            number=document.invoice_number.strip().upper(),
-            total=money(document.total),
-            order_reference=facts["orders"][0] if facts["orders"] else None,
-            status=status,
-            result=payload,
-            erp_id=None,
-            correlation_id=str(correlation)[:36],
-        )
-    failpoint("match")
-    log.info("procurement.matched", invoice=key, status=status, exceptions=len(result.exceptions))
-    return {"status": status, **payload}
-
-
-def _invoice_task(
-    invoice: dict[str, Any], facts: dict[str, Any], result: dict[str, Any]
-) -> NewTask:
-    document = InvoiceDocument.model_validate(invoice["document"])
-    exceptions = result["exceptions"] or [
-        {"kind": "unknown_po", "reason": "the invoice names no order of ours", "line": None}
-    ]
-    if not facts["orders"] and not facts["credit"]:
-        exceptions = [
-            {
-                "kind": "unknown_po",
-                "reason": "the invoice names no order of ours: "
-                + (", ".join(document.order_numbers) or "none"),
-                "line": None,
-            }
-        ]
-    kind = exceptions[0]["kind"]
-    return NewTask(
-        key=f"invoice:{invoice['key']}"[:200],
-        queue=WorkQueue.AP,
-        kind=kind,
-        subject=f"invoice {document.invoice_number} of {invoice['supplier']}",
-        reason="; ".join(e["reason"] for e in exceptions)[:1000],
-        context={
-            "supplier": invoice["supplier"],
-            "invoice_number": document.invoice_number,
-            "total": str(document.total),
-            "orders": facts["orders"],
-            "exceptions": exceptions,
-            "lines": result.get("lines", []),
-        },
-        actions=ACTIONS[kind],
-        correlation_id=str(invoice.get("correlation_id") or "")[:36] or None,
-    )
-
-
-@DBOS.step()
-def _close_invoice(key: str, outcome: str, decision: dict[str, Any]) -> str:
-    with _rt().engine.begin() as conn:
-        store.set_invoice(conn, key, status=outcome)
-    log.info(
-        "procurement.invoice_closed", invoice=key, outcome=outcome, by=decision.get("decided_by")
-    )
-    return outcome
-
-
-@DBOS.step()
-def _post(key: str, decision: dict[str, Any] | None) -> str:
-    """Post an invoice: the supplier invoice in the ERP (posted), and the GRNI / PPV / AP
-    journal entry (the ERP posting outbox takes it to the ERP). A credit memo posts its
-    reversal only: debit AP, credit PPV."""
-    rt = _rt()
-    with rt.engine.connect() as conn:
-        row = store.invoice(conn, key)
-    assert row is not None
-    if row["status"] in ("posted", "credit_requested"):
-        return str(row["status"])
-    action = Action(decision["action"]) if decision else Action.APPROVE
-    outcome = ENDS[action]
-    document, supplier = _document_of(key)
-    credit = document.purpose is InvoicePurpose.CREDIT_MEMO
-    orders = [row["order_reference"]] if row["order_reference"] else []
-    with rt.engine.connect() as conn:
-        book, by_order = _book(conn, supplier, orders)
-        accounts_map = rt.masterdata.account_map(conn)
-    flagged = {e["line"] for e in row["result"]["exceptions"] if e.get("line") is not None}
-    lines = _match_lines(document, by_order, decision, flagged)
-    stated = sum((money(ln.quantity * ln.unit_price) for ln in lines), Decimal(0)) + document.tax
-    if action is Action.APPROVE or action is Action.REQUEST_CREDIT:
-        stated = money(document.total)
-    relaxed = Tolerances(Decimal(10**6), Decimal(10**6), Decimal(10**6), Decimal(10**6))
-    matched = match_invoice(
-        _match_invoice(document, supplier, lines, stated), _fresh(book), relaxed
-    )
-    grni = sum((m.grni for m in matched.lines), Decimal(0))
-    tax = money(document.tax)
-    posting = Posting(grni=grni, ppv=stated - grni - tax, tax=tax, ap=stated)
-    facility = next(iter(by_order.values()))["facility"] if by_order else None
-    erp_id = None
-    if not credit and by_order:
-        po = next(iter(by_order.values()))
-        supplier_invoice = SupplierInvoice(
-            reference=key[:120],
-            supplier=supplier,
-            invoice_number=document.invoice_number[:64],
-            invoice_date=document.invoice_date,
-            purchase_order=po["reference"],
-            lines=tuple(
-                InvoiceLine(
-                    item=ln.item,
-                    quantity=ln.quantity,
-                    unit=by_order[ln.order]["lines"][ln.order_line - 1]["unit"]
-                    if ln.order and ln.order_line
-                    else ln.unit,
-                    unit_price=Money(amount=ln.unit_price),
-                )
-                for ln in lines
-                if ln.order in by_order
-            ),
-        )
-
-        def create_and_post(erp: ErpPort) -> str:
-            ref = erp.create_supplier_invoice(supplier_invoice)
-            erp.post_supplier_invoice(ref.erp_id)
-            return ref.erp_id
-
-        erp_id = rt.call_erp("supplier_invoice", create_and_post)
-        failpoint("erp_invoice")
-    if facility is None:
-        with rt.engine.begin() as conn:
-            store.set_invoice(conn, key, status=outcome)
-        return outcome
-    if credit:
-        ap, ppv = (
-            accounts_map[(facility, AccountRole.ACCOUNTS_PAYABLE)],
-            accounts_map[(facility, AccountRole.PURCHASE_PRICE_VARIANCE)],
-        )
-        amount = money(document.total)
-        entry_lines: tuple[JournalLine, ...] = (
-            JournalLine(account=ap, debit=amount, facility=facility),
-            JournalLine(account=ppv, credit=amount, facility=facility),
-        )
-    else:
-        entry_lines = journal_lines(
-            posting,
-            PostingAccounts(
-                grni=accounts_map[(facility, AccountRole.GRNI)],
-                ppv=accounts_map[(facility, AccountRole.PURCHASE_PRICE_VARIANCE)],
-                ap=accounts_map[(facility, AccountRole.ACCOUNTS_PAYABLE)],
-            ),
-            facility,
-        )
-    entry_id = f"ap:{uuid.uuid5(uuid.NAMESPACE_URL, key)}"
-    with rt.engine.begin() as conn:
-        if not ledger_store.journal(conn, entry_ids=[entry_id], limit=1) and entry_lines:
-            posting_day = now().date()
-            ledger_store.record(
-                conn,
-                [],
-                [
-                    JournalEntry(
-                        entry_id=entry_id,
-                        posting_date=posting_day,
-                        currency=document.currency,
-                        description=(
-                            f"{'credit memo' if credit else 'invoice'} {document.invoice_number}"
-                            f" of {supplier}"
-                        )[:200],
-                        source_event_id=row_event(key),
-                        correlation_id=row["correlation_id"],
-                        lines=entry_lines,
-                    )
-                ],
-            )
-        store.set_invoice(conn, key, status=outcome, erp_id=erp_id)
-    failpoint("post")
-    log.info("procurement.invoice_posted", invoice=key, outcome=outcome, erp_id=erp_id)
-    return outcome
-
-
-def _fresh(book: MatchBook) -> MatchBook:
-    """The book without history: the invoice being posted is itself in it."""
-    return MatchBook(
-        orders=book.orders, received=book.received, factors=book.factors, by_item=book.by_item
-    )
-
-
-def _document_of(key: str) -> tuple[InvoiceDocument, str]:
-    with _rt().engine.connect() as conn:
-        row = find_by_key(conn, key)
-    assert row is not None
-    return InvoiceDocument.model_validate(row.document), row.partner
-
-
-def row_event(key: str) -> str:
-    """The source event id of an invoice's journal entry: derived from its wire identity."""
-    return str(uuid.uuid5(uuid.NAMESPACE_URL, f"invoice:{key}"))

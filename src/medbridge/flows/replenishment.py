@@ -36,6 +36,7 @@ from medbridge.domain.replenishment import (
     NoSource,
     OrderLineProposal,
     StockPosition,
+    TransferProposal,
     Urgency,
     consolidate,
     replenish,
@@ -224,7 +225,9 @@ def _proposal(row: dict[str, object]) -> OrderLineProposal:
     )
 
 
-def _transfer_task(transfers: tuple, subject: str, correlation: str, now: datetime) -> NewTask:  # type: ignore[type-arg]
+def _transfer_task(
+    transfers: tuple[TransferProposal, ...], subject: str, correlation: str, now: datetime
+) -> NewTask:
     moves = [
         {"item": t.item, "from": t.from_location, "to": t.to_location, "quantity": str(t.quantity)}
         for t in transfers

@@ -26,6 +26,7 @@ from sqlalchemy import make_url
 from medbridge.bus.port import BusMessage
 from medbridge.canonical.tasks import Action
 from medbridge.flows import procurement
+from medbridge.flows.invoice_settlement import start_invoice
 from medbridge.flows.procurement import Procurement
 from medbridge.observability.logging import get_logger
 from medbridge.store import procurement as store
@@ -124,7 +125,7 @@ class ProcurementRouter:
 
     def _invoice(self, message: BusMessage) -> None:
         envelope = json.loads(message.payload)
-        procurement.start_invoice(
+        start_invoice(
             {
                 "key": message.idempotency_key,
                 "supplier": message.subject.split(":", 1)[0],

@@ -318,3 +318,28 @@ def test_supplier_refusing_the_order_cancels_it_and_replenishment_orders_again(
     assert h.erp.purchase_order_state(po["erp_id"]) == "cancelled"
     (again,) = h.cycle.runtime.plan_and_start()
     assert again != reference
+
+
+def test_a_substitute_is_not_received_as_the_ordered_item(harness_for: Any) -> None:
+    h = harness_for(Faults(force={"MCK-VANCO-1G": Fault.SUBSTITUTE}))
+    reference = h.order()
+    task = h.task("pharmacy", "substitution")
+    assert "MCK-VANCO-1G-ALT" in task["reason"]
+    po = h.get(f"/v1/purchase-orders/{reference}")
+    assert po["status"] == "shipped"
+    assert [r["status"] for r in po["receipts"]] == ["noticed"]
+    with h.mb.engine.connect() as conn:
+        assert ledger_store.stock(conn, item="VANCO-1G")[0].quantity == 140  # nothing added
+    refused = h.post(
+        f"/v1/purchase-orders/{reference}/receipts",
+        {
+            "shipment_id": po["receipts"][0]["shipment_id"],
+            "lines": [{"line": 1, "quantity": "60"}],
+            "rejected": True,
+            "reason": "substitute not approved by pharmacy",
+        },
+    )
+    assert refused.status_code == 202
+    h.cycle.run_until(
+        lambda: h.get(f"/v1/purchase-orders/{reference}")["status"] == "shipment_rejected"
+    )

@@ -414,9 +414,14 @@ def _receive_goods(reference: str) -> str:
                 return "closed_short"
         elif message["kind"] == "ship_notice":
             shipment = _notice(reference, message["document"])
-            if rt.policy.auto_receive and shipment is not None:
-                _receive(reference, shipment)
-                received = True
+            if shipment is None or not rt.policy.auto_receive:
+                continue
+            swapped = [ln["substitute"] for ln in shipment["lines"] if "substitute" in ln]
+            if swapped:  # the dock cannot receive another item as the one ordered
+                _substitution(reference, shipment["shipment_id"], swapped)
+                continue
+            _receive(reference, shipment)
+            received = True
         elif message.get("rejected"):
             _reject_shipment(reference, message)
             rejected = True
@@ -468,6 +473,16 @@ def order_line_for(po: dict[str, Any], item: PartnerItem, number: int) -> dict[s
     )
 
 
+def _substitute(item: PartnerItem, line: dict[str, Any]) -> bool:
+    """The supplier names another item than the order line's (its part or ours)."""
+    named = [p for p in (item.supplier_part, item.buyer_part) if p]
+    return bool(named) and line["contract"] not in named and line["item"] not in named
+
+
+def _part(item: PartnerItem) -> str:
+    return item.supplier_part or item.buyer_part or item.gtin or item.description or "?"
+
+
 @DBOS.step()
 def _notice(reference: str, document: dict[str, Any]) -> dict[str, Any] | None:
     """Record a ship notice's lines for this order; the receipt it announces (None if it
@@ -493,6 +508,7 @@ def _notice(reference: str, document: dict[str, Any]) -> dict[str, Any] | None:
                             "lot": sl.lot,
                             "expiry": sl.expiry.isoformat() if sl.expiry else None,
                         }
+                        | ({"substitute": _part(sl.item)} if _substitute(sl.item, ln) else {})
                     )
         if not lines:
             return None
@@ -594,6 +610,32 @@ def _settle(
         received_by=str(receipt.get("by") or "receiving"),
         erp_id=erp_id,
     )
+
+
+@DBOS.step()
+def _substitution(reference: str, shipment_id: str, parts: list[str]) -> None:
+    """A shipment announcing substitutes waits for the dock: a pharmacy task says so."""
+    runtime().work_queues.open(
+        NewTask(
+            key=f"{reference}:{shipment_id}:substitution",
+            queue=WorkQueue.PHARMACY,
+            kind="substitution",
+            subject=f"purchase order {reference}, shipment {shipment_id}",
+            reason=(
+                f"the supplier ships {', '.join(parts)} in place of what was ordered: "
+                "receive it at the dock (POST /v1/purchase-orders/.../receipts) or refuse it"
+            ),
+            context={"order": reference, "shipment_id": shipment_id, "substitutes": parts},
+            actions=(Action.CLOSE,),
+            correlation_id=_correlation(reference),
+        )
+    )
+
+
+def _correlation(reference: str) -> str | None:
+    with runtime().engine.connect() as conn:
+        po = store.order(conn, reference)
+    return None if po is None else str(po["correlation_id"])
 
 
 @DBOS.step()

@@ -27,6 +27,7 @@ from medbridge.bus.sql import SqlBus
 from medbridge.canonical.erp import ErpPort
 from medbridge.canonical.inbound import ItemCodeKind
 from medbridge.canonical.partners import PartnerDirectory, TradingPartner, WireFormat
+from medbridge.canonical.tasks import Action
 from medbridge.connectors.fhir import FhirConfig
 from medbridge.connectors.flatfile import (
     ColumnMapping,
@@ -57,7 +58,11 @@ from medbridge.flows.ledger_posting import (
 )
 from medbridge.flows.partner_folders import PartnerFolders
 from medbridge.flows.procurement import Procurement, ProcurementPolicy
-from medbridge.flows.replenishment import PlannerPolicy, ReplenishmentPlanner
+from medbridge.flows.replenishment import (
+    PlannerPolicy,
+    ReplenishmentPlanner,
+    execute_transfer,
+)
 from medbridge.flows.trade import Answer, SupplierChannel, TradeInbox, TradeOutbox
 from medbridge.flows.work_queue import WorkQueues
 from medbridge.flows.workflows import ProcurementRouter, Workflows
@@ -152,7 +157,13 @@ class MedBridge:
         )
 
     def _on_decision(self, item: WorkItem) -> None:
-        if self._workflows is not None and self._workflows.launched:
+        """A decided task: an approved transfer moves the stock here and now (no workflow
+        waits for it); any other resumes its workflow if it runs in this process (else the
+        workflow finds the decision when it next re-reads its task)."""
+        if item.kind == "transfer_proposed":
+            if item.decision is not None and item.decision.action is Action.APPROVE:
+                execute_transfer(self.intake, self.masterdata, item)
+        elif self._workflows is not None and self._workflows.launched:
             self._workflows.on_decision(item)
 
     # --- durable workflows -----------------------------------------------------------------

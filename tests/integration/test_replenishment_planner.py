@@ -13,10 +13,12 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 from test_procurement_exceptions import fake_erp
+from typer.testing import CliRunner
 
 from medbridge.app import MedBridge
 from medbridge.canonical.masterdata import Supplier, SupplierStatus
 from medbridge.canonical.movements import MovementKind
+from medbridge.cli import app as cli
 from medbridge.flows.replenishment import PlannerPolicy, ReplenishmentPlanner
 from medbridge.settings import Settings
 from medbridge.store import ledger as ledger_store
@@ -122,3 +124,20 @@ def test_nobody_to_supply_it_is_a_pharmacy_task(cycle: Cycle) -> None:
     items: list[Any] = [i.as_dict() for i in cycle.mb.work_queues().listing()]
     assert [(i["kind"], i["queue"]) for i in items] == [("no_source", "pharmacy")]
     assert "all_on_hold" in items[0]["reason"]
+
+
+def test_a_transfer_approved_from_the_cli_moves_the_stock(cycle: Cycle, database_url: str) -> None:
+    cycle.stock("VANCO-1G", "H1-ICU", 500)
+    use(cycle, "VANCO-1G", "H1-PHARM", 200, 60)
+    planner(cycle, window=3600).plan()
+    (task,) = cycle.mb.work_queues().listing()
+    env = {"MEDBRIDGE_DATABASE_URL": database_url, "MEDBRIDGE_LOG_JSON": "false"}
+    done = CliRunner().invoke(
+        cli, ["tasks", "decide", str(task.id), "approve", "--by", "pharmacist"], env=env
+    )
+    assert done.exit_code == 0, done.output
+    cycle.pump()
+    with cycle.mb.engine.connect() as conn:
+        held = {r.location: r.quantity for r in ledger_store.stock(conn, item="VANCO-1G")}
+    assert held["H1-PHARM"] == 200
+    assert held["H1-ICU"] == 440

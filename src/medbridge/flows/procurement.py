@@ -79,7 +79,6 @@ from medbridge.masterdata.repository import MasterDataRepository
 from medbridge.observability.logging import get_logger
 from medbridge.store import procurement as store
 from medbridge.store import work_items
-from medbridge.store.work_items import WorkItem
 
 log = get_logger(__name__)
 T = TypeVar("T")
@@ -159,34 +158,6 @@ class Procurement:
             with self.engine.begin() as conn:
                 store.set_order(conn, reference, workflow_started=1)
         return pending
-
-    def transfer(self, item: WorkItem) -> None:
-        """An approved transfer proposal: the stock moves (keyed by the task: once)."""
-        at = now()
-        self.intake.submit(
-            [
-                Submission(
-                    StockMovement(
-                        kind=MovementKind.TRANSFER,
-                        item=t["item"],
-                        location=t["from"],
-                        to_location=t["to"],
-                        quantity=dec(t["quantity"]),
-                        unit=self._base_unit(t["item"]),
-                        occurred_at=at,
-                        reason=f"transfer approved by {item.decided_by} (task {item.id})",
-                    ),
-                    idempotency_key=f"task:{item.id}:{n}",
-                    correlation_id=uuid.UUID(item.correlation_id) if item.correlation_id else None,
-                )
-                for n, t in enumerate(item.context.get("transfers", []), start=1)
-            ],
-            source=SOURCE,
-        )
-
-    def _base_unit(self, code: str) -> str:
-        with self.engine.connect() as conn:
-            return self.masterdata.items(conn, [code])[code].base_unit
 
     def run_planner(self, stop: threading.Event, interval: float) -> None:
         while not stop.is_set():

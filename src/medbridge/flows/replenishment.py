@@ -27,10 +27,12 @@ from collections import defaultdict
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from uuid import UUID
 
 from sqlalchemy import Connection, Engine
 
 from medbridge.canonical.base import Money
+from medbridge.canonical.movements import MovementKind, StockMovement
 from medbridge.canonical.tasks import Action, NewTask, WorkQueue
 from medbridge.domain.replenishment import (
     NoSource,
@@ -42,10 +44,12 @@ from medbridge.domain.replenishment import (
     replenish,
     supply_options,
 )
+from medbridge.flows.intake import MovementIntake, Submission
 from medbridge.flows.work_queue import WorkQueues
 from medbridge.masterdata.repository import MasterDataRepository
 from medbridge.observability.logging import get_logger
 from medbridge.store import procurement as store
+from medbridge.store.work_items import WorkItem
 
 log = get_logger(__name__)
 
@@ -243,7 +247,6 @@ def _transfer_task(
         context={"transfers": moves},
         actions=(Action.APPROVE, Action.REJECT),
         correlation_id=correlation,
-        workflow_id=key,
     )
 
 
@@ -261,3 +264,38 @@ def _no_source_task(order: NoSource, subject: str, correlation: str, now: dateti
         actions=(Action.CLOSE,),
         correlation_id=correlation,
     )
+
+
+def execute_transfer(
+    intake: MovementIntake, masterdata: MasterDataRepository, item: WorkItem
+) -> None:
+    """An approved transfer proposal: the stock moves, keyed by the task (once, whichever
+    process decided it: the API's, the CLI's)."""
+    transfers = item.context.get("transfers", [])
+    with intake.engine.connect() as conn:
+        units = {
+            i.code: i.base_unit
+            for i in masterdata.items(conn, {t["item"] for t in transfers}).values()
+        }
+    at = datetime.now(UTC)
+    intake.submit(
+        [
+            Submission(
+                StockMovement(
+                    kind=MovementKind.TRANSFER,
+                    item=t["item"],
+                    location=t["from"],
+                    to_location=t["to"],
+                    quantity=Decimal(str(t["quantity"])),
+                    unit=units[t["item"]],
+                    occurred_at=at,
+                    reason=f"transfer approved by {item.decided_by} (task {item.id})",
+                ),
+                idempotency_key=f"task:{item.id}:{n}",
+                correlation_id=UUID(item.correlation_id) if item.correlation_id else None,
+            )
+            for n, t in enumerate(transfers, start=1)
+        ],
+        source="replenishment",
+    )
+    log.info("replenishment.transferred", task=item.id, moves=len(transfers))

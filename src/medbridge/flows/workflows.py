@@ -24,7 +24,6 @@ from dbos import DBOS
 from sqlalchemy import make_url
 
 from medbridge.bus.port import BusMessage
-from medbridge.canonical.tasks import Action
 from medbridge.flows import procurement
 from medbridge.flows.invoice_settlement import start_invoice
 from medbridge.flows.procurement import Procurement
@@ -88,14 +87,8 @@ class Workflows:
         procurement.install(None)
 
     def on_decision(self, item: WorkItem) -> None:
-        """A task was decided: resume its workflow, or carry out a proposal that has none."""
-        if item.decision is None:
-            return
-        if item.kind == "transfer_proposed":
-            if item.decision.action is Action.APPROVE:
-                self.runtime.transfer(item)
-            return
-        if item.workflow_id:
+        """A task was decided: resume its workflow (it also re-reads the task itself)."""
+        if item.decision is not None and item.workflow_id:
             DBOS.send(
                 item.workflow_id,
                 procurement.decision_message(

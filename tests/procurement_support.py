@@ -17,14 +17,16 @@ from sqlalchemy import make_url
 
 from medbridge.app import MedBridge
 from medbridge.canonical.base import Money
-from medbridge.canonical.erp import ErpPort
+from medbridge.canonical.erp import ErpPort, ErpProduct, ErpSupplier
 from medbridge.canonical.movements import MovementKind, StockMovement
 from medbridge.canonical.partners import TradingPartner
+from medbridge.connectors.tryton.fake import FakeErp
 from medbridge.flows.demo_procurement import demo_partners
 from medbridge.flows.erp_posting import ErpPosting, ErpPostingPolicy
 from medbridge.flows.intake import Submission
 from medbridge.flows.supplier_behaviour import Faults
 from medbridge.flows.supplier_simulator import SimulatedSupplier
+from medbridge.masterdata.demo_network import ITEMS
 from medbridge.settings import Settings
 from medbridge.store import procurement as store
 
@@ -134,3 +136,13 @@ class Cycle:
     def invoices(self) -> list[dict[str, Any]]:
         with self.mb.engine.connect() as conn:
             return store.invoices(conn)
+
+
+def fake_erp() -> FakeErp:
+    return FakeErp(
+        products=tuple(
+            ErpProduct(erp_id=str(n), code=i.code, name=i.name, unit=i.base_unit)
+            for n, i in enumerate(ITEMS, start=1)
+        ),
+        suppliers=(ErpSupplier("1", "MCK", "MCK"), ErpSupplier("2", "MEDSURG", "MEDSURG")),
+    )

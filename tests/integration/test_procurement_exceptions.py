@@ -16,31 +16,18 @@ import pytest
 from fastapi.testclient import TestClient
 
 from medbridge.app import MedBridge
-from medbridge.canonical.erp import ErpProduct, ErpSupplier
 from medbridge.canonical.movements import MovementKind
 from medbridge.canonical.trade import InvoiceDocument, InvoiceLine, InvoicePurpose, PartnerItem
-from medbridge.connectors.tryton.fake import FakeErp
 from medbridge.flows.demo_procurement import demo_partners
 from medbridge.flows.supplier_behaviour import Fault, Faults
-from medbridge.masterdata.demo_network import ITEMS
 from medbridge.settings import Settings
 from medbridge.store import ledger as ledger_store
 from medbridge.store import procurement as store
-from procurement_support import Cycle, cycle_settings
+from procurement_support import Cycle, cycle_settings, fake_erp
 
 pytestmark = pytest.mark.db
 
 MCK = demo_partners()["MCK"]
-
-
-def fake_erp() -> FakeErp:
-    return FakeErp(
-        products=tuple(
-            ErpProduct(erp_id=str(n), code=i.code, name=i.name, unit=i.base_unit)
-            for n, i in enumerate(ITEMS, start=1)
-        ),
-        suppliers=(ErpSupplier("1", "MCK", "MCK"), ErpSupplier("2", "MEDSURG", "MEDSURG")),
-    )
 
 
 class Harness:
@@ -343,3 +330,16 @@ def test_a_substitute_is_not_received_as_the_ordered_item(harness_for: Any) -> N
     h.cycle.run_until(
         lambda: h.get(f"/v1/purchase-orders/{reference}")["status"] == "shipment_rejected"
     )
+
+
+def test_an_order_that_cannot_be_sent_asks_procurement_and_closing_cancels_it(
+    harness_for: Any,
+) -> None:
+    h = harness_for(partners={"MEDSURG": demo_partners()["MEDSURG"]})  # MCK: no channel
+    reference = h.order()
+    task = h.task("procurement", "send_refused")
+    assert "MCK is not a trading partner" in task["reason"]
+    h.decide(task, action="close")
+    h.cycle.run_until(lambda: h.get(f"/v1/purchase-orders/{reference}")["status"] == "closed")
+    po = h.get(f"/v1/purchase-orders/{reference}")
+    assert h.erp.purchase_order_state(po["erp_id"]) == "cancelled"

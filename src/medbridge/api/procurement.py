@@ -40,8 +40,16 @@ class ReceiptIn(CanonicalModel):
     reason: str | None = Field(default=None, max_length=500)
 
 
+def _plain(row: dict[str, Any]) -> dict[str, Any]:
+    """A row as JSON gives it: dates as ISO text, amounts as exact decimal text."""
+    return {
+        k: v.isoformat() if isinstance(v, date) else str(v) if isinstance(v, Decimal) else v
+        for k, v in row.items()
+    }
+
+
 def _order(row: dict[str, Any], receipts: list[dict[str, Any]]) -> dict[str, Any]:
-    return {k: (v.isoformat() if hasattr(v, "isoformat") else v) for k, v in row.items()} | {
+    return _plain(row) | {
         "receipts": [
             {
                 k: r[k]
@@ -107,12 +115,6 @@ async def list_invoices(
 ) -> dict[str, Any]:
     def query() -> list[dict[str, Any]]:
         with services(request).engine.connect() as conn:
-            return [
-                {
-                    k: (v.isoformat() if hasattr(v, "isoformat") else str(v) if k == "total" else v)
-                    for k, v in i.items()
-                }
-                for i in store.invoices(conn, limit=limit)
-            ]
+            return [_plain(i) for i in store.invoices(conn, limit=limit)]
 
     return {"invoices": await run_in_threadpool(query)}

@@ -18,6 +18,7 @@ from sqlalchemy import Engine
 
 from medbridge.canonical.partners import OwnIdentity, TradingPartner, WireFormat
 from medbridge.canonical.trade import OrderDocument, OrderLine, PartnerItem, Party, PartyRole
+from medbridge.flows.replenishment import wire_unit
 from medbridge.flows.supplier_behaviour import Faults
 from medbridge.flows.supplier_simulator import Deliver, SimulatedSupplier
 from medbridge.flows.trade import ChannelError, SupplierChannel, TradeOutbox
@@ -46,11 +47,6 @@ def demo_partners() -> dict[str, TradingPartner]:
             cxml_shared_secret=SecretStr("demo-shared-secret"),
         ),
     }
-
-
-def _wire_unit(unit: str) -> str:
-    """The demo's base units as X12/UN-CEFACT codes (TAB, VIAL ... ship as each: EA)."""
-    return unit if len(unit) == 2 and unit.isupper() else "EA"
 
 
 class DemoProcurement:
@@ -93,7 +89,7 @@ class DemoProcurement:
                         supplier_part=f"{supplier}-{item.code}", description=item.name
                     ),
                     quantity=Decimal(self.rng.choice([10, 20, 50, 100])),
-                    unit=_wire_unit(item.base_unit),
+                    unit=wire_unit(item.base_unit),
                     unit_price=UNIT_PRICES[item.code],
                 )
                 for n, item in enumerate(chosen, start=1)

@@ -62,7 +62,7 @@ from medbridge.flows.procurement import (
 from medbridge.observability.logging import get_logger
 from medbridge.store import ledger as ledger_store
 from medbridge.store import procurement as store
-from medbridge.store.trade import find_by_key, next_control_number
+from medbridge.store.trade import next_control_number
 
 log = get_logger(__name__)
 
@@ -112,12 +112,12 @@ def settle_invoice(invoice: dict[str, Any]) -> str:
         DBOS.sleep(policy.poll)
     result = _match(invoice, facts)
     if result["status"] == "matched":
-        return _post(key, None)
+        return _post(invoice, None)
     decision = escalate(f"invoice:{key}", _invoice_task(invoice, facts, result))
     action = Action(decision["action"])
     if action in (Action.REJECT, Action.CLOSE):
         return _close_invoice(key, ENDS[action], decision)
-    return _post(key, decision)
+    return _post(invoice, decision)
 
 
 @DBOS.step()
@@ -358,11 +358,13 @@ def _close_invoice(key: str, outcome: str, decision: dict[str, Any]) -> str:
 
 
 @DBOS.step()
-def _post(key: str, decision: dict[str, Any] | None) -> str:
+def _post(invoice: dict[str, Any], decision: dict[str, Any] | None) -> str:
     """Post an invoice: the supplier invoice in the ERP (posted), and the GRNI / PPV / AP
     journal entry (the ERP posting outbox takes it to the ERP). A credit memo posts its
     reversal only: debit AP, credit PPV."""
     rt = runtime()
+    key, supplier = invoice["key"], invoice["supplier"]
+    document = InvoiceDocument.model_validate(invoice["document"])
     with rt.engine.connect() as conn:
         row = store.invoice(conn, key)
     assert row is not None
@@ -370,7 +372,6 @@ def _post(key: str, decision: dict[str, Any] | None) -> str:
         return str(row["status"])
     action = Action(decision["action"]) if decision else Action.APPROVE
     outcome = ENDS[action]
-    document, supplier = _document_of(key)
     credit = document.purpose is InvoicePurpose.CREDIT_MEMO
     orders = [row["order_reference"]] if row["order_reference"] else []
     with rt.engine.connect() as conn:
@@ -476,13 +477,6 @@ def _fresh(book: MatchBook) -> MatchBook:
     return MatchBook(
         orders=book.orders, received=book.received, factors=book.factors, by_item=book.by_item
     )
-
-
-def _document_of(key: str) -> tuple[InvoiceDocument, str]:
-    with runtime().engine.connect() as conn:
-        row = find_by_key(conn, key)
-    assert row is not None
-    return InvoiceDocument.model_validate(row.document), row.partner
 
 
 def row_event(key: str) -> str:

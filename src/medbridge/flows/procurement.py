@@ -125,23 +125,34 @@ class Procurement:
     _erp_lock: threading.Lock = field(default_factory=threading.Lock)
     stopping: threading.Event = field(default_factory=threading.Event)
 
-    def call_erp(self, what: str, call: Callable[[ErpPort], T]) -> T:
-        """One ERP call, retried while the ERP is unreachable (or not attached yet) with
-        backoff up to ``erp_retry_max`` s; ``ErpRejected`` goes to the workflow."""
+    def retrying(
+        self, what: str, call: Callable[[], T], transient: Callable[[Exception], bool]
+    ) -> T:
+        """``call()``, repeated while it fails with a ``transient`` error, with backoff up to
+        ``erp_retry_max`` s (until the process stops); any other error goes to the workflow."""
         delay = 0.5
         while True:
-            erp = self.erp()
             try:
-                if erp is None:
-                    raise ErpUnavailable("no ERP attached")
-                with self._erp_lock:
-                    return call(erp)
-            except ErpUnavailable as error:
-                if self.stopping.is_set():
+                return call()
+            except Exception as error:
+                if not transient(error) or self.stopping.is_set():
                     raise
-                log.warning("procurement.erp_unavailable", what=what, error=str(error))
+                log.warning("procurement.retry", what=what, error=str(error))
                 self.stopping.wait(delay)
                 delay = min(delay * 2, self.policy.erp_retry_max)
+
+    def call_erp(self, what: str, call: Callable[[ErpPort], T]) -> T:
+        """One ERP call, retried while the ERP is unreachable (or not attached yet);
+        ``ErpRejected`` goes to the workflow."""
+
+        def attempt() -> T:
+            erp = self.erp()
+            if erp is None:
+                raise ErpUnavailable("no ERP attached")
+            with self._erp_lock:
+                return call(erp)
+
+        return self.retrying(what, attempt, lambda e: isinstance(e, ErpUnavailable))
 
     # --- planning and starting ---------------------------------------------------------
 
@@ -213,10 +224,10 @@ def dec(value: Any) -> Decimal:
 @DBOS.workflow()
 def procure(reference: str) -> str:
     try:
-        _erp_step(reference, "erp_order", _erp_order)
-        _send_order(reference)
+        _refusable(reference, "erp_order", _erp_order)
+        _refusable(reference, "send_order", _send_order)
         _await_ack(reference)
-        _erp_step(reference, "erp_confirm", _erp_confirm)
+        _refusable(reference, "erp_confirm", _erp_confirm)
         outcome = _receive_goods(reference)
     except ProcessClosed as closed:
         _cancel(reference, closed.outcome)
@@ -225,19 +236,23 @@ def procure(reference: str) -> str:
     return outcome
 
 
-def _erp_step(reference: str, name: str, step: Callable[[str], Any]) -> Any:
-    """Run an ERP step; a refusal goes to procurement (approve: try again, close: cancel)."""
+def _refusable(reference: str, name: str, step: Callable[[str], Any]) -> Any:
+    """Run a step the ERP or the supplier's channel may refuse for good; a refusal goes to
+    procurement (approve: try again, close: cancel the order)."""
     attempt = 0
     while True:
         try:
             return step(reference)
         except ErpRejected as error:
-            attempt += 1
+            kind = "erp_rejected"
             reason = f"the ERP refused {name}: {error}" + (
                 f" (field {error.field})" if error.field else ""
             )
-            if not _approved(reference, f"{name}:{attempt}", "erp_rejected", reason):
-                raise ProcessClosed("closed") from None
+        except ChannelError as error:  # transient ones were retried in the step
+            kind, reason = "send_refused", f"the order could not be sent: {error.reason}"
+        attempt += 1
+        if not _approved(reference, f"{name}:{attempt}", kind, reason):
+            raise ProcessClosed("closed")
 
 
 @DBOS.step()
@@ -301,22 +316,16 @@ def _send_order(reference: str) -> str:
     assert po is not None
     partner = rt.partners.get(po["supplier"])
     if partner is None:
-        raise ErpRejected(f"supplier {po['supplier']} is not a trading partner", "supplier")
-    delay = 1.0
-    while True:
-        try:
-            receipt = rt.outbox.send(
-                order_document(po, rt.buyer),
-                partner=partner,
-                correlation_id=uuid.UUID(po["correlation_id"]),
-            )
-            break
-        except ChannelError as error:
-            if error.permanent:
-                raise ErpRejected(f"the supplier refused the order: {error.reason}") from error
-            log.warning("procurement.send_retry", order=reference, reason=error.reason)
-            rt.stopping.wait(delay)
-            delay = min(delay * 2, rt.policy.erp_retry_max)
+        raise ChannelError(f"{po['supplier']} is not a trading partner", permanent=True)
+    receipt = rt.retrying(
+        f"send {reference}",
+        lambda: rt.outbox.send(
+            order_document(po, rt.buyer),
+            partner=partner,
+            correlation_id=uuid.UUID(po["correlation_id"]),
+        ),
+        lambda e: isinstance(e, ChannelError) and not e.permanent,
+    )
     failpoint("send_order")
     with rt.engine.begin() as conn:
         store.set_order(conn, reference, status="sent")
@@ -604,6 +613,8 @@ def _substitution(reference: str, shipment_id: str, parts: list[str]) -> None:
 
 
 def _correlation(reference: str) -> str | None:
+    """The correlation id of an order (None if ``reference`` is no order: an invoice's
+    workflow id)."""
     with runtime().engine.connect() as conn:
         po = store.order(conn, reference)
     return None if po is None else str(po["correlation_id"])
@@ -710,14 +721,10 @@ def escalate(workflow_id: str, task: NewTask) -> dict[str, Any]:
 
 @DBOS.step()
 def _open_task(task: dict[str, Any]) -> int:
-    rt = runtime()
     new = NewTask.model_validate(task)
     if new.correlation_id is None and new.workflow_id:
-        with rt.engine.connect() as conn:
-            po = store.order(conn, new.workflow_id)
-        if po is not None:
-            new = new.model_copy(update={"correlation_id": po["correlation_id"]})
-    return rt.work_queues.open(new).id
+        new = new.model_copy(update={"correlation_id": _correlation(new.workflow_id)})
+    return runtime().work_queues.open(new).id
 
 
 @DBOS.step()

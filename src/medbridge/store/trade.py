@@ -144,8 +144,3 @@ def next_control_number(conn: Connection, partner: str, name: str) -> int:
     if moved.rowcount != 1:
         raise RuntimeError(f"control number {partner}/{name} moved concurrently; retry")
     return following
-
-
-def find_by_key(conn: Connection, idempotency_key: str) -> TradeDocumentRow | None:
-    row = conn.execute(select(docs).where(docs.c.idempotency_key == idempotency_key)).first()
-    return _row(row) if row else None

@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
+from fastapi.testclient import TestClient
 from sqlalchemy import make_url
 
 from medbridge.app import MedBridge
@@ -20,6 +21,7 @@ from medbridge.canonical.base import Money
 from medbridge.canonical.erp import ErpPort, ErpProduct, ErpSupplier
 from medbridge.canonical.movements import MovementKind, StockMovement
 from medbridge.canonical.partners import TradingPartner
+from medbridge.canonical.trade import InvoiceDocument
 from medbridge.connectors.tryton.fake import FakeErp
 from medbridge.flows.demo_procurement import demo_partners
 from medbridge.flows.erp_posting import ErpPosting, ErpPostingPolicy
@@ -28,6 +30,7 @@ from medbridge.flows.supplier_behaviour import Faults
 from medbridge.flows.supplier_simulator import SimulatedSupplier
 from medbridge.masterdata.demo_network import ITEMS
 from medbridge.settings import Settings
+from medbridge.store import ledger as ledger_store
 from medbridge.store import procurement as store
 
 FAST = {
@@ -146,3 +149,63 @@ def fake_erp() -> FakeErp:
         ),
         suppliers=(ErpSupplier("1", "MCK", "MCK"), ErpSupplier("2", "MEDSURG", "MEDSURG")),
     )
+
+
+class Harness:
+    """A cycle driven through the API as a person would: tasks decided, invoices sent."""
+
+    def __init__(self, settings: Settings, faults: Faults, erp: ErpPort | None = None) -> None:
+        self.mb = MedBridge.build(settings)
+        self.mb.seed_demo()
+        self.erp = erp
+        self.cycle = Cycle(self.mb, faults, erp)
+        self.client = TestClient(self.mb.api())
+        self.key = self.mb.ensure_admin_key()[0]
+
+    def order(self, item: str = "VANCO-1G", store_: str = "H1-PHARM") -> str:
+        self.cycle.stock(item, store_, 200)
+        self.cycle.pump()
+        self.cycle.movement(MovementKind.DISPENSE, item, store_, 60)
+        self.cycle.pump()
+        (reference,) = self.cycle.runtime.plan_and_start()
+        return reference
+
+    def get(self, path: str, **params: Any) -> Any:
+        answer = self.client.get(path, params=params, headers={"X-API-Key": self.key})
+        assert answer.status_code == 200, answer.text
+        return answer.json()
+
+    def post(self, path: str, body: dict[str, Any]) -> Any:
+        return self.client.post(path, json=body, headers={"X-API-Key": self.key})
+
+    def task(self, queue: str, kind: str) -> dict[str, Any]:
+        found: list[dict[str, Any]] = []
+
+        def opened() -> bool:
+            found[:] = [
+                t for t in self.get("/v1/work-items", queue=queue)["items"] if t["kind"] == kind
+            ]
+            return bool(found)
+
+        self.cycle.run_until(opened, timeout=60)
+        return found[0]
+
+    def decide(self, item: dict[str, Any], **decision: Any) -> None:
+        answer = self.post(f"/v1/work-items/{item['id']}/decision", decision)
+        assert answer.status_code == 200, answer.text
+
+    def invoice_status(self, number: str) -> str | None:
+        return next(
+            (i["status"] for i in self.cycle.invoices() if i["number"] == number.upper()), None
+        )
+
+    def until_invoice(self, number: str, status: str) -> None:
+        self.cycle.run_until(lambda: self.invoice_status(number) == status, timeout=60)
+
+    def send_invoice(self, document: InvoiceDocument) -> None:
+        self.cycle.simulators["MCK"]._send_back(demo_partners()["MCK"], document)
+
+    def journal(self, entry_prefix: str = "ap:") -> list[Any]:
+        with self.mb.engine.connect() as conn:
+            entries = ledger_store.journal(conn, limit=1000)
+        return [e for e in entries if e.entry_id.startswith(entry_prefix)]

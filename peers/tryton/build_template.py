@@ -8,13 +8,12 @@ trytond is GPL and stays behind a process boundary.
 Writes, under ``--dir``:
 
 * ``trytond.conf``    a trytond configuration (SQLite, path = that directory);
-* ``template.sqlite`` purchase, stock (lots, expiry), invoicing, continental stock valuation
-  and analytic accounting activated and seeded: company (USD), a minimal chart of accounts,
-  a fiscal year with monthly periods covering today (continental stock method), GL accounts
-  whose codes are MedBridge's demo account codes (``1400-H1`` ...), analytic accounts for the
-  demo cost centers, a ``MB`` journal for MedBridge's postings, units named like MedBridge's
-  unit codes, the suppliers ``MCK`` and ``MEDSURG`` and the demo items as purchasable goods
-  with stock accounts;
+* ``template.sqlite`` purchase, stock (lots, expiry), invoicing and analytic accounting
+  activated and seeded: company (USD), a minimal chart of accounts, a fiscal year with monthly
+  periods covering today, GL accounts whose codes are MedBridge's demo account codes
+  (``1400-H1`` ...), analytic accounts for the demo cost centers, a ``MB`` journal for
+  MedBridge's postings, units named like MedBridge's unit codes, the suppliers ``MCK`` and
+  ``MEDSURG`` and the demo items as purchasable goods;
 * ``template.json``   what the fixtures need: admin login and password, codes, ids, the
   fiscal year's dates and the build fingerprint.
 
@@ -43,10 +42,18 @@ MODULES = (
     "stock_lot_sled",
     "account_invoice",
     "account_invoice_stock",
-    "account_stock_continental",
     "analytic_account",
 )
 DISTRIBUTIONS = ("trytond", "proteus", *(f"trytond_{m}" for m in MODULES))
+
+STOCK_ACCOUNTING = """No stock accounting in the ERP (no ``account_stock_continental`` nor
+anglo-saxon method): a hospital's perpetual inventory is MedBridge's stock ledger, which sees
+every receipt, dispense, clinical consumption, transfer, wastage and count per location and
+lot, values it at moving average and books it to the ERP's ledger as journal entries on the
+facility's inventory account. The ERP's own stock module sees only the supplier shipments
+(never a dispense), so valuation moves of its own would book every receipt a second time and
+never the consumption. The ERP keeps the payables: its supplier invoice documents book AP per
+supplier (party) against each facility's GRNI."""
 JOURNAL_CODE = "MB"
 
 # MedBridge's demo network (src/medbridge/masterdata/demo_network.py), repeated here because
@@ -54,8 +61,8 @@ JOURNAL_CODE = "MB"
 FACILITIES = ("H1", "H2")
 GL_ACCOUNTS = (  # code pattern, name, kind (balance-sheet side or expense)
     ("1400-{f}", "Inventory {f}", "asset"),
-    ("2100-{f}", "Goods received not invoiced {f}", "liability"),
-    ("2000-{f}", "Accounts payable {f}", "liability"),
+    ("2100-{f}", "Goods received not invoiced {f}", "grni"),
+    ("2000-{f}", "Accounts payable {f}", "payable"),
     ("5100-{f}", "Drug expense {f}", "expense"),
     ("5200-{f}", "Medical supply expense {f}", "expense"),
     ("5300-{f}", "Wastage and expiry {f}", "expense"),
@@ -90,7 +97,6 @@ def seed(conf: Path, name: str) -> dict[str, object]:
         create_payment_term,
         set_fiscalyear_invoice_sequences,
     )
-    from trytond.modules.account_stock_continental.tests.tools import add_stock_accounts
     from trytond.modules.company.tests.tools import create_company, get_company
     from trytond.modules.currency.tests.tools import get_currency
 
@@ -103,26 +109,37 @@ def seed(conf: Path, name: str) -> dict[str, object]:
 
     today = dt.date.today()
     fiscalyear = set_fiscalyear_invoice_sequences(create_fiscalyear(company, today))
-    fiscalyear.account_stock_method = "continental"
-    fiscalyear.click("create_period")
+    fiscalyear.click("create_period")  # no stock accounting method: see STOCK_ACCOUNTING
 
     create_chart(company)
-    accounts = add_stock_accounts(get_accounts(company), company)
+    accounts = get_accounts(company)
     Account = Model.get("account.account")
     AccountType = Model.get("account.account.type")
+    payable = accounts["payable"].type
+    # GRNI: a liability a supplier invoice may debit (``debt``), beside the payables
+    grni = AccountType(
+        name="Goods received not invoiced",
+        statement="balance",
+        assets=False,
+        debt=True,
+        parent=payable.parent,
+        company=company,
+    )
+    grni.save()
     types = {
-        "asset": accounts["stock"].type,
-        "expense": accounts["expense"].type,
-        "liability": AccountType.find(
+        "asset": AccountType.find(
             [
                 ("company", "=", company.id),
                 ("statement", "=", "balance"),
-                ("assets", "=", False),
-                ("payable", "=", False),
+                ("assets", "=", True),
+                ("receivable", "=", False),
                 ("childs", "=", None),
             ],
             limit=1,
         )[0],
+        "expense": accounts["expense"].type,
+        "grni": grni,
+        "payable": payable,
     }
     parent = accounts["expense"].parent
     gl: dict[str, int] = {}
@@ -135,6 +152,9 @@ def seed(conf: Path, name: str) -> dict[str, object]:
                 type=types[kind],
                 parent=parent,
                 company=company,
+                # AP is kept per supplier: every payable line names its party
+                party_required=kind == "payable",
+                reconcile=kind == "payable",
             )
             account.save()
             gl[code] = account.id
@@ -180,9 +200,6 @@ def seed(conf: Path, name: str) -> dict[str, object]:
     category = Category(name="MedBridge stock", accounting=True)
     category.account_expense = accounts["expense"]
     category.account_revenue = accounts["revenue"]
-    category.account_stock = accounts["stock"]
-    category.account_stock_in = accounts["stock_expense"]
-    category.account_stock_out = accounts["stock_expense"]
     category.save()
 
     Template = Model.get("product.template")

@@ -359,15 +359,28 @@ def erp_requeue(entry_ids: list[str]) -> None:
 
 
 @erp_app.command("reconcile")
-def erp_reconcile(period: Annotated[str, typer.Argument(help="YYYY-MM")]) -> None:
-    """Compare MedBridge's journal with the ERP's moves for a period; exit 1 on a difference."""
+def erp_reconcile(
+    period: Annotated[str, typer.Argument(help="YYYY-MM")],
+    through: Annotated[
+        str | None, typer.Option(help="YYYY-MM: reconcile every period up to this one")
+    ] = None,
+) -> None:
+    """Compare MedBridge's journal and documents with the ERP's ledger (every document of
+    the period; inventory, GRNI and AP per supplier balances to its end); exit 1 on a
+    difference."""
     mb = _build()
     erp = mb.erp()
     if erp is None:
         console.print("[red]no ERP configured (MEDBRIDGE_ERP_URL)[/red]")
         raise typer.Exit(2)
-    report = reconcile_period(mb.engine, erp, period)
-    table = Table("kind", "reference", "ERP move", "account", "cost center", "MedBridge", "ERP")
+    try:
+        report = reconcile_period(mb.engine, erp, period, through)
+    except ValueError as error:
+        console.print(f"[red]{error}[/red]")
+        raise typer.Exit(2) from None
+    table = Table(
+        "kind", "reference", "ERP move", "account", "cost center", "party", "MedBridge", "ERP"
+    )
     for d in report.differences:
         table.add_row(
             d.kind.value,
@@ -375,10 +388,23 @@ def erp_reconcile(period: Annotated[str, typer.Argument(help="YYYY-MM")]) -> Non
             d.move_id or "",
             d.account or "",
             d.cost_center or "",
+            d.party or "",
             str(d.medbridge_amount or ""),
             str(d.erp_amount or ""),
         )
     console.print(table)
+    balances = Table("facility", "account", "role", "party", "MedBridge", "ERP", "documents")
+    for b in report.balances:
+        balances.add_row(
+            b.facility,
+            b.account,
+            b.role,
+            b.party or "",
+            str(b.medbridge),
+            str(b.erp),
+            ", ".join(b.documents),
+        )
+    console.print(balances)
     found = len(report.differences)
     console.print(f"{report.entries} entries, {report.moves} ERP moves, {found} difference(s)")
     if not report.balanced:

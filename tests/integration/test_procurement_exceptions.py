@@ -13,79 +13,18 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from fastapi.testclient import TestClient
 
-from medbridge.app import MedBridge
-from medbridge.canonical.movements import MovementKind
 from medbridge.canonical.trade import InvoiceDocument, InvoiceLine, InvoicePurpose, PartnerItem
 from medbridge.flows.demo_procurement import demo_partners
 from medbridge.flows.supplier_behaviour import Fault, Faults
 from medbridge.settings import Settings
 from medbridge.store import ledger as ledger_store
 from medbridge.store import procurement as store
-from procurement_support import Cycle, cycle_settings, fake_erp
+from procurement_support import Harness, cycle_settings, fake_erp
 
 pytestmark = pytest.mark.db
 
 MCK = demo_partners()["MCK"]
-
-
-class Harness:
-    def __init__(self, settings: Settings, faults: Faults) -> None:
-        self.mb = MedBridge.build(settings)
-        self.mb.seed_demo()
-        self.erp = fake_erp()
-        self.cycle = Cycle(self.mb, faults, self.erp)
-        self.client = TestClient(self.mb.api())
-        self.key = self.mb.ensure_admin_key()[0]
-
-    def order(self, item: str = "VANCO-1G", store_: str = "H1-PHARM") -> str:
-        self.cycle.stock(item, store_, 200)
-        self.cycle.pump()
-        self.cycle.movement(MovementKind.DISPENSE, item, store_, 60)
-        self.cycle.pump()
-        (reference,) = self.cycle.runtime.plan_and_start()
-        return reference
-
-    def get(self, path: str, **params: Any) -> Any:
-        answer = self.client.get(path, params=params, headers={"X-API-Key": self.key})
-        assert answer.status_code == 200, answer.text
-        return answer.json()
-
-    def post(self, path: str, body: dict[str, Any]) -> Any:
-        return self.client.post(path, json=body, headers={"X-API-Key": self.key})
-
-    def task(self, queue: str, kind: str) -> dict[str, Any]:
-        found: list[dict[str, Any]] = []
-
-        def opened() -> bool:
-            found[:] = [
-                t for t in self.get("/v1/work-items", queue=queue)["items"] if t["kind"] == kind
-            ]
-            return bool(found)
-
-        self.cycle.run_until(opened, timeout=60)
-        return found[0]
-
-    def decide(self, item: dict[str, Any], **decision: Any) -> None:
-        answer = self.post(f"/v1/work-items/{item['id']}/decision", decision)
-        assert answer.status_code == 200, answer.text
-
-    def invoice_status(self, number: str) -> str | None:
-        return next(
-            (i["status"] for i in self.cycle.invoices() if i["number"] == number.upper()), None
-        )
-
-    def until_invoice(self, number: str, status: str) -> None:
-        self.cycle.run_until(lambda: self.invoice_status(number) == status, timeout=60)
-
-    def send_invoice(self, document: InvoiceDocument) -> None:
-        self.cycle.simulators["MCK"]._send_back(MCK, document)
-
-    def journal(self, entry_prefix: str = "ap:") -> list[Any]:
-        with self.mb.engine.connect() as conn:
-            entries = ledger_store.journal(conn, limit=1000)
-        return [e for e in entries if e.entry_id.startswith(entry_prefix)]
 
 
 @pytest.fixture
@@ -93,7 +32,9 @@ def harness_for(engine: object, settings: Settings, tmp_path: Path) -> Iterator[
     made: list[Harness] = []
 
     def make(faults: Faults | None = None, **overrides: Any) -> Harness:
-        harness = Harness(cycle_settings(settings, tmp_path, **overrides), faults or Faults())
+        harness = Harness(
+            cycle_settings(settings, tmp_path, **overrides), faults or Faults(), fake_erp()
+        )
         made.append(harness)
         return harness
 
@@ -115,13 +56,20 @@ def test_price_variance_goes_to_ap_and_a_credit_request_then_a_credit_memo_unwin
     number = task["context"]["invoice_number"]
     h.decide(task, action="request_credit", note="5% over contract")
     h.until_invoice(number, "credit_requested")
+    # the invoice as billed (booked by the ERP's invoice document), the variance apart
     (posted,) = h.journal()
+    (variance,) = h.journal("ppv:")
     lines = {ln.account: ln for ln in posted.lines}
     ap = lines["2000-H1"].credit
-    grni = lines["2100-H1"].debit
-    ppv = lines["5500-H1"].debit
-    assert grni == Decimal("6.85") * 60
-    assert ap == grni + ppv
+    assert lines["2000-H1"].party == "MCK"
+    assert posted.booked_by.value == "erp_document"
+    assert "5500-H1" not in lines
+    billed = lines["2100-H1"].debit
+    moved = {ln.account: ln for ln in variance.lines}
+    ppv = moved["5500-H1"].debit
+    assert moved["2100-H1"].credit == ppv
+    assert billed - ppv == Decimal("6.85") * 60  # the GRNI the receipt booked is cleared
+    assert ap == billed
     assert ppv > 0
     decided = h.get(f"/v1/work-items/{task['id']}")
     assert decided["decided_by"] == "admin"

@@ -76,14 +76,24 @@ async def get_erp_reconciliation(
     request: Request,
     _client: Reader,
     period: Annotated[str, Query(pattern=r"^\d{4}-(0[1-9]|1[0-2])$")],
+    through: Annotated[str | None, Query(pattern=r"^\d{4}-(0[1-9]|1[0-2])$")] = None,
 ) -> dict[str, Any]:
-    """MedBridge's journal entries vs the ERP's moves for a period (``YYYY-MM``)."""
+    """MedBridge's journal entries and documents vs the ERP's ledger for a period
+    (``YYYY-MM``, or every period from it ``through`` another): each document, and the
+    inventory, GRNI and AP (per supplier) balances of every facility at its end."""
     svc = services(request)
     erp = svc.erp
     if erp is None:
         raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, detail="no ERP is configured")
     try:
-        report: Reconciliation = await run_in_threadpool(reconcile_period, svc.engine, erp, period)
+        report: Reconciliation = await run_in_threadpool(
+            reconcile_period, svc.engine, erp, period, through
+        )
+    except ValueError as error:
+        raise HTTPException(
+            status.HTTP_422_UNPROCESSABLE_ENTITY,
+            detail=[{"loc": ["query", "through"], "msg": str(error), "type": "value_error"}],
+        ) from error
     except ErpUnavailable as error:
         raise HTTPException(
             status.HTTP_503_SERVICE_UNAVAILABLE, detail=f"the ERP is unreachable: {error}"
@@ -104,10 +114,24 @@ async def get_erp_reconciliation(
                 "move_id": d.move_id,
                 "account": d.account,
                 "cost_center": d.cost_center,
+                "party": d.party,
                 "medbridge_amount": _amount(d.medbridge_amount),
                 "erp_amount": _amount(d.erp_amount),
             }
             for d in report.differences
+        ],
+        "balances": [
+            {
+                "facility": b.facility,
+                "account": b.account,
+                "role": b.role,
+                "party": b.party,
+                "medbridge": str(b.medbridge),
+                "erp": str(b.erp),
+                "difference": str(b.difference),
+                "documents": list(b.documents),
+            }
+            for b in report.balances
         ],
         "totals": [
             {

@@ -6,6 +6,10 @@ Contract (every adapter passes ``tests/contract/test_erp_contract.py``):
   the adapter looks for a document with that reference before creating one, and returns
   the existing one (``ErpRef.created`` False) if found. A retry after a lost answer therefore
   never creates a second document.
+- A posted supplier invoice is booked by the ERP's own document accounting: debit each line's
+  and charge's ``account``, credit ``payable_account`` with the supplier as party, on
+  ``accounting_date``; a credit memo the other way round. ``ledger_lines`` shows that move
+  under the invoice's ``reference``.
 - ``post_journal_entry`` writes a balanced move in the ERP's general ledger (per line:
   account code, debit, credit, cost center as an analytic account) and posts it; idempotent
   by ``entry.entry_id``.
@@ -88,13 +92,17 @@ class ErpSupplier:
 class ErpLedgerLine:
     """One line of a posted move, for reconciliation."""
 
-    reference: str  # the move's reference: a MedBridge journal entry id, or whatever the ERP has
+    reference: str
+    """The move's reference: a MedBridge journal entry id (MedBridge's journal), the
+    ``reference`` of the supplier invoice a document move books, or whatever the ERP has."""
     move_id: str
     posting_date: date
     account: str
     cost_center: str | None
     debit: Decimal
     credit: Decimal
+    party: str | None = None
+    """The party's code (the supplier, on payable lines)."""
 
 
 class ErpPort(Protocol):
@@ -124,4 +132,9 @@ class ErpPort(Protocol):
 
     def find_journal_entry(self, entry_id: str) -> ErpRef | None: ...
 
-    def ledger_lines(self, start: date, end: date) -> Sequence[ErpLedgerLine]: ...
+    def ledger_lines(
+        self, start: date, end: date, accounts: Sequence[str] | None = None
+    ) -> Sequence[ErpLedgerLine]:
+        """Lines of posted moves dated ``start``..``end`` (inclusive), every journal; only
+        those on ``accounts`` (codes) when given."""
+        ...

@@ -18,24 +18,22 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Mapping
 from decimal import Decimal
 from typing import Any
 
 from dbos import DBOS, SetWorkflowID
 
-from medbridge.canonical.base import Money
 from medbridge.canonical.erp import ErpPort
-from medbridge.canonical.finance import JournalEntry, JournalLine
+from medbridge.canonical.finance import BookedBy, JournalEntry
 from medbridge.canonical.masterdata import AccountRole
-from medbridge.canonical.procurement import (
-    InvoiceLine,
-    SupplierInvoice,
-)
 from medbridge.canonical.tasks import Action, NewTask, WorkQueue
 from medbridge.canonical.trade import (
     InvoiceDocument,
     InvoicePurpose,
 )
+from medbridge.domain import ap_posting
+from medbridge.domain.errors import MissingAccount
 from medbridge.domain.ledger import money
 from medbridge.domain.matching import (
     InvoiceLineIn,
@@ -43,11 +41,8 @@ from medbridge.domain.matching import (
     MatchInvoice,
     MatchResult,
     PoLine,
-    Posting,
-    PostingAccounts,
     ReceivedLine,
     Tolerances,
-    journal_lines,
     match_invoice,
 )
 from medbridge.flows.procurement import (
@@ -55,7 +50,6 @@ from medbridge.flows.procurement import (
     dec,
     escalate,
     failpoint,
-    now,
     order_line_for,
     runtime,
 )
@@ -359,9 +353,10 @@ def _close_invoice(key: str, outcome: str, decision: dict[str, Any]) -> str:
 
 @DBOS.step()
 def _post(invoice: dict[str, Any], decision: dict[str, Any] | None) -> str:
-    """Post an invoice: the supplier invoice in the ERP (posted), and the GRNI / PPV / AP
-    journal entry (the ERP posting outbox takes it to the ERP). A credit memo posts its
-    reversal only: debit AP, credit PPV."""
+    """Post an invoice as decided (``domain.ap_posting``): the ERP's own invoice (or credit
+    note) document books it, created and posted in the ERP; MedBridge mirrors that entry in
+    its journal without sending it, and books the price variance itself (sent through the
+    ERP posting outbox). An invoice of no order of ours posts nothing."""
     rt = runtime()
     key, supplier = invoice["key"], invoice["supplier"]
     document = InvoiceDocument.model_validate(invoice["document"])
@@ -372,104 +367,134 @@ def _post(invoice: dict[str, Any], decision: dict[str, Any] | None) -> str:
         return str(row["status"])
     action = Action(decision["action"]) if decision else Action.APPROVE
     outcome = ENDS[action]
-    credit = document.purpose is InvoicePurpose.CREDIT_MEMO
     orders = [row["order_reference"]] if row["order_reference"] else []
     with rt.engine.connect() as conn:
-        book, by_order = _book(conn, supplier, orders)
+        book_, by_order = _book(conn, supplier, orders)
         accounts_map = rt.masterdata.account_map(conn)
-    flagged = {e["line"] for e in row["result"]["exceptions"] if e.get("line") is not None}
-    lines = _match_lines(document, by_order, decision, flagged)
-    stated = sum((money(ln.quantity * ln.unit_price) for ln in lines), Decimal(0)) + document.tax
-    if action is Action.APPROVE or action is Action.REQUEST_CREDIT:
-        stated = money(document.total)
-    relaxed = Tolerances(Decimal(10**6), Decimal(10**6), Decimal(10**6), Decimal(10**6))
-    matched = match_invoice(
-        _match_invoice(document, supplier, lines, stated), _fresh(book), relaxed
-    )
-    grni = sum((m.grni for m in matched.lines), Decimal(0))
-    tax = money(document.tax)
-    posting = Posting(grni=grni, ppv=stated - grni - tax, tax=tax, ap=stated)
-    facility = next(iter(by_order.values()))["facility"] if by_order else None
-    erp_id = None
-    if not credit and by_order:
-        po = next(iter(by_order.values()))
-        supplier_invoice = SupplierInvoice(
-            reference=key[:120],
-            supplier=supplier,
-            invoice_number=document.invoice_number[:64],
-            invoice_date=document.invoice_date,
-            purchase_order=po["reference"],
-            lines=tuple(
-                InvoiceLine(
-                    item=ln.item,
-                    quantity=ln.quantity,
-                    unit=by_order[ln.order]["lines"][ln.order_line - 1]["unit"]
-                    if ln.order and ln.order_line
-                    else ln.unit,
-                    unit_price=Money(amount=ln.unit_price),
-                )
-                for ln in lines
-                if ln.order in by_order
-            ),
-        )
-
-        def create_and_post(erp: ErpPort) -> str:
-            ref = erp.create_supplier_invoice(supplier_invoice)
-            erp.post_supplier_invoice(ref.erp_id)
-            return ref.erp_id
-
-        erp_id = rt.call_erp("supplier_invoice", create_and_post)
-        failpoint("erp_invoice")
-    if facility is None:
+    if not by_order:
         with rt.engine.begin() as conn:
             store.set_invoice(conn, key, status=outcome)
         return outcome
-    if credit:
-        ap, ppv = (
-            accounts_map[(facility, AccountRole.ACCOUNTS_PAYABLE)],
-            accounts_map[(facility, AccountRole.PURCHASE_PRICE_VARIANCE)],
-        )
-        amount = money(document.total)
-        entry_lines: tuple[JournalLine, ...] = (
-            JournalLine(account=ap, debit=amount, facility=facility),
-            JournalLine(account=ppv, credit=amount, facility=facility),
-        )
-    else:
-        entry_lines = journal_lines(
-            posting,
-            PostingAccounts(
-                grni=accounts_map[(facility, AccountRole.GRNI)],
-                ppv=accounts_map[(facility, AccountRole.PURCHASE_PRICE_VARIANCE)],
-                ap=accounts_map[(facility, AccountRole.ACCOUNTS_PAYABLE)],
-            ),
-            facility,
-        )
-    entry_id = f"ap:{uuid.uuid5(uuid.NAMESPACE_URL, key)}"
+    settlement = _settlement(invoice, document, row, by_order, book_, decision, action)
+    booking = ap_posting.book(settlement, _ap_accounts(accounts_map, settlement.facility))
+
+    def create_and_post(erp: ErpPort) -> str:
+        ref = erp.create_supplier_invoice(booking.document)
+        erp.post_supplier_invoice(ref.erp_id)
+        return ref.erp_id
+
+    erp_id = rt.call_erp("supplier_invoice", create_and_post)
+    failpoint("erp_invoice")
+    entries = _entries(key, settlement, booking, row["correlation_id"])
     with rt.engine.begin() as conn:
-        if not ledger_store.journal(conn, entry_ids=[entry_id], limit=1) and entry_lines:
-            posting_day = now().date()
-            ledger_store.record(
-                conn,
-                [],
-                [
-                    JournalEntry(
-                        entry_id=entry_id,
-                        posting_date=posting_day,
-                        currency=document.currency,
-                        description=(
-                            f"{'credit memo' if credit else 'invoice'} {document.invoice_number}"
-                            f" of {supplier}"
-                        )[:200],
-                        source_event_id=row_event(key),
-                        correlation_id=row["correlation_id"],
-                        lines=entry_lines,
-                    )
-                ],
+        known = {
+            e.entry_id
+            for e in ledger_store.journal(
+                conn, entry_ids=[e.entry_id for e in entries], limit=len(entries) or 1
             )
+        }
+        ledger_store.record(conn, [], [e for e in entries if e.entry_id not in known])
         store.set_invoice(conn, key, status=outcome, erp_id=erp_id)
     failpoint("post")
     log.info("procurement.invoice_posted", invoice=key, outcome=outcome, erp_id=erp_id)
     return outcome
+
+
+def _settlement(
+    invoice: dict[str, Any],
+    document: InvoiceDocument,
+    row: dict[str, Any],
+    by_order: dict[str, Any],
+    book_: MatchBook,
+    decision: dict[str, Any] | None,
+    action: Action,
+) -> ap_posting.Settlement:
+    """The invoice as decided, with the GRNI its lines clear (the match's, tolerances off)."""
+    supplier = invoice["supplier"]
+    flagged = {e["line"] for e in row["result"]["exceptions"] if e.get("line") is not None}
+    lines = _match_lines(document, by_order, decision, flagged)
+    billed = tuple(
+        ap_posting.BilledLine(
+            item=ln.item,
+            quantity=ln.quantity,
+            unit=by_order[ln.order]["lines"][ln.order_line - 1]["unit"]
+            if ln.order_line
+            else ln.unit,
+            unit_price=ln.unit_price,
+        )
+        for ln in lines
+        if ln.order in by_order
+    )
+    stated = ap_posting.stated_total(
+        None if decision is None else action, billed, document.tax, document.total
+    )
+    relaxed = Tolerances(Decimal(10**6), Decimal(10**6), Decimal(10**6), Decimal(10**6))
+    matched = match_invoice(
+        _match_invoice(document, supplier, lines, stated), _fresh(book_), relaxed
+    )
+    po = next(iter(by_order.values()))
+    return ap_posting.Settlement(
+        reference=invoice["key"],
+        supplier=supplier,
+        facility=po["facility"],
+        number=document.invoice_number,
+        invoice_date=document.invoice_date,
+        purchase_order=po["reference"],
+        lines=billed,
+        tax=document.tax,
+        stated=stated,
+        grni=sum((m.grni for m in matched.lines), Decimal(0)),
+        currency=document.currency,
+        credit_memo=document.purpose is InvoicePurpose.CREDIT_MEMO,
+    )
+
+
+def _ap_accounts(
+    accounts: Mapping[tuple[str, AccountRole], str], facility: str
+) -> ap_posting.ApAccounts:
+    try:
+        return ap_posting.ApAccounts(
+            grni=accounts[(facility, AccountRole.GRNI)],
+            ppv=accounts[(facility, AccountRole.PURCHASE_PRICE_VARIANCE)],
+            ap=accounts[(facility, AccountRole.ACCOUNTS_PAYABLE)],
+        )
+    except KeyError as missing:
+        raise MissingAccount(facility, str(missing.args[0][1])) from None
+
+
+def _entries(
+    key: str, s: ap_posting.Settlement, booking: ap_posting.ApBooking, correlation: str
+) -> list[JournalEntry]:
+    """The mirror of the ERP document (booked by it, never sent) and the variance entry."""
+    what = f"{'credit memo' if s.credit_memo else 'invoice'} {s.number} of {s.supplier}"
+    entries = []
+    if len(booking.mirror) >= 2:
+        entries.append(
+            JournalEntry(
+                entry_id=f"ap:{uuid.uuid5(uuid.NAMESPACE_URL, key)}",
+                posting_date=s.invoice_date,
+                currency=s.currency,
+                description=what[:200],
+                source_event_id=row_event(key),
+                correlation_id=correlation,
+                lines=booking.mirror,
+                booked_by=BookedBy.ERP_DOCUMENT,
+                erp_document=booking.document.reference,
+            )
+        )
+    if booking.variance:
+        entries.append(
+            JournalEntry(
+                entry_id=f"ppv:{uuid.uuid5(uuid.NAMESPACE_URL, key)}",
+                posting_date=s.invoice_date,
+                currency=s.currency,
+                description=f"price variance, {what}"[:200],
+                source_event_id=str(uuid.uuid5(uuid.NAMESPACE_URL, f"ppv:{key}")),
+                correlation_id=correlation,
+                lines=booking.variance,
+            )
+        )
+    return entries
 
 
 def _fresh(book: MatchBook) -> MatchBook:

@@ -206,17 +206,32 @@ class LedgerLineRow:
     cost_center: str | None
     debit: Decimal
     credit: Decimal
+    party: str | None
+    erp_document: str | None
 
 
-def journal_lines_between(conn: Connection, start: date, end: date) -> list[LedgerLineRow]:
-    """Every MedBridge journal line whose entry's posting date is in ``[start, end]``."""
+def journal_lines_between(
+    conn: Connection, start: date, end: date, accounts: Sequence[str] | None = None
+) -> list[LedgerLineRow]:
+    """Every MedBridge journal line whose entry's posting date is in ``[start, end]`` (on
+    ``accounts`` only, when given)."""
     e, ln = journal_entries, journal_lines
+    conditions: list[Any] = [e.c.posting_date >= start, e.c.posting_date <= end]
+    if accounts is not None:
+        conditions.append(ln.c.account.in_(list(accounts)))
     stmt = (
         select(
-            e.c.entry_id, e.c.posting_date, ln.c.account, ln.c.cost_center, ln.c.debit, ln.c.credit
+            e.c.entry_id,
+            e.c.posting_date,
+            ln.c.account,
+            ln.c.cost_center,
+            ln.c.debit,
+            ln.c.credit,
+            ln.c.party,
+            e.c.erp_document,
         )
         .join(ln, ln.c.entry_id == e.c.entry_id)
-        .where(e.c.posting_date >= start, e.c.posting_date <= end)
+        .where(*conditions)
         .order_by(e.c.entry_id, ln.c.line_no)
     )
     return [LedgerLineRow(*row) for row in conn.execute(stmt)]

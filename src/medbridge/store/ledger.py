@@ -11,7 +11,7 @@ from typing import Any
 
 from sqlalchemy import Connection, func, insert, select, tuple_
 
-from medbridge.canonical.finance import JournalEntry, JournalLine
+from medbridge.canonical.finance import BookedBy, JournalEntry, JournalLine
 from medbridge.domain.ledger import StockBook, Valuation, ValuedMovement
 from medbridge.store import erp_postings
 from medbridge.store.sql import chunks, upsert
@@ -111,6 +111,8 @@ def record(
                     "currency": e.currency,
                     "description": e.description,
                     "created_at": now,
+                    "booked_by": e.booked_by.value,
+                    "erp_document": e.erp_document,
                 }
                 for e in entries
             ],
@@ -123,8 +125,11 @@ def record(
                 for n, line in enumerate(e.lines, start=1)
             ],
         )
-        # the outbox: the ERP posting is due from the moment the entry exists, never before
-        erp_postings.enqueue(conn, [e.entry_id for e in entries], now)
+        # the outbox: the ERP posting is due from the moment the entry exists, never before;
+        # an entry the ERP's own document books is never sent (one booking per event)
+        erp_postings.enqueue(
+            conn, [e.entry_id for e in entries if e.booked_by is BookedBy.MEDBRIDGE], now
+        )
 
 
 # --- read side -----------------------------------------------------------------------------
@@ -211,6 +216,7 @@ def journal(
                     credit=row.credit,
                     cost_center=row.cost_center,
                     facility=row.facility,
+                    party=row.party,
                 )
             )
     return [
@@ -222,6 +228,8 @@ def journal(
             source_event_id=h.source_event_id,
             correlation_id=h.correlation_id,
             lines=tuple(lines.get(h.entry_id, ())),
+            booked_by=BookedBy(h.booked_by),
+            erp_document=h.erp_document,
         )
         for h in heads
     ]

@@ -287,6 +287,9 @@ journal_entries = Table(
     Column("currency", String(3), nullable=False),
     Column("description", String(200), nullable=False),
     Column("created_at", UTCDateTime, nullable=False),
+    # which system books it in the ERP's ledger (canonical.finance.BookedBy)
+    Column("booked_by", String(16), nullable=False, server_default="medbridge"),
+    Column("erp_document", String(200)),  # the ERP document that books it (erp_document only)
 )
 
 journal_lines = Table(
@@ -299,6 +302,7 @@ journal_lines = Table(
     Column("cost_center", String(64)),
     Column("debit", MONEY, nullable=False),
     Column("credit", MONEY, nullable=False),
+    Column("party", String(64)),  # the supplier, on accounts payable lines
 )
 
 # --- outbound to the ERP (outbox) ----------------------------------------------------------

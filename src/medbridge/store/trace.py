@@ -82,7 +82,12 @@ def trace(conn: Connection, correlation_id: str, *, limit: int = 1000) -> list[T
                 row.created_at,
                 "journal_entry",
                 row.entry_id,
-                {"description": row.description, "period": row.period},
+                {
+                    "description": row.description,
+                    "period": row.period,
+                    "booked_by": row.booked_by,
+                    "erp_document": row.erp_document,
+                },
             )
         )
         if row.status is not None:

@@ -38,6 +38,8 @@ from medbridge.canonical.erp import (
 from medbridge.canonical.finance import JournalEntry
 from medbridge.canonical.procurement import GoodsReceipt, PurchaseOrder, SupplierInvoice
 
+CENT = Decimal("0.01")
+
 
 @dataclass(frozen=True)
 class ErpCall:
@@ -54,6 +56,7 @@ class FakeMoveLine:
     cost_center: str | None
     debit: Decimal
     credit: Decimal
+    party: str | None = None
 
 
 @dataclass(frozen=True)
@@ -307,9 +310,22 @@ class FakeErp:
             return self._create("create_supplier_invoice", "invoice", invoice.reference, invoice)
 
     def post_supplier_invoice(self, erp_id: str) -> None:
+        """Posting books the invoice's move (as Tryton's document accounting does): debit each
+        line's and charge's account, credit the payable with the supplier as party."""
         with self._lock:
             at = self._enter("post_supplier_invoice")
-            self._document(at, "post_supplier_invoice", "invoice", erp_id).state = "posted"
+            document = self._document(at, "post_supplier_invoice", "invoice", erp_id)
+            if document.state != "posted":
+                invoice = document.content
+                assert isinstance(invoice, SupplierInvoice)
+                move_id = f"move-{next(self._ids)}"
+                self._moves[move_id] = FakeMove(
+                    move_id,
+                    invoice.reference,
+                    invoice.accounting_date or invoice.invoice_date,
+                    _invoice_move_lines(invoice),
+                )
+                document.state = "posted"
             self._leave(at, "post_supplier_invoice")
 
     def supplier_invoice_state(self, erp_id: str) -> str:
@@ -351,7 +367,7 @@ class FakeErp:
                 entry.entry_id,
                 entry.posting_date,
                 tuple(
-                    FakeMoveLine(ln.account, ln.cost_center, ln.debit, ln.credit)
+                    FakeMoveLine(ln.account, ln.cost_center, ln.debit, ln.credit, ln.party)
                     for ln in entry.lines
                 ),
             )
@@ -367,7 +383,9 @@ class FakeErp:
             self._leave(at, method)
             return None if move_id is None else ErpRef(move_id, entry_id, created=False)
 
-    def ledger_lines(self, start: date, end: date) -> Sequence[ErpLedgerLine]:
+    def ledger_lines(
+        self, start: date, end: date, accounts: Sequence[str] | None = None
+    ) -> Sequence[ErpLedgerLine]:
         method = "ledger_lines"
         with self._lock:
             at = self._enter(method)
@@ -380,10 +398,31 @@ class FakeErp:
                     cost_center=line.cost_center,
                     debit=line.debit,
                     credit=line.credit,
+                    party=line.party,
                 )
                 for move in self._moves.values()
                 if start <= move.posting_date <= end
                 for line in move.lines
+                if accounts is None or line.account in accounts
             ]
             self._leave(at, method)
             return lines
+
+
+def _invoice_move_lines(invoice: SupplierInvoice) -> tuple[FakeMoveLine, ...]:
+    """Each line's amount rounded to the cent on its own, as the ERP rounds invoice lines."""
+    sign = -1 if invoice.credit_memo else 1
+    amounts = [
+        (ln.account or "expense", (ln.quantity * ln.unit_price.amount).quantize(CENT))
+        for ln in invoice.lines
+    ] + [(c.account, c.amount.amount.quantize(CENT)) for c in invoice.charges]
+    lines = [_side(account, sign * amount, None) for account, amount in amounts if amount]
+    total = sum((amount for _, amount in amounts), Decimal(0))
+    payable = invoice.payable_account or "payable"
+    lines.append(_side(payable, -sign * total, invoice.supplier))
+    return tuple(lines)
+
+
+def _side(account: str, net: Decimal, party: str | None) -> FakeMoveLine:
+    zero = Decimal(0)
+    return FakeMoveLine(account, None, max(net, zero), max(-net, zero), party)

@@ -7,7 +7,7 @@ reference field, and every create first searches for it:
 | --- | --- | --- |
 | purchase order | ``purchase.purchase`` | ``reference`` = ``order.reference`` |
 | goods receipt | ``stock.shipment.in`` | ``reference`` = ``receipt.reference`` |
-| supplier invoice | ``account.invoice`` (type ``in``) | ``reference`` = ``invoice.reference`` |
+| supplier invoice, credit | ``account.invoice`` (``in``) | ``reference`` = ``invoice.reference`` |
 | journal entry | ``account.move`` (MedBridge's journal) | ``description`` = ``entry.entry_id`` |
 
 A retry after a lost answer therefore finds the document and returns it (``created`` False);
@@ -395,6 +395,9 @@ class TrytonErp:
     # --- supplier invoices ---------------------------------------------------------------
 
     def create_supplier_invoice(self, invoice: SupplierInvoice) -> ErpRef:
+        """A supplier invoice (type ``in``; a credit memo: negative quantities) whose lines
+        are booked on the accounts MedBridge names (GRNI, PPV, tax) and whose payable is the
+        facility's AP account with the supplier as party, dated ``accounting_date``."""
         existing = self._find(INVOICE, [("type", "=", "in"), ("reference", "=", invoice.reference)])
         if existing is not None:
             return ErpRef(str(existing["id"]), invoice.reference, created=False)
@@ -405,6 +408,13 @@ class TrytonErp:
             ["account_payable", "supplier_payment_term"],
             limit=1,
         )[0]
+        named = {ln.account for ln in invoice.lines if ln.account} | {
+            c.account for c in invoice.charges
+        }
+        if invoice.payable_account:
+            named.add(invoice.payable_account)
+        accounts = self._codes("account.account", named, [("type", "!=", None)])
+        sign = -1 if invoice.credit_memo else 1
         lines = []
         for n, line in enumerate(invoice.lines):
             product = self._product(line.item, f"lines[{n}].item")
@@ -412,28 +422,51 @@ class TrytonErp:
                 {
                     "type": "line",
                     "product": product["id"],
-                    "account": self._expense_account(product, f"lines[{n}].item"),
-                    "quantity": float(line.quantity),
+                    "account": self._account(accounts, line.account, f"lines[{n}].account")
+                    if line.account
+                    else self._expense_account(product, f"lines[{n}].item"),
+                    "quantity": float(sign * line.quantity),
                     "unit": self._unit(line.unit, f"lines[{n}].unit"),
                     "unit_price": _price(line.unit_price.amount, f"lines[{n}].unit_price"),
                     "description": line.item,
                 }
             )
+        for n, charge in enumerate(invoice.charges):
+            lines.append(
+                {
+                    "type": "line",
+                    "account": self._account(accounts, charge.account, f"charges[{n}].account"),
+                    "quantity": float(sign),
+                    "unit_price": _price(charge.amount.amount, f"charges[{n}].amount"),
+                    "description": charge.description,
+                }
+            )
+        payable = (
+            self._account(accounts, invoice.payable_account, "payable_account")
+            if invoice.payable_account
+            else party["account_payable"] or self._default_payable()
+        )
         values: dict[str, Any] = {
             "type": "in",
             "party": supplier,
             "invoice_address": self._address(supplier),
-            "account": party["account_payable"] or self._default_payable(),
+            "account": payable,
             "payment_term": party["supplier_payment_term"],
             "journal": self._journal([("type", "=", "expense")], "expense journal"),
             "reference": invoice.reference,
             "description": invoice.invoice_number,
             "invoice_date": invoice.invoice_date,
+            "accounting_date": invoice.accounting_date or invoice.invoice_date,
             "lines": [["create", lines]],
         }
         (invoice_id,) = self.client.create(INVOICE, [values])
         log.info("tryton.invoice_created", reference=invoice.reference, id=invoice_id)
         return ErpRef(str(invoice_id), invoice.reference, created=True)
+
+    def _account(self, accounts: dict[str, int], code: str | None, field: str) -> int:
+        if code not in accounts:
+            raise ErpRejected(f"{self.config.database}: unknown account {code!r}", field=field)
+        return accounts[code]
 
     def post_supplier_invoice(self, erp_id: str) -> None:
         state = self._state(INVOICE, erp_id)
@@ -489,6 +522,8 @@ class TrytonErp:
                 "credit": line.credit,
                 "description": entry.description or None,
             }
+            if line.party:
+                values["party"] = self._supplier(line.party)
             if line.cost_center:
                 if line.cost_center not in centers:
                     raise ErpRejected(
@@ -540,11 +575,22 @@ class TrytonErp:
         existing = self._find(MOVE, self._move_domain(entry_id))
         return None if existing is None else ErpRef(str(existing["id"]), entry_id, created=False)
 
-    def ledger_lines(self, start: date, end: date) -> Sequence[ErpLedgerLine]:
-        """Lines of posted moves dated ``start``..``end`` (inclusive), every journal."""
+    def ledger_lines(
+        self, start: date, end: date, accounts: Sequence[str] | None = None
+    ) -> Sequence[ErpLedgerLine]:
+        """Lines of posted moves dated ``start``..``end`` (inclusive), every journal; only on
+        ``accounts`` when given. A supplier invoice's move is shown under the invoice's
+        ``reference`` (MedBridge's key), any other under its description or number."""
+        domain: list[Any] = [
+            ("move.state", "=", "posted"),
+            ("move.date", ">=", start),
+            ("move.date", "<=", end),
+        ]
+        if accounts is not None:
+            domain.append(("account.code", "in", sorted(accounts)))
         records = self.client.search_read(
             "account.move.line",
-            [("move.state", "=", "posted"), ("move.date", ">=", start), ("move.date", "<=", end)],
+            domain,
             [
                 "id",
                 "move",
@@ -553,12 +599,15 @@ class TrytonErp:
                 "move.date",
                 "move.description",
                 "move.number",
+                "move.origin",
                 "account.code",
                 "account.name",
+                "party.code",
             ],
             order=[("move", "ASC"), ("id", "ASC")],
         )
         centers: dict[int, str] = {}
+        invoices: dict[str, str] = {}
         if records:
             analytic = self.client.search_read(
                 "analytic_account.line",
@@ -568,14 +617,31 @@ class TrytonErp:
             )
             for a in analytic:
                 centers.setdefault(int(a["move_line"]), str(_nested(a, "account", "code")))
-        return [self._ledger_line(r, centers.get(int(r["id"]))) for r in records]
+            origins = {str(_nested(r, "move", "origin") or "") for r in records}
+            invoice_ids = sorted(
+                int(o.split(",")[1]) for o in origins if o.startswith(f"{INVOICE},")
+            )
+            if invoice_ids:
+                for inv in self.client.search_read(
+                    INVOICE, [("id", "in", invoice_ids)], ["id", "reference"]
+                ):
+                    if inv.get("reference"):
+                        invoices[f"{INVOICE},{inv['id']}"] = str(inv["reference"])
+        return [self._ledger_line(r, centers.get(int(r["id"])), invoices) for r in records]
 
     @staticmethod
-    def _ledger_line(record: dict[str, Any], cost_center: str | None) -> ErpLedgerLine:
+    def _ledger_line(
+        record: dict[str, Any], cost_center: str | None, invoices: dict[str, str]
+    ) -> ErpLedgerLine:
         posted = _nested(record, "move", "date")
         if not isinstance(posted, date):
             raise TrytonProtocolError(f"account.move.line {record.get('id')}: no move date")
-        reference = _nested(record, "move", "description") or _nested(record, "move", "number")
+        reference = (
+            invoices.get(str(_nested(record, "move", "origin") or ""))
+            or _nested(record, "move", "description")
+            or _nested(record, "move", "number")
+        )
+        party = _nested(record, "party", "code")
         return ErpLedgerLine(
             reference=str(reference or f"account.move,{record['move']}"),
             move_id=str(record["move"]),
@@ -584,6 +650,7 @@ class TrytonErp:
             cost_center=cost_center,
             debit=Decimal(record["debit"]),
             credit=Decimal(record["credit"]),
+            party=str(party) if party else None,
         )
 
 

@@ -22,6 +22,7 @@ from sqlalchemy import Engine
 from medbridge.api.application import create_api
 from medbridge.api.services import Services
 from medbridge.bus.consumer import Consumer
+from medbridge.bus.group_commit import GroupCommit
 from medbridge.bus.port import Bus, RetryPolicy
 from medbridge.bus.sql import SqlBus
 from medbridge.canonical.erp import ErpPort
@@ -124,7 +125,7 @@ class MedBridge:
                 batch_size=settings.consumer_batch_size,
             )
         }
-        intake = MovementIntake(engine, bus, masterdata)
+        intake = MovementIntake(engine, bus, masterdata, GroupCommit(bus))
         return cls(
             settings=settings,
             engine=engine,

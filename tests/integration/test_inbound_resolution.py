@@ -36,8 +36,7 @@ def draft(
 
 
 def resolve(mb: MedBridge, *drafts: InboundMovement) -> tuple[list[StockMovement], list[Unmapped]]:
-    with mb.engine.connect() as conn:
-        return InboundResolver(mb.masterdata).resolve(conn, list(drafts))
+    return InboundResolver(mb.masterdata).resolve_current(list(drafts))
 
 
 @pytest.fixture

@@ -204,8 +204,7 @@ def test_known_pack_gtin_resolves_to_item_and_pack_unit(dock: MedBridge) -> None
     draft = line("0130387698433527\x1d3702").model_copy(
         update={"unit_cost": Money(amount=Decimal("14.70"))}  # as the PO line supplies it
     )
-    with dock.engine.connect() as conn:
-        [movement], problems = InboundResolver(dock.masterdata).resolve(conn, [draft])
+    [movement], problems = InboundResolver(dock.masterdata).resolve_current([draft])
     assert problems == []
     assert (movement.item, movement.unit, movement.quantity) == ("DRAPE-SM", "BX", Decimal(2))
     assert movement.location == "H1-PHARM"

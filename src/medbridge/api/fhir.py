@@ -77,7 +77,7 @@ class AtomicIntake:
                     why = f"already parked as exception #{parked.id}: replay or discard it first"
                     unresolved.append((n, UnresolvedCode(-1, "resource", "", why)))
                     continue
-                movements, problems = self.svc.inbound.resolver.resolve(conn, message.drafts)
+                movements, problems = self.svc.inbound.resolver.resolve_current(message.drafts)
                 unresolved += [(n, p) for p in problems]
                 for i, movement in enumerate(movements):
                     owners.append(n)

@@ -10,13 +10,14 @@ and a parked message replayed after the fix is applied exactly once.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from uuid import UUID
 
 from sqlalchemy import Engine
 
 from medbridge.canonical.inbound import InboundMovement, InboundOutcome, InboundReceipt
 from medbridge.canonical.movements import StockMovement
-from medbridge.flows.intake import MovementIntake, MovementsRejected, Submission
+from medbridge.flows.intake import Accepted, MovementIntake, MovementsRejected, Submission
 from medbridge.masterdata.inbound import InboundResolver, Unmapped
 from medbridge.observability import metrics
 from medbridge.observability.logging import get_logger
@@ -35,6 +36,7 @@ class ExceptionNotOpen(Exception):
 class InboundIntake:
     def __init__(self, engine: Engine, intake: MovementIntake, resolver: InboundResolver) -> None:
         self.engine, self.intake, self.resolver = engine, intake, resolver
+        self._parking = ThreadPoolExecutor(max_workers=2, thread_name_prefix="inbound-park")
 
     def receive(
         self,
@@ -44,20 +46,61 @@ class InboundIntake:
         idempotency_key: str,
         correlation_id: UUID | None = None,
     ) -> InboundResult:
-        with self.engine.connect() as conn:
-            parked = exception_store.by_key(conn, idempotency_key)
-            if parked is not None and parked.status == "open":
-                return InboundResult(InboundOutcome.EXCEPTION, exception_id=parked.id)
-            movements, problems = self.resolver.resolve(conn, drafts)
+        return self.receive_nowait(
+            drafts, source=source, idempotency_key=idempotency_key, correlation_id=correlation_id
+        ).result()
+
+    def receive_nowait(
+        self,
+        drafts: Sequence[InboundMovement],
+        *,
+        source: str,
+        idempotency_key: str,
+        correlation_id: UUID | None = None,
+    ) -> Future[InboundResult]:
+        """Resolve now (from memory) and hand the movements to the group commit, or park the
+        message (on a worker thread: it is a write): the future resolves once the outcome is
+        durable. Safe to call from an event loop. A resend of a parked message that resolves
+        by now (its codes were mapped) is applied at once; the parked copy then replays as a
+        duplicate."""
+        movements, problems = self.resolver.resolve_current(drafts)
         if not problems:
             try:
-                return self._submit(movements, source, idempotency_key, correlation_id)
+                return self._submit_nowait(movements, source, idempotency_key, correlation_id)
             except MovementsRejected as rejected:
                 problems = [
                     Unmapped(p.index, p.field, "", f"resolved, then refused: {p.message}")
                     for p in rejected.problems
                 ]
-        return self._park(drafts, problems, source, idempotency_key)
+        return self._parking.submit(self._park, drafts, problems, source, idempotency_key)
+
+    def _submit_nowait(
+        self,
+        movements: Sequence[StockMovement],
+        source: str,
+        key: str,
+        correlation_id: UUID | None,
+    ) -> Future[InboundResult]:
+        submissions = [Submission(m, f"{key}#{n}", correlation_id) for n, m in enumerate(movements)]
+        appended = self.intake.submit_nowait(submissions, source)
+        done: Future[InboundResult] = Future()
+
+        def finish(f: Future[list[Accepted]]) -> None:
+            error = f.exception()
+            if error is not None:
+                done.set_exception(error)
+                return
+            accepted = f.result()
+            duplicate = all(a.duplicate for a in accepted)
+            done.set_result(
+                InboundResult(
+                    InboundOutcome.DUPLICATE if duplicate else InboundOutcome.ACCEPTED,
+                    event_ids=tuple(a.event_id for a in accepted),
+                )
+            )
+
+        appended.add_done_callback(finish)
+        return done
 
     def _submit(
         self,
@@ -66,13 +109,7 @@ class InboundIntake:
         key: str,
         correlation_id: UUID | None,
     ) -> InboundResult:
-        submissions = [Submission(m, f"{key}#{n}", correlation_id) for n, m in enumerate(movements)]
-        accepted = self.intake.submit(submissions, source)
-        duplicate = all(a.duplicate for a in accepted)
-        return InboundResult(
-            InboundOutcome.DUPLICATE if duplicate else InboundOutcome.ACCEPTED,
-            event_ids=tuple(a.event_id for a in accepted),
-        )
+        return self._submit_nowait(movements, source, key, correlation_id).result()
 
     def _park(
         self, drafts: Sequence[InboundMovement], problems: Sequence[Unmapped], source: str, key: str
@@ -94,6 +131,8 @@ class InboundIntake:
                 source=source,
                 problems=[f"{p.field}={p.value}: {p.reason}" for p in problems],
             )
+        if not new:  # parked before, still open: as it was answered then
+            return InboundResult(InboundOutcome.EXCEPTION, exception_id=exception_id)
         return InboundResult(
             InboundOutcome.EXCEPTION, exception_id=exception_id, problems=tuple(problems)
         )
@@ -105,7 +144,7 @@ class InboundIntake:
             if parked is None or parked.status != "open":
                 raise ExceptionNotOpen(f"exception {exception_id} is not open")
             drafts = [InboundMovement.model_validate(d) for d in parked.drafts]
-            movements, problems = self.resolver.resolve(conn, drafts)
+        movements, problems = self.resolver.resolve_current(drafts, fresh=True)
         if problems:
             with self.engine.begin() as conn:
                 exception_store.update_problems(conn, exception_id, [p.as_dict() for p in problems])

@@ -1,22 +1,25 @@
 """Stock-movement intake: validate against master data, then append durably to the bus.
 
 Nothing is stored unless every movement of the submission is valid (a batch is all or
-nothing), and the caller is answered only after the append has committed.
+nothing), and the caller is answered only after the append has committed (with the group
+commit, in one transaction with the other callers' appends of the moment).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass
 from uuid import UUID
 
 from sqlalchemy import Engine
 
-from medbridge.bus.port import Bus
+from medbridge.bus.group_commit import Appender, GroupCommit
+from medbridge.bus.port import AppendResult, Bus
 from medbridge.canonical.events import EventEnvelope
 from medbridge.canonical.movements import StockMovement
 from medbridge.masterdata.repository import MasterDataRepository
-from medbridge.masterdata.validation import FieldProblem, check_movements
+from medbridge.masterdata.validation import FieldProblem, check_current
 from medbridge.observability import metrics
 
 
@@ -50,17 +53,59 @@ def subject_of(movement: StockMovement) -> str:
 
 
 class MovementIntake:
-    def __init__(self, engine: Engine, bus: Bus, masterdata: MasterDataRepository) -> None:
+    """Validation (from the cached master data) and the durable append (through the group
+    commit when one is given: every caller's movements committed together with the others')."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        bus: Bus,
+        masterdata: MasterDataRepository,
+        appender: Appender | None = None,
+    ) -> None:
         self.engine, self.bus, self.masterdata = engine, bus, masterdata
+        self.appender: Appender = appender or bus
 
     def submit(self, submissions: Sequence[Submission], source: str) -> list[Accepted]:
         """Validate and append; the idempotency key is scoped by ``source``."""
-        with self.engine.connect() as conn:
-            _, problems = check_movements(conn, self.masterdata, [s.movement for s in submissions])
+        envelopes = self.prepare(submissions, source)
+        return self.accepted(submissions, self.appender.append(envelopes))
+
+    def submit_nowait(
+        self, submissions: Sequence[Submission], source: str
+    ) -> Future[list[Accepted]]:
+        """``submit`` without blocking the caller (an event loop): validation happens now
+        (``MovementsRejected`` is raised here), the future resolves after the commit."""
+        envelopes = self.prepare(submissions, source)
+        done: Future[list[Accepted]] = Future()
+        if isinstance(self.appender, GroupCommit):
+            appended = self.appender.submit(envelopes)
+        else:
+            appended = Future()
+            try:
+                appended.set_result(self.appender.append(envelopes))
+            except Exception as error:
+                appended.set_exception(error)
+
+        def finish(f: Future[list[AppendResult]]) -> None:
+            error = f.exception()
+            if error is not None:
+                done.set_exception(error)
+            else:
+                done.set_result(self.accepted(submissions, f.result()))
+
+        appended.add_done_callback(finish)
+        return done
+
+    def prepare(
+        self, submissions: Sequence[Submission], source: str
+    ) -> list[EventEnvelope[StockMovement]]:
+        """The envelopes of a valid submission; ``MovementsRejected`` naming every problem."""
+        _, problems, _ = check_current(self.masterdata, [s.movement for s in submissions])
         if problems:
             metrics.STAGE.labels(stage="intake", outcome="rejected").inc(len(submissions))
             raise MovementsRejected(problems)
-        envelopes = [
+        return [
             EventEnvelope[StockMovement](
                 type=s.movement.event_type,
                 source=source,
@@ -72,7 +117,11 @@ class MovementIntake:
             )
             for s in submissions
         ]
-        results = self.bus.append(envelopes)
+
+    @staticmethod
+    def accepted(
+        submissions: Sequence[Submission], results: Sequence[AppendResult]
+    ) -> list[Accepted]:
         accepted = [
             Accepted(
                 event_id=r.event_id,

@@ -22,7 +22,7 @@ from medbridge.domain.errors import InsufficientStock, InvalidMovement
 from medbridge.domain.ledger import from_canonical
 from medbridge.domain.posting import PostingContext, journal_entry_for
 from medbridge.masterdata.repository import MasterDataRepository
-from medbridge.masterdata.validation import check_movements
+from medbridge.masterdata.validation import check_current
 from medbridge.store import dedup
 from medbridge.store import ledger as ledger_store
 
@@ -65,18 +65,21 @@ class LedgerPosting:
             m.event_id: EventEnvelope[StockMovement].model_validate_json(m.payload)
             for m in messages
         }
+        # master data from memory, before the write transaction (which must not wait on it)
+        resolved, problems, snapshot = check_current(
+            self.masterdata, [e.data for e in envelopes.values()]
+        )
+        if problems:
+            first = problems[0]
+            raise UnresolvableMovement(
+                f"event {messages[first.index].event_id}: {first.field}: {first.message}"
+            )
+        accounts = snapshot.accounts
         with self.engine.begin() as conn:
             fresh = dedup.claim(conn, CONSUMER, messages)
             if not fresh:
                 return
             movements = [envelopes[m.event_id].data for m in fresh]
-            resolved, problems = check_movements(conn, self.masterdata, movements)
-            if problems:
-                first = problems[0]
-                raise UnresolvableMovement(
-                    f"event {fresh[first.index].event_id}: {first.field}: {first.message}"
-                )
-            accounts = self.masterdata.account_map(conn)
             book = ledger_store.load_book(
                 conn,
                 [(m.item, m.location) for m in movements]

@@ -5,6 +5,10 @@ reported (field, value, reason); nothing is guessed.
 Items: an NDC in any spelling (an undashed 10-digit NDC is tried in its three shapes and must
 match exactly one known item), a GTIN (the item's own or one of its packs', which also gives
 the unit), or the source's local code (``item_codes`` with issuer = the source system).
+
+Resolution reads a ``MasterDataSnapshot`` (memory, no query): ``resolve_current`` takes the
+cached one, and looks again on a snapshot checked against the database before it reports a
+code as unresolved, so that a cross-reference added a moment ago is used.
 """
 
 from __future__ import annotations
@@ -13,14 +17,13 @@ from collections.abc import Sequence
 from typing import get_args
 
 from pydantic import ValidationError
-from sqlalchemy import Connection, select
 
 from medbridge.canonical.codes import CodeError, NdcShape, normalize_gtin, normalize_ndc
 from medbridge.canonical.inbound import InboundMovement, ItemCodeKind, UnresolvedCode
 from medbridge.canonical.masterdata import CodeSystem, Item
 from medbridge.canonical.movements import StockMovement
+from medbridge.masterdata.cache import MasterDataSnapshot
 from medbridge.masterdata.repository import MasterDataRepository
-from medbridge.store.tables import cost_center_xrefs, item_packs, location_xrefs, unit_xrefs
 
 Unmapped = UnresolvedCode
 """Kept as the resolver's name for an unresolved code."""
@@ -30,27 +33,40 @@ class InboundResolver:
     def __init__(self, repo: MasterDataRepository) -> None:
         self.repo = repo
 
+    def resolve_current(
+        self, drafts: Sequence[InboundMovement], *, fresh: bool = False
+    ) -> tuple[list[StockMovement], list[Unmapped]]:
+        """Resolve on the cached master data (checked now when ``fresh``, or when a code did
+        not resolve on the cached snapshot)."""
+        snapshot = self.repo.snapshot(fresh=fresh)
+        movements, problems = self.resolve(snapshot, drafts)
+        if problems and not fresh:
+            again = self.repo.snapshot(fresh=True)
+            if again is not snapshot:
+                movements, problems = self.resolve(again, drafts)
+        return movements, problems
+
     def resolve(
-        self, conn: Connection, drafts: Sequence[InboundMovement]
+        self, snap: MasterDataSnapshot, drafts: Sequence[InboundMovement]
     ) -> tuple[list[StockMovement], list[Unmapped]]:
         movements: list[StockMovement] = []
         problems: list[Unmapped] = []
         for index, draft in enumerate(drafts):
             found: list[Unmapped] = []
-            item_code, pack_unit = self._item(conn, draft, index, found)
-            item = self.repo.items(conn, [item_code]).get(item_code) if item_code else None
+            item_code, pack_unit = self._item(snap, draft, index, found)
+            item = snap.item_by_code.get(item_code) if item_code else None
             location = self._location(
-                conn, draft.source_system, draft.location, "location", index, found
+                snap, draft.source_system, draft.location, "location", index, found
             )
             to_location = (
                 self._location(
-                    conn, draft.source_system, draft.to_location, "to_location", index, found
+                    snap, draft.source_system, draft.to_location, "to_location", index, found
                 )
                 if draft.to_location
                 else None
             )
-            unit = self._unit(conn, draft, item, pack_unit, index, found) if item else None
-            cost_center = self._cost_center(conn, draft, index, found)
+            unit = self._unit(snap, draft, item, pack_unit, index, found) if item else None
+            cost_center = self._cost_center(snap, draft, index, found)
             problems += found
             if found or item is None or location is None or unit is None:
                 continue
@@ -80,13 +96,13 @@ class InboundResolver:
         return movements, problems
 
     def _item(
-        self, conn: Connection, draft: InboundMovement, index: int, found: list[Unmapped]
+        self, snap: MasterDataSnapshot, draft: InboundMovement, index: int, found: list[Unmapped]
     ) -> tuple[str | None, str | None]:
         code = draft.item.code.strip()
         kind = draft.item.kind
         if kind is ItemCodeKind.LOCAL:
             issuer = draft.item.issuer or draft.source_system
-            item = self.repo.item_by_code(conn, CodeSystem.LOCAL, code, issuer)
+            item = snap.item_for(CodeSystem.LOCAL, code, issuer)
             if item is None:
                 found.append(Unmapped(index, "item", code, f"no item for {issuer} code {code}"))
             return item, None
@@ -96,19 +112,19 @@ class InboundResolver:
             except CodeError as error:
                 found.append(Unmapped(index, "item", code, str(error)))
                 return None, None
-            item = self.repo.item_by_code(conn, CodeSystem.GTIN, gtin)
+            item = snap.item_for(CodeSystem.GTIN, gtin)
             if item is not None:
                 return item, None
-            pack = conn.execute(
-                select(item_packs.c.item, item_packs.c.unit).where(item_packs.c.gtin == gtin)
-            ).first()
+            pack = snap.pack_gtins.get(gtin)
             if pack is None:
                 found.append(Unmapped(index, "item", gtin, "unknown GTIN"))
                 return None, None
-            return pack.item, pack.unit
-        return self._ndc(conn, code, index, found), None
+            return pack
+        return self._ndc(snap, code, index, found), None
 
-    def _ndc(self, conn: Connection, code: str, index: int, found: list[Unmapped]) -> str | None:
+    def _ndc(
+        self, snap: MasterDataSnapshot, code: str, index: int, found: list[Unmapped]
+    ) -> str | None:
         shapes: tuple[NdcShape | None, ...] = (None,)
         if code.isdigit() and len(code) == 10:
             shapes = get_args(NdcShape)
@@ -120,7 +136,7 @@ class InboundResolver:
             except CodeError as problem:
                 error = str(problem)
                 continue
-            item = self.repo.item_by_code(conn, CodeSystem.NDC, ndc)
+            item = snap.item_for(CodeSystem.NDC, ndc)
             if item is not None:
                 candidates.add(item)
         if len(candidates) == 1:
@@ -135,7 +151,7 @@ class InboundResolver:
 
     def _location(
         self,
-        conn: Connection,
+        snap: MasterDataSnapshot,
         source: str,
         code: str | None,
         field: str,
@@ -143,18 +159,14 @@ class InboundResolver:
         found: list[Unmapped],
     ) -> str | None:
         assert code is not None
-        location = conn.execute(
-            select(location_xrefs.c.location).where(
-                location_xrefs.c.source_system == source, location_xrefs.c.code == code
-            )
-        ).scalar_one_or_none()
+        location = snap.location_xrefs.get((source, code))
         if location is None:
             found.append(Unmapped(index, field, code, f"no location cross-reference for {source}"))
         return location
 
     def _unit(
         self,
-        conn: Connection,
+        snap: MasterDataSnapshot,
         draft: InboundMovement,
         item: Item,
         pack_unit: str | None,
@@ -166,11 +178,7 @@ class InboundResolver:
             return pack_unit or item.base_unit
         if draft.unit in known:
             return draft.unit
-        mapped = conn.execute(
-            select(unit_xrefs.c.unit).where(
-                unit_xrefs.c.source_system == draft.source_system, unit_xrefs.c.code == draft.unit
-            )
-        ).scalar_one_or_none()
+        mapped = snap.unit_xrefs.get((draft.source_system, draft.unit))
         if mapped is None or mapped not in known:
             why = (
                 "no unit cross-reference"
@@ -189,17 +197,12 @@ class InboundResolver:
         return str(mapped)
 
     def _cost_center(
-        self, conn: Connection, draft: InboundMovement, index: int, found: list[Unmapped]
+        self, snap: MasterDataSnapshot, draft: InboundMovement, index: int, found: list[Unmapped]
     ) -> str | None:
         """The patient location's cost center; none given means the location's own."""
         if draft.patient_location is None:
             return None
-        center = conn.execute(
-            select(cost_center_xrefs.c.cost_center).where(
-                cost_center_xrefs.c.source_system == draft.source_system,
-                cost_center_xrefs.c.code == draft.patient_location,
-            )
-        ).scalar_one_or_none()
+        center = snap.cost_center_xrefs.get((draft.source_system, draft.patient_location))
         if center is None:
             found.append(
                 Unmapped(

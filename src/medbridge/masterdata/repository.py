@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
 
 from sqlalchemy import Connection, Engine, select
 
@@ -25,6 +24,7 @@ from medbridge.canonical.masterdata import (
     UnitOfMeasure,
 )
 from medbridge.domain.posting import AccountMap
+from medbridge.masterdata.cache import LocationInfo, MasterDataCache, MasterDataSnapshot, touch
 from medbridge.store.sql import chunks, upsert
 from medbridge.store.tables import (
     account_assignments,
@@ -51,24 +51,26 @@ class MasterDataError(Exception):
         self.field = field
 
 
-@dataclass(frozen=True)
-class LocationInfo:
-    code: str
-    kind: LocationKind
-    facility: str | None
-    cost_center: str | None
-
-
 class MasterDataRepository:
-    def __init__(self, engine: Engine) -> None:
+    """Writes of master data (each bumps the master-data revision, see ``masterdata.cache``)
+    and reads: from the database given a connection, or from memory (``snapshot``)."""
+
+    def __init__(self, engine: Engine, cache: MasterDataCache | None = None) -> None:
         self.engine = engine
+        self.cache = cache or MasterDataCache(engine)
+
+    def snapshot(self, *, fresh: bool = False) -> MasterDataSnapshot:
+        """Master data and cross-references as of now, from memory (kept fresh on change)."""
+        return self.cache.snapshot(fresh=fresh)
 
     # --- writes ------------------------------------------------------------------------
 
     def save_units(self, conn: Connection, values: Iterable[UnitOfMeasure]) -> None:
+        touch(conn)
         upsert(conn, units, [{"code": u.code, "name": u.name} for u in values], keys=("code",))
 
     def save_item(self, conn: Connection, item: Item) -> None:
+        touch(conn)
         upsert(
             conn,
             items,
@@ -97,6 +99,7 @@ class MasterDataRepository:
 
     def link_code(self, conn: Connection, item: str, code: ItemCode) -> None:
         """Cross-reference an external code to an item (a code maps to one item only)."""
+        touch(conn)
         row = {"system": code.system.value, "issuer": code.issuer or "", "code": code.code}
         current = conn.execute(select(item_codes.c.item).filter_by(**row)).scalar_one_or_none()
         if current is not None and current != item:
@@ -106,9 +109,11 @@ class MasterDataRepository:
         upsert(conn, item_codes, [{**row, "item": item}], keys=("system", "issuer", "code"))
 
     def save_cost_center(self, conn: Connection, center: CostCenter) -> None:
+        touch(conn)
         upsert(conn, cost_centers, [center.model_dump(mode="json")], keys=("code",))
 
     def save_location(self, conn: Connection, location: Location) -> None:
+        touch(conn)
         facility: str | None = None
         if location.kind is LocationKind.FACILITY:
             facility = location.code
@@ -125,9 +130,11 @@ class MasterDataRepository:
         upsert(conn, locations, [row], keys=("code",))
 
     def save_gl_account(self, conn: Connection, account: GLAccount) -> None:
+        touch(conn)
         upsert(conn, gl_accounts, [account.model_dump(mode="json")], keys=("code",))
 
     def assign_account(self, conn: Connection, assignment: AccountAssignment) -> None:
+        touch(conn)
         upsert(
             conn,
             account_assignments,
@@ -136,9 +143,11 @@ class MasterDataRepository:
         )
 
     def save_supplier(self, conn: Connection, supplier: Supplier) -> None:
+        touch(conn)
         upsert(conn, suppliers, [supplier.model_dump(mode="json")], keys=("code",))
 
     def save_contract(self, conn: Connection, contract: Contract) -> None:
+        touch(conn)
         row = contract.model_dump(exclude={"price"}) | {
             "price": contract.price.amount,
             "currency": contract.price.currency,
@@ -239,6 +248,7 @@ class CrossReferences:
 
     @staticmethod
     def map_location(conn: Connection, source_system: str, code: str, location: str) -> None:
+        touch(conn)
         upsert(
             conn,
             location_xrefs,
@@ -248,6 +258,7 @@ class CrossReferences:
 
     @staticmethod
     def map_cost_center(conn: Connection, source_system: str, code: str, cost_center: str) -> None:
+        touch(conn)
         upsert(
             conn,
             cost_center_xrefs,
@@ -257,6 +268,7 @@ class CrossReferences:
 
     @staticmethod
     def map_unit(conn: Connection, source_system: str, code: str, unit: str) -> None:
+        touch(conn)
         upsert(
             conn,
             unit_xrefs,

@@ -6,16 +6,16 @@ an API answers 422 naming it, and a connector can build its protocol's negative 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-
-from sqlalchemy import Connection
+from typing import Protocol
 
 from medbridge.canonical.masterdata import Item, LocationKind
 from medbridge.canonical.movements import StockMovement
 from medbridge.domain.errors import UnknownUnit
 from medbridge.domain.units import base_factor
-from medbridge.masterdata.repository import LocationInfo, MasterDataRepository
+from medbridge.masterdata.cache import LocationInfo, MasterDataSnapshot
+from medbridge.masterdata.repository import MasterDataRepository
 
 STOCK_HOLDING = {LocationKind.STORE, LocationKind.BIN}
 """Stock is held in stores and bins, not at a facility or network as a whole."""
@@ -35,16 +35,26 @@ class ResolvedMovements:
     locations: dict[str, LocationInfo]
 
 
+class MasterDataView(Protocol):
+    """What validation reads (a ``MasterDataSnapshot`` is one)."""
+
+    def items(self, codes: Iterable[str]) -> dict[str, Item]: ...
+
+    def locations(self, codes: Iterable[str]) -> dict[str, LocationInfo]: ...
+
+    def cost_centers(self, codes: Iterable[str]) -> set[str]: ...
+
+
 def check_movements(
-    conn: Connection, repo: MasterDataRepository, movements: Sequence[StockMovement]
+    view: MasterDataView, movements: Sequence[StockMovement]
 ) -> tuple[ResolvedMovements, list[FieldProblem]]:
     """Resolve the movements' item and locations; list every problem found."""
-    items = repo.items(conn, (m.item for m in movements))
+    items = view.items(m.item for m in movements)
     location_codes = {m.location for m in movements} | {
         m.to_location for m in movements if m.to_location
     }
-    locs = repo.locations(conn, location_codes)
-    centers = repo.cost_centers(conn, (m.cost_center for m in movements if m.cost_center))
+    locs = view.locations(location_codes)
+    centers = view.cost_centers(m.cost_center for m in movements if m.cost_center)
     problems: list[FieldProblem] = []
     for i, m in enumerate(movements):
         item = items.get(m.item)
@@ -72,3 +82,18 @@ def check_movements(
                 FieldProblem(i, "cost_center", f"unknown cost center {m.cost_center!r}")
             )
     return ResolvedMovements(movements, items, locs), problems
+
+
+def check_current(
+    repo: MasterDataRepository, movements: Sequence[StockMovement]
+) -> tuple[ResolvedMovements, list[FieldProblem], MasterDataSnapshot]:
+    """``check_movements`` on the cached master data; a problem is looked at again on a
+    snapshot checked against the database now (so that nothing is refused for being stale)."""
+    snapshot = repo.snapshot()
+    resolved, problems = check_movements(snapshot, movements)
+    if problems:
+        fresh = repo.snapshot(fresh=True)
+        if fresh is not snapshot:
+            snapshot = fresh
+            resolved, problems = check_movements(snapshot, movements)
+    return resolved, problems, snapshot

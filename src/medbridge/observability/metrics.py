@@ -21,6 +21,11 @@ HTTP_REQUESTS = Counter(
     "medbridge_http_requests", "HTTP requests by route and status", ["route", "status"]
 )
 APPEND_SECONDS = Histogram("medbridge_bus_append_seconds", "Time to durably append a batch")
+GROUP_COMMIT_EVENTS = Histogram(
+    "medbridge_group_commit_events",
+    "Events committed together by the group-commit writer (one transaction)",
+    buckets=(1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000),
+)
 
 
 class BusCollector(Collector):

@@ -1,9 +1,11 @@
 """Engine set-up for SQLite (embedded) and PostgreSQL (scale-out).
 
 SQLite: WAL, ``synchronous`` from settings, a long busy timeout, foreign keys on, and every
-transaction opened with ``BEGIN IMMEDIATE`` (the SQLAlchemy-documented recipe): pysqlite's
-default deferred BEGIN lets two writers both hold a read lock and then deadlock on upgrade,
-which busy_timeout cannot resolve.
+writing transaction opened with ``BEGIN IMMEDIATE`` (the SQLAlchemy-documented recipe):
+pysqlite's default deferred BEGIN lets two writers both hold a read lock and then deadlock on
+upgrade, which busy_timeout cannot resolve. Work that only reads uses ``read_only(engine)``:
+its transactions begin DEFERRED and never wait for the write lock (measured under MLLP load
+on main: 32% of samples were reads waiting for it).
 """
 
 from __future__ import annotations
@@ -46,6 +48,19 @@ def create_db_engine(url: str, *, sqlite_synchronous: str = "FULL", **kwargs: An
 
     @event.listens_for(engine, "begin")
     def _sqlite_begin_immediate(connection: Any) -> None:
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
+        if connection.get_execution_options().get(READ_ONLY):
+            connection.exec_driver_sql("BEGIN DEFERRED")  # a WAL snapshot; no write lock
+        else:
+            connection.exec_driver_sql("BEGIN IMMEDIATE")
 
     return engine
+
+
+READ_ONLY = "medbridge_read_only"
+
+
+def read_only(engine: Engine) -> Engine:
+    """The same engine (same pool) for work that only reads: on SQLite its transactions
+    begin DEFERRED, so a read never takes (or waits for) the database's one write lock; a
+    write through it would fail on a busy database instead of waiting its turn."""
+    return engine.execution_options(**{READ_ONLY: True})

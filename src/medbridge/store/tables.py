@@ -276,6 +276,14 @@ ledger_movements = Table(
     Column("applied_at", UTCDateTime, nullable=False),
 )
 
+masterdata_revision = Table(
+    "masterdata_revision",
+    metadata,
+    Column("id", Integer, primary_key=True),  # one row: id 1
+    Column("revision", BigInteger().with_variant(Integer(), "sqlite"), nullable=False),
+)
+"""Incremented by every master-data and cross-reference write (masterdata.cache)."""
+
 journal_entries = Table(
     "journal_entries",
     metadata,

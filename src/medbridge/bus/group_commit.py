@@ -1,0 +1,159 @@
+"""Group commit: one writer collects the appends of every connection and request and commits
+them together, then releases each caller.
+
+Measured on main before this existed (py-spy, 2 cores): one transaction and one fsync per
+HL7 message capped durable ingest near 200 messages/s, while 500 messages per transaction ran
+4.4x faster on one thread. The writer here batches naturally: it takes whatever is queued when
+it becomes free (up to ``max_events``), commits it with ONE ``Bus.append``, and resolves each
+caller's future with its own results. While it commits, new appends queue up, so the batch
+grows with the load and a lone request waits for nothing but its own commit (``linger``
+seconds of extra waiting can be configured for fewer, larger transactions).
+
+Promises, stated:
+
+- A caller's future resolves only after the transaction holding its events has committed:
+  an acknowledgement sent on it cannot be lost.
+- A batch is all-or-nothing per caller: a failed transaction is retried once per caller,
+  alone, so a caller whose events the log refuses (``BusError``) fails only itself, and the
+  other callers of that batch are committed without it. A transient failure
+  (``BusUnavailable``) fails every caller of the batch: each can answer "try again" (HL7 AR,
+  HTTP 503) and nothing was stored.
+- Idempotency is the log's: the same key from two callers in one batch is appended once and
+  the second caller is told ``duplicate`` with the original's id.
+- Order: callers are committed in the order they were queued; a caller's events stay in the
+  order given (per-key order is the log's partition order).
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from medbridge.bus.port import AppendResult, BusError, BusUnavailable
+from medbridge.canonical.events import EventEnvelope
+from medbridge.observability import metrics
+from medbridge.observability.logging import get_logger
+
+log = get_logger(__name__)
+
+
+class Appender(Protocol):
+    """Where the intake appends (a ``Bus``, or a ``GroupCommit`` in front of one)."""
+
+    def append(self, events: Sequence[EventEnvelope[Any]]) -> list[AppendResult]: ...
+
+
+@dataclass
+class _Request:
+    events: Sequence[EventEnvelope[Any]]
+    future: Future[list[AppendResult]]
+
+
+class GroupCommit:
+    """The writer in front of one log. ``submit`` from any thread; ``append`` blocks."""
+
+    def __init__(
+        self,
+        log_: Appender,
+        *,
+        max_events: int = 2000,
+        linger: float = 0.0,
+        name: str = "group-commit",
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.log, self.max_events, self.linger, self.name = log_, max_events, linger, name
+        self._clock = clock
+        self._queue: queue.SimpleQueue[_Request | None] = queue.SimpleQueue()
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self._closed = False
+
+    # --- callers ---------------------------------------------------------------------------
+
+    def submit(self, events: Sequence[EventEnvelope[Any]]) -> Future[list[AppendResult]]:
+        """Queue ``events`` (one caller's all-or-nothing unit); the future resolves once they
+        are committed (or raises what the log raised)."""
+        future: Future[list[AppendResult]] = Future()
+        if not events:
+            future.set_result([])
+            return future
+        if self._closed:
+            future.set_exception(BusUnavailable("the writer is stopped"))
+            return future
+        self._ensure_started()
+        self._queue.put(_Request(events, future))
+        return future
+
+    def append(self, events: Sequence[EventEnvelope[Any]]) -> list[AppendResult]:
+        """``submit`` and wait: the ``Appender`` protocol, for threads."""
+        return self.submit(events).result()
+
+    def close(self, timeout: float = 10.0) -> None:
+        """Commit what is queued, then stop the writer."""
+        with self._lock:
+            self._closed = True
+            thread = self._thread
+        if thread is not None:
+            self._queue.put(None)
+            thread.join(timeout)
+
+    # --- the writer ------------------------------------------------------------------------
+
+    def _ensure_started(self) -> None:
+        if self._thread is not None:
+            return
+        with self._lock:
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name=self.name, daemon=True)
+                self._thread.start()
+
+    def _run(self) -> None:
+        stopping = False
+        while not stopping:
+            first = self._queue.get()
+            if first is None:
+                break
+            batch, size = [first], len(first.events)
+            deadline = self._clock() + self.linger
+            while size < self.max_events:
+                try:
+                    wait = deadline - self._clock()
+                    item = self._queue.get(timeout=wait) if wait > 0 else self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if item is None:
+                    stopping = True
+                    break
+                batch.append(item)
+                size += len(item.events)
+            self._commit(batch)
+
+    def _commit(self, batch: list[_Request]) -> None:
+        events = [e for r in batch for e in r.events]
+        try:
+            results = self.log.append(events)
+        except BusUnavailable as error:
+            for r in batch:
+                r.future.set_exception(error)
+            return
+        except Exception as error:  # one caller's events refused: find it, commit the rest
+            if len(batch) == 1:
+                batch[0].future.set_exception(
+                    error if isinstance(error, BusError) else BusError(str(error))
+                )
+                return
+            log.warning("group_commit.batch_failed", callers=len(batch), error=str(error))
+            for r in batch:
+                self._commit([r])
+            return
+        metrics.GROUP_COMMIT_EVENTS.observe(len(events))
+        at = 0
+        for r in batch:
+            n = len(r.events)
+            r.future.set_result(results[at : at + n])
+            at += n

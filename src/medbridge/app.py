@@ -105,7 +105,9 @@ class MedBridge:
     def build(cls, settings: Settings | None = None) -> MedBridge:
         settings = settings or Settings()
         engine = create_db_engine(
-            settings.database_url, sqlite_synchronous=settings.sqlite_synchronous
+            settings.database_url,
+            sqlite_synchronous=settings.sqlite_synchronous,
+            background_checkpoints=True,
         )
         bus = SqlBus(engine, partitions=settings.bus_partitions)
         masterdata = MasterDataRepository(engine)
@@ -568,8 +570,8 @@ class MedBridge:
         @asynccontextmanager
         async def lifespan(_api: FastAPI) -> AsyncIterator[None]:
             listener = self.mllp_listener() if with_workers and self.settings.mllp_enabled else None
-            if listener is not None:
-                await listener.start()
+            if listener is not None:  # its own loop and thread: HL7 never waits on HTTP
+                listener.start_in_thread()
             if with_workers:
                 self.start_workers(demo=demo)
             try:
@@ -578,7 +580,7 @@ class MedBridge:
                 if with_workers:
                     self.stop_workers()
                 if listener is not None:
-                    await listener.stop()
+                    listener.stop_in_thread()
                 self.engine.dispose()
 
         api = create_api(self.services(), lifespan=lifespan)

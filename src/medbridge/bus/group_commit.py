@@ -64,9 +64,11 @@ class GroupCommit:
         max_events: int = 2000,
         linger: float = 0.0,
         name: str = "group-commit",
+        idle_exit: float = 5.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.log, self.max_events, self.linger, self.name = log_, max_events, linger, name
+        self.idle_exit = idle_exit
         self._clock = clock
         self._queue: queue.SimpleQueue[_Request | None] = queue.SimpleQueue()
         self._lock = threading.Lock()
@@ -85,8 +87,8 @@ class GroupCommit:
         if self._closed:
             future.set_exception(BusUnavailable("the writer is stopped"))
             return future
-        self._ensure_started()
         self._queue.put(_Request(events, future))
+        self._ensure_started()
         return future
 
     def append(self, events: Sequence[EventEnvelope[Any]]) -> list[AppendResult]:
@@ -112,10 +114,23 @@ class GroupCommit:
                 self._thread = threading.Thread(target=self._run, name=self.name, daemon=True)
                 self._thread.start()
 
+    def _idle(self) -> bool:
+        """Nothing queued: the writer ends (a caller starts a new one after queueing)."""
+        with self._lock:
+            if self._queue.empty():
+                self._thread = None
+                return True
+            return False
+
     def _run(self) -> None:
         stopping = False
         while not stopping:
-            first = self._queue.get()
+            try:
+                first = self._queue.get(timeout=self.idle_exit)
+            except queue.Empty:
+                if self._idle():
+                    return
+                continue
             if first is None:
                 break
             batch, size = [first], len(first.events)

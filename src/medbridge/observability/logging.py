@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import logging
 import sys
-from collections.abc import Iterator
+import threading
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -48,3 +50,44 @@ def correlation(correlation_id: str | None, **more: Any) -> Iterator[None]:
     """Bind the correlation id (and more) to every log line written inside the block."""
     with bound_contextvars(correlation_id=correlation_id, **more):
         yield
+
+
+class BoundedLog:
+    """At most ``per_interval`` lines per ``interval`` seconds for one kind of event, the rest
+    counted and reported with the next line that gets through (``suppressed=N``): hostile or
+    broken input must not turn into a log flood (measured on main: 13 MB of junk over MLLP
+    wrote 49,000 warning lines and stalled every ACK)."""
+
+    def __init__(
+        self,
+        logger: Any,
+        per_interval: int = 10,
+        interval: float = 1.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._log, self.per_interval, self.interval, self._clock = (
+            logger,
+            per_interval,
+            interval,
+            clock,
+        )
+        self._lock = threading.Lock()
+        self._window = float("-inf")
+        self._used = 0
+        self._suppressed = 0
+
+    def warning(self, event: str, **fields: Any) -> bool:
+        """Log unless over the budget; True when logged."""
+        with self._lock:
+            now = self._clock()
+            if now - self._window >= self.interval:
+                self._window, self._used = now, 0
+            if self._used >= self.per_interval:
+                self._suppressed += 1
+                return False
+            self._used += 1
+            suppressed, self._suppressed = self._suppressed, 0
+        if suppressed:
+            fields["suppressed"] = suppressed
+        self._log.warning(event, **fields)
+        return True

@@ -10,6 +10,9 @@ on main: 32% of samples were reads waiting for it).
 
 from __future__ import annotations
 
+import threading
+import time
+import weakref
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +30,15 @@ def normalize_url(url: str) -> str:
     return parsed.render_as_string(hide_password=False)
 
 
-def create_db_engine(url: str, *, sqlite_synchronous: str = "FULL", **kwargs: Any) -> Engine:
+def create_db_engine(
+    url: str,
+    *,
+    sqlite_synchronous: str = "FULL",
+    background_checkpoints: bool = False,
+    **kwargs: Any,
+) -> Engine:
+    """An engine for ``url``. ``background_checkpoints`` (SQLite): no automatic WAL
+    checkpoint inside a committing transaction; a ``Checkpointer`` thread does them instead."""
     url = normalize_url(url)
     parsed = make_url(url)
     if parsed.get_backend_name() != "sqlite":
@@ -44,6 +55,8 @@ def create_db_engine(url: str, *, sqlite_synchronous: str = "FULL", **kwargs: An
         cursor.execute(f"PRAGMA synchronous={sqlite_synchronous}")
         cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
         cursor.execute("PRAGMA foreign_keys=ON")
+        if background_checkpoints:
+            cursor.execute("PRAGMA wal_autocheckpoint=0")
         cursor.close()
 
     @event.listens_for(engine, "begin")
@@ -53,7 +66,41 @@ def create_db_engine(url: str, *, sqlite_synchronous: str = "FULL", **kwargs: An
         else:
             connection.exec_driver_sql("BEGIN IMMEDIATE")
 
+    if background_checkpoints:
+        Checkpointer(engine).start()
     return engine
+
+
+class Checkpointer:
+    """WAL checkpoints on a thread of their own, every ``interval`` seconds (PASSIVE: they
+    wait for no reader and no writer).
+
+    Measured under MLLP load with SQLite's automatic checkpoint (every 1,000 pages, run by
+    whichever commit crosses it): that commit, and every caller waiting on it, stalled for
+    about 290 ms (the ACK p99 of a 32-connection run). The thread holds only a weak reference
+    to the engine: it ends when the engine is disposed of or collected."""
+
+    def __init__(self, engine: Engine, interval: float = 1.0) -> None:
+        self._engine = weakref.ref(engine)
+        self.interval = interval
+
+    def start(self) -> None:
+        threading.Thread(target=self._run, name="sqlite-checkpoint", daemon=True).start()
+
+    def _run(self) -> None:
+        while True:
+            time.sleep(self.interval)
+            engine = self._engine()
+            if engine is None:
+                return
+            try:
+                with engine.connect() as conn:
+                    conn.exec_driver_sql("PRAGMA wal_checkpoint(PASSIVE)")
+            except Exception:  # the file went away or is busy: the next round tries again
+                if self._engine() is None:
+                    return
+            finally:
+                del engine
 
 
 READ_ONLY = "medbridge_read_only"

@@ -24,6 +24,14 @@ class Hl7Config(BaseModel):
     tls_key: Path | None = None
     max_message_bytes: int = Field(default=1_048_576, ge=1024)
     idle_timeout: float = Field(default=300.0, gt=0)
+    max_in_flight: int = Field(default=64, ge=1, le=10_000)
+    """Messages of one connection worked on at once (pipelining); reading waits beyond."""
+    max_messages_per_second: float = Field(default=5000.0, ge=0)
+    """One connection is slowed down beyond this rate (0: no bound)."""
+    max_refusals_per_second: float = Field(default=20.0, ge=0)
+    """A connection whose messages are refused is slowed down to this rate of refusals."""
+    frames_per_turn: int = Field(default=4, ge=1, le=1000)
+    """Messages one connection works on before the next connection's turn."""
     unmapped_ack: UnmappedAck = UnmappedAck.ACCEPT
     strict_validation: bool = False
     """Validate structure and data types with hl7apy first (slow: for on-boarding a sender)."""

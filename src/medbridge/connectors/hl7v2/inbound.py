@@ -1,30 +1,32 @@
-"""Inbound HL7 v2: the receiver (one message in, one ACK out) and the MLLP listener.
+"""Inbound HL7 v2: the receiver (one message in, one ACK out). The MLLP transport in front
+of it is ``connectors.hl7v2.mllp``.
 
 The ACK is built only after the outcome is durable: ``AA`` once the movements are appended
 (or were already: a duplicate), or once the message is parked in the exception queue
 (accepted for review; ``AE`` if so configured); ``AE`` for content errors and ``AR`` for
 unsupported types or versions, each with an ERR segment; ``AR`` with code 207 when the store
 cannot be reached, so that the sender keeps the message and sends it again.
-
-MLLP: ``<VT> message <FS><CR>``. Bytes outside a frame are discarded and logged; a frame
-larger than ``max_message_bytes`` closes the connection. Messages on one connection are
-handled in order (each ACK before the next message); connections run concurrently.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import ssl
-from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
-from typing import Protocol
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Protocol, TypeVar, runtime_checkable
+from uuid import UUID
 
 from sqlalchemy.exc import InterfaceError, OperationalError
 
 from medbridge.bus.port import AppendResult, BusError
 from medbridge.canonical.demand import PharmacyOrder
-from medbridge.canonical.inbound import InboundOutcome, InboundReceipt, InboundSink
+from medbridge.canonical.inbound import (
+    InboundMovement,
+    InboundOutcome,
+    InboundReceipt,
+    InboundSink,
+)
 from medbridge.connectors.hl7v2.ack import build_ack
 from medbridge.connectors.hl7v2.codec import Message, decode, parse
 from medbridge.connectors.hl7v2.config import Hl7Config, UnmappedAck
@@ -32,11 +34,10 @@ from medbridge.connectors.hl7v2.errors import Hl7Error, Hl7ParseError, TableValu
 from medbridge.connectors.hl7v2.mapping import DISPENSE, Header, Mapped, map_message
 from medbridge.connectors.hl7v2.strict import validate_strict
 from medbridge.observability import metrics
-from medbridge.observability.logging import get_logger
+from medbridge.observability.logging import BoundedLog, get_logger
 
 log = get_logger(__name__)
-
-START, END = b"\x0b", b"\x1c\x0d"
+T = TypeVar("T")
 
 # where each unresolved field of an inbound movement sits in the message
 _FIELDS_RDS = {
@@ -61,14 +62,104 @@ class DemandSink(Protocol):
     ) -> list[AppendResult]: ...
 
 
-class Hl7Receiver:
-    """Turns one HL7 message into its acknowledgement, doing the work in between."""
+Outcome = tuple[str, Hl7Error | None, str]
+"""An ACK code, the error for its ERR segment, and MSA-3's text."""
 
-    def __init__(self, inbound: InboundSink, demand: DemandSink, config: Hl7Config) -> None:
+
+@runtime_checkable
+class DeferredInboundSink(Protocol):
+    """An ``InboundSink`` that can answer later: the future resolves once the outcome is
+    durable. Called from an event loop, it must not block."""
+
+    def receive_nowait(
+        self,
+        drafts: Sequence[InboundMovement],
+        *,
+        source: str,
+        idempotency_key: str,
+        correlation_id: UUID | None = None,
+    ) -> Future[InboundReceipt]: ...
+
+
+def _then(future: Future[T], fn: Callable[[T], Outcome]) -> Future[Outcome]:
+    done: Future[Outcome] = Future()
+
+    def chain(f: Future[T]) -> None:
+        error = f.exception()
+        if error is not None:
+            done.set_exception(error)
+            return
+        try:
+            done.set_result(fn(f.result()))
+        except Exception as problem:
+            done.set_exception(problem)
+
+    future.add_done_callback(chain)
+    return done
+
+
+@dataclass
+class _Step:
+    """A message after parsing and mapping: its outcome, or the future of it."""
+
+    message: Message | None
+    done: Outcome | None = None
+    pending: Future[Outcome] | None = None
+
+
+class Hl7Receiver:
+    """Turns one HL7 message into its acknowledgement, doing the work in between.
+
+    ``handle`` blocks (a thread per message); ``handle_async`` parses and maps on the event
+    loop and waits for the durable outcome without a thread (the group commit releases it).
+    Refusals are logged at a bounded rate (``BoundedLog``): junk must not flood the log.
+    """
+
+    def __init__(
+        self,
+        inbound: InboundSink,
+        demand: DemandSink,
+        config: Hl7Config,
+        executor: ThreadPoolExecutor | None = None,
+    ) -> None:
         self.inbound, self.demand, self.config = inbound, demand, config
         self._secret = config.pseudonym_secret.get_secret_value().encode()
+        self._executor = executor or ThreadPoolExecutor(max_workers=8, thread_name_prefix="hl7")
+        self._refusals = BoundedLog(log)
 
     def handle(self, raw: bytes) -> bytes:
+        step = self.begin(raw)
+        outcome = step.done
+        if step.pending is not None:
+            try:
+                outcome = step.pending.result()
+            except Exception as problem:
+                outcome = self._failed(problem)
+        assert outcome is not None
+        return self._ack(step.message, outcome)
+
+    async def handle_async(self, raw: bytes) -> bytes:
+        step = self.begin(raw)
+        return self.ack_now(step) if step.pending is None else await self.finish_async(step)
+
+    def begin(self, raw: bytes) -> _Step:
+        """Parse, map and hand over: the outcome now (a refusal, a message with nothing to
+        store) or the future of the durable one."""
+        return self._begin(raw)
+
+    def ack_now(self, step: _Step) -> bytes:
+        assert step.done is not None
+        return self._ack(step.message, step.done)
+
+    async def finish_async(self, step: _Step) -> bytes:
+        assert step.pending is not None
+        try:
+            outcome = await asyncio.wrap_future(step.pending)
+        except Exception as problem:
+            outcome = self._failed(problem)
+        return self._ack(step.message, outcome)
+
+    def _begin(self, raw: bytes) -> _Step:
         message: Message | None = None
         try:
             text = decode(raw)
@@ -76,22 +167,32 @@ class Hl7Receiver:
             if self.config.strict_validation:
                 validate_strict(text)
             mapped = map_message(message, self._secret)
-            code, error, text = self._apply(mapped)
+            applied = self._apply(mapped)
         except Hl7Error as problem:
-            code, error, text = problem.ack_code, problem, ""
-            log.warning(
+            self._refusals.warning(
                 "hl7.refused",
-                ack=code,
+                ack=problem.ack_code,
                 control_id=message.msh.get(10) if message else None,
                 location=problem.location,
                 reason=str(problem),
             )
-        except (BusError, OperationalError, InterfaceError, OSError) as problem:
-            code, error, text = "AR", Hl7Error("store unavailable: send the message again"), ""
+            return _Step(message, done=(problem.ack_code, problem, ""))
+        except Exception as problem:
+            return _Step(message, done=self._failed(problem))
+        if isinstance(applied, Future):
+            return _Step(message, pending=applied)
+        return _Step(message, done=applied)
+
+    def _failed(self, problem: BaseException) -> Outcome:
+        if isinstance(problem, (BusError, OperationalError, InterfaceError, OSError)):
             log.error("hl7.store_unavailable", error_type=type(problem).__name__)
-        except Exception:  # the sender must hear of it, and must not be told AA
-            log.exception("hl7.internal_error")
-            code, error, text = "AR", Hl7Error("application internal error: send again"), ""
+            return "AR", Hl7Error("store unavailable: send the message again"), ""
+        # the sender must hear of it, and must not be told AA
+        log.error("hl7.internal_error", error_type=type(problem).__name__, error=str(problem))
+        return "AR", Hl7Error("application internal error: send again"), ""
+
+    def _ack(self, message: Message | None, outcome: Outcome) -> bytes:
+        code, error, text = outcome
         metrics.STAGE.labels(stage="hl7v2", outcome=code).inc()
         ack = build_ack(
             message,
@@ -103,25 +204,41 @@ class Hl7Receiver:
         )
         return ack.encode("utf-8")
 
-    def _apply(self, mapped: Mapped) -> tuple[str, Hl7Error | None, str]:
+    def _apply(self, mapped: Mapped) -> Outcome | Future[Outcome]:
         header = mapped.header
         source = f"hl7v2/{header.sending_application}@{header.sending_facility}"
         if mapped.orders:
-            results = self.demand.record(
-                mapped.orders, source=source, idempotency_key=header.idempotency_key
-            )
-            duplicate = all(r.duplicate for r in results)
-            return (
-                "AA",
-                None,
-                "duplicate: already recorded" if duplicate else "order recorded as demand",
-            )
+            return self._executor.submit(self._record_orders, mapped, source)
         if not mapped.movements:
             return "AA", None, "no stock movement in this message"
-        result = self.inbound.receive(
-            mapped.movements, source=source, idempotency_key=header.idempotency_key
+        if isinstance(self.inbound, DeferredInboundSink):
+            received = self.inbound.receive_nowait(
+                mapped.movements, source=source, idempotency_key=header.idempotency_key
+            )
+        else:
+            received = self._executor.submit(
+                self.inbound.receive,
+                mapped.movements,
+                source=source,
+                idempotency_key=header.idempotency_key,
+            )
+        return _then(received, lambda result: self._received(mapped, result))
+
+    def _record_orders(self, mapped: Mapped, source: str) -> Outcome:
+        header = mapped.header
+        results = self.demand.record(
+            mapped.orders, source=source, idempotency_key=header.idempotency_key
         )
-        log.info(
+        duplicate = all(r.duplicate for r in results)
+        return (
+            "AA",
+            None,
+            "duplicate: already recorded" if duplicate else "order recorded as demand",
+        )
+
+    def _received(self, mapped: Mapped, result: InboundReceipt) -> Outcome:
+        header = mapped.header
+        log.debug(
             "hl7.received",
             control_id=header.control_id,
             type=f"{header.message_type}^{header.trigger}",
@@ -135,9 +252,7 @@ class Hl7Receiver:
             return "AA", None, "duplicate: already applied"
         return self._exception_ack(header, result)
 
-    def _exception_ack(
-        self, header: Header, result: InboundReceipt
-    ) -> tuple[str, Hl7Error | None, str]:
+    def _exception_ack(self, header: Header, result: InboundReceipt) -> Outcome:
         text = f"accepted for review: exception {result.exception_id}"
         if self.config.unmapped_ack is UnmappedAck.ACCEPT or not result.problems:
             return "AA", None, text
@@ -155,109 +270,4 @@ class Hl7Receiver:
         return "AE", error, text
 
 
-class MllpListener:
-    """An asyncio MLLP server in front of an ``Hl7Receiver``."""
-
-    def __init__(self, receiver: Hl7Receiver, config: Hl7Config, workers: int = 16) -> None:
-        self.receiver, self.config = receiver, config
-        self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="mllp")
-        self._server: asyncio.Server | None = None
-        self._connections: set[asyncio.Task[None]] = set()
-
-    @property
-    def port(self) -> int:
-        assert self._server is not None, "not started"
-        return int(self._server.sockets[0].getsockname()[1])
-
-    def _tls(self) -> ssl.SSLContext | None:
-        if self.config.tls_cert is None:
-            return None
-        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-        context.load_cert_chain(self.config.tls_cert, self.config.tls_key)
-        return context
-
-    async def start(self) -> None:
-        self._server = await asyncio.start_server(
-            self._connection, self.config.host, self.config.port, ssl=self._tls()
-        )
-        log.info(
-            "mllp.listening",
-            host=self.config.host,
-            port=self.port,
-            tls=self.config.tls_cert is not None,
-        )
-
-    async def stop(self) -> None:
-        """Stop accepting, end open connections (an unanswered message gets no ACK and will
-        be resent by its sender), then wait for the work in flight."""
-        if self._server is not None:
-            self._server.close()
-        for task in self._connections:
-            task.cancel()
-        await asyncio.gather(*self._connections, return_exceptions=True)
-        if self._server is not None:
-            await self._server.wait_closed()
-        self._executor.shutdown(wait=True, cancel_futures=False)
-
-    async def _connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        task = asyncio.current_task()
-        assert task is not None
-        self._connections.add(task)
-        task.add_done_callback(self._connections.discard)
-        peer = writer.get_extra_info("peername")
-        buffer = bytearray()
-        loop = asyncio.get_running_loop()
-        try:
-            while True:
-                chunk = await asyncio.wait_for(reader.read(65536), self.config.idle_timeout)
-                if not chunk:
-                    break
-                buffer += chunk
-                for frame in self._frames(buffer, peer):
-                    ack = await loop.run_in_executor(self._executor, self.receiver.handle, frame)
-                    writer.write(START + ack + END)
-                    await writer.drain()
-        except (TimeoutError, ConnectionError, FrameTooLarge) as reason:
-            log.info("mllp.closed", peer=str(peer), reason=type(reason).__name__)
-        finally:
-            writer.close()
-            with contextlib.suppress(ConnectionError, ssl.SSLError):
-                await writer.wait_closed()
-
-    def _frames(self, buffer: bytearray, peer: object) -> list[bytes]:
-        frames: list[bytes] = []
-        while True:
-            start = buffer.find(START)
-            if start == -1:
-                if buffer.strip():
-                    log.warning("mllp.junk_discarded", peer=str(peer), bytes=len(buffer))
-                    metrics.STAGE.labels(stage="mllp", outcome="framing_error").inc()
-                buffer.clear()
-                return frames
-            if start > 0:
-                if buffer[:start].strip():
-                    log.warning("mllp.junk_discarded", peer=str(peer), bytes=start)
-                    metrics.STAGE.labels(stage="mllp", outcome="framing_error").inc()
-                del buffer[:start]
-            end = buffer.find(END)
-            nested = buffer.find(START, 1)
-            if (
-                0 < nested < (end if end != -1 else len(buffer))
-            ):  # a new frame began: drop the torn one
-                log.warning("mllp.torn_frame_discarded", peer=str(peer), bytes=nested)
-                metrics.STAGE.labels(stage="mllp", outcome="framing_error").inc()
-                del buffer[:nested]
-                continue
-            if end == -1:
-                if len(buffer) > self.config.max_message_bytes:
-                    raise FrameTooLarge(len(buffer))
-                return frames
-            frames.append(bytes(buffer[1:end]))
-            del buffer[: end + len(END)]
-
-
-class FrameTooLarge(Exception):
-    pass
-
-
-__all__ = ["Hl7ParseError", "Hl7Receiver", "MllpListener"]
+__all__ = ["DeferredInboundSink", "Hl7ParseError", "Hl7Receiver"]

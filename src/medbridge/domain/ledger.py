@@ -28,6 +28,8 @@ Negative balances and the moving average:
   stock; when it holds nothing, the last cost it moved at (``last_costs``); when it never held
   anything, zero: the item master has no standard cost, and zero is honest (the journal
   entry is then 0 and the receipt that fills the hole posts the whole cost, see below);
+- a count gain without a unit cost is valued at the same ``current_cost`` (so units found
+  where the ledger owes some fill the hole at the cost it is carried at);
 - an arrival (receipt, count gain, transfer in) into a negative balance fills the hole first,
   at the arrival's own cost; the difference between that and the value the hole was carried
   at is the movement's ``revaluation`` (positive: the units dispensed cost more than they

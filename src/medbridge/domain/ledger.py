@@ -37,6 +37,9 @@ Negative balances and the moving average:
   receipt that brings a balance back leaves it at the receipt's cost, not at an average
   skewed by the hole. The posting rules book the revaluation against the consumption
   expense, so the ledger value of a facility still equals its GL inventory.
+- lots are counted as the floor reports them: a receipt into another lot (or with a lot, when
+  the hole is lot-less) brings the item@location's valuation back but leaves the owing lot
+  negative until a receipt of that lot or a count adjustment settles it.
 """
 
 from __future__ import annotations

@@ -130,13 +130,17 @@ def test_retry_then_dead_letter_then_replay_after_the_fix(
     assert entries(medbridge) == 3
 
 
-def test_insufficient_stock_is_dead_lettered_at_once_and_replayed_after_a_receipt(
+def test_a_request_beyond_the_stock_is_dead_lettered_at_once_and_replayed_after_a_receipt(
     medbridge: MedBridge,
 ) -> None:
+    """Wastage is a request: refused beyond the stock (a dispense is a fact and is applied,
+    see test_stock_discrepancy.py)."""
     delays: list[float] = []
     consumer = medbridge.consumers["ledger"]
     consumer._sleep = delays.append
-    medbridge.intake.submit([Submission(movement(MovementKind.DISPENSE, "5"), "d1")], "test")
+    medbridge.intake.submit(
+        [Submission(movement(MovementKind.WASTAGE, "5", reason="expired"), "w1")], "test"
+    )
     consumer.drain()
     [dead] = medbridge.bus.dead_letters(DeadLetterFilter(group="ledger"))
     assert dead.error_type == "InsufficientStock"

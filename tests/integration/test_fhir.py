@@ -364,6 +364,7 @@ def test_dispense_lowers_stock_and_a_resend_has_no_second_effect(
             "lot": "V2611A",
             "expiry": "2028-03-31",
             "quantity": "98",
+            "discrepancy": False,
         }
     ]
     data = events(medbridge)[-1]["data"]

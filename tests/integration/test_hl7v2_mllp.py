@@ -1,5 +1,6 @@
 """HL7 v2 over a real MLLP TCP connection: every sample and fixture gets the right ACK, and
-accepted dispenses become stock movements with their lot and expiry."""
+accepted dispenses become stock movements with their lot and expiry, even of stock the ledger
+does not show (a fact: applied, flagged, a pharmacy task)."""
 
 from __future__ import annotations
 
@@ -173,6 +174,55 @@ def test_accepted_dispenses_are_applied_to_the_ledger(
     with medbridge.engine.connect() as conn:
         [lot] = ledger_store.stock(conn, item="VANCO-1G", lot="V2611A")
     assert lot.quantity == Decimal(98)
+
+
+def test_a_dispense_of_stock_not_on_hand_is_a_fact_applied_flagged_and_given_to_pharmacy(
+    listener: MllpListener, medbridge: MedBridge
+) -> None:
+    """The cabinet already handed the drug out: AA, applied (the lot goes negative), a
+    pharmacy task, no dead letter, and the trace of the message shows the task."""
+    code, _, text = send(listener, FIXTURES / "rds-o13-v251-vancomycin-lot.hl7")
+    assert code == "AA", text
+    medbridge.consumers["ledger"].drain()
+    correlation = str(_last_movement_event(medbridge)["correlation_id"])
+
+    assert medbridge.bus.dead_letter_count("ledger") == 0
+    with TestClient(medbridge.api()) as client:
+        client.headers["X-API-Key"] = medbridge.ensure_admin_key()[0]
+        stock = client.get("/v1/stock", params={"item": "VANCO-1G"}).json()["items"]
+        queue = client.get("/v1/work-items", params={"queue": "pharmacy"}).json()["items"]
+        trace = client.get(f"/v1/trace/{correlation}").json()["steps"]
+        dead = client.get("/v1/dead-letters").json()
+    assert stock == [
+        {
+            "item": "VANCO-1G",
+            "location": "H1-ICU",
+            "lot": "V2611A",
+            "expiry": "2028-03-31",  # as the cabinet reported it
+            "quantity": "-2",
+            "discrepancy": True,
+        }
+    ]
+    [task] = queue
+    assert (task["kind"], task["status"], task["correlation_id"]) == (
+        "stock_discrepancy",
+        "open",
+        correlation,
+    )
+    assert task["actions"] == ["request_count", "close"]
+    context = task["context"]
+    assert (context["item"], context["location"], context["lot"]) == (
+        "VANCO-1G",
+        "H1-ICU",
+        "V2611A",
+    )
+    assert (context["quantity"], context["unit"], context["on_hand_before"]) == ("2", "VIAL", "0")
+    assert context["known_lot"] is False
+    assert context["correlation_id"] == correlation
+    steps = {(step["kind"], step["ref"]) for step in trace}
+    assert ("work_item", f"pharmacy stock_discrepancy {task['id']}") in steps
+    assert any(kind == "event" and "inventory.dispensed" in ref for kind, ref in steps)
+    assert dead["items"] == []
 
 
 @pytest.mark.parametrize(

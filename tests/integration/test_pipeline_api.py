@@ -97,6 +97,7 @@ def test_posted_movement_shows_in_stock_and_as_a_balanced_journal_entry(
             "lot": "V2611A",
             "expiry": "2028-03-31",
             "quantity": "97",
+            "discrepancy": False,
         }
     ]
     entries = client.get("/v1/journal-entries", params={"correlation_id": correlation}).json()

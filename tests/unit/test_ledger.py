@@ -1,7 +1,9 @@
 """The stock ledger (medbridge.domain.ledger) and unit conversion (medbridge.domain.units).
 
 Example-based: moving-average receipts, issue values to the cent with no residue, FEFO
-allocation, atomic refusal of an issue larger than the stock, transfers, count adjustments.
+allocation, atomic refusal of a request (wastage, return, transfer, count loss) larger than the
+stock, dispenses and clinical consumption beyond the stock applied and flagged (facts, not
+requests), negative balances valued and brought back, transfers, count adjustments.
 """
 
 from __future__ import annotations
@@ -18,9 +20,11 @@ from medbridge.canonical.movements import MovementKind, StockMovement
 from medbridge.domain.errors import DomainError, InsufficientStock, InvalidMovement, UnknownUnit
 from medbridge.domain.ledger import (
     NO_LOT,
+    CostBasis,
     LedgerMovement,
     LotChange,
     StockBook,
+    StockDiscrepancy,
     Valuation,
     from_canonical,
 )
@@ -305,7 +309,10 @@ def test_issue_of_a_given_lot_draws_only_that_lot() -> None:
     assert book.valuation(ITEM, STORE) == Valuation(D(9), D("9.00"))
 
 
-# --- insufficient stock: refused, book unchanged -------------------------------------------
+# --- insufficient stock: requests are refused, book unchanged ------------------------------
+
+REQUESTS = (MovementKind.WASTAGE, MovementKind.RETURN_TO_SUPPLIER)
+"""Issuing kinds that are requests, not facts: refused beyond what is held."""
 
 
 def assert_refused(book: StockBook, movement: LedgerMovement) -> InsufficientStock:
@@ -316,10 +323,13 @@ def assert_refused(book: StockBook, movement: LedgerMovement) -> InsufficientSto
     return refused.value
 
 
-def test_issue_of_a_lot_larger_than_the_lot_is_refused_even_when_the_location_has_enough() -> None:
+@pytest.mark.parametrize("kind", REQUESTS)
+def test_issue_of_a_lot_larger_than_the_lot_is_refused_even_when_the_location_has_enough(
+    kind: MovementKind,
+) -> None:
     book = fefo_book()  # 14 at the store, 4 in lot EARLY
 
-    error = assert_refused(book, issue("5", lot="EARLY"))
+    error = assert_refused(book, issue("5", lot="EARLY", kind=kind))
 
     assert (error.item, error.location, error.lot) == (ITEM, STORE, "EARLY")
     assert (error.wanted, error.held) == (D(5), D(4))
@@ -328,23 +338,26 @@ def test_issue_of_a_lot_larger_than_the_lot_is_refused_even_when_the_location_ha
     assert "lot EARLY" in str(error)
 
 
-def test_issue_of_an_unknown_lot_is_refused() -> None:
-    error = assert_refused(fefo_book(), issue("1", lot="NOPE"))
+@pytest.mark.parametrize("kind", REQUESTS)
+def test_issue_of_an_unknown_lot_is_refused(kind: MovementKind) -> None:
+    error = assert_refused(fefo_book(), issue("1", lot="NOPE", kind=kind))
 
     assert (error.lot, error.held) == ("NOPE", D(0))
 
 
-def test_issue_without_lot_larger_than_all_lots_together_is_refused() -> None:
+@pytest.mark.parametrize("kind", REQUESTS)
+def test_issue_without_lot_larger_than_all_lots_together_is_refused(kind: MovementKind) -> None:
     book = fefo_book()  # 14 in all
 
-    error = assert_refused(book, issue("14.001"))
+    error = assert_refused(book, issue("14.001", kind=kind))
 
     assert (error.item, error.location, error.lot) == (ITEM, STORE, None)
     assert (error.wanted, error.held) == (D("14.001"), D(14))
 
 
-def test_issue_from_an_empty_location_is_refused() -> None:
-    error = assert_refused(StockBook(), issue("1"))
+@pytest.mark.parametrize("kind", REQUESTS)
+def test_issue_from_an_empty_location_is_refused(kind: MovementKind) -> None:
+    error = assert_refused(StockBook(), issue("1", kind=kind))
 
     assert error.held == 0
 
@@ -363,6 +376,220 @@ def test_refused_count_loss_leaves_the_book_unchanged(qty: str, lot: str | None)
     error = assert_refused(fefo_book(), count(qty, lot=lot))
 
     assert (error.lot, error.wanted) == (lot, -D(qty))
+
+
+# --- facts from the floor: a dispense beyond what is held is applied and flagged ------------
+
+FACTS = (MovementKind.DISPENSE, MovementKind.CLINICAL_CONSUMPTION)
+
+
+@pytest.mark.parametrize("kind", FACTS)
+def test_a_fact_from_the_floor_beyond_a_lot_is_applied_leaving_the_lot_negative(
+    kind: MovementKind,
+) -> None:
+    book = fefo_book()  # 14 at the store, 4 in lot EARLY, 1.00 each
+
+    valued = book.apply(issue("5", lot="EARLY", kind=kind))
+
+    assert valued.lot_changes == (LotChange(STORE, "EARLY", D(-5)),)
+    assert lots_at(book) == {"LATE": D(5), "UNDATED": D(3), "EARLY": D(-1), NO_LOT: D(2)}
+    assert valued.amount == D("5.00")  # the location held enough: its average
+    assert book.valuation(ITEM, STORE) == Valuation(D(9), D("9.00"))
+    assert valued.discrepancy == StockDiscrepancy(
+        item=ITEM,
+        location=STORE,
+        lot="EARLY",
+        wanted=D(5),
+        held=D(4),
+        known_lot=True,
+        shortfall_lot="EARLY",
+        unit_cost=D(1),
+        cost_basis=CostBasis.AVERAGE,
+    )
+    assert valued.discrepancy.shortfall == D(1)
+
+
+def test_a_dispense_of_an_unknown_lot_is_applied_on_that_lot_and_says_it_was_unknown() -> None:
+    book = fefo_book()
+
+    valued = book.apply(issue("2", lot="NOPE"))
+
+    assert lots_at(book)["NOPE"] == D(-2)
+    assert lots_at(book)["EARLY"] == D(4)  # other lots are not touched
+    assert valued.discrepancy is not None
+    assert (valued.discrepancy.known_lot, valued.discrepancy.held) == (False, D(0))
+    assert valued.discrepancy.shortfall == D(2)
+    assert book.valuation(ITEM, STORE) == Valuation(D(12), D("12.00"))
+
+
+def test_a_dispense_of_an_unknown_lot_keeps_the_expiry_the_floor_reported() -> None:
+    book = StockBook()
+
+    valued = book.apply(LedgerMovement(MovementKind.DISPENSE, ITEM, STORE, D(1), "NEW", LATE))
+
+    assert valued.lot_changes == (LotChange(STORE, "NEW", D(-1), LATE),)
+    assert book.expiries[(ITEM, STORE, "NEW")] == LATE
+    book.apply(receipt("5", "1.00", lot="NEW", expiry=LATE))
+    assert lots_at(book) == {"NEW": D(4)}
+
+
+def test_a_dispense_of_a_lot_already_owing_adds_to_its_debt() -> None:
+    book = book_with(receipt("1", "2.00", lot="L1"), issue("3", lot="L1"))
+
+    valued = book.apply(issue("2", lot="L1"))
+
+    assert valued.discrepancy is not None
+    assert valued.discrepancy.held == D(-2)
+    assert valued.discrepancy.shortfall == D(2)
+    assert lots_at(book) == {"L1": D(-4)}
+
+
+def test_a_dispense_without_lot_beyond_all_lots_empties_them_fefo_and_owes_the_rest_lot_less() -> (
+    None
+):
+    book = fefo_book()  # 14 units at 1.00; 2 of them without lot
+
+    valued = book.apply(issue("15"))
+
+    assert valued.lot_changes == (
+        LotChange(STORE, "EARLY", D(-4)),
+        LotChange(STORE, "LATE", D(-5)),
+        LotChange(STORE, NO_LOT, D(-3)),  # the 2 held plus the 1 short, in one change
+        LotChange(STORE, "UNDATED", D(-3)),
+    )
+    assert lots_at(book) == {"LATE": D(0), "UNDATED": D(0), "EARLY": D(0), NO_LOT: D(-1)}
+    assert valued.amount == D("15.00")  # all 14.00 held, and the one short at the average
+    assert book.valuation(ITEM, STORE) == Valuation(D(-1), D("-1.00"))
+    assert valued.discrepancy is not None
+    assert (valued.discrepancy.wanted, valued.discrepancy.held) == (D(15), D(14))
+    assert (valued.discrepancy.lot, valued.discrepancy.shortfall_lot) == (None, NO_LOT)
+
+
+def test_the_shortfall_without_lot_goes_on_a_new_lot_less_balance() -> None:
+    book = book_with(receipt("2", "1.50", lot="L1"))
+
+    valued = book.apply(issue("5", kind=MovementKind.CLINICAL_CONSUMPTION))
+
+    assert valued.lot_changes == (LotChange(STORE, "L1", D(-2)), LotChange(STORE, NO_LOT, D(-3)))
+    assert valued.amount == D("7.50")
+    assert book.valuation(ITEM, STORE) == Valuation(D(-3), D("-4.50"))
+
+
+def test_the_shortfall_is_valued_at_the_average_rounded_once() -> None:
+    book = book_with(receipt("3", "3.3333"))  # 3 units worth 10.00
+
+    valued = book.apply(issue("4"))
+
+    assert valued.amount == D("13.33")  # 10.00 held + 1 x 3.333... -> 3.33
+    assert book.valuation(ITEM, STORE) == Valuation(D(-1), D("-3.33"))
+
+
+def test_nothing_ever_held_and_no_standard_cost_values_the_dispense_at_zero() -> None:
+    book = StockBook()
+
+    valued = book.apply(issue("3"))
+
+    assert valued.amount == 0
+    assert book.valuation(ITEM, STORE) == Valuation(D(-3), D(0))
+    assert valued.discrepancy is not None
+    assert (valued.discrepancy.cost_basis, valued.discrepancy.unit_cost) == (CostBasis.NONE, D(0))
+
+
+def test_an_emptied_location_values_the_dispense_at_the_last_known_cost() -> None:
+    book = book_with(receipt("4", "2.50"), issue("4"))  # emptied at 2.50
+    assert book.valuation(ITEM, STORE) == Valuation()
+    assert book.last_costs[(ITEM, STORE)] == D("2.5")
+
+    valued = book.apply(issue("2"))
+
+    assert valued.amount == D("5.00")
+    assert valued.discrepancy is not None
+    assert valued.discrepancy.cost_basis is CostBasis.LAST_KNOWN
+    assert book.valuation(ITEM, STORE) == Valuation(D(-2), D("-5.00"))
+
+
+def test_a_negative_balance_keeps_being_valued_at_the_cost_it_is_carried_at() -> None:
+    book = book_with(receipt("1", "2.00"), issue("3"))  # -2 carried at 2.00
+
+    valued = book.apply(issue("0.5"))
+
+    assert valued.amount == D("1.00")
+    assert valued.discrepancy is not None
+    assert valued.discrepancy.cost_basis is CostBasis.NEGATIVE_BALANCE
+    assert book.valuation(ITEM, STORE) == Valuation(D("-2.5"), D("-5.00"))
+
+
+def test_a_receipt_fills_the_hole_at_its_own_cost_and_leaves_the_rest_at_that_cost() -> None:
+    book = book_with(receipt("1", "2.00"), issue("6"))  # -5 carried at 2.00: -10.00
+
+    valued = book.apply(receipt("8", "3.00"))
+
+    assert valued.amount == D("24.00")  # what the supplier is owed: all of it
+    assert valued.revaluation == D("5.00")  # the 5 dispensed cost 3.00, expensed at 2.00
+    assert book.valuation(ITEM, STORE) == Valuation(D(3), D("9.00"))
+    assert book.valuation(ITEM, STORE).unit_cost == D(3)  # not skewed by the hole
+    assert lots_at(book) == {NO_LOT: D(3)}
+    assert valued.discrepancy is None
+
+
+def test_a_small_receipt_into_a_hole_leaves_the_rest_of_the_hole_at_its_cost() -> None:
+    book = book_with(receipt("1", "2.00"), issue("6"))  # -5 carried at 2.00
+
+    valued = book.apply(receipt("2", "3.00"))
+
+    assert valued.revaluation == D("2.00")  # 2 x (3.00 - 2.00)
+    assert book.valuation(ITEM, STORE) == Valuation(D(-3), D("-6.00"))
+    assert book.valuation(ITEM, STORE).unit_cost == D(2)
+
+
+def test_a_receipt_exactly_filling_the_hole_leaves_nothing_and_no_value() -> None:
+    book = book_with(receipt("1", "2.00"), issue("6"))
+
+    valued = book.apply(receipt("5", "1.00"))
+
+    assert valued.revaluation == D("-5.00")  # cheaper than expensed: the expense comes back
+    assert book.valuation(ITEM, STORE) == Valuation(D(0), D(0))
+    assert book.last_costs[(ITEM, STORE)] == D(1)
+
+
+def test_a_barely_larger_receipt_does_not_blow_up_the_average() -> None:
+    book = book_with(receipt("1", "2.00"), issue("6"))  # -5 carried at 2.00
+
+    book.apply(receipt("5.001", "3.00"))  # 15.00 (rounded): 0.001 unit left over
+
+    assert book.valuation(ITEM, STORE) == Valuation(D("0.001"), D("0.00"))
+
+
+def test_a_count_gain_without_cost_fills_a_hole_at_the_cost_it_is_carried_at() -> None:
+    book = book_with(receipt("1", "2.00"), issue("4"))  # -3 at 2.00
+
+    valued = book.apply(count("3"))
+
+    assert (valued.amount, valued.revaluation) == (D("6.00"), D(0))
+    assert book.valuation(ITEM, STORE) == Valuation(D(0), D(0))
+
+
+def test_a_transfer_into_a_hole_fills_it_at_the_source_cost() -> None:
+    book = book_with(
+        receipt("1", "2.00", location=WARD),
+        issue("3", location=WARD),  # the ward owes 2 at 2.00
+        receipt("10", "5.00"),
+    )
+
+    valued = book.apply(transfer("4"))
+
+    assert (valued.amount, valued.revaluation) == (D("20.00"), D("6.00"))
+    assert book.valuation(ITEM, WARD) == Valuation(D(2), D("10.00"))
+    assert book.valuation(ITEM, STORE) == Valuation(D(6), D("30.00"))
+
+
+@pytest.mark.parametrize("kind", REQUESTS)
+def test_requests_are_still_refused_where_a_fact_would_be_applied(kind: MovementKind) -> None:
+    book = book_with(receipt("1", "2.00"), issue("3"))  # owes 2
+
+    assert_refused(book, issue("1", kind=kind))
+    assert_refused(book, transfer("1"))
+    assert_refused(book, count("-1"))
 
 
 # --- transfers ----------------------------------------------------------------------------

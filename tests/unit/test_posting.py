@@ -298,3 +298,49 @@ def test_transfer_to_a_facility_without_an_inventory_account_names_the_destinati
         journal_entry_for(movement, context(to_facility="F3"), ACCOUNTS)
 
     assert (refused.value.facility, refused.value.role) == ("F3", "inventory")
+
+
+# --- an arrival that filled a negative balance corrects the consumption expense -------------
+
+
+def lines_of(entry: JournalEntry) -> list[tuple[str, str, str | None, Decimal, Decimal]]:
+    return [(*side(line), line.debit, line.credit) for line in entry.lines]
+
+
+def test_a_receipt_filling_a_hole_that_cost_more_debits_the_expense_and_credits_inventory() -> None:
+    movement = replace(valued(MovementKind.RECEIPT, "24.00"), revaluation=D("5.00"))
+
+    entry = post(movement, context())
+
+    assert lines_of(entry) == [
+        (*INVENTORY_F1, D("24.00"), D(0)),
+        (gl(F1, AccountRole.GRNI), F1, None, D(0), D("24.00")),
+        (gl(F1, AccountRole.DRUG_EXPENSE), F1, ICU, D("5.00"), D(0)),
+        (*INVENTORY_F1, D(0), D("5.00")),
+    ]
+
+
+def test_a_hole_filled_cheaper_credits_the_expense_back_even_when_the_receipt_was_free() -> None:
+    movement = replace(valued(MovementKind.RECEIPT, "0"), revaluation=D("-3.00"))
+
+    entry = post(movement, context(ItemCategory.SUPPLY))
+
+    assert lines_of(entry) == [
+        (*INVENTORY_F1, D("3.00"), D(0)),
+        (gl(F1, AccountRole.SUPPLY_EXPENSE), F1, ICU, D(0), D("3.00")),
+    ]
+
+
+def test_a_transfer_filling_a_hole_corrects_the_expense_of_the_destination() -> None:
+    movement = replace(
+        valued(MovementKind.TRANSFER, "20.00", location="F1-MAIN", to_location="F2-ER"),
+        revaluation=D("6.00"),
+    )
+    ctx = replace(context(facility=F1, to_facility=F2), to_cost_center="CC-ER")
+
+    entry = post(movement, ctx)
+
+    assert lines_of(entry)[2:] == [
+        (gl(F2, AccountRole.DRUG_EXPENSE), F2, "CC-ER", D("6.00"), D(0)),
+        (gl(F2, AccountRole.INVENTORY), F2, None, D(0), D("6.00")),
+    ]

@@ -30,6 +30,8 @@ class Action(StrEnum):
     ADJUST_PRICE = "adjust_price"  # continue with the corrected ``unit_price``
     REQUEST_CREDIT = "request_credit"  # ask the supplier for a credit memo, then continue
     CLOSE = "close"  # nothing more to do: end the process
+    REQUEST_COUNT = "request_count"  # a physical count was asked for (it returns as a count
+    # adjustment); used on stock discrepancies
 
 
 class TaskStatus(StrEnum):

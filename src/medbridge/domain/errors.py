@@ -2,8 +2,11 @@
 
 DomainError
  +-- UnknownUnit          the item has no such unit (refused at the door, 422)
- +-- InsufficientStock    an issue larger than what the ledger holds (permanent: needs a
- |                        receipt or a count adjustment, then a replay)
+ +-- InsufficientStock    a request (wastage, return to supplier, transfer, count loss)
+ |                        larger than what the ledger holds (permanent: needs a receipt or a
+ |                        count adjustment, then a replay). Never raised for a dispense or a
+ |                        clinical consumption: those are facts, applied and flagged
+ |                        (medbridge.domain.ledger.StockDiscrepancy)
  +-- MissingAccount       a posting rule found no GL account for a role at a facility
  |                        (configuration: fixable, then replayed)
  +-- InvalidMovement      a movement the ledger cannot apply as given (a transfer to nowhere

@@ -8,6 +8,13 @@ journal entry.
 | wastage                          | Wastage expense (cost center)       | Inventory            |
 | return to supplier               | GRNI                                | Inventory            |
 | count adjustment, gain / loss    | Inventory / Count adjustment        | Count adj. / Inventory|
+
+An arrival that filled a negative balance (``ValuedMovement.revaluation``, see
+medbridge.domain.ledger) adds two lines at the arrival's facility and cost center: the
+difference between what the dispensed units cost and what they were expensed at corrects the
+consumption expense (Dr drug or supply expense, Cr Inventory when the hole cost more; the
+reverse when it cost less). A hole only ever comes from a dispense or a clinical consumption,
+so that is the expense it corrects.
 """
 
 from __future__ import annotations
@@ -15,6 +22,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date
+from decimal import Decimal
 
 from medbridge.canonical.finance import JournalEntry, JournalLine
 from medbridge.canonical.masterdata import AccountRole, ItemCategory
@@ -24,6 +32,9 @@ from medbridge.domain.ledger import ValuedMovement
 
 AccountMap = Mapping[tuple[str, AccountRole], str]
 """(facility, role) -> GL account code."""
+
+Side = tuple[str, AccountRole, str | None]
+"""(facility, role, cost center) of one side of a posting."""
 
 
 @dataclass(frozen=True)
@@ -38,6 +49,8 @@ class PostingContext:
     facility: str
     cost_center: str | None
     to_facility: str | None = None
+    to_cost_center: str | None = None
+    """The destination's cost center (a transfer that fills a negative balance there)."""
     currency: str = "USD"
 
 
@@ -52,18 +65,14 @@ def journal_entry_for(
     valued: ValuedMovement, ctx: PostingContext, accounts: AccountMap
 ) -> JournalEntry | None:
     """The journal entry for a valued movement, or None when it moved no value."""
-    if valued.amount == 0:
+    if valued.amount == 0 and valued.revaluation == 0:
         return None
     m = valued.movement
     kind = m.kind
     inventory = (ctx.facility, AccountRole.INVENTORY, None)
-    expense_role = (
-        AccountRole.DRUG_EXPENSE
-        if ctx.category is ItemCategory.DRUG
-        else AccountRole.SUPPLY_EXPENSE
-    )
-    debit: tuple[str, AccountRole, str | None]
-    credit: tuple[str, AccountRole, str | None]
+    expense_role = _expense_role(ctx)
+    debit: Side
+    credit: Side
     if kind is MovementKind.RECEIPT:
         debit, credit = inventory, (ctx.facility, AccountRole.GRNI, None)
     elif kind in (MovementKind.DISPENSE, MovementKind.CLINICAL_CONSUMPTION):
@@ -78,20 +87,9 @@ def journal_entry_for(
     else:  # count adjustment
         adjustment = (ctx.facility, AccountRole.COUNT_ADJUSTMENT, ctx.cost_center)
         debit, credit = (inventory, adjustment) if valued.is_gain else (adjustment, inventory)
-    lines = (
-        JournalLine(
-            account=_account(accounts, debit[0], debit[1]),
-            debit=valued.amount,
-            cost_center=debit[2],
-            facility=debit[0],
-        ),
-        JournalLine(
-            account=_account(accounts, credit[0], credit[1]),
-            credit=valued.amount,
-            cost_center=credit[2],
-            facility=credit[0],
-        ),
-    )
+    lines = _pair(accounts, debit, credit, valued.amount) if valued.amount else []
+    if valued.revaluation:
+        lines += _revaluation(valued, ctx, accounts)
     where = m.location if kind is not MovementKind.TRANSFER else f"{m.location}->{m.to_location}"
     return JournalEntry(
         entry_id=ctx.entry_id,
@@ -100,5 +98,44 @@ def journal_entry_for(
         description=f"{kind.value} {m.item} x{abs(m.quantity)} @ {where}"[:200],
         source_event_id=ctx.source_event_id,
         correlation_id=ctx.correlation_id,
-        lines=lines,
+        lines=tuple(lines),
     )
+
+
+def _expense_role(ctx: PostingContext) -> AccountRole:
+    if ctx.category is ItemCategory.DRUG:
+        return AccountRole.DRUG_EXPENSE
+    return AccountRole.SUPPLY_EXPENSE
+
+
+def _pair(accounts: AccountMap, debit: Side, credit: Side, amount: Decimal) -> list[JournalLine]:
+    return [
+        JournalLine(
+            account=_account(accounts, debit[0], debit[1]),
+            debit=amount,
+            cost_center=debit[2],
+            facility=debit[0],
+        ),
+        JournalLine(
+            account=_account(accounts, credit[0], credit[1]),
+            credit=amount,
+            cost_center=credit[2],
+            facility=credit[0],
+        ),
+    ]
+
+
+def _revaluation(
+    valued: ValuedMovement, ctx: PostingContext, accounts: AccountMap
+) -> list[JournalLine]:
+    """The consumption expense corrected where the arrival filled a negative balance."""
+    if valued.movement.kind is MovementKind.TRANSFER:
+        assert ctx.to_facility is not None
+        facility, cost_center = ctx.to_facility, ctx.to_cost_center
+    else:
+        facility, cost_center = ctx.facility, ctx.cost_center
+    expense: Side = (facility, _expense_role(ctx), cost_center)
+    inventory: Side = (facility, AccountRole.INVENTORY, None)
+    if valued.revaluation > 0:
+        return _pair(accounts, expense, inventory, valued.revaluation)
+    return _pair(accounts, inventory, expense, -valued.revaluation)

@@ -1,15 +1,23 @@
 """Inventory-to-finance posting: the consumer that applies stock movements to the ledger and
 posts their journal entries.
 
-One batch = one transaction: the dedup claim, the ledger changes, the applied-movement record
-and the journal entries commit together or not at all. A movement that breaks a rule
-(insufficient stock, an account missing) fails the batch; the consumer loop then redelivers
-each message alone, so only the culprit is retried and dead-lettered.
+One batch = one transaction: the dedup claim, the ledger changes, the applied-movement record,
+the journal entries and the pharmacy tasks of stock discrepancies commit together or not at
+all. A movement that breaks a rule (a request such as wastage beyond the stock, an account
+missing) fails the batch; the consumer loop then redelivers each message alone, so only the
+culprit is retried and dead-lettered.
+
+A dispense or a clinical consumption is a fact (DESIGN.md, "Facts, not requests"): it is never
+refused for want of stock. When it takes more than the ledger holds (or names a lot the ledger
+has never seen), it is applied, leaving a negative balance, posted like any other, and a
+``stock_discrepancy`` task is opened in the pharmacy work queue, keyed by the event, in the
+same transaction: a redelivery finds the task already there and the event already applied.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from decimal import Decimal
 
 from pydantic import ValidationError
 from sqlalchemy import Engine
@@ -17,17 +25,24 @@ from sqlalchemy.exc import InterfaceError, OperationalError
 
 from medbridge.bus.port import BusMessage
 from medbridge.canonical.events import EventEnvelope
+from medbridge.canonical.masterdata import Item
 from medbridge.canonical.movements import EVENT_TYPES, MovementKind, StockMovement
+from medbridge.canonical.tasks import Action, NewTask, WorkQueue
 from medbridge.domain.errors import InsufficientStock, InvalidMovement
-from medbridge.domain.ledger import from_canonical
+from medbridge.domain.ledger import NO_LOT, ValuedMovement, from_canonical
 from medbridge.domain.posting import PostingContext, journal_entry_for
 from medbridge.masterdata.repository import MasterDataRepository
 from medbridge.masterdata.validation import check_current
-from medbridge.store import dedup
+from medbridge.observability.logging import get_logger
+from medbridge.store import dedup, work_items
 from medbridge.store import ledger as ledger_store
 
 CONSUMER = "ledger"
 MOVEMENT_EVENTS = frozenset(EVENT_TYPES.values())
+DISCREPANCY = "stock_discrepancy"
+"""The kind of the pharmacy task a dispense beyond the stock opens."""
+
+log = get_logger(__name__)
 
 
 class UnresolvableMovement(Exception):
@@ -41,7 +56,9 @@ PERMANENT_ERRORS: tuple[type[BaseException], ...] = (
     InvalidMovement,
 )
 """Retrying cannot help these: dead-letter at once, replay after the fix. Other errors (a
-missing GL account, a constraint race) are retried with backoff first."""
+missing GL account, a constraint race) are retried with backoff first. InsufficientStock only
+ever comes from a request (wastage, return to supplier, transfer, count loss): a dispense or a
+clinical consumption cannot raise it."""
 
 INFRASTRUCTURE_ERRORS: tuple[type[BaseException], ...] = (OperationalError, InterfaceError)
 """The database is unreachable or locked: pause the consumer, blame no message."""
@@ -85,15 +102,16 @@ class LedgerPosting:
                 [(m.item, m.location) for m in movements]
                 + [(m.item, m.to_location) for m in movements if m.to_location],
             )
-            applied, entries = [], []
+            applied, entries, tasks = [], [], []
             for message in fresh:
                 envelope = envelopes[message.event_id]
                 movement = envelope.data
-                valued = book.apply(from_canonical(movement, resolved.items[movement.item]))
+                item = resolved.items[movement.item]
+                valued = book.apply(from_canonical(movement, item))
                 location = resolved.locations[movement.location]
                 assert location.facility is not None  # stores and bins sit under a facility
-                to_facility = (
-                    resolved.locations[movement.to_location].facility
+                destination = (
+                    resolved.locations[movement.to_location]
                     if movement.kind is MovementKind.TRANSFER and movement.to_location
                     else None
                 )
@@ -104,10 +122,11 @@ class LedgerPosting:
                         source_event_id=message.event_id,
                         correlation_id=message.correlation_id,
                         posting_date=movement.occurred_at.date(),
-                        category=resolved.items[movement.item].category,
+                        category=item.category,
                         facility=location.facility,
                         cost_center=movement.cost_center or location.cost_center,
-                        to_facility=to_facility,
+                        to_facility=destination.facility if destination else None,
+                        to_cost_center=destination.cost_center if destination else None,
                         currency=movement.unit_cost.currency if movement.unit_cost else "USD",
                     ),
                     accounts,
@@ -119,5 +138,67 @@ class LedgerPosting:
                 )
                 if entry is not None:
                     entries.append(entry)
+                if valued.discrepancy is not None:
+                    tasks.append(discrepancy_task(valued, movement, item, message))
             ledger_store.save_book(conn, book)
             ledger_store.record(conn, applied, entries)
+            opened = [task for task in tasks if work_items.open_task(conn, task)[1]]
+        for task in opened:  # said once it is committed, never for a rolled-back batch
+            log.warning(
+                "stock.discrepancy",
+                key=task.key,
+                subject=task.subject,
+                correlation_id=task.correlation_id,
+            )
+
+
+def discrepancy_task(
+    valued: ValuedMovement, movement: StockMovement, item: Item, message: BusMessage
+) -> NewTask:
+    """The pharmacy task of a dispense (or clinical consumption) beyond the stock: applied
+    already; a person checks the shelf (``request_count``) or acknowledges it (``close``).
+    Keyed by the event: frozen, one task per event however often it is delivered."""
+    d = valued.discrepancy
+    assert d is not None
+    where = f"{d.item}@{d.location}" + (f" lot {d.lot}" if d.lot is not None else "")
+    unknown = "" if d.known_lot else ", a lot the ledger has never seen there,"
+    owing = f"lot {d.shortfall_lot}" if d.shortfall_lot != NO_LOT else "its stock without lot"
+    reason = (
+        f"{movement.kind.value} of {_n(d.wanted)} {item.base_unit} of {where}{unknown} with "
+        f"{_n(d.held)} on hand: applied, as it happened; the {_n(d.shortfall)} short are a "
+        f"negative balance on {owing}. Count the shelf, or close when the cause is known."
+    )
+    return NewTask(
+        key=f"{DISCREPANCY}:{message.event_id}",
+        queue=WorkQueue.PHARMACY,
+        kind=DISCREPANCY,
+        subject=where[:200],
+        reason=reason[:1000],
+        context={
+            "item": d.item,
+            "location": d.location,
+            "lot": d.lot,
+            "known_lot": d.known_lot,
+            "movement_kind": movement.kind.value,
+            "quantity": _n(d.wanted),
+            "unit": item.base_unit,
+            "reported_quantity": _n(movement.quantity),
+            "reported_unit": movement.unit,
+            "on_hand_before": _n(d.held),
+            "shortfall": _n(d.shortfall),
+            "shortfall_lot": d.shortfall_lot if d.shortfall_lot != NO_LOT else None,
+            "unit_cost": _n(d.unit_cost),
+            "cost_basis": d.cost_basis.value,
+            "value": str(valued.amount),
+            "occurred_at": movement.occurred_at.isoformat(),
+            "event_id": message.event_id,
+            "correlation_id": message.correlation_id,
+        },
+        actions=(Action.REQUEST_COUNT, Action.CLOSE),
+        correlation_id=message.correlation_id,
+    )
+
+
+def _n(number: Decimal) -> str:
+    """A quantity or cost as people write it (no exponent, no trailing zeros)."""
+    return f"{number.normalize():f}"

@@ -44,6 +44,8 @@ def load_book(conn: Connection, item_locations: Iterable[tuple[str, str]]) -> St
         )
         for row in values:
             book.valuations[(row.item, row.location)] = Valuation(row.quantity, row.value)
+            if row.last_unit_cost is not None:
+                book.last_costs[(row.item, row.location)] = row.last_unit_cost
     return book
 
 
@@ -59,7 +61,13 @@ def save_book(conn: Connection, book: StockBook) -> None:
         for key in sorted(book.changed_lots)
     ]
     values = [
-        {"item": key[0], "location": key[1], "quantity": v.quantity, "value": v.value}
+        {
+            "item": key[0],
+            "location": key[1],
+            "quantity": v.quantity,
+            "value": v.value,
+            "last_unit_cost": book.last_costs.get(key),
+        }
         for key in sorted(book.changed_values)
         for v in (book.valuations[key],)
     ]

@@ -259,6 +259,9 @@ stock_valuations = Table(
     Column("location", String(64), primary_key=True),
     Column("quantity", QUANTITY, nullable=False),
     Column("value", MONEY, nullable=False),
+    # the unit cost the item@location last moved at: what a dispense is valued at when it
+    # holds nothing (medbridge.domain.ledger.StockBook.current_cost)
+    Column("last_unit_cost", UNIT_COST),
 )
 
 ledger_movements = Table(

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request, status
 from fastapi.security import APIKeyHeader
+from starlette.concurrency import run_in_threadpool
 
 from medbridge.api.services import Services
 from medbridge.governance.clients import Client, Role
@@ -19,12 +20,15 @@ def services(request: Request) -> Services:
     return found
 
 
-def require(role: Role) -> Callable[..., Client]:
-    def dependency(
+def require(role: Role) -> Callable[..., Awaitable[Client]]:
+    async def dependency(
         request: Request,
         key: Annotated[str | None, Depends(api_key_header)],
     ) -> Client:
-        client = services(request).clients.authenticate(key)
+        clients = services(request).clients
+        known, client = clients.known(key)
+        if not known:  # a query: on a worker thread, never on the event loop
+            client = await run_in_threadpool(clients.authenticate, key)
         if client is None:
             raise HTTPException(
                 status.HTTP_401_UNAUTHORIZED,

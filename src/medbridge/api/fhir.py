@@ -48,12 +48,12 @@ _FHIR_BODY = {
 }
 
 
-def fhir_client(
+async def fhir_client(
     request: Request, key: Annotated[str | None, Depends(api_key_header)]
 ) -> Client | HTTPException:
     """The integration client, or the refusal (answered as an OperationOutcome)."""
     try:
-        return _integration(request, key)
+        return await _integration(request, key)
     except HTTPException as refused:
         return refused
 

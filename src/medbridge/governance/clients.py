@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -47,8 +48,14 @@ def new_key() -> str:
 
 
 class ClientRegistry:
-    def __init__(self, engine: Engine) -> None:
-        self.engine = engine
+    """The API clients. ``authenticate`` answers from memory for ``ttl`` seconds after it
+    looked a key up (found or not): a request does not cost a query. A key revoked or
+    re-issued through this registry takes effect at once; through another process (the CLI
+    beside a running server), within ``ttl`` seconds."""
+
+    def __init__(self, engine: Engine, ttl: float = 5.0) -> None:
+        self.engine, self.ttl = engine, ttl
+        self._seen: dict[str, tuple[float, Client | None]] = {}
 
     def register(self, name: str, role: Role, key: str | None = None) -> str:
         """Create or re-key the client ``name``; return its key (shown once, stored hashed)."""
@@ -62,6 +69,7 @@ class ClientRegistry:
         }
         with self.engine.begin() as conn:
             upsert(conn, api_clients, [row], keys=("name",))
+        self._seen.clear()
         return key
 
     def revoke(self, name: str) -> bool:
@@ -71,11 +79,31 @@ class ClientRegistry:
                 .where(api_clients.c.name == name, api_clients.c.revoked_at.is_(None))
                 .values(revoked_at=datetime.now(UTC))
             )
+        self._seen.clear()
         return bool(result.rowcount)
+
+    def known(self, key: str | None) -> tuple[bool, Client | None]:
+        """(True, the client or None) when the answer is in memory; (False, None) if not."""
+        if not key:
+            return True, None
+        seen = self._seen.get(hash_key(key))
+        if seen is None or time.monotonic() >= seen[0]:
+            return False, None
+        return True, seen[1]
 
     def authenticate(self, key: str | None) -> Client | None:
         if not key:
             return None
+        known, client = self.known(key)
+        if known:
+            return client
+        client = self._lookup(key)
+        if len(self._seen) > 10_000:  # many wrong keys: forget them all, not grow forever
+            self._seen.clear()
+        self._seen[hash_key(key)] = (time.monotonic() + self.ttl, client)
+        return client
+
+    def _lookup(self, key: str) -> Client | None:
         with self.engine.connect() as conn:
             row = conn.execute(
                 select(api_clients.c.name, api_clients.c.role).where(

@@ -40,13 +40,14 @@ from medbridge.connectors.gnuhealth.inbound import Poller
 from medbridge.connectors.hl7v2 import Hl7Config, Hl7Receiver, MllpListener, UnmappedAck
 from medbridge.connectors.tryton.config import TrytonConfig
 from medbridge.connectors.tryton.outbound import TrytonErp
-from medbridge.demo_erp import DemoErp
+from medbridge.demo.cabinets import DemoCabinets
+from medbridge.demo.erp import DemoErp
+from medbridge.demo.network import seed_demo_network
+from medbridge.demo.procurement import DemoProcurement, demo_partners
+from medbridge.demo.traffic import DemoTraffic
 from medbridge.domain.matching import Tolerances
 from medbridge.flows.cxml_exchange import CxmlExchange, CxmlHttpChannel
 from medbridge.flows.demand import DemandRecorder
-from medbridge.flows.demo import DemoTraffic
-from medbridge.flows.demo_cabinet import DemoCabinets
-from medbridge.flows.demo_procurement import DemoProcurement, demo_partners
 from medbridge.flows.erp_posting import ErpPosting, ErpPostingPolicy, PostingWindows
 from medbridge.flows.inbound import InboundIntake
 from medbridge.flows.intake import MovementIntake
@@ -68,7 +69,6 @@ from medbridge.flows.work_queue import WorkQueues
 from medbridge.flows.workflows import ProcurementRouter, Workflows
 from medbridge.flows.x12_exchange import X12Exchange, X12FolderChannel
 from medbridge.governance.clients import ClientRegistry, Role
-from medbridge.masterdata.demo_network import seed_demo_network
 from medbridge.masterdata.inbound import InboundResolver
 from medbridge.masterdata.repository import MasterDataRepository
 from medbridge.observability.logging import get_logger

@@ -29,12 +29,7 @@ from medbridge.canonical.inbound import ItemCodeKind
 from medbridge.canonical.partners import PartnerDirectory, TradingPartner, WireFormat
 from medbridge.canonical.tasks import Action
 from medbridge.connectors.fhir import FhirConfig
-from medbridge.connectors.flatfile import (
-    ColumnMapping,
-    FlatFileConfig,
-    SnapshotReconciler,
-    WatchedFolder,
-)
+from medbridge.connectors.flatfile import ColumnMapping, FlatFileConfig, WatchedFolder
 from medbridge.connectors.gnuhealth.config import GnuHealthConfig
 from medbridge.connectors.gnuhealth.inbound import Poller
 from medbridge.connectors.hl7v2 import Hl7Config, Hl7Receiver, MllpListener, UnmappedAck
@@ -64,6 +59,7 @@ from medbridge.flows.replenishment import (
     ReplenishmentPlanner,
     execute_transfer,
 )
+from medbridge.flows.stock_snapshots import SnapshotReconciler
 from medbridge.flows.trade import Answer, SupplierChannel, TradeInbox, TradeOutbox
 from medbridge.flows.work_queue import WorkQueues
 from medbridge.flows.workflows import ProcurementRouter, Workflows

@@ -69,7 +69,7 @@ from medbridge.masterdata.inbound import InboundResolver
 from medbridge.masterdata.repository import MasterDataRepository
 from medbridge.observability.logging import get_logger
 from medbridge.observability.metrics import BusCollector, register_bus_collector
-from medbridge.settings import Settings
+from medbridge.settings import Settings, fhir_config
 from medbridge.store import migrate
 from medbridge.store.db import create_db_engine
 from medbridge.store.work_items import WorkItem
@@ -584,7 +584,7 @@ class MedBridge:
     def fhir_config(self) -> FhirConfig:
         """``MEDBRIDGE_FHIR_*`` and the ``[fhir]`` table, with MedBridge's own pseudonym
         secret when none is set for FHIR (the same encounter gets the same pseudonym)."""
-        config = FhirConfig()
+        config = fhir_config()
         if config.pseudonym_secret is None:
             config = config.model_copy(update={"pseudonym_secret": self.pseudonym_secret()})
         return config

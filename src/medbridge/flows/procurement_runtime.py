@@ -33,6 +33,7 @@ from medbridge.flows.trade import TradeOutbox
 from medbridge.flows.work_queue import WorkQueues
 from medbridge.masterdata.repository import MasterDataRepository
 from medbridge.observability.logging import get_logger
+from medbridge.retry import Backoff, retrying
 from medbridge.store import procurement as store
 
 log = get_logger(__name__)
@@ -61,7 +62,9 @@ class ProcurementPolicy:
     """How often a waiting workflow re-reads its task and an invoice its receipts."""
     auto_receive: bool = False
     tolerances: Tolerances = field(default_factory=Tolerances)
-    erp_retry_max: float = 60.0
+    retry: Backoff = field(default_factory=lambda: Backoff(initial=0.5, maximum=60.0))
+    """How an ERP call or a send to a supplier that failed transiently is tried again (for as
+    long as it fails so, until the process stops)."""
 
 
 @dataclass
@@ -82,20 +85,13 @@ class ProcurementRuntime:
     stopping: threading.Event = field(default_factory=threading.Event)
 
     def retrying(
-        self, what: str, call: Callable[[], T], transient: Callable[[Exception], bool]
+        self, what: str, call: Callable[[], T], transient: Callable[[BaseException], bool]
     ) -> T:
-        """``call()``, repeated while it fails with a ``transient`` error, with backoff up to
-        ``erp_retry_max`` s (until the process stops); any other error goes to the workflow."""
-        delay = 0.5
-        while True:
-            try:
-                return call()
-            except Exception as error:
-                if not transient(error) or self.stopping.is_set():
-                    raise
-                log.warning("procurement.retry", what=what, error=str(error))
-                self.stopping.wait(delay)
-                delay = min(delay * 2, self.policy.erp_retry_max)
+        """``call()``, repeated while it fails with a ``transient`` error, as ``policy.retry``
+        says (until the process stops); any other error goes to the workflow."""
+        return retrying(what, transient=transient, backoff=self.policy.retry, until=self.stopping)(
+            call
+        )
 
     def call_erp(self, what: str, call: Callable[[ErpPort], T]) -> T:
         """One ERP call, retried while the ERP is unreachable (or not attached yet);

@@ -17,8 +17,7 @@ from medbridge.domain.matching import (
     PoLine,
     ReceivedLine,
 )
-from medbridge.flows.procurement_runtime import dec
-from medbridge.flows.receiving import order_line_for
+from medbridge.flows.procurement_runtime import dec, order_line_for
 from medbridge.store import procurement as store
 
 

@@ -26,6 +26,7 @@ from sqlalchemy import Engine
 
 from medbridge.canonical.erp import ErpPort, ErpUnavailable
 from medbridge.canonical.partners import TradingPartner
+from medbridge.canonical.trade import PartnerItem
 from medbridge.domain.matching import Tolerances
 from medbridge.flows.intake import MovementIntake
 from medbridge.flows.replenishment import ReplenishmentPlanner
@@ -147,3 +148,19 @@ def order_correlation(reference: str) -> str | None:
     with runtime().engine.connect() as conn:
         po = store.order(conn, reference)
     return None if po is None else str(po["correlation_id"])
+
+
+def order_line_for(po: dict[str, Any], item: PartnerItem, number: int) -> dict[str, Any] | None:
+    """The order line a supplier's line is about: by line number, else by part number."""
+    lines: list[dict[str, Any]] = po["lines"]
+    by_number = {ln["line"]: ln for ln in lines}
+    if number in by_number:
+        return by_number[number]
+    return next(
+        (
+            ln
+            for ln in lines
+            if item.buyer_part == ln["item"] or item.supplier_part == ln["contract"]
+        ),
+        None,
+    )

@@ -35,6 +35,7 @@ from medbridge.flows.procurement_runtime import (
     failpoint,
     now,
     order_correlation,
+    order_line_for,
     runtime,
 )
 from medbridge.observability.logging import get_logger
@@ -96,22 +97,6 @@ def outstanding(conn: Any, reference: str) -> dict[int, Decimal]:
         if rest > 0:
             left[ln["line"]] = rest
     return left
-
-
-def order_line_for(po: dict[str, Any], item: PartnerItem, number: int) -> dict[str, Any] | None:
-    """The order line a supplier's line is about: by line number, else by part number."""
-    lines: list[dict[str, Any]] = po["lines"]
-    by_number = {ln["line"]: ln for ln in lines}
-    if number in by_number:
-        return by_number[number]
-    return next(
-        (
-            ln
-            for ln in lines
-            if item.buyer_part == ln["item"] or item.supplier_part == ln["contract"]
-        ),
-        None,
-    )
 
 
 def _substitute(item: PartnerItem, line: dict[str, Any]) -> bool:

@@ -72,18 +72,18 @@ from medbridge.canonical.procurement import (
 )
 from medbridge.connectors.tryton.config import TrytonConfig
 from medbridge.connectors.tryton.outbound import TrytonErp
-from medbridge.flows.demo_procurement import demo_partners
-from medbridge.flows.erp_posting import ErpPosting, ErpPostingPolicy
-from medbridge.flows.intake import Submission
-from medbridge.flows.supplier_behaviour import Faults
-from medbridge.flows.supplier_simulator import SimulatedSupplier
-from medbridge.masterdata.demo_network import (
+from medbridge.demo.network import (
     DEMO_PAR,
     DEMO_REORDER_POINT,
     ITEMS,
     STORES,
     UNIT_PRICES,
 )
+from medbridge.demo.procurement import demo_partners
+from medbridge.demo.supplier_behaviour import Faults
+from medbridge.demo.supplier_simulator import SimulatedSupplier
+from medbridge.flows.erp_posting import ErpPosting, ErpPostingPolicy
+from medbridge.flows.intake import Submission
 from medbridge.observability.logging import configure_logging
 from medbridge.settings import Settings
 from medbridge.store import erp_postings

@@ -51,9 +51,9 @@ from medbridge.canonical.masterdata import ItemCategory
 from medbridge.canonical.movements import MovementKind, StockMovement
 from medbridge.connectors.tryton.config import TrytonConfig
 from medbridge.connectors.tryton.outbound import TrytonErp
+from medbridge.demo.network import ITEMS, STORES, UNIT_PRICES
 from medbridge.flows.erp_posting import ErpPosting, ErpPostingPolicy
 from medbridge.flows.intake import Submission
-from medbridge.masterdata.demo_network import ITEMS, STORES, UNIT_PRICES
 from medbridge.observability.logging import configure_logging
 from medbridge.settings import Settings
 from medbridge.store import erp_postings

@@ -62,8 +62,8 @@ from medbridge.connectors.hl7v2 import MllpListener
 from medbridge.connectors.hl7v2.codec import parse
 from medbridge.connectors.hl7v2.errors import Hl7ParseError
 from medbridge.connectors.hl7v2.outbound import END, AsyncMllpClient, frame
+from medbridge.demo.network import CABINETS, ITEMS, UNIT_PRICES
 from medbridge.flows.intake import Submission
-from medbridge.masterdata.demo_network import CABINETS, ITEMS, UNIT_PRICES
 from medbridge.masterdata.repository import CrossReferences
 from medbridge.observability.logging import configure_logging
 from medbridge.settings import Settings

@@ -33,8 +33,8 @@ from medbridge.canonical.base import Money
 from medbridge.canonical.events import EventEnvelope
 from medbridge.canonical.masterdata import ItemCategory
 from medbridge.canonical.movements import MovementKind, StockMovement
+from medbridge.demo.network import ITEMS, STORES, UNIT_PRICES
 from medbridge.flows.intake import Submission, subject_of
-from medbridge.masterdata.demo_network import ITEMS, STORES, UNIT_PRICES
 from medbridge.observability.logging import configure_logging
 from medbridge.settings import Settings
 from medbridge.store import ledger as ledger_store

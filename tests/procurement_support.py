@@ -23,12 +23,12 @@ from medbridge.canonical.movements import MovementKind, StockMovement
 from medbridge.canonical.partners import TradingPartner
 from medbridge.canonical.trade import InvoiceDocument
 from medbridge.connectors.tryton.fake import FakeErp
-from medbridge.flows.demo_procurement import demo_partners
+from medbridge.demo.network import ITEMS
+from medbridge.demo.procurement import demo_partners
+from medbridge.demo.supplier_behaviour import Faults
+from medbridge.demo.supplier_simulator import SimulatedSupplier
 from medbridge.flows.erp_posting import ErpPosting, ErpPostingPolicy
 from medbridge.flows.intake import Submission
-from medbridge.flows.supplier_behaviour import Faults
-from medbridge.flows.supplier_simulator import SimulatedSupplier
-from medbridge.masterdata.demo_network import ITEMS
 from medbridge.settings import Settings
 from medbridge.store import ledger as ledger_store
 from medbridge.store import procurement as store

@@ -56,7 +56,7 @@ never the consumption. The ERP keeps the payables: its supplier invoice document
 supplier (party) against each facility's GRNI."""
 JOURNAL_CODE = "MB"
 
-# MedBridge's demo network (src/medbridge/masterdata/demo_network.py), repeated here because
+# MedBridge's demo network (src/medbridge/demo/network.py), repeated here because
 # this runs in the peer's virtualenv, which cannot import MedBridge.
 FACILITIES = ("H1", "H2")
 GL_ACCOUNTS = (  # code pattern, name, kind (balance-sheet side or expense)

@@ -30,24 +30,20 @@ from medbridge.canonical.inbound import ItemCodeKind
 from medbridge.canonical.partners import PartnerDirectory, TradingPartner, WireFormat
 from medbridge.canonical.tasks import Action
 from medbridge.connectors.fhir import FhirConfig
-from medbridge.connectors.flatfile import (
-    ColumnMapping,
-    FlatFileConfig,
-    SnapshotReconciler,
-    WatchedFolder,
-)
+from medbridge.connectors.flatfile import ColumnMapping, FlatFileConfig, WatchedFolder
 from medbridge.connectors.gnuhealth.config import GnuHealthConfig
 from medbridge.connectors.gnuhealth.inbound import Poller
 from medbridge.connectors.hl7v2 import Hl7Config, Hl7Receiver, MllpListener, UnmappedAck
 from medbridge.connectors.tryton.config import TrytonConfig
 from medbridge.connectors.tryton.outbound import TrytonErp
-from medbridge.demo_erp import DemoErp
+from medbridge.demo.cabinets import DemoCabinets
+from medbridge.demo.erp import DemoErp
+from medbridge.demo.network import seed_demo_network
+from medbridge.demo.procurement import DemoProcurement, demo_partners
+from medbridge.demo.traffic import DemoTraffic
 from medbridge.domain.matching import Tolerances
 from medbridge.flows.cxml_exchange import CxmlExchange, CxmlHttpChannel
 from medbridge.flows.demand import DemandRecorder
-from medbridge.flows.demo import DemoTraffic
-from medbridge.flows.demo_cabinet import DemoCabinets
-from medbridge.flows.demo_procurement import DemoProcurement, demo_partners
 from medbridge.flows.erp_posting import ErpPosting, ErpPostingPolicy, PostingWindows
 from medbridge.flows.inbound import InboundIntake
 from medbridge.flows.intake import MovementIntake
@@ -64,17 +60,17 @@ from medbridge.flows.replenishment import (
     ReplenishmentPlanner,
     execute_transfer,
 )
+from medbridge.flows.stock_snapshots import SnapshotReconciler
 from medbridge.flows.trade import Answer, SupplierChannel, TradeInbox, TradeOutbox
 from medbridge.flows.work_queue import WorkQueues
 from medbridge.flows.workflows import ProcurementRouter, Workflows
 from medbridge.flows.x12_exchange import X12Exchange, X12FolderChannel
 from medbridge.governance.clients import ClientRegistry, Role
-from medbridge.masterdata.demo_network import seed_demo_network
 from medbridge.masterdata.inbound import InboundResolver
 from medbridge.masterdata.repository import MasterDataRepository
 from medbridge.observability.logging import get_logger
 from medbridge.observability.metrics import BusCollector, register_bus_collector
-from medbridge.settings import Settings
+from medbridge.settings import Settings, fhir_config
 from medbridge.store import migrate
 from medbridge.store.db import create_db_engine
 from medbridge.store.work_items import WorkItem
@@ -591,7 +587,7 @@ class MedBridge:
     def fhir_config(self) -> FhirConfig:
         """``MEDBRIDGE_FHIR_*`` and the ``[fhir]`` table, with MedBridge's own pseudonym
         secret when none is set for FHIR (the same encounter gets the same pseudonym)."""
-        config = FhirConfig()
+        config = fhir_config()
         if config.pseudonym_secret is None:
             config = config.model_copy(update={"pseudonym_secret": self.pseudonym_secret()})
         return config

@@ -1,5 +1,9 @@
 """All configuration, from ``MEDBRIDGE_*`` environment variables and an optional TOML file
-(``MEDBRIDGE_CONFIG_FILE``). Environment wins over the file."""
+(``MEDBRIDGE_CONFIG_FILE``). Environment wins over the file.
+
+Connectors read no environment: each takes its typed config, and the ones configured apart
+from ``Settings`` (their own ``MEDBRIDGE_<NAME>_*`` variables and ``[name]`` table) are read
+here, e.g. ``fhir_config()``."""
 
 from __future__ import annotations
 
@@ -18,6 +22,8 @@ from pydantic_settings import (
 
 from medbridge.canonical.partners import OwnIdentity, TradingPartner
 from medbridge.canonical.tasks import WorkQueue
+from medbridge.connectors.fhir.config import NAME as FHIR
+from medbridge.connectors.fhir.config import FhirConfig
 
 DEFAULT_VAR_DIR = Path("var")
 
@@ -179,3 +185,29 @@ class Settings(BaseSettings):
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         return config_sources(settings_cls, init_settings, env_settings)
+
+
+class _FhirSettings(BaseSettings, FhirConfig):
+    """``FhirConfig`` as read from ``MEDBRIDGE_FHIR_*`` and the ``[fhir]`` table."""
+
+    model_config = SettingsConfigDict(env_prefix="MEDBRIDGE_FHIR_", extra="ignore", frozen=True)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return config_sources(settings_cls, init_settings, env_settings, table=FHIR)
+
+
+def fhir_config() -> FhirConfig:
+    """The FHIR connector's config from ``MEDBRIDGE_FHIR_*`` and the config file's ``[fhir]``
+    table (environment first)."""
+    read = _FhirSettings()
+    return FhirConfig.model_validate(
+        {name: getattr(read, name) for name in FhirConfig.model_fields}
+    )

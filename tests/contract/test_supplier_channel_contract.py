@@ -31,8 +31,8 @@ from medbridge.canonical.trade import (
 )
 from medbridge.connectors.cxml import parse as parse_cxml
 from medbridge.connectors.x12 import parse_interchange
+from medbridge.demo.supplier_simulator import SimulatedSupplier
 from medbridge.flows.cxml_exchange import CxmlHttpChannel
-from medbridge.flows.supplier_simulator import SimulatedSupplier
 from medbridge.flows.trade import Answer, ChannelError, SupplierChannel
 from medbridge.flows.x12_exchange import X12FolderChannel
 

@@ -16,8 +16,8 @@ from medbridge.canonical.inbound import ExternalItem, InboundMovement, ItemCodeK
 from medbridge.canonical.movements import MovementKind
 from medbridge.cli import app as cli
 from medbridge.connectors.hl7v2 import MllpClient, parse
-from medbridge.flows.demo import DemoTraffic
-from medbridge.flows.demo_cabinet import DemoCabinets
+from medbridge.demo.cabinets import DemoCabinets
+from medbridge.demo.traffic import DemoTraffic
 from medbridge.governance.clients import Role
 
 pytestmark = pytest.mark.db

@@ -28,11 +28,11 @@ from medbridge.connectors.flatfile import (
     ColumnMapping,
     FlatFileConfig,
     Incomplete,
-    SnapshotReconciler,
     SnapshotRefused,
     WatchedFolder,
 )
 from medbridge.flows.intake import Submission
+from medbridge.flows.stock_snapshots import SnapshotReconciler
 from medbridge.settings import Settings
 from medbridge.store import ledger as ledger_store
 

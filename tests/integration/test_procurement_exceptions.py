@@ -15,8 +15,8 @@ from typing import Any
 import pytest
 
 from medbridge.canonical.trade import InvoiceDocument, InvoiceLine, InvoicePurpose, PartnerItem
-from medbridge.flows.demo_procurement import demo_partners
-from medbridge.flows.supplier_behaviour import Fault, Faults
+from medbridge.demo.procurement import demo_partners
+from medbridge.demo.supplier_behaviour import Fault, Faults
 from medbridge.settings import Settings
 from medbridge.store import ledger as ledger_store
 from medbridge.store import procurement as store

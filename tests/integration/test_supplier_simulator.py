@@ -23,9 +23,9 @@ from medbridge.canonical.trade import (
     OrderLine,
     PartnerItem,
 )
-from medbridge.flows.demo_procurement import DemoProcurement
-from medbridge.flows.supplier_behaviour import Fault, Faults
-from medbridge.flows.supplier_simulator import SimulatedSupplier
+from medbridge.demo.procurement import DemoProcurement
+from medbridge.demo.supplier_behaviour import Fault, Faults
+from medbridge.demo.supplier_simulator import SimulatedSupplier
 from medbridge.flows.trade import Answer, TradeOutbox
 from medbridge.store import trade as store
 

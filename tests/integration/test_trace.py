@@ -13,8 +13,8 @@ from test_supplier_simulator import ORDER, build, in_process
 
 from medbridge.app import MedBridge
 from medbridge.canonical.partners import WireFormat
-from medbridge.flows.supplier_behaviour import Faults
-from medbridge.flows.supplier_simulator import SimulatedSupplier
+from medbridge.demo.supplier_behaviour import Faults
+from medbridge.demo.supplier_simulator import SimulatedSupplier
 from medbridge.flows.trade import TradeOutbox
 
 pytestmark = pytest.mark.db

@@ -23,9 +23,9 @@ from typer.testing import CliRunner
 from medbridge.canonical.trade import InvoiceDocument, InvoiceLine, InvoicePurpose, PartnerItem
 from medbridge.cli import app as cli
 from medbridge.connectors.tryton.outbound import TrytonErp
+from medbridge.demo.network import UNIT_PRICES
+from medbridge.demo.supplier_behaviour import Fault, Faults
 from medbridge.flows.reconciliation import reconcile_erp
-from medbridge.flows.supplier_behaviour import Fault, Faults
-from medbridge.masterdata.demo_network import UNIT_PRICES
 from medbridge.settings import Settings
 from medbridge.store import erp_postings as erp_store
 from medbridge.store import ledger as ledger_store

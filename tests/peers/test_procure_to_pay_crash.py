@@ -38,7 +38,7 @@ from medbridge.canonical.partners import TradingPartner
 from medbridge.canonical.trade import OrderDocument
 from medbridge.connectors.tryton.outbound import TrytonErp
 from medbridge.connectors.x12 import parse_interchange
-from medbridge.flows.supplier_simulator import SimulatedSupplier
+from medbridge.demo.supplier_simulator import SimulatedSupplier
 from medbridge.flows.trade import Answer
 from medbridge.settings import Settings
 from medbridge.store import erp_postings as erp_store

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from medbridge.settings import Settings
+from medbridge.settings import Settings, fhir_config
 
 
 def test_defaults_are_embedded(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -41,8 +41,6 @@ def test_bad_values_are_refused_naming_the_setting(monkeypatch: pytest.MonkeyPat
 def test_one_config_file_serves_settings_and_the_fhir_table(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    from medbridge.connectors.fhir import FhirConfig
-
     config = tmp_path / "medbridge.toml"
     config.write_text(
         'http_port = 9300\n\n[fhir]\npseudonym_secret = "sixteen-plus-characters"\n'
@@ -52,7 +50,7 @@ def test_one_config_file_serves_settings_and_the_fhir_table(
     monkeypatch.delenv("MEDBRIDGE_HTTP_PORT", raising=False)
     monkeypatch.setenv("MEDBRIDGE_FHIR_TIMEZONE", "UTC")  # environment wins over the file
     assert Settings().http_port == 9300
-    fhir = FhirConfig()
+    fhir = fhir_config()
     assert fhir.pseudonym_secret is not None
     assert fhir.pseudonym_secret.get_secret_value() == "sixteen-plus-characters"
     assert fhir.timezone == "UTC"

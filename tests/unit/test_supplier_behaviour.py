@@ -18,7 +18,7 @@ from medbridge.canonical.trade import (
     PartnerItem,
     ShipNoticeDocument,
 )
-from medbridge.flows.supplier_behaviour import Fault, Faults, answer, sscc
+from medbridge.demo.supplier_behaviour import Fault, Faults, answer, sscc
 
 D = Decimal
 

@@ -30,6 +30,7 @@ from medbridge.connectors.fhir.inbound import AtomicResult, SourceMessage
 from medbridge.flows.intake import MovementsRejected, Submission
 from medbridge.governance.clients import Client, Role
 from medbridge.observability.logging import get_logger
+from medbridge.settings import fhir_config
 from medbridge.store import exceptions as exception_store
 
 router = APIRouter(prefix="/fhir/r4", tags=["FHIR R4"])
@@ -110,7 +111,7 @@ def _config(request: Request) -> FhirConfig:
     environment and the config file, read once."""
     config: FhirConfig | None = getattr(request.app.state, "fhir_config", None)
     if config is None:
-        config = FhirConfig()
+        config = fhir_config()
         request.app.state.fhir_config = config
     return config
 

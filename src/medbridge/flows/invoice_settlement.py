@@ -11,48 +11,33 @@ decision: approve (post as billed), adjust price / quantity (post as corrected),
 posted). A credit memo is never matched automatically; approved, it posts its reversal (debit
 AP, credit PPV). An invoice for no order of ours: an AP task (reject or close).
 
-Exactly once: see ``flows.procurement`` (keyed side effects, the workflow id).
+Exactly once: see ``flows.procurement`` (keyed side effects, the workflow id). What the
+match is handed: ``flows.invoice_matching``; how a decided invoice is booked:
+``flows.invoice_booking``.
 """
 
 from __future__ import annotations
 
 import time
-import uuid
-from collections.abc import Mapping
-from decimal import Decimal
 from typing import Any
 
 from dbos import DBOS, SetWorkflowID
 
 from medbridge.canonical.erp import ErpPort
-from medbridge.canonical.finance import BookedBy, JournalEntry
-from medbridge.canonical.masterdata import AccountRole
 from medbridge.canonical.tasks import Action, NewTask, WorkQueue
 from medbridge.canonical.trade import (
     InvoiceDocument,
     InvoicePurpose,
 )
 from medbridge.domain import ap_posting
-from medbridge.domain.errors import MissingAccount
 from medbridge.domain.ledger import money
 from medbridge.domain.matching import (
-    InvoiceLineIn,
-    MatchBook,
-    MatchInvoice,
-    MatchResult,
-    PoLine,
-    ReceivedLine,
-    Tolerances,
     match_invoice,
 )
-from medbridge.flows.procurement import (
-    TERMINAL,
-    dec,
-    escalate,
-    failpoint,
-    order_line_for,
-    runtime,
-)
+from medbridge.flows.escalation import escalate
+from medbridge.flows.invoice_booking import ap_accounts, journal_entries, settlement
+from medbridge.flows.invoice_matching import match_book, match_input, match_lines, result_json
+from medbridge.flows.procurement_runtime import TERMINAL, failpoint, runtime
 from medbridge.observability.logging import get_logger
 from medbridge.store import ledger as ledger_store
 from medbridge.store import procurement as store
@@ -145,128 +130,6 @@ def _goods_outstanding(orders: list[str]) -> bool:
     return False
 
 
-def _book(conn: Any, supplier: str, orders: list[str]) -> tuple[MatchBook, dict[str, Any]]:
-    po_lines, received = [], []
-    by_order = {}
-    for reference in orders:
-        po = store.order(conn, reference)
-        assert po is not None
-        by_order[reference] = po
-        for ln in po["lines"]:
-            po_lines.append(
-                PoLine(
-                    reference,
-                    ln["line"],
-                    ln["item"],
-                    ln["unit"],
-                    dec(ln["quantity"]),
-                    dec(ln["unit_price"]),
-                    dec(ln["pack_factor"]),
-                )
-            )
-        lines = {ln["line"]: ln for ln in po["lines"]}
-        for r in store.receipts(conn, reference):
-            if r["status"] != "received":
-                continue
-            for rl in r["lines"]:
-                ln = lines[rl["line"]]
-                received.append(
-                    ReceivedLine(
-                        reference,
-                        rl["line"],
-                        ln["item"],
-                        ln["unit"],
-                        dec(rl["quantity"]),
-                        dec(ln["pack_factor"]),
-                    )
-                )
-    invoiced: dict[tuple[str, int], Decimal] = {}
-    history = []
-    for prior in store.billed(conn, supplier):
-        history.append((prior["supplier"], prior["number"], dec(prior["total"])))
-        for m in prior["result"].get("lines", []):
-            po_key = (m["order"], int(m["order_line"]))
-            invoiced[po_key] = invoiced.get(po_key, Decimal(0)) + dec(m["base_quantity"])
-    return MatchBook.build(po_lines, received, invoiced, history), by_order
-
-
-def _match_lines(
-    document: InvoiceDocument,
-    by_order: dict[str, Any],
-    decision: dict[str, Any] | None,
-    flagged: set[int],
-) -> tuple[InvoiceLineIn, ...]:
-    single = next(iter(by_order)) if len(by_order) == 1 else None
-    lines = []
-    for il in document.lines:
-        order = il.order_number if il.order_number in by_order else single
-        po = by_order.get(order) if order else None
-        ln = order_line_for(po, il.item, il.order_line or 0) if po else None
-        item = ln["item"] if ln else (il.item.buyer_part or il.item.supplier_part or "?")
-        unit = ln["unit"] if ln and il.unit == ln["wire_unit"] else il.unit
-        quantity, price = il.quantity, il.unit_price
-        if decision and il.line_number in flagged:
-            if decision.get("quantity") is not None:
-                quantity = dec(decision["quantity"])
-            if decision.get("unit_price") is not None:
-                price = dec(decision["unit_price"])
-        lines.append(
-            InvoiceLineIn(
-                il.line_number,
-                order,
-                ln["line"] if ln else il.order_line,
-                item,
-                unit,
-                quantity,
-                price,
-            )
-        )
-    return tuple(lines)
-
-
-def _match_invoice(
-    document: InvoiceDocument, supplier: str, lines: tuple[InvoiceLineIn, ...], total: Decimal
-) -> MatchInvoice:
-    return MatchInvoice(
-        supplier=supplier,
-        number=document.invoice_number,
-        invoice_date=document.invoice_date,
-        total=total,
-        lines=lines,
-        tax=document.tax,
-        credit_memo=document.purpose is InvoicePurpose.CREDIT_MEMO,
-    )
-
-
-def _result_json(result: MatchResult) -> dict[str, Any]:
-    return {
-        "exceptions": [
-            {
-                "kind": e.kind.value,
-                "reason": e.reason,
-                "line": e.line,
-                "expected": None if e.expected is None else str(e.expected),
-                "actual": None if e.actual is None else str(e.actual),
-            }
-            for e in result.exceptions
-        ],
-        "lines": [
-            {
-                "line": m.line,
-                "order": m.po[0],
-                "order_line": m.po[1],
-                "base_quantity": str(m.base_quantity),
-                "amount": str(m.amount),
-                "grni": str(m.grni),
-            }
-            for m in result.lines
-        ],
-        "posting": None
-        if result.posting is None
-        else {k: str(getattr(result.posting, k)) for k in ("grni", "ppv", "tax", "ap")},
-    }
-
-
 @DBOS.step()
 def _match(invoice: dict[str, Any], facts: dict[str, Any]) -> dict[str, Any]:
     """Match once (a repeat returns the recorded result), serialised per supplier."""
@@ -278,12 +141,12 @@ def _match(invoice: dict[str, Any], facts: dict[str, Any]) -> dict[str, Any]:
         done = store.invoice(conn, key)
         if done is not None:
             return {"status": done["status"], **done["result"]}
-        book, by_order = _book(conn, supplier, facts["orders"])
-        lines = _match_lines(document, by_order, None, set())
+        book, by_order = match_book(conn, supplier, facts["orders"])
+        lines = match_lines(document, by_order, None, set())
         result = match_invoice(
-            _match_invoice(document, supplier, lines, document.total), book, rt.policy.tolerances
+            match_input(document, supplier, lines, document.total), book, rt.policy.tolerances
         )
-        payload = _result_json(result)
+        payload = result_json(result)
         status = "matched" if result.matched else "exception"
         correlation = invoice.get("correlation_id") or (
             by_order[facts["orders"][0]]["correlation_id"] if facts["orders"] else key
@@ -369,14 +232,14 @@ def _post(invoice: dict[str, Any], decision: dict[str, Any] | None) -> str:
     outcome = ENDS[action]
     orders = [row["order_reference"]] if row["order_reference"] else []
     with rt.engine.connect() as conn:
-        book_, by_order = _book(conn, supplier, orders)
+        book_, by_order = match_book(conn, supplier, orders)
         accounts_map = rt.masterdata.account_map(conn)
     if not by_order:
         with rt.engine.begin() as conn:
             store.set_invoice(conn, key, status=outcome)
         return outcome
-    settlement = _settlement(invoice, document, row, by_order, book_, decision, action)
-    booking = ap_posting.book(settlement, _ap_accounts(accounts_map, settlement.facility))
+    settled = settlement(invoice, document, row, by_order, book_, decision, action)
+    booking = ap_posting.book(settled, ap_accounts(accounts_map, settled.facility))
 
     def create_and_post(erp: ErpPort) -> str:
         ref = erp.create_supplier_invoice(booking.document)
@@ -385,7 +248,7 @@ def _post(invoice: dict[str, Any], decision: dict[str, Any] | None) -> str:
 
     erp_id = rt.call_erp("supplier_invoice", create_and_post)
     failpoint("erp_invoice")
-    entries = _entries(key, settlement, booking, row["correlation_id"])
+    entries = journal_entries(key, settled, booking, row["correlation_id"])
     with rt.engine.begin() as conn:
         known = {
             e.entry_id
@@ -398,112 +261,3 @@ def _post(invoice: dict[str, Any], decision: dict[str, Any] | None) -> str:
     failpoint("post")
     log.info("procurement.invoice_posted", invoice=key, outcome=outcome, erp_id=erp_id)
     return outcome
-
-
-def _settlement(
-    invoice: dict[str, Any],
-    document: InvoiceDocument,
-    row: dict[str, Any],
-    by_order: dict[str, Any],
-    book_: MatchBook,
-    decision: dict[str, Any] | None,
-    action: Action,
-) -> ap_posting.Settlement:
-    """The invoice as decided, with the GRNI its lines clear (the match's, tolerances off)."""
-    supplier = invoice["supplier"]
-    flagged = {e["line"] for e in row["result"]["exceptions"] if e.get("line") is not None}
-    lines = _match_lines(document, by_order, decision, flagged)
-    billed = tuple(
-        ap_posting.BilledLine(
-            item=ln.item,
-            quantity=ln.quantity,
-            unit=by_order[ln.order]["lines"][ln.order_line - 1]["unit"]
-            if ln.order_line
-            else ln.unit,
-            unit_price=ln.unit_price,
-        )
-        for ln in lines
-        if ln.order in by_order
-    )
-    stated = ap_posting.stated_total(
-        None if decision is None else action, billed, document.tax, document.total
-    )
-    relaxed = Tolerances(Decimal(10**6), Decimal(10**6), Decimal(10**6), Decimal(10**6))
-    matched = match_invoice(
-        _match_invoice(document, supplier, lines, stated), _fresh(book_), relaxed
-    )
-    po = next(iter(by_order.values()))
-    return ap_posting.Settlement(
-        reference=invoice["key"],
-        supplier=supplier,
-        facility=po["facility"],
-        number=document.invoice_number,
-        invoice_date=document.invoice_date,
-        purchase_order=po["reference"],
-        lines=billed,
-        tax=document.tax,
-        stated=stated,
-        grni=sum((m.grni for m in matched.lines), Decimal(0)),
-        currency=document.currency,
-        credit_memo=document.purpose is InvoicePurpose.CREDIT_MEMO,
-    )
-
-
-def _ap_accounts(
-    accounts: Mapping[tuple[str, AccountRole], str], facility: str
-) -> ap_posting.ApAccounts:
-    try:
-        return ap_posting.ApAccounts(
-            grni=accounts[(facility, AccountRole.GRNI)],
-            ppv=accounts[(facility, AccountRole.PURCHASE_PRICE_VARIANCE)],
-            ap=accounts[(facility, AccountRole.ACCOUNTS_PAYABLE)],
-        )
-    except KeyError as missing:
-        raise MissingAccount(facility, str(missing.args[0][1])) from None
-
-
-def _entries(
-    key: str, s: ap_posting.Settlement, booking: ap_posting.ApBooking, correlation: str
-) -> list[JournalEntry]:
-    """The mirror of the ERP document (booked by it, never sent) and the variance entry."""
-    what = f"{'credit memo' if s.credit_memo else 'invoice'} {s.number} of {s.supplier}"
-    entries = []
-    if len(booking.mirror) >= 2:
-        entries.append(
-            JournalEntry(
-                entry_id=f"ap:{uuid.uuid5(uuid.NAMESPACE_URL, key)}",
-                posting_date=s.invoice_date,
-                currency=s.currency,
-                description=what[:200],
-                source_event_id=row_event(key),
-                correlation_id=correlation,
-                lines=booking.mirror,
-                booked_by=BookedBy.ERP_DOCUMENT,
-                erp_document=booking.document.reference,
-            )
-        )
-    if booking.variance:
-        entries.append(
-            JournalEntry(
-                entry_id=f"ppv:{uuid.uuid5(uuid.NAMESPACE_URL, key)}",
-                posting_date=s.invoice_date,
-                currency=s.currency,
-                description=f"price variance, {what}"[:200],
-                source_event_id=str(uuid.uuid5(uuid.NAMESPACE_URL, f"ppv:{key}")),
-                correlation_id=correlation,
-                lines=booking.variance,
-            )
-        )
-    return entries
-
-
-def _fresh(book: MatchBook) -> MatchBook:
-    """The book without history: the invoice being posted is itself in it."""
-    return MatchBook(
-        orders=book.orders, received=book.received, factors=book.factors, by_item=book.by_item
-    )
-
-
-def row_event(key: str) -> str:
-    """The source event id of an invoice's journal entry: derived from its wire identity."""
-    return str(uuid.uuid5(uuid.NAMESPACE_URL, f"invoice:{key}"))

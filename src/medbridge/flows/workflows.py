@@ -24,7 +24,8 @@ from dbos import DBOS
 from sqlalchemy import make_url
 
 from medbridge.bus.port import BusMessage
-from medbridge.flows import procurement
+from medbridge.flows import procurement_runtime
+from medbridge.flows.escalation import decision_message
 from medbridge.flows.invoice_settlement import start_invoice
 from medbridge.flows.procurement import Procurement
 from medbridge.observability.logging import get_logger
@@ -73,7 +74,7 @@ class Workflows:
         self.launched = False
 
     def launch(self) -> None:
-        procurement.install(self.runtime)
+        procurement_runtime.install(self.runtime)
         DBOS(config=self.config)
         DBOS.launch()
         self.launched = True
@@ -84,16 +85,14 @@ class Workflows:
         if self.launched:
             DBOS.destroy(destroy_registry=False)
             self.launched = False
-        procurement.install(None)
+        procurement_runtime.install(None)
 
     def on_decision(self, item: WorkItem) -> None:
         """A task was decided: resume its workflow (it also re-reads the task itself)."""
         if item.decision is not None and item.workflow_id:
             DBOS.send(
                 item.workflow_id,
-                procurement.decision_message(
-                    item.id, item.decision.model_dump(mode="json"), item.decided_by
-                ),
+                decision_message(item.id, item.decision.model_dump(mode="json"), item.decided_by),
                 topic="decision",
                 idempotency_key=f"task:{item.id}",
             )

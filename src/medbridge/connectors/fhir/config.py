@@ -1,9 +1,10 @@
 """Typed configuration of the FHIR connector.
 
-Read from ``MEDBRIDGE_FHIR_*`` environment variables and from the ``[fhir]`` table of the
-TOML file named by ``MEDBRIDGE_CONFIG_FILE`` (environment wins over the file, as for
-``Settings``). Per-client profiles (``clients``) tune how one sender's feed is read, e.g. a
-FHIR Converter feed that marks every dispense ``unknown``::
+The connector reads no environment: ``medbridge.settings.fhir_config()`` reads it from
+``MEDBRIDGE_FHIR_*`` environment variables and from the ``[fhir]`` table of the TOML file named
+by ``MEDBRIDGE_CONFIG_FILE`` (environment wins over the file, as for ``Settings``), and the
+composition root hands it over. Per-client profiles (``clients``) tune how one sender's feed
+is read, e.g. a FHIR Converter feed that marks every dispense ``unknown``::
 
     [fhir]
     pseudonym_secret = "at least sixteen characters"
@@ -17,13 +18,6 @@ from __future__ import annotations
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
-from pydantic_settings import (
-    BaseSettings,
-    PydanticBaseSettingsSource,
-    SettingsConfigDict,
-)
-
-from medbridge.settings import config_sources
 
 NAME = "fhir"
 USED_QUANTITY_EXTENSION = "http://medbridge.example.org/fhir/StructureDefinition/used-quantity"
@@ -46,8 +40,8 @@ class FhirClientProfile(BaseModel):
     """Location code (in this source's codes) for a dispense that names no ``location``."""
 
 
-class FhirConfig(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="MEDBRIDGE_FHIR_", extra="ignore", frozen=True)
+class FhirConfig(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
 
     pseudonym_secret: SecretStr | None = None
     """Key of the HMAC that turns an encounter reference into ``encounter_ref``. Keep it
@@ -75,17 +69,6 @@ class FhirConfig(BaseSettings):
         except (ZoneInfoNotFoundError, ValueError) as error:
             raise ValueError(f"unknown time zone {value!r}") from error
         return value
-
-    @classmethod
-    def settings_customise_sources(
-        cls,
-        settings_cls: type[BaseSettings],
-        init_settings: PydanticBaseSettingsSource,
-        env_settings: PydanticBaseSettingsSource,
-        dotenv_settings: PydanticBaseSettingsSource,
-        file_secret_settings: PydanticBaseSettingsSource,
-    ) -> tuple[PydanticBaseSettingsSource, ...]:
-        return config_sources(settings_cls, init_settings, env_settings, table=NAME)
 
     @property
     def zone(self) -> ZoneInfo:

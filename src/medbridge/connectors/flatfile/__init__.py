@@ -3,9 +3,11 @@ folder, reconciled against the event-driven ledger.
 
 ``parse`` (codec: bytes -> typed rows, or a refusal naming line and column; a file without its
 ``#EOF,<rows>`` trailer is incomplete and never applied), ``counted`` / ``count_adjustment``
-(mapping), ``SnapshotReconciler`` (inbound: one file -> ``VarianceReport``, and optionally
-signed count adjustments to a movement sink) and ``WatchedFolder`` (inbound:
-``<root>/<source>/incoming/`` -> ``processed/`` or ``rejected/``). No peer, so no fake.
+(mapping), ``WatchedFolder`` (inbound: ``<root>/<source>/incoming/`` -> ``processed/`` or
+``rejected/``, each file through its source's ``Reconciler``) and ``VarianceReport``. The
+comparison with the ledger is a flow: ``flows.stock_snapshots.SnapshotReconciler`` (one file ->
+``VarianceReport``, and optionally signed count adjustments to a movement sink). No peer, so
+no fake.
 """
 
 from __future__ import annotations
@@ -14,10 +16,8 @@ from medbridge.connectors.flatfile.codec import Snapshot, SnapshotRow, parse
 from medbridge.connectors.flatfile.config import ColumnMapping, FlatFileConfig
 from medbridge.connectors.flatfile.errors import FlatFileError, Incomplete, SnapshotRefused
 from medbridge.connectors.flatfile.inbound import (
-    Adjustment,
     FolderOutcome,
-    MovementSink,
-    SnapshotReconciler,
+    Reconciler,
     Variance,
     VarianceReport,
     WatchedFolder,
@@ -27,15 +27,13 @@ NAME = "flatfile"
 
 __all__ = [
     "NAME",
-    "Adjustment",
     "ColumnMapping",
     "FlatFileConfig",
     "FlatFileError",
     "FolderOutcome",
     "Incomplete",
-    "MovementSink",
+    "Reconciler",
     "Snapshot",
-    "SnapshotReconciler",
     "SnapshotRefused",
     "SnapshotRow",
     "Variance",

@@ -57,6 +57,7 @@ from medbridge.connectors.gnuhealth.mapping import (
 )
 from medbridge.observability import metrics
 from medbridge.observability.logging import get_logger
+from medbridge.retry import Backoff, retrying
 
 log = get_logger(__name__)
 
@@ -211,40 +212,43 @@ class Poller:
         return PollResult(tuple(handed), skipped, self.cursor.since)
 
     def run(self, stop: threading.Event) -> None:
-        """Poll every ``poll_interval`` until ``stop`` is set; failures back off and retry."""
-        failures = 0
+        """Poll every ``poll_interval`` until ``stop`` is set. A failed poll (the server, the
+        intake or the store) is tried again after a backoff (ten times longer for a refused
+        login), never given up while the process runs."""
+        poll = retrying(
+            "gnuhealth.poll",
+            transient=lambda error: isinstance(error, Exception),
+            backoff=Backoff(initial=self.config.poll_interval, maximum=MAX_BACKOFF),
+            until=stop,
+            slower=lambda error: 10.0 if isinstance(error, GnuHealthAuthError) else 1.0,
+            on_retry=self._poll_failed,
+        )
         while not stop.is_set():
             try:
-                self.poll_once()
-                failures = 0
-                delay = self.config.poll_interval
-            except GnuHealthError as exc:
-                failures += 1
-                delay = self._backoff(failures, auth=isinstance(exc, GnuHealthAuthError))
-                metrics.STAGE.labels(stage="gnuhealth", outcome="poll_failed").inc()
-                log.warning(
-                    "gnuhealth.poll_failed",
-                    database=self.config.database,
-                    error_type=type(exc).__name__,
-                    error=str(exc),
-                    retry_in=delay,
-                )
-            except Exception as exc:  # the intake or the store failed: retry, never die
-                failures += 1
-                delay = self._backoff(failures, auth=False)
-                metrics.STAGE.labels(stage="gnuhealth", outcome="poll_failed").inc()
-                log.error(
-                    "gnuhealth.poll_failed",
-                    database=self.config.database,
-                    error_type=type(exc).__name__,
-                    retry_in=delay,
-                    exc_info=True,  # drafts carry no patient data, so neither can this
-                )
-            stop.wait(delay)
+                poll(self.poll_once)
+            except Exception as error:  # still failing when told to stop: report the last one
+                self._poll_failed(error, None)
+                return
+            stop.wait(self.config.poll_interval)
 
-    def _backoff(self, failures: int, *, auth: bool) -> float:
-        base = self.config.poll_interval * (10 if auth else 1)
-        return float(min(MAX_BACKOFF, base * 2 ** min(failures - 1, 10)))
+    def _poll_failed(self, error: BaseException, retry_in: float | None) -> None:
+        metrics.STAGE.labels(stage="gnuhealth", outcome="poll_failed").inc()
+        if isinstance(error, GnuHealthError):
+            log.warning(
+                "gnuhealth.poll_failed",
+                database=self.config.database,
+                error_type=type(error).__name__,
+                error=str(error),
+                retry_in=retry_in,
+            )
+        else:  # the intake or the store failed
+            log.error(
+                "gnuhealth.poll_failed",
+                database=self.config.database,
+                error_type=type(error).__name__,
+                retry_in=retry_in,
+                exc_info=error,  # drafts carry no patient data, so neither can this
+            )
 
     def _domain(self, after: tuple[datetime, int] | None) -> list[Any]:
         domain: list[Any] = [

@@ -34,8 +34,8 @@ from medbridge.connectors.cxml import parse as parse_cxml
 from medbridge.connectors.cxml import render as render_cxml
 from medbridge.connectors.x12 import Envelope, parse_interchange
 from medbridge.connectors.x12 import render as render_x12
+from medbridge.demo.supplier_behaviour import Faults, answer
 from medbridge.flows.cxml_exchange import order_request
-from medbridge.flows.supplier_behaviour import Faults, answer
 from medbridge.flows.trade import Answer, ChannelError, SendReceipt
 from medbridge.flows.x12_exchange import order_interchange
 from medbridge.observability.logging import get_logger

@@ -18,11 +18,11 @@ from sqlalchemy import Engine
 
 from medbridge.canonical.partners import OwnIdentity, TradingPartner, WireFormat
 from medbridge.canonical.trade import OrderDocument, OrderLine, PartnerItem, Party, PartyRole
+from medbridge.demo.network import ITEMS, UNIT_PRICES
+from medbridge.demo.supplier_behaviour import Faults
+from medbridge.demo.supplier_simulator import Deliver, SimulatedSupplier
 from medbridge.flows.replenishment import wire_unit
-from medbridge.flows.supplier_behaviour import Faults
-from medbridge.flows.supplier_simulator import Deliver, SimulatedSupplier
 from medbridge.flows.trade import ChannelError, SupplierChannel, TradeOutbox
-from medbridge.masterdata.demo_network import ITEMS, UNIT_PRICES
 from medbridge.observability.logging import get_logger
 
 log = get_logger(__name__)

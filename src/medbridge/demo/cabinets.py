@@ -12,7 +12,7 @@ from sqlalchemy import Engine
 
 from medbridge.canonical.masterdata import CodeSystem, ItemCode
 from medbridge.connectors.hl7v2.outbound import MllpClient
-from medbridge.masterdata.demo_network import CABINETS, ITEMS
+from medbridge.demo.network import CABINETS, ITEMS
 from medbridge.observability.logging import get_logger
 from medbridge.store import ledger as ledger_store
 

@@ -11,8 +11,8 @@ from decimal import Decimal
 from medbridge.canonical.base import Money
 from medbridge.canonical.masterdata import ItemCategory
 from medbridge.canonical.movements import MovementKind, StockMovement
+from medbridge.demo.network import ITEMS, STORES, UNIT_PRICES
 from medbridge.flows.intake import MovementIntake, Submission
-from medbridge.masterdata.demo_network import ITEMS, STORES, UNIT_PRICES
 from medbridge.observability.logging import get_logger
 from medbridge.store import ledger as ledger_store
 

@@ -1,0 +1,166 @@
+"""What procure-to-pay's workflow steps work with: the runtime installed once per process
+(DBOS is global), the policy, and the few helpers every step shares.
+
+``ProcurementRuntime`` holds the ports (database, master data, intake, trade outbox, work
+queues, the ERP) and the one way to call the ERP (``call_erp``: retried while it is
+unreachable). ``flows.procurement`` builds on it with planning and starting.
+
+``FAILPOINT`` (environment ``MEDBRIDGE_FAILPOINT``): a step name; the process SIGKILLs itself
+right after that step's side effect, before DBOS records the step, once per marker file
+``MEDBRIDGE_FAILPOINT_MARKER``. Used by the crash tests; unset in production.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import Any, TypeVar
+
+from sqlalchemy import Engine
+
+from medbridge.canonical.erp import ErpPort, ErpUnavailable
+from medbridge.canonical.partners import TradingPartner
+from medbridge.canonical.trade import PartnerItem
+from medbridge.domain.matching import Tolerances
+from medbridge.flows.intake import MovementIntake
+from medbridge.flows.replenishment import ReplenishmentPlanner
+from medbridge.flows.trade import TradeOutbox
+from medbridge.flows.work_queue import WorkQueues
+from medbridge.masterdata.repository import MasterDataRepository
+from medbridge.observability.logging import get_logger
+from medbridge.retry import Backoff, retrying
+from medbridge.store import procurement as store
+
+log = get_logger(__name__)
+T = TypeVar("T")
+
+SOURCE = "procurement"
+"""The source of the receipt movements the workflows append."""
+
+TERMINAL = (  # where a purchase order's workflow ends
+    "received",
+    "closed_short",
+    "shipment_rejected",
+    "cancelled",
+    "rejected_by_supplier",
+    "closed",
+)
+
+
+@dataclass(frozen=True)
+class ProcurementPolicy:
+    ack_timeout: float = 4 * 3600.0
+    shipment_timeout: float = 14 * 86400.0
+    receipt_grace: float = 2 * 86400.0
+    """How long an invoice waits for the goods it bills before it is matched anyway."""
+    poll: float = 30.0
+    """How often a waiting workflow re-reads its task and an invoice its receipts."""
+    auto_receive: bool = False
+    tolerances: Tolerances = field(default_factory=Tolerances)
+    retry: Backoff = field(default_factory=lambda: Backoff(initial=0.5, maximum=60.0))
+    """How an ERP call or a send to a supplier that failed transiently is tried again (for as
+    long as it fails so, until the process stops)."""
+
+
+@dataclass
+class ProcurementRuntime:
+    """What the workflow steps work with (installed once per process: DBOS is global)."""
+
+    engine: Engine
+    masterdata: MasterDataRepository
+    intake: MovementIntake
+    outbox: TradeOutbox
+    partners: Mapping[str, TradingPartner]
+    work_queues: WorkQueues
+    planner: ReplenishmentPlanner
+    erp: Callable[[], ErpPort | None]
+    policy: ProcurementPolicy = field(default_factory=ProcurementPolicy)
+    buyer: str = "NET"
+    _erp_lock: threading.Lock = field(default_factory=threading.Lock)
+    stopping: threading.Event = field(default_factory=threading.Event)
+
+    def retrying(
+        self, what: str, call: Callable[[], T], transient: Callable[[BaseException], bool]
+    ) -> T:
+        """``call()``, repeated while it fails with a ``transient`` error, as ``policy.retry``
+        says (until the process stops); any other error goes to the workflow."""
+        return retrying(what, transient=transient, backoff=self.policy.retry, until=self.stopping)(
+            call
+        )
+
+    def call_erp(self, what: str, call: Callable[[ErpPort], T]) -> T:
+        """One ERP call, retried while the ERP is unreachable (or not attached yet);
+        ``ErpRejected`` goes to the workflow."""
+
+        def attempt() -> T:
+            erp = self.erp()
+            if erp is None:
+                raise ErpUnavailable("no ERP attached")
+            with self._erp_lock:
+                return call(erp)
+
+        return self.retrying(what, attempt, lambda e: isinstance(e, ErpUnavailable))
+
+
+_runtime: ProcurementRuntime | None = None
+
+
+def install(runtime: ProcurementRuntime | None) -> None:
+    global _runtime
+    _runtime = runtime
+
+
+def runtime() -> ProcurementRuntime:
+    if _runtime is None:
+        raise RuntimeError("procurement workflows are not installed in this process")
+    return _runtime
+
+
+def failpoint(name: str) -> None:
+    """Kill this process (SIGKILL) right here if the crash test asked for ``name``, once."""
+    if os.environ.get("MEDBRIDGE_FAILPOINT") != name:
+        return
+    marker = Path(os.environ.get("MEDBRIDGE_FAILPOINT_MARKER", ".failpoint"))
+    if marker.exists():
+        return
+    marker.write_text(name)
+    log.warning("failpoint.kill", name=name)
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+def dec(value: Any) -> Decimal:
+    return Decimal(str(value))
+
+
+def order_correlation(reference: str) -> str | None:
+    """The correlation id of an order (None if ``reference`` is no order: an invoice's
+    workflow id)."""
+    with runtime().engine.connect() as conn:
+        po = store.order(conn, reference)
+    return None if po is None else str(po["correlation_id"])
+
+
+def order_line_for(po: dict[str, Any], item: PartnerItem, number: int) -> dict[str, Any] | None:
+    """The order line a supplier's line is about: by line number, else by part number."""
+    lines: list[dict[str, Any]] = po["lines"]
+    by_number = {ln["line"]: ln for ln in lines}
+    if number in by_number:
+        return by_number[number]
+    return next(
+        (
+            ln
+            for ln in lines
+            if item.buyer_part == ln["item"] or item.supplier_part == ln["contract"]
+        ),
+        None,
+    )

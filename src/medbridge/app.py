@@ -22,8 +22,8 @@ from sqlalchemy import Engine
 from medbridge.api.application import create_api
 from medbridge.api.services import Services
 from medbridge.bus.consumer import Consumer
+from medbridge.bus.factory import bus_from_settings
 from medbridge.bus.port import Bus, RetryPolicy
-from medbridge.bus.sql import SqlBus
 from medbridge.canonical.erp import ErpPort
 from medbridge.canonical.inbound import ItemCodeKind
 from medbridge.canonical.partners import PartnerDirectory, TradingPartner, WireFormat
@@ -106,7 +106,7 @@ class MedBridge:
         engine = create_db_engine(
             settings.database_url, sqlite_synchronous=settings.sqlite_synchronous
         )
-        bus = SqlBus(engine, partitions=settings.bus_partitions)
+        bus = bus_from_settings(settings, engine)
         masterdata = MasterDataRepository(engine)
         retry = RetryPolicy(
             max_attempts=settings.retry_max_attempts,

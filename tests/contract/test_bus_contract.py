@@ -729,7 +729,7 @@ class TestJetStreamBus(BusContract):
             return buses[-1]
 
         yield make
-        cleanup = JetStreamBus(jetstream, SqlDeadLetterStore(engine)) if buses else None
+        cleanup = JetStreamBus(buses[0].config, SqlDeadLetterStore(engine)) if buses else None
         for bus in buses:
             bus.close()
         if cleanup is not None:

@@ -17,7 +17,7 @@ from medbridge.bus.consumer import Consumer
 from medbridge.bus.dead_letters import SqlDeadLetterStore
 from medbridge.bus.factory import bus_from_settings
 from medbridge.bus.jetstream import JetStreamBus, JetStreamConfig
-from medbridge.bus.port import AppendResult, BusMessage, RetryPolicy
+from medbridge.bus.port import AppendResult, BusError, BusMessage, RetryPolicy
 from medbridge.bus.sql import SqlBus
 from medbridge.canonical.events import EventEnvelope
 from medbridge.canonical.movements import MovementKind, StockMovement
@@ -111,6 +111,23 @@ def test_bus_url_chooses_jetstream(
         assert isinstance(bus.dead_letter_store, SqlDeadLetterStore)
         [result] = bus.append([dispensed("src:MSG-2")])
         assert bus.get(result.seq) is not None
+    finally:
+        bus.delete_stream()
+        bus.close()
+
+
+@pytest.mark.nats
+def test_a_stream_keeps_its_partition_count(nats_stream: JetStreamConfig, engine: Engine) -> None:
+    bus = JetStreamBus(replace(nats_stream, partitions=4), SqlDeadLetterStore(engine))
+    try:
+        [result] = bus.append([dispensed("src:MSG-3")])
+        wider = replace(nats_stream, partitions=4, duplicate_window=60.0)
+        reopened = JetStreamBus(wider, SqlDeadLetterStore(engine))  # other settings: updated
+        assert reopened.get(result.seq) == bus.get(result.seq)
+        reopened.close()
+
+        with pytest.raises(BusError, match="partitions"):
+            JetStreamBus(replace(nats_stream, partitions=3), SqlDeadLetterStore(engine))
     finally:
         bus.delete_stream()
         bus.close()

@@ -157,6 +157,16 @@ class JetStreamBus(Bus):
             error_cb=_log_error,
         )
         nc.options["max_reconnect_attempts"] = -1  # once connected, reconnect for ever
+        try:
+            js, leases = await self._prepare(nc)
+        except BaseException:
+            await nc.close()
+            raise
+        return nc, js, leases
+
+    async def _prepare(self, nc: Client) -> tuple[JetStreamContext, Leases]:
+        """The stream (created, or checked and updated) and the lease bucket."""
+        c = self.config
         js = nc.jetstream(timeout=c.request_timeout)
         stream = api.StreamConfig(
             name=c.stream,
@@ -167,15 +177,19 @@ class JetStreamBus(Bus):
             duplicate_window=c.duplicate_window,
         )
         try:
-            info = await js.add_stream(stream)
+            await js.add_stream(stream)
         except nats.js.errors.BadRequestError as error:
             if error.err_code != 10058:  # "stream name already in use" with another config
                 raise
-            info = await js.update_stream(stream)
-        if info.config.description != stream.description:
-            raise BusError(f"stream {c.stream} was made with other partitions: keep their count")
+            existing = await js.stream_info(c.stream)
+            if existing.config.description != stream.description:
+                raise BusError(
+                    f"stream {c.stream} was made with other partitions "
+                    f"({existing.config.description!r}): keep their count"
+                ) from error
+            await js.update_stream(stream)  # e.g. another duplicate window
         kv = await js.create_key_value(bucket=f"{c.stream}_leases", ttl=2 * c.ack_wait, history=1)
-        return nc, js, Leases(kv, self._holder, renew_every=c.ack_wait / 2)
+        return js, Leases(kv, self._holder, renew_every=c.ack_wait / 2)
 
     def _subject(self, partition: int) -> str:
         return f"{self.config.subject_prefix}.{partition}"
@@ -316,13 +330,19 @@ class JetStreamBus(Bus):
         if inbox is None:
             inbox = await self._nc.subscribe(self._nc.new_inbox())
             self._inboxes[consumer] = inbox
+        messages: list[Msg] = []
+        while inbox.pending_msgs:  # left by an earlier pull that timed out: keep deliveries
+            late = await inbox.next_msg(timeout=self.config.request_timeout)
+            if (late.headers or {}).get(api.Header.STATUS) is None:
+                messages.append(late)
+        if len(messages) >= batch:
+            return messages
         request = f'{{"batch": {batch}, "no_wait": true}}'.encode()
         await self._nc.publish(
             f"$JS.API.CONSUMER.MSG.NEXT.{self.config.stream}.{consumer}",
             request,
             reply=inbox.subject,
         )
-        messages: list[Msg] = []
         while len(messages) < batch:
             message = await inbox.next_msg(timeout=self.config.request_timeout)
             status = (message.headers or {}).get(api.Header.STATUS)

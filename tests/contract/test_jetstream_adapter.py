@@ -121,8 +121,8 @@ def test_a_stream_keeps_its_partition_count(nats_stream: JetStreamConfig, engine
     bus = JetStreamBus(replace(nats_stream, partitions=4), SqlDeadLetterStore(engine))
     try:
         [result] = bus.append([dispensed("src:MSG-3")])
-        wider = replace(nats_stream, partitions=4, duplicate_window=60.0)
-        reopened = JetStreamBus(wider, SqlDeadLetterStore(engine))  # other settings: updated
+        other = replace(nats_stream, partitions=4, duplicate_window=60.0, ack_wait=5.0)
+        reopened = JetStreamBus(other, SqlDeadLetterStore(engine))  # other settings: updated
         assert reopened.get(result.seq) == bus.get(result.seq)
         reopened.close()
 

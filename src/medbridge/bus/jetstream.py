@@ -34,6 +34,7 @@ from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 from nats.js import JetStreamContext, api
+from nats.js.kv import KeyValue
 
 from medbridge.bus.jetstream_support import EventLoopThread, Leases
 from medbridge.bus.port import (
@@ -188,8 +189,20 @@ class JetStreamBus(Bus):
                     f"({existing.config.description!r}): keep their count"
                 ) from error
             await js.update_stream(stream)  # e.g. another duplicate window
-        kv = await js.create_key_value(bucket=f"{c.stream}_leases", ttl=2 * c.ack_wait, history=1)
-        return js, Leases(kv, self._holder, renew_every=c.ack_wait / 2)
+        return js, Leases(await self._lease_bucket(js), self._holder, c.ack_wait / 2)
+
+    async def _lease_bucket(self, js: JetStreamContext) -> KeyValue:
+        """Leases live twice the ack wait (see ``jetstream_support``); a bucket made with
+        another ack wait is brought to this one."""
+        bucket, ttl = f"{self.config.stream}_leases", 2 * self.config.ack_wait
+        try:
+            return await js.create_key_value(bucket=bucket, ttl=ttl, history=1)
+        except nats.js.errors.BadRequestError as error:
+            if error.err_code != 10058:
+                raise
+        info = await js.stream_info(f"KV_{bucket}")
+        await js.update_stream(info.config.evolve(max_age=ttl, duplicate_window=min(ttl, 120.0)))
+        return await js.key_value(bucket)
 
     def _subject(self, partition: int) -> str:
         return f"{self.config.subject_prefix}.{partition}"

@@ -18,6 +18,7 @@ from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.engine import make_url
 
 from medbridge.app import MedBridge
+from medbridge.bus.jetstream import JetStreamConfig
 from medbridge.settings import Settings
 from medbridge.store.db import create_db_engine, normalize_url
 from medbridge.store.migrate import upgrade
@@ -100,6 +101,21 @@ def medbridge(engine: Engine, settings: Settings) -> Iterator[MedBridge]:
     yield mb
     mb.stop_workers()
     mb.engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def nats_url() -> str:
+    """The NATS server with JetStream the ``nats`` tests use (an unreachable one fails them)."""
+    return os.environ.get("MEDBRIDGE_TEST_NATS_URL", "nats://127.0.0.1:4222")
+
+
+@pytest.fixture
+def nats_stream(nats_url: str) -> JetStreamConfig:
+    """A JetStream log of the test's own: unique stream name and subject prefix."""
+    tag = uuid.uuid4().hex[:12]
+    return JetStreamConfig(
+        url=nats_url, stream=f"MEDBRIDGE_TEST_{tag}", subject_prefix=f"medbridge-test.{tag}"
+    )
 
 
 @pytest.fixture

@@ -24,7 +24,6 @@ from medbridge.api.services import Services
 from medbridge.bus.consumer import Consumer
 from medbridge.bus.group_commit import GroupCommit
 from medbridge.bus.port import Bus, RetryPolicy
-from medbridge.bus.sql import SqlBus
 from medbridge.canonical.erp import ErpPort
 from medbridge.canonical.inbound import ItemCodeKind
 from medbridge.canonical.partners import PartnerDirectory, TradingPartner, WireFormat
@@ -70,6 +69,7 @@ from medbridge.masterdata.inbound import InboundResolver
 from medbridge.masterdata.repository import MasterDataRepository
 from medbridge.observability.logging import get_logger
 from medbridge.observability.metrics import BusCollector, register_bus_collector
+from medbridge.runtime.adapters import bus_from_settings
 from medbridge.settings import Settings, fhir_config
 from medbridge.store import migrate
 from medbridge.store.db import create_db_engine
@@ -105,7 +105,7 @@ class MedBridge:
             sqlite_synchronous=settings.sqlite_synchronous,
             background_checkpoints=True,
         )
-        bus = SqlBus(engine, partitions=settings.bus_partitions)
+        bus = bus_from_settings(settings, engine)
         masterdata = MasterDataRepository(engine)
         retry = RetryPolicy(
             max_attempts=settings.retry_max_attempts,

@@ -81,6 +81,16 @@ class Settings(BaseSettings):
     """FULL: an acknowledged append survives power loss, not only a process crash."""
 
     bus_partitions: int = Field(default=8, ge=1, le=1024)
+    bus_url: str | None = None
+    """NATS JetStream as the event backbone (``nats://127.0.0.1:4222``); unset: the embedded
+    SQL log in the database. Dead letters stay in the database either way."""
+    bus_stream: str = Field(default="MEDBRIDGE_EVENTS", pattern=r"^[A-Za-z0-9_-]+$")
+    bus_subject_prefix: str = Field(default="medbridge.events", pattern=r"^[A-Za-z0-9_.-]+$")
+    bus_duplicate_window: float = Field(default=120.0, gt=0)
+    """JetStream: seconds a re-sent idempotency key is recognised by the stream; later resends
+    are skipped by the consumers' own dedup records."""
+    bus_ack_wait: float = Field(default=30.0, gt=0)
+    """JetStream: seconds before a dead worker's uncommitted messages go to another worker."""
     consumer_batch_size: int = Field(default=500, ge=1, le=10_000)
     consumer_poll_interval: float = Field(default=0.05, gt=0)
     retry_max_attempts: int = Field(default=5, ge=1)

@@ -1,18 +1,24 @@
 """The Bus port contract (``medbridge.bus.port``), one suite for every adapter.
 
 ``BusContract`` holds the tests; an adapter joins by subclassing it as ``Test<Adapter>`` and
-providing three things: the ``make_bus`` fixture (a bus with ``partitions`` partitions on an
+providing four things: the ``make_bus`` fixture (a bus with ``partitions`` partitions on an
 empty log), the ``reopen`` fixture (a second, independent bus on the same log: new client,
-new connection) and ``poison`` (an envelope that adapter must refuse to store, to prove that a
-batch is all-or-nothing). The consumer loop (``medbridge.bus.consumer.Consumer``) is tested
-through the port, so it is exercised over every adapter too. The idempotent handler keeps its
-dedup record in the application database (``engine``), whatever the bus.
+new connection, as another process would have), ``poison`` (an envelope that adapter must
+refuse to store, to prove that a batch is all-or-nothing) and ``crash`` (what a process that
+dies leaves behind). Duplicates are re-sent at once, inside every adapter's duplicate window
+(the SQL log's is forever; JetStream's is the stream's ``duplicate_window``). The consumer
+loop (``medbridge.bus.consumer.Consumer``) is tested through the port, so it is exercised
+over every adapter too. The idempotent handler keeps its dedup record in the application
+database (``engine``), whatever the bus.
 """
 
 from __future__ import annotations
 
 import random
+import re
+import time
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime
 from decimal import Decimal
 from uuid import UUID, uuid4
@@ -21,6 +27,8 @@ import pytest
 from sqlalchemy import Engine
 
 from medbridge.bus.consumer import Consumer
+from medbridge.bus.dead_letters import SqlDeadLetterStore
+from medbridge.bus.jetstream import JetStreamBus, JetStreamConfig
 from medbridge.bus.port import (
     AppendResult,
     Bus,
@@ -29,6 +37,7 @@ from medbridge.bus.port import (
     DeadLetter,
     DeadLetterFilter,
     RetryPolicy,
+    trace_parent,
 )
 from medbridge.bus.sql import SqlBus
 from medbridge.canonical.events import EventEnvelope
@@ -56,6 +65,7 @@ def envelope(
     key: str | None = None,
     kind: MovementKind = MovementKind.DISPENSE,
     correlation_id: UUID | None = None,
+    causation_id: UUID | None = None,
 ) -> Envelope:
     item, location = subject.split("@")
     movement = StockMovement(
@@ -72,6 +82,7 @@ def envelope(
         subject=subject,
         idempotency_key=key or f"key-{uuid4()}",
         correlation_id=correlation_id,
+        causation_id=causation_id,
         data=movement,
     )
 
@@ -79,6 +90,15 @@ def envelope(
 def fetch_all(bus: Bus, group: str) -> list[BusMessage]:
     """Every message after the group's positions, partition by partition."""
     return [m for p in range(bus.partitions) for m in bus.fetch(group, p, 10_000)]
+
+
+def eventually(fetch: Callable[[], list[BusMessage]], within: float = 30.0) -> list[BusMessage]:
+    """``fetch`` until it returns something (another process's share comes after its lease
+    and ack wait on JetStream, at once on the SQL log); [] if nothing came ``within``."""
+    deadline = time.monotonic() + within
+    while not (messages := fetch()) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return messages
 
 
 def policy(max_attempts: int = 4, permanent: tuple[type[BaseException], ...] = ()) -> RetryPolicy:
@@ -194,7 +214,11 @@ class BusContract:
 
     def poison(self, stored: Envelope) -> Envelope:
         """A fresh-keyed envelope the adapter must fail to store, given one stored earlier in
-        the same batch."""
+        the same batch. Every adapter refuses an event id already stored under another key."""
+        return stored.model_copy(update={"idempotency_key": f"poison-{uuid4()}"})
+
+    def crash(self, bus: Bus) -> None:
+        """The process owning ``bus`` dies: nothing it held in memory is handed back."""
         raise NotImplementedError
 
     @pytest.fixture
@@ -236,11 +260,31 @@ class BusContract:
         [result] = bus.append([envelope()])
         assert bus.get(result.seq + 1000) is None
 
+    def test_messages_carry_correlation_causation_and_trace_context(
+        self, bus: Bus, reopen: Reopen
+    ) -> None:
+        cause = envelope("ITEM7@LOC7")
+        effect = envelope("ITEM7@LOC7", correlation_id=cause.correlation, causation_id=cause.id)
+        bus.append([cause, effect])
+
+        first, second = bus.fetch("g", bus.partition_of("ITEM7@LOC7"), 10)
+
+        assert (first.event_id, second.event_id) == (str(cause.id), str(effect.id))
+        assert first.causation_id is None
+        assert second.causation_id == str(cause.id)
+        assert second.correlation_id == first.correlation_id == str(cause.correlation)
+        assert first.traceparent == trace_parent(cause.correlation, cause.id)
+        assert second.traceparent == trace_parent(cause.correlation, effect.id)
+        assert re.fullmatch(r"00-[0-9a-f]{32}-[0-9a-f]{16}-01", second.traceparent)
+        assert second.traceparent.split("-")[1] == cause.correlation.hex
+        assert first.traceparent.split("-")[2] != second.traceparent.split("-")[2]
+        assert reopen(bus).get(second.seq) == second
+
     def test_append_nothing_returns_nothing(self, bus: Bus) -> None:
         assert bus.append([]) == []
         assert bus.lag("g") == 0
 
-    def test_reappended_key_in_later_call_is_duplicate_of_the_original(self, bus: Bus) -> None:
+    def test_reappended_key_inside_the_window_is_duplicate_of_the_original(self, bus: Bus) -> None:
         original = envelope(key="src:MSG-1")
         [first] = bus.append([original])
         retry = envelope(key="src:MSG-1", correlation_id=uuid4())  # new id, new correlation
@@ -348,10 +392,31 @@ class BusContract:
         bus.append([envelope(key=f"k{i}") for i in range(3)])
         partition = bus.partition_of(SUBJECT)
         delivered = bus.fetch("billing", partition, 100)
-        # the consumer "crashes" here: no commit
-
-        assert reopen(bus).fetch("billing", partition, 100) == delivered
+        assert [m.idempotency_key for m in delivered] == ["k0", "k1", "k2"]
         assert bus.fetch("billing", partition, 100) == delivered
+        other = reopen(bus)
+
+        self.crash(bus)  # the consumer process dies here: no commit
+
+        assert eventually(lambda: other.fetch("billing", partition, 100)) == delivered
+        other.commit("billing", partition, delivered[-1].seq)
+        assert other.fetch("billing", partition, 100) == []
+        assert other.lag("billing") == 0
+
+    def test_close_hands_uncommitted_messages_back(self, bus: Bus, reopen: Reopen) -> None:
+        bus.append([envelope(key=f"k{i}") for i in range(3)])
+        partition = bus.partition_of(SUBJECT)
+        delivered = bus.fetch("billing", partition, 2)
+        other = reopen(bus)
+
+        bus.close()
+
+        assert eventually(lambda: other.fetch("billing", partition, 100))[:2] == delivered
+        assert [m.idempotency_key for m in other.fetch("billing", partition, 100)] == [
+            "k0",
+            "k1",
+            "k2",
+        ]
 
     def test_fetch_respects_limit(self, bus: Bus) -> None:
         bus.append([envelope(key=f"k{i}") for i in range(7)])
@@ -640,6 +705,50 @@ class TestSqlBus(BusContract):
         for other in engines:
             other.dispose()
 
-    def poison(self, stored: Envelope) -> Envelope:
-        # A new idempotency key but an event id already in the batch: bus_events.id is unique.
-        return stored.model_copy(update={"idempotency_key": f"poison-{uuid4()}"})
+    def crash(self, bus: Bus) -> None:
+        """The SQL log keeps nothing in the process: positions are rows."""
+
+
+@pytest.mark.nats
+class TestJetStreamBus(BusContract):
+    """NATS JetStream (the server at ``nats_url``; a stream of its own per test, deleted after),
+    with its dead letters in the SQL store. A short ack wait lets crash tests finish soon."""
+
+    @pytest.fixture
+    def jetstream(self, nats_stream: JetStreamConfig) -> JetStreamConfig:
+        return replace(nats_stream, ack_wait=1.0)
+
+    @pytest.fixture
+    def make_bus(self, engine: Engine, jetstream: JetStreamConfig) -> Iterator[MakeBus]:
+        buses: list[JetStreamBus] = []
+
+        def make(partitions: int) -> Bus:
+            buses.append(
+                JetStreamBus(replace(jetstream, partitions=partitions), SqlDeadLetterStore(engine))
+            )
+            return buses[-1]
+
+        yield make
+        cleanup = JetStreamBus(buses[0].config, SqlDeadLetterStore(engine)) if buses else None
+        for bus in buses:
+            bus.close()
+        if cleanup is not None:
+            cleanup.delete_stream()
+            cleanup.close(hand_back=False)
+
+    @pytest.fixture
+    def reopen(self, engine: Engine) -> Iterator[Reopen]:
+        buses: list[JetStreamBus] = []
+
+        def reopen_bus(bus: Bus) -> Bus:
+            assert isinstance(bus, JetStreamBus)
+            buses.append(JetStreamBus(bus.config, SqlDeadLetterStore(engine)))
+            return buses[-1]
+
+        yield reopen_bus
+        for bus in buses:
+            bus.close()
+
+    def crash(self, bus: Bus) -> None:
+        assert isinstance(bus, JetStreamBus)
+        bus.close(hand_back=False)

@@ -159,7 +159,8 @@ class Consumer:
             status="dead",
             limit=selection.limit,
         )
-        for dead in self.bus.dead_letters(scoped):
+        store = self.bus.dead_letter_store
+        for dead in store.dead_letters(scoped):
             message = self.bus.get(dead.event_seq)
             if message is None:
                 report.failed[dead.id] = "event no longer in the log"
@@ -167,13 +168,13 @@ class Consumer:
             try:
                 self.handler([message])
             except Exception as error:
-                self.bus.record_replay_failure(dead.id, error, dead.attempts + 1)
+                store.record_replay_failure(dead.id, error, dead.attempts + 1)
                 report.failed[dead.id] = f"{type(error).__name__}: {error}"
                 log.warning(
                     "dlq.replay_failed", group=self.group, dead_letter=dead.id, error=str(error)
                 )
             else:
-                self.bus.mark_replayed(dead.id)
+                store.mark_replayed(dead.id)
                 report.applied.append(dead.id)
                 log.info(
                     "dlq.replayed",

@@ -1,31 +1,58 @@
-"""The Bus port.
+"""The Bus port and the dead-letter store port.
 
-Contract (every adapter passes ``tests/contract/test_bus_contract.py``):
+Bus contract (every adapter passes ``tests/contract/test_bus_contract.py``: the embedded SQL
+log on SQLite and PostgreSQL, and NATS JetStream):
 
 append(events) -> [AppendResult]
-    All-or-nothing and durable when it returns: an acknowledgement may be sent after it.
+    Durable when it returns: an acknowledgement may be sent after it. A batch is
+    all-or-nothing against every refusal the adapter can detect (the SQL log: one transaction;
+    JetStream: the batch is validated before anything is sent). JetStream has no multi-message
+    transaction: if the server fails while a batch is being sent, part of it may be stored and
+    ``BusUnavailable`` is raised; the caller's retry of the same events stores the rest, and
+    the stored part comes back as duplicates of itself (see the duplicate window below).
+    Raises ``BusUnavailable`` when the log cannot be reached (transient), ``BusError`` when it
+    refuses the batch.
+duplicates and their window
     An event whose ``idempotency_key`` is already in the log (or earlier in the same call) is
-    not appended again; its result says ``duplicate=True`` and carries the original's id and
-    sequence number. Raises ``BusUnavailable`` when nothing could be stored.
+    not appended again; its result says ``duplicate=True`` and carries the original's id,
+    sequence number and correlation. The window in which a re-sent key is recognised differs:
+    the SQL log remembers keys forever (a unique column); JetStream remembers them for the
+    stream's ``duplicate_window`` (``Nats-Msg-Id``, configurable, 2 minutes by default). A
+    resend after the window is stored again as a new message: exactly-once *effect* still
+    holds, because every consumer records the idempotency keys it applied in the transaction
+    of its effect (``store.dedup.claim``) and skips the second copy.
 partition_of(subject) -> int
-    Events are partitioned by their business key (``subject``, e.g. item@location); within a
-    partition they are delivered in append order. There is no global order. The partition
-    count is fixed for the life of a log.
+    Events are partitioned by their business key (``subject``, e.g. item@location) with
+    ``partition_for`` (crc32); within a partition they are delivered in append order. There is
+    no global order. The partition count is fixed for the life of a log.
 fetch(group, partition, limit) -> [BusMessage]
-    The next messages of a partition after the consumer group's committed position, in order.
-    Each consumer group sees every event (fan-out between groups).
+    The next messages of a partition after the consumer group's committed position, in order;
+    fetched again, uncommitted messages come back (the same ``BusMessage`` values). Each
+    consumer group sees every event (fan-out between groups). With several processes in one
+    group, a partition's uncommitted messages belong to one process at a time (JetStream: a
+    lease per group and partition): another process's fetch of that partition returns nothing
+    until they are committed, or until the holder is gone (taken over after the ack wait).
 commit(group, partition, seq)
-    Moves the group's committed position. A crash before commit means redelivery: consumers
-    must be idempotent (they record the idempotency key in the transaction of their effect).
+    Moves the group's committed position past ``seq``. A crash before commit means
+    redelivery: consumers must be idempotent (they record the idempotency key in the
+    transaction of their effect).
 dead_letter(group, message, error, attempts, context)
-    Stores a message a group gave up on, with the error, traceback and context. The consumer
-    loop commits past it afterwards.
-dead_letters(filter) / mark_replayed(id) / record_replay_failure(id, error, attempts)
-    The dead-letter store; ``Consumer.replay`` redelivers dead letters by id or by filter.
+    Stores a message a group gave up on in the ``DeadLetterStore`` (JetStream has no
+    dead-letter queue of its own: the message is also terminated, ``term``, at commit). The
+    consumer loop commits past it afterwards.
 get(seq) -> BusMessage | None
-lag(group) -> int;  dead_letter_count(group) -> int
+lag(group) -> int
+    Events not yet committed by the group (JetStream: pending + delivered-but-unacked).
+dead_letters / mark_replayed / record_replay_failure / dead_letter_count
+    Thin delegations to ``dead_letter_store`` (callers may use the store itself).
+close()
+    Releases connections and threads; hands back uncommitted messages at once.
 
-Errors: ``BusError`` is the root; ``BusUnavailable`` is transient (retry later).
+Every ``BusMessage`` carries its headers: correlation, causation and the W3C ``traceparent``
+(``trace_parent``: the trace is the business transaction, the span is the event).
+
+Errors: ``BusError`` is the root; ``BusUnavailable`` is transient (retry later). Library
+errors (SQLAlchemy, nats-py) are translated at the adapter's boundary.
 """
 
 from __future__ import annotations
@@ -62,7 +89,8 @@ class AppendResult:
 
 @dataclass(frozen=True)
 class BusMessage:
-    """One delivered event. ``payload`` is the whole envelope as JSON."""
+    """One delivered event. ``payload`` is the whole envelope as JSON; the other fields are its
+    headers (on JetStream, real message headers), readable without parsing the payload."""
 
     seq: int
     partition: int
@@ -72,6 +100,19 @@ class BusMessage:
     idempotency_key: str
     correlation_id: str
     payload: str
+    causation_id: str | None = None
+    traceparent: str = ""
+
+
+def trace_parent(correlation_id: UUID | str, event_id: UUID | str) -> str:
+    """The W3C ``traceparent`` of an event: trace id = the correlation id (one business
+    transaction, one trace), parent span id = the last 64 bits of the event id. Never change
+    it: consumers and exporters join spans on it."""
+    trace = UUID(str(correlation_id)).hex
+    span = UUID(str(event_id)).hex[16:]
+    if span == "0" * 16:  # an all-zero span id is invalid in W3C trace context
+        span = "0" * 15 + "1"
+    return f"00-{trace}-{span}-01"
 
 
 @dataclass(frozen=True)
@@ -153,23 +194,24 @@ def partition_for(subject: str, partitions: int) -> int:
     return zlib.crc32(subject.encode()) % partitions
 
 
-class Bus(ABC):
-    partitions: int
+class DeadLetterStore(ABC):
+    """Where messages a consumer group gave up on wait for a fix and a replay.
 
-    def partition_of(self, subject: str) -> int:
-        return partition_for(subject, self.partitions)
+    dead_letter(group, message, error, attempts, context)
+        Stores the message with its error type, text, traceback, attempts and context; a
+        second dead letter of the same event in the same group replaces the first.
+    dead_letters(selection) -> [DeadLetter]
+        By ``DeadLetterFilter``, oldest first.
+    mark_replayed(id)
+        The replay applied it: status ``replayed``, ``replayed_at`` set.
+    record_replay_failure(id, error, attempts)
+        The replay failed again: it stays ``dead`` with the new error and attempt count.
+    dead_letter_count(group) -> int
+        Dead letters of the group still waiting (status ``dead``).
 
-    @abstractmethod
-    def append(self, events: Sequence[EventEnvelope[Any]]) -> list[AppendResult]: ...
-
-    @abstractmethod
-    def fetch(self, group: str, partition: int, limit: int) -> list[BusMessage]: ...
-
-    @abstractmethod
-    def commit(self, group: str, partition: int, seq: int) -> None: ...
-
-    @abstractmethod
-    def get(self, seq: int) -> BusMessage | None: ...
+    Errors: a store that cannot be reached raises its own (database) errors; the consumer loop
+    treats them as infrastructure failures (``RetryPolicy.halt_on``), never as the message's.
+    """
 
     @abstractmethod
     def dead_letter(
@@ -193,7 +235,57 @@ class Bus(ABC):
     ) -> None: ...
 
     @abstractmethod
-    def lag(self, group: str) -> int: ...
+    def dead_letter_count(self, group: str) -> int: ...
+
+
+class Bus(ABC):
+    """The event log; see the module docstring for the contract."""
+
+    partitions: int
+    dead_letter_store: DeadLetterStore
+
+    def partition_of(self, subject: str) -> int:
+        return partition_for(subject, self.partitions)
 
     @abstractmethod
-    def dead_letter_count(self, group: str) -> int: ...
+    def append(self, events: Sequence[EventEnvelope[Any]]) -> list[AppendResult]: ...
+
+    @abstractmethod
+    def fetch(self, group: str, partition: int, limit: int) -> list[BusMessage]: ...
+
+    @abstractmethod
+    def commit(self, group: str, partition: int, seq: int) -> None: ...
+
+    @abstractmethod
+    def get(self, seq: int) -> BusMessage | None: ...
+
+    @abstractmethod
+    def lag(self, group: str) -> int: ...
+
+    def dead_letter(
+        self,
+        group: str,
+        message: BusMessage,
+        error: BaseException,
+        attempts: int,
+        context: dict[str, Any],
+    ) -> None:
+        self.dead_letter_store.dead_letter(group, message, error, attempts, context)
+
+    def dead_letters(self, selection: DeadLetterFilter) -> list[DeadLetter]:
+        return self.dead_letter_store.dead_letters(selection)
+
+    def mark_replayed(self, dead_letter_id: int) -> None:
+        self.dead_letter_store.mark_replayed(dead_letter_id)
+
+    def record_replay_failure(
+        self, dead_letter_id: int, error: BaseException, attempts: int
+    ) -> None:
+        self.dead_letter_store.record_replay_failure(dead_letter_id, error, attempts)
+
+    def dead_letter_count(self, group: str) -> int:
+        return self.dead_letter_store.dead_letter_count(group)
+
+    def close(self) -> None:
+        """Release connections and threads. The SQL log holds none of its own."""
+        return None

@@ -13,23 +13,23 @@ from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import Engine, and_, func, insert, or_, select, update
+from sqlalchemy import Engine, and_, func, insert, or_, select
 from sqlalchemy.exc import DBAPIError, OperationalError
 
-from medbridge.bus.consumer import format_traceback
+from medbridge.bus.dead_letters import SqlDeadLetterStore
 from medbridge.bus.port import (
     AppendResult,
     Bus,
     BusError,
     BusMessage,
     BusUnavailable,
-    DeadLetter,
-    DeadLetterFilter,
+    DeadLetterStore,
+    trace_parent,
 )
 from medbridge.canonical.events import EventEnvelope
 from medbridge.observability.metrics import APPEND_SECONDS
 from medbridge.store.sql import chunks, upsert
-from medbridge.store.tables import bus_dead_letters, bus_events, bus_positions
+from medbridge.store.tables import bus_events, bus_positions
 
 _MESSAGE_COLUMNS = (
     bus_events.c.seq,
@@ -40,6 +40,7 @@ _MESSAGE_COLUMNS = (
     bus_events.c.idempotency_key,
     bus_events.c.correlation_id,
     bus_events.c.payload,
+    bus_events.c.causation_id,
 )
 
 
@@ -53,12 +54,23 @@ def _message(row: Any) -> BusMessage:
         idempotency_key=row.idempotency_key,
         correlation_id=row.correlation_id,
         payload=row.payload,
+        causation_id=row.causation_id,
+        traceparent=trace_parent(row.correlation_id, row.id),
     )
 
 
 class SqlBus(Bus):
-    def __init__(self, engine: Engine, partitions: int = 8) -> None:
+    """Duplicates are recognised forever (``bus_events.idempotency_key`` is unique). Dead
+    letters go to ``bus_dead_letters`` of the same database unless another store is given."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        partitions: int = 8,
+        dead_letter_store: DeadLetterStore | None = None,
+    ) -> None:
         self.engine, self.partitions = engine, partitions
+        self.dead_letter_store = dead_letter_store or SqlDeadLetterStore(engine)
 
     def append(self, events: Sequence[EventEnvelope[Any]]) -> list[AppendResult]:
         if not events:
@@ -163,75 +175,6 @@ class SqlBus(Bus):
             row = conn.execute(select(*_MESSAGE_COLUMNS).where(bus_events.c.seq == seq)).first()
         return None if row is None else _message(row)
 
-    def dead_letter(
-        self,
-        group: str,
-        message: BusMessage,
-        error: BaseException,
-        attempts: int,
-        context: dict[str, Any],
-    ) -> None:
-        row = {
-            "group": group,
-            "event_seq": message.seq,
-            "event_id": message.event_id,
-            "event_type": message.type,
-            "subject": message.subject,
-            "correlation_id": message.correlation_id,
-            "error_type": type(error).__name__,
-            "error": str(error)[:4000],
-            "traceback": format_traceback(error)[-8000:],
-            "attempts": attempts,
-            "context": context,
-            "status": "dead",
-            "dead_at": datetime.now(UTC),
-            "replayed_at": None,
-        }
-        with self.engine.begin() as conn:
-            upsert(conn, bus_dead_letters, [row], keys=("group", "event_id"))
-
-    def dead_letters(self, selection: DeadLetterFilter) -> list[DeadLetter]:
-        t = bus_dead_letters
-        conditions = []
-        if selection.group is not None:
-            conditions.append(t.c.group == selection.group)
-        if selection.ids is not None:
-            conditions.append(t.c.id.in_(selection.ids))
-        if selection.event_type is not None:
-            conditions.append(t.c.event_type == selection.event_type)
-        if selection.subject is not None:
-            conditions.append(t.c.subject == selection.subject)
-        if selection.error_type is not None:
-            conditions.append(t.c.error_type == selection.error_type)
-        if selection.status is not None:
-            conditions.append(t.c.status == selection.status)
-        stmt = select(t).where(*conditions).order_by(t.c.id).limit(selection.limit)
-        with self.engine.connect() as conn:
-            return [DeadLetter(**row._mapping) for row in conn.execute(stmt)]
-
-    def mark_replayed(self, dead_letter_id: int) -> None:
-        with self.engine.begin() as conn:
-            conn.execute(
-                update(bus_dead_letters)
-                .where(bus_dead_letters.c.id == dead_letter_id)
-                .values(status="replayed", replayed_at=datetime.now(UTC))
-            )
-
-    def record_replay_failure(
-        self, dead_letter_id: int, error: BaseException, attempts: int
-    ) -> None:
-        with self.engine.begin() as conn:
-            conn.execute(
-                update(bus_dead_letters)
-                .where(bus_dead_letters.c.id == dead_letter_id)
-                .values(
-                    error_type=type(error).__name__,
-                    error=str(error)[:4000],
-                    traceback=format_traceback(error)[-8000:],
-                    attempts=attempts,
-                )
-            )
-
     def lag(self, group: str) -> int:
         p = bus_positions
         stmt = (
@@ -240,11 +183,5 @@ class SqlBus(Bus):
             .outerjoin(p, and_(p.c.group == group, p.c.partition == bus_events.c.partition))
             .where(or_(p.c.position.is_(None), bus_events.c.seq > p.c.position))
         )
-        with self.engine.connect() as conn:
-            return int(conn.execute(stmt).scalar_one())
-
-    def dead_letter_count(self, group: str) -> int:
-        t = bus_dead_letters
-        stmt = select(func.count()).where(t.c.group == group, t.c.status == "dead")
         with self.engine.connect() as conn:
             return int(conn.execute(stmt).scalar_one())

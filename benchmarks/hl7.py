@@ -66,6 +66,7 @@ from medbridge.demo.network import CABINETS, ITEMS, UNIT_PRICES
 from medbridge.flows.intake import Submission
 from medbridge.masterdata.repository import CrossReferences
 from medbridge.observability.logging import configure_logging
+from medbridge.runtime.tuning import tune_interpreter
 from medbridge.settings import Settings
 from medbridge.store import ledger as ledger_store
 from medbridge.store.tables import bus_events
@@ -342,6 +343,7 @@ def shared_samples() -> Path:
 
 
 def main(argv: list[str] | None = None) -> None:
+    tune_interpreter()  # as medbridge run does
     parser = argparse.ArgumentParser(
         prog="python -m benchmarks.hl7",
         description=__doc__,

@@ -24,6 +24,7 @@ from medbridge.flows.work_queue import TaskError
 from medbridge.governance.clients import Role
 from medbridge.masterdata.repository import CrossReferences
 from medbridge.observability.logging import configure_logging
+from medbridge.runtime.tuning import tune_interpreter
 from medbridge.settings import Settings
 from medbridge.store import erp_postings as erp_store
 from medbridge.store import exceptions as exception_store
@@ -68,6 +69,7 @@ def run(
     workers: Annotated[bool, typer.Option(help="Run the consumers in this process.")] = True,
 ) -> None:
     """Start the API and the workers in one process (migrating the database first)."""
+    tune_interpreter()
     mb = _build()
     mb.upgrade_database()
     key, generated = mb.ensure_admin_key()

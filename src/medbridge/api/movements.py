@@ -6,7 +6,6 @@ field at fault (``["body", 3, "item"]``) and nothing of the batch is stored.
 
 from __future__ import annotations
 
-import asyncio
 from typing import Annotated, Any
 from uuid import UUID
 
@@ -99,9 +98,7 @@ async def post_stock_movements(
     intake = services(request).intake
     try:
         # validated from memory here, committed with the other callers' by the group commit
-        accepted = await asyncio.wrap_future(
-            intake.submit_nowait(submissions, f"api/{client.name}")
-        )
+        accepted = await intake.submit_async(submissions, f"api/{client.name}")
     except MovementsRejected as rejected:
         return _unprocessable(
             [

@@ -26,6 +26,8 @@ Promises, stated:
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import queue
 import threading
 import time
@@ -48,10 +50,27 @@ class Appender(Protocol):
     def append(self, events: Sequence[EventEnvelope[Any]]) -> list[AppendResult]: ...
 
 
+Outcome = list[AppendResult] | BaseException
+
+
 @dataclass
 class _Request:
     events: Sequence[EventEnvelope[Any]]
-    future: Future[list[AppendResult]]
+    future: Future[list[AppendResult]] | None = None
+    """A thread's future; or, for an event-loop caller:"""
+    loop: asyncio.AbstractEventLoop | None = None
+    waiter: asyncio.Future[list[AppendResult]] | None = None
+
+
+def _settle_on_loop(pairs: list[tuple[asyncio.Future[list[AppendResult]], Outcome]]) -> None:
+    """Runs on the callers' loop: every waiter of one batch at once (one wake-up)."""
+    for waiter, outcome in pairs:
+        if waiter.done():  # the caller gave up (its connection went away)
+            continue
+        if isinstance(outcome, BaseException):
+            waiter.set_exception(outcome)
+        else:
+            waiter.set_result(outcome)
 
 
 class GroupCommit:
@@ -90,6 +109,24 @@ class GroupCommit:
         self._queue.put(_Request(events, future))
         self._ensure_started()
         return future
+
+    def submit_async(
+        self, events: Sequence[EventEnvelope[Any]]
+    ) -> asyncio.Future[list[AppendResult]]:
+        """``submit`` for a caller on an event loop (call it on the loop): the waiters of one
+        batch on one loop are settled together, with one wake-up of the loop, not one per
+        caller (measured: a thread-to-loop hand-off per message was a large part of the
+        listener's system time)."""
+        loop = asyncio.get_running_loop()
+        waiter: asyncio.Future[list[AppendResult]] = loop.create_future()
+        if not events:
+            waiter.set_result([])
+        elif self._closed:
+            waiter.set_exception(BusUnavailable("the writer is stopped"))
+        else:
+            self._queue.put(_Request(events, loop=loop, waiter=waiter))
+            self._ensure_started()
+        return waiter
 
     def append(self, events: Sequence[EventEnvelope[Any]]) -> list[AppendResult]:
         """``submit`` and wait: the ``Appender`` protocol, for threads."""
@@ -153,22 +190,37 @@ class GroupCommit:
         try:
             results = self.log.append(events)
         except BusUnavailable as error:
-            for r in batch:
-                r.future.set_exception(error)
+            self._settle([(r, error) for r in batch])
             return
         except Exception as error:  # one caller's events refused: find it, commit the rest
             if len(batch) == 1:
-                batch[0].future.set_exception(
-                    error if isinstance(error, BusError) else BusError(str(error))
-                )
+                refused = error if isinstance(error, BusError) else BusError(str(error))
+                self._settle([(batch[0], refused)])
                 return
             log.warning("group_commit.batch_failed", callers=len(batch), error=str(error))
             for r in batch:
                 self._commit([r])
             return
         metrics.GROUP_COMMIT_EVENTS.observe(len(events))
+        outcomes: list[tuple[_Request, Outcome]] = []
         at = 0
         for r in batch:
             n = len(r.events)
-            r.future.set_result(results[at : at + n])
+            outcomes.append((r, results[at : at + n]))
             at += n
+        self._settle(outcomes)
+
+    @staticmethod
+    def _settle(outcomes: list[tuple[_Request, Outcome]]) -> None:
+        by_loop: dict[asyncio.AbstractEventLoop, list[Any]] = {}
+        for r, outcome in outcomes:
+            if r.future is not None:
+                if isinstance(outcome, BaseException):
+                    r.future.set_exception(outcome)
+                else:
+                    r.future.set_result(outcome)
+            elif r.loop is not None and r.waiter is not None:
+                by_loop.setdefault(r.loop, []).append((r.waiter, outcome))
+        for loop, pairs in by_loop.items():
+            with contextlib.suppress(RuntimeError):  # the loop closed: nobody waits any more
+                loop.call_soon_threadsafe(_settle_on_loop, pairs)

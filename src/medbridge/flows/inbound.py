@@ -9,6 +9,7 @@ and a parked message replayed after the fix is applied exactly once.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from uuid import UUID
@@ -73,6 +74,40 @@ class InboundIntake:
                     for p in rejected.problems
                 ]
         return self._parking.submit(self._park, drafts, problems, source, idempotency_key)
+
+    async def receive_async(
+        self,
+        drafts: Sequence[InboundMovement],
+        *,
+        source: str,
+        idempotency_key: str,
+        correlation_id: UUID | None = None,
+    ) -> InboundResult:
+        """``receive`` on an event loop: resolution from memory and the group commit's wait
+        happen on the loop, parking (a write) on a worker thread."""
+        movements, problems = self.resolver.resolve_current(drafts)
+        if not problems:
+            submissions = [
+                Submission(m, f"{idempotency_key}#{n}", correlation_id)
+                for n, m in enumerate(movements)
+            ]
+            try:
+                accepted = await self.intake.submit_async(submissions, source)
+            except MovementsRejected as rejected:
+                problems = [
+                    Unmapped(p.index, p.field, "", f"resolved, then refused: {p.message}")
+                    for p in rejected.problems
+                ]
+            else:
+                duplicate = all(a.duplicate for a in accepted)
+                return InboundResult(
+                    InboundOutcome.DUPLICATE if duplicate else InboundOutcome.ACCEPTED,
+                    event_ids=tuple(a.event_id for a in accepted),
+                )
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(
+            self._parking, self._park, drafts, problems, source, idempotency_key
+        )
 
     def _submit_nowait(
         self,

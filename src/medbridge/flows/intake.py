@@ -7,6 +7,7 @@ commit, in one transaction with the other callers' appends of the moment).
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
@@ -74,7 +75,7 @@ class MovementIntake:
     def submit_nowait(
         self, submissions: Sequence[Submission], source: str
     ) -> Future[list[Accepted]]:
-        """``submit`` without blocking the caller (an event loop): validation happens now
+        """``submit`` without blocking the calling thread: validation happens now
         (``MovementsRejected`` is raised here), the future resolves after the commit."""
         envelopes = self.prepare(submissions, source)
         done: Future[list[Accepted]] = Future()
@@ -96,6 +97,17 @@ class MovementIntake:
 
         appended.add_done_callback(finish)
         return done
+
+    async def submit_async(self, submissions: Sequence[Submission], source: str) -> list[Accepted]:
+        """``submit`` on an event loop: validation now (``MovementsRejected``), then the
+        group commit's wait, without a thread."""
+        envelopes = self.prepare(submissions, source)
+        if isinstance(self.appender, GroupCommit):
+            results = await self.appender.submit_async(envelopes)
+        else:
+            loop = asyncio.get_running_loop()
+            results = await loop.run_in_executor(None, self.appender.append, envelopes)
+        return self.accepted(submissions, results)
 
     def prepare(
         self, submissions: Sequence[Submission], source: str

@@ -11,10 +11,10 @@ cannot be reached, so that the sender keeps the message and sends it again.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Sequence
+from collections.abc import Coroutine, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Protocol, TypeVar, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 from uuid import UUID
 
 from sqlalchemy.exc import InterfaceError, OperationalError
@@ -37,7 +37,6 @@ from medbridge.observability import metrics
 from medbridge.observability.logging import BoundedLog, get_logger
 
 log = get_logger(__name__)
-T = TypeVar("T")
 
 # where each unresolved field of an inbound movement sits in the message
 _FIELDS_RDS = {
@@ -67,52 +66,41 @@ Outcome = tuple[str, Hl7Error | None, str]
 
 
 @runtime_checkable
-class DeferredInboundSink(Protocol):
-    """An ``InboundSink`` that can answer later: the future resolves once the outcome is
-    durable. Called from an event loop, it must not block."""
+class AsyncInboundSink(Protocol):
+    """An ``InboundSink`` that can wait on an event loop without a thread: the outcome is
+    durable when the coroutine returns."""
 
-    def receive_nowait(
+    async def receive_async(
         self,
         drafts: Sequence[InboundMovement],
         *,
         source: str,
         idempotency_key: str,
         correlation_id: UUID | None = None,
-    ) -> Future[InboundReceipt]: ...
+    ) -> InboundReceipt: ...
 
 
-def _then(future: Future[T], fn: Callable[[T], Outcome]) -> Future[Outcome]:
-    done: Future[Outcome] = Future()
-
-    def chain(f: Future[T]) -> None:
-        error = f.exception()
-        if error is not None:
-            done.set_exception(error)
-            return
-        try:
-            done.set_result(fn(f.result()))
-        except Exception as problem:
-            done.set_exception(problem)
-
-    future.add_done_callback(chain)
-    return done
+Pending = Coroutine[Any, Any, Outcome] | Future[Outcome]
+"""The outcome to come: a coroutine for the event loop, or a worker thread's future."""
 
 
 @dataclass
 class _Step:
-    """A message after parsing and mapping: its outcome, or the future of it."""
+    """A message after parsing and mapping: its outcome, or the outcome to come."""
 
     message: Message | None
     done: Outcome | None = None
-    pending: Future[Outcome] | None = None
+    pending: Pending | None = None
 
 
 class Hl7Receiver:
     """Turns one HL7 message into its acknowledgement, doing the work in between.
 
-    ``handle`` blocks (a thread per message); ``handle_async`` parses and maps on the event
-    loop and waits for the durable outcome without a thread (the group commit releases it).
-    Refusals are logged at a bounded rate (``BoundedLog``): junk must not flood the log.
+    ``handle`` blocks (for a thread). On an event loop, ``begin`` parses and maps at once and
+    hands the movements over; ``finish_async`` waits for the durable outcome without a thread
+    (the group commit releases it), and ``ack_now`` answers what needed no waiting (a
+    refusal). Refusals are logged at a bounded rate (``BoundedLog``): junk must not flood the
+    log.
     """
 
     def __init__(
@@ -126,11 +114,12 @@ class Hl7Receiver:
         self._secret = config.pseudonym_secret.get_secret_value().encode()
         self._executor = executor or ThreadPoolExecutor(max_workers=8, thread_name_prefix="hl7")
         self._refusals = BoundedLog(log)
+        self._async = inbound if isinstance(inbound, AsyncInboundSink) else None
 
     def handle(self, raw: bytes) -> bytes:
-        step = self.begin(raw)
+        step = self._begin(raw, on_loop=False)
         outcome = step.done
-        if step.pending is not None:
+        if isinstance(step.pending, Future):
             try:
                 outcome = step.pending.result()
             except Exception as problem:
@@ -143,23 +132,27 @@ class Hl7Receiver:
         return self.ack_now(step) if step.pending is None else await self.finish_async(step)
 
     def begin(self, raw: bytes) -> _Step:
-        """Parse, map and hand over: the outcome now (a refusal, a message with nothing to
-        store) or the future of the durable one."""
-        return self._begin(raw)
+        """On the event loop: parse, map and hand over; the outcome now (a refusal, a
+        message with nothing to store) or the outcome to come."""
+        return self._begin(raw, on_loop=True)
 
     def ack_now(self, step: _Step) -> bytes:
         assert step.done is not None
         return self._ack(step.message, step.done)
 
     async def finish_async(self, step: _Step) -> bytes:
-        assert step.pending is not None
+        pending = step.pending
+        assert pending is not None
         try:
-            outcome = await asyncio.wrap_future(step.pending)
+            if isinstance(pending, Future):
+                outcome = await asyncio.wrap_future(pending)
+            else:
+                outcome = await pending
         except Exception as problem:
             outcome = self._failed(problem)
         return self._ack(step.message, outcome)
 
-    def _begin(self, raw: bytes) -> _Step:
+    def _begin(self, raw: bytes, *, on_loop: bool) -> _Step:
         message: Message | None = None
         try:
             text = decode(raw)
@@ -167,7 +160,7 @@ class Hl7Receiver:
             if self.config.strict_validation:
                 validate_strict(text)
             mapped = map_message(message, self._secret)
-            applied = self._apply(mapped)
+            applied = self._apply(mapped, on_loop)
         except Hl7Error as problem:
             self._refusals.warning(
                 "hl7.refused",
@@ -179,9 +172,9 @@ class Hl7Receiver:
             return _Step(message, done=(problem.ack_code, problem, ""))
         except Exception as problem:
             return _Step(message, done=self._failed(problem))
-        if isinstance(applied, Future):
-            return _Step(message, pending=applied)
-        return _Step(message, done=applied)
+        if isinstance(applied, tuple):
+            return _Step(message, done=applied)
+        return _Step(message, pending=applied)
 
     def _failed(self, problem: BaseException) -> Outcome:
         if isinstance(problem, (BusError, OperationalError, InterfaceError, OSError)):
@@ -204,25 +197,32 @@ class Hl7Receiver:
         )
         return ack.encode("utf-8")
 
-    def _apply(self, mapped: Mapped) -> Outcome | Future[Outcome]:
+    def _apply(self, mapped: Mapped, on_loop: bool) -> Outcome | Pending:
         header = mapped.header
         source = f"hl7v2/{header.sending_application}@{header.sending_facility}"
         if mapped.orders:
+            if not on_loop:
+                return self._record_orders(mapped, source)
             return self._executor.submit(self._record_orders, mapped, source)
         if not mapped.movements:
             return "AA", None, "no stock movement in this message"
-        if isinstance(self.inbound, DeferredInboundSink):
-            received = self.inbound.receive_nowait(
-                mapped.movements, source=source, idempotency_key=header.idempotency_key
-            )
-        else:
-            received = self._executor.submit(
-                self.inbound.receive,
-                mapped.movements,
-                source=source,
-                idempotency_key=header.idempotency_key,
-            )
-        return _then(received, lambda result: self._received(mapped, result))
+        if on_loop and self._async is not None:
+            return self._receive_async(self._async, mapped, source)
+        if on_loop:
+            return self._executor.submit(self._receive, mapped, source)
+        return self._receive(mapped, source)
+
+    def _receive(self, mapped: Mapped, source: str) -> Outcome:
+        result = self.inbound.receive(
+            mapped.movements, source=source, idempotency_key=mapped.header.idempotency_key
+        )
+        return self._received(mapped, result)
+
+    async def _receive_async(self, sink: AsyncInboundSink, mapped: Mapped, source: str) -> Outcome:
+        result = await sink.receive_async(
+            mapped.movements, source=source, idempotency_key=mapped.header.idempotency_key
+        )
+        return self._received(mapped, result)
 
     def _record_orders(self, mapped: Mapped, source: str) -> Outcome:
         header = mapped.header
@@ -237,15 +237,9 @@ class Hl7Receiver:
         )
 
     def _received(self, mapped: Mapped, result: InboundReceipt) -> Outcome:
+        # no log line per message: the trace (GET /v1/trace) and the stage counters say it,
+        # and a structlog call cost more than the parse
         header = mapped.header
-        log.debug(
-            "hl7.received",
-            control_id=header.control_id,
-            type=f"{header.message_type}^{header.trigger}",
-            outcome=result.outcome.value,
-            movements=len(mapped.movements),
-            correlation_id=str(result.event_ids[0]) if result.event_ids else None,
-        )
         if result.outcome is InboundOutcome.ACCEPTED:
             return "AA", None, ""
         if result.outcome is InboundOutcome.DUPLICATE:
@@ -270,4 +264,4 @@ class Hl7Receiver:
         return "AE", error, text
 
 
-__all__ = ["DeferredInboundSink", "Hl7ParseError", "Hl7Receiver"]
+__all__ = ["AsyncInboundSink", "Hl7ParseError", "Hl7Receiver"]

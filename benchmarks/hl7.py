@@ -34,7 +34,6 @@ import sqlite3
 import statistics
 import sys
 import tempfile
-import threading
 import time
 from collections import Counter, deque
 from collections.abc import Callable, Iterator, Sequence
@@ -175,19 +174,13 @@ def receive_opening_stock(mb: MedBridge, dispensed: Sequence[Dispense], run: str
 
 @contextmanager
 def listening(mb: MedBridge) -> Iterator[MllpListener]:
-    """A real MLLP listener on a free port, in its own event loop thread."""
+    """A real MLLP listener on a free port, on its own event loop thread, as in medbridge run."""
     listener = mb.mllp_listener(mb.hl7_config(port=0))
-    loop = asyncio.new_event_loop()
-    thread = threading.Thread(target=loop.run_forever, name="mllp-bench", daemon=True)
-    thread.start()
-    asyncio.run_coroutine_threadsafe(listener.start(), loop).result(10)
+    listener.start_in_thread()
     try:
         yield listener
     finally:
-        asyncio.run_coroutine_threadsafe(listener.stop(), loop).result(60)
-        loop.call_soon_threadsafe(loop.stop)
-        thread.join(10)
-        loop.close()
+        listener.stop_in_thread(60)
 
 
 # --- the senders (run in a separate process) --------------------------------------------------

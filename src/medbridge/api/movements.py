@@ -11,7 +11,7 @@ from uuid import UUID
 
 import orjson
 from fastapi import APIRouter, Depends, Request, status
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from pydantic import Field, ValidationError
 
 from medbridge.api.auth import require, services
@@ -64,7 +64,7 @@ def _unprocessable(details: list[dict[str, Any]]) -> JSONResponse:
 )
 async def post_stock_movements(
     request: Request, client: Annotated[Client, Depends(require(Role.INTEGRATION))]
-) -> JSONResponse:
+) -> Response:
     try:
         body = orjson.loads(await request.body())
     except orjson.JSONDecodeError as error:
@@ -127,9 +127,9 @@ async def post_stock_movements(
         for a in accepted
     ]
     duplicates = sum(a.duplicate for a in accepted)
-    return JSONResponse(
-        {"accepted": len(accepted) - duplicates, "duplicates": duplicates, "results": results},
-        status_code=status.HTTP_202_ACCEPTED,
+    body = {"accepted": len(accepted) - duplicates, "duplicates": duplicates, "results": results}
+    return Response(  # orjson: the encoder was a visible share of a single request's time
+        orjson.dumps(body), status_code=status.HTTP_202_ACCEPTED, media_type="application/json"
     )
 
 

@@ -118,6 +118,14 @@ class _Pace:
         return max(0.0, self._next - now - 1.0)
 
 
+def _new_loop() -> asyncio.AbstractEventLoop:
+    try:
+        import uvloop
+    except ImportError:  # uvloop is optional (uvicorn[standard] brings it)
+        return asyncio.new_event_loop()
+    return uvloop.new_event_loop()
+
+
 class MllpListener:
     """An asyncio MLLP server in front of an ``Hl7Receiver``."""
 
@@ -145,8 +153,9 @@ class MllpListener:
     # --- on its own loop -------------------------------------------------------------------
 
     def start_in_thread(self, timeout: float = 10.0) -> None:
-        """Listen on a private event loop in a thread of its own."""
-        loop = asyncio.new_event_loop()
+        """Listen on a private event loop in a thread of its own (uvloop when installed:
+        the listener's loop is its hot path)."""
+        loop = _new_loop()
         thread = threading.Thread(target=loop.run_forever, name="mllp-listener", daemon=True)
         thread.start()
         self._loop, self._thread = loop, thread

@@ -42,6 +42,8 @@ test-postgresql: install
 bench: install
 	$(BIN)/python -m benchmarks.pipeline
 	$(BIN)/python -m benchmarks.hl7
+	$(BIN)/python -m benchmarks.rest
+	$(BIN)/python -m benchmarks.scaleout --pg $(PG_URL)
 	$(BIN)/python -m benchmarks.erp
 	$(BIN)/python -m benchmarks.x12
 	$(BIN)/python -m benchmarks.cxml

@@ -20,7 +20,7 @@ Every ACK must be AA with an empty MSA-3 (applied: not a duplicate, not parked f
 the run fails; afterwards the movement events are counted and the ledger consumer drained
 (not timed) to check that every dispense was applied.
 
-    python -m benchmarks.hl7 --messages 5000 --rate 200 --rate-seconds 5
+    python -m benchmarks.hl7 --messages 5000 --rates 500,1000,2000 --rate-seconds 5
 """
 
 from __future__ import annotations
@@ -53,6 +53,7 @@ from rich.console import Console
 from rich.table import Table
 from sqlalchemy import func, select
 
+from benchmarks.baselines import batched_rate, one_per_commit_rate
 from medbridge.app import MedBridge
 from medbridge.canonical.base import Money
 from medbridge.canonical.masterdata import CodeSystem, Item, ItemCategory
@@ -74,6 +75,7 @@ HOST = "127.0.0.1"
 CABINET_SOURCE = "hl7:PYXIS@H1"
 WARMUP = 50
 MANY_CONNECTIONS = 32
+RAW_ROWS = 3000
 DRUGS = [i for i in ITEMS if i.category is ItemCategory.DRUG]
 LOTS_PER_ITEM = 2
 
@@ -343,7 +345,9 @@ def main(argv: list[str] | None = None) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--messages", type=int, default=5000, help="N per phase of (a) (5000)")
-    parser.add_argument("--rate", type=float, default=200, help="offered msgs/s in (b) (200)")
+    parser.add_argument(
+        "--rates", default="500,1000,2000", help="offered msgs/s in (b), comma-separated"
+    )
     parser.add_argument("--rate-seconds", type=float, default=5, help="length of (b) (5)")
     parser.add_argument("--rate-connections", type=int, default=4, help="connections in (b) (4)")
     parser.add_argument(
@@ -365,19 +369,20 @@ def main(argv: list[str] | None = None) -> None:
         args.hl7apy_messages,
         args.parse_repeat,
     )
-    if min(counts) < 1 or args.rate <= 0 or args.rate_seconds <= 0:
-        parser.error("counts, --rate and --rate-seconds must be positive")
+    rates = [float(r) for r in args.rates.split(",") if r.strip()]
+    if min(counts) < 1 or not rates or min(rates) <= 0 or args.rate_seconds <= 0:
+        parser.error("counts, --rates and --rate-seconds must be positive")
     configure_logging(level="WARNING", json=False)
     console = Console()
     started = time.perf_counter()
     run = uuid4().hex[:8]
     n = args.messages
-    rated = max(1, round(args.rate * args.rate_seconds))
+    rated = {r: max(1, round(r * args.rate_seconds)) for r in rates}
     warmup = dispenses(WARMUP, args.seed, run, "W")
     single = dispenses(n, args.seed, run, "A1")
     many = dispenses(n, args.seed, run, "A32")
-    paced = dispenses(rated, args.seed, run, "B")
-    total = WARMUP + 2 * n + rated
+    paced = {r: dispenses(rated[r], args.seed, run, f"B{r:g}") for r in rates}
+    total = WARMUP + 2 * n + sum(rated.values())
 
     context = multiprocessing.get_context("spawn")
     with (
@@ -390,7 +395,8 @@ def main(argv: list[str] | None = None) -> None:
             mb.upgrade_database()
             mb.seed_demo()
             map_sources(mb)
-            receive_opening_stock(mb, [*warmup, *single, *many, *paced], run)
+            everything = [*warmup, *single, *many, *(d for p in paced.values() for d in p)]
+            receive_opening_stock(mb, everything, run)
             with mb.engine.connect() as conn:
                 ledger_before = ledger_store.counts(conn)["movements"]
             senders.submit(ready).result()  # the sender process is up before anything is timed
@@ -407,10 +413,12 @@ def main(argv: list[str] | None = None) -> None:
                 per = [texts[i::MANY_CONNECTIONS] for i in range(MANY_CONNECTIONS)]
                 thirty_two = senders.submit(closed_loop, port, [p for p in per if p]).result()
                 check(f"{MANY_CONNECTIONS} connections", thirty_two, n)
-                rate = senders.submit(
-                    open_loop, port, [d.text for d in paced], args.rate, args.rate_connections
-                ).result()
-                check(f"{args.rate:g} msgs/s offered", rate, rated)
+                offered = {}
+                for r in rates:
+                    offered[r] = senders.submit(
+                        open_loop, port, [d.text for d in paced[r]], r, args.rate_connections
+                    ).result()
+                    check(f"{r:g} msgs/s offered", offered[r], rated[r])
 
             with mb.engine.connect() as conn:
                 stored = conn.execute(
@@ -439,7 +447,7 @@ def main(argv: list[str] | None = None) -> None:
     for label, result, count in (
         ("1 connection", one, n),
         (f"{MANY_CONNECTIONS} connections", thirty_two, n),
-        (f"open loop {args.rate:g}/s x{args.rate_connections}", rate, rated),
+        *((f"open loop {r:g}/s x{args.rate_connections}", offered[r], rated[r]) for r in rates),
     ):
         ordered = sorted(result.latencies)
         p99 = ordered[min(len(ordered) - 1, int(0.99 * len(ordered)))]
@@ -451,6 +459,20 @@ def main(argv: list[str] | None = None) -> None:
             *(f"{x * 1000:,.1f}" for x in (statistics.median(ordered), p99, ordered[-1])),
         )
     console.print(mllp)
+    raw = [
+        (str(uuid4()), "RDS", "x@y", f"raw-{i}", d.text)
+        for i, d in enumerate([*single, *many][:RAW_ROWS])
+    ]
+    with tempfile.TemporaryDirectory(prefix="medbridge-bench-raw-") as tmp:
+        one_commit = one_per_commit_rate(Path(tmp) / "one.db", raw, settings.sqlite_synchronous)
+        batched = batched_rate(Path(tmp) / "batch.db", raw, settings.sqlite_synchronous)
+    saturated = n / thirty_two.seconds
+    console.print(
+        f"raw sqlite3, same run, same synchronous: one row per commit {one_commit:,.0f}/s,"
+        f" 1,000-row transactions {batched:,.0f}/s. MLLP x{MANY_CONNECTIONS}:"
+        f" [bold]{saturated:,.0f} msgs/s[/] = {saturated / one_commit:.2f}x one-row commits,"
+        f" {saturated / batched:.3f}x batched."
+    )
     console.print(
         f"{total:,} ACKs, all AA ({WARMUP} of them warm-up, untimed); {stored:,} movement events"
         f" stored; then the ledger consumer applied {applied:,} ({applied / drain_seconds:,.0f}/s,"
@@ -508,7 +530,7 @@ def main(argv: list[str] | None = None) -> None:
         f" hl7apy: parse_message(find_groups=False, TOLERANT). Median of {args.parse_repeat} runs."
     )
     console.print(
-        f"N={n} rate={args.rate:g}/s for {args.rate_seconds:g}s"
+        f"N={n} rates={args.rates}/s for {args.rate_seconds:g}s each"
         f" synchronous={settings.sqlite_synchronous} (default)"
         f" partitions={settings.bus_partitions} senders=separate process"
         f" cores={os.cpu_count()} sqlite={sqlite3.sqlite_version}"

@@ -8,9 +8,9 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Protocol, TypeVar
 
-from sqlalchemy import Connection, insert, select
+from sqlalchemy import Connection, select
 
-from medbridge.store.sql import chunks
+from medbridge.store.sql import BulkInsert, chunks
 from medbridge.store.tables import consumer_dedup
 
 
@@ -23,6 +23,11 @@ class Keyed(Protocol):
 
 
 KeyedT = TypeVar("KeyedT", bound=Keyed)
+
+
+_insert_claims = BulkInsert(
+    consumer_dedup, ("consumer", "idempotency_key", "event_id", "applied_at")
+)
 
 
 def claim(conn: Connection, consumer: str, messages: Sequence[KeyedT]) -> list[KeyedT]:
@@ -48,8 +53,8 @@ def claim(conn: Connection, consumer: str, messages: Sequence[KeyedT]) -> list[K
             fresh.append(message)
     if fresh:
         now = datetime.now(UTC)
-        conn.execute(
-            insert(consumer_dedup),
+        _insert_claims(
+            conn,
             [
                 {
                     "consumer": consumer,

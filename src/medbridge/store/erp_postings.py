@@ -17,9 +17,9 @@ from decimal import Decimal
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import Connection, func, insert, select, update
+from sqlalchemy import Connection, func, select, update
 
-from medbridge.store.sql import chunks
+from medbridge.store.sql import BulkInsert, chunks
 from medbridge.store.tables import erp_postings, journal_entries, journal_lines
 
 
@@ -41,11 +41,16 @@ class Posting:
     created_at: datetime
 
 
+_insert_postings = BulkInsert(
+    erp_postings, ("entry_id", "status", "attempts", "next_attempt_at", "created_at")
+)
+
+
 def enqueue(conn: Connection, entry_ids: Sequence[str], now: datetime) -> None:
     """A pending posting per journal entry; call in the transaction that inserts them."""
     if entry_ids:
-        conn.execute(
-            insert(erp_postings),
+        _insert_postings(
+            conn,
             [
                 {
                     "entry_id": entry_id,

@@ -9,12 +9,12 @@ from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Connection, func, insert, select, tuple_
+from sqlalchemy import Connection, func, select, tuple_
 
 from medbridge.canonical.finance import BookedBy, JournalEntry, JournalLine
 from medbridge.domain.ledger import StockBook, Valuation, ValuedMovement
 from medbridge.store import erp_postings
-from medbridge.store.sql import chunks, upsert
+from medbridge.store.sql import BulkInsert, chunks, upsert
 from medbridge.store.tables import (
     journal_entries,
     journal_lines,
@@ -83,13 +83,49 @@ class AppliedMovement:
     valued: ValuedMovement
 
 
+_insert_movements = BulkInsert(
+    ledger_movements,
+    (
+        "event_id",
+        "kind",
+        "item",
+        "location",
+        "to_location",
+        "quantity",
+        "amount",
+        "correlation_id",
+        "occurred_at",
+        "applied_at",
+    ),
+)
+_insert_entries = BulkInsert(
+    journal_entries,
+    (
+        "entry_id",
+        "source_event_id",
+        "correlation_id",
+        "posting_date",
+        "period",
+        "currency",
+        "description",
+        "created_at",
+        "booked_by",
+        "erp_document",
+    ),
+)
+_insert_lines = BulkInsert(
+    journal_lines,
+    ("entry_id", "line_no", "account", "facility", "cost_center", "debit", "credit", "party"),
+)
+
+
 def record(
     conn: Connection, applied: Sequence[AppliedMovement], entries: Sequence[JournalEntry]
 ) -> None:
     now = datetime.now(UTC)
     if applied:
-        conn.execute(
-            insert(ledger_movements),
+        _insert_movements(
+            conn,
             [
                 {
                     "event_id": a.event_id,
@@ -107,8 +143,8 @@ def record(
             ],
         )
     if entries:
-        conn.execute(
-            insert(journal_entries),
+        _insert_entries(
+            conn,
             [
                 {
                     "entry_id": e.entry_id,
@@ -125,10 +161,19 @@ def record(
                 for e in entries
             ],
         )
-        conn.execute(
-            insert(journal_lines),
+        _insert_lines(
+            conn,
             [
-                {"entry_id": e.entry_id, "line_no": n, **line.model_dump()}
+                {
+                    "entry_id": e.entry_id,
+                    "line_no": n,
+                    "account": line.account,
+                    "facility": line.facility,
+                    "cost_center": line.cost_center,
+                    "debit": line.debit,
+                    "credit": line.credit,
+                    "party": line.party,
+                }
                 for e in entries
                 for n, line in enumerate(e.lines, start=1)
             ],

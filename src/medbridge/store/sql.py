@@ -33,3 +33,51 @@ def upsert(
 def chunks(values: Sequence[T], size: int = IN_CHUNK) -> Iterator[Sequence[T]]:
     for start in range(0, len(values), size):
         yield values[start : start + size]
+
+
+class BulkInsert:
+    """``INSERT INTO table (columns) VALUES (...)`` for many rows, as ONE driver-level
+    ``executemany`` with the statement text built once per dialect and the values put
+    through the columns' own SQLAlchemy bind processors (so what is stored is what Core
+    would store: ``ExactDecimal``, ``UTCDateTime``...).
+
+    Why not ``conn.execute(insert(table), rows)`` (measured, py-spy, the ledger consumer
+    applying 20,000 movements on SQLite): Core's per-row parameter construction and
+    processing for executemany was 40% of the consumer's time."""
+
+    def __init__(self, table: Table, columns: Sequence[str]) -> None:
+        self.table, self.columns = table, tuple(columns)
+        self._by_dialect: dict[str, tuple[str, list[Any]]] = {}
+
+    def _prepared(self, conn: Connection) -> tuple[str, list[Any]]:
+        dialect = conn.dialect
+        found = self._by_dialect.get(dialect.name)
+        if found is None:
+            style = dialect.paramstyle
+            marks = ", ".join(
+                "?" if style == "qmark" else f"%({c})s" if style == "pyformat" else "%s"
+                for c in self.columns
+            )
+            names = ", ".join(dialect.identifier_preparer.quote(c) for c in self.columns)
+            table = dialect.identifier_preparer.format_table(self.table)
+            sql = f"INSERT INTO {table} ({names}) VALUES ({marks})"  # noqa: S608 (no input)
+            binds = [self.table.c[c].type.bind_processor(dialect) for c in self.columns]
+            found = self._by_dialect[dialect.name] = (sql, binds)
+        return found
+
+    def __call__(self, conn: Connection, rows: Sequence[dict[str, Any]]) -> None:
+        if not rows:
+            return
+        sql, binds = self._prepared(conn)
+        columns = self.columns
+        if conn.dialect.paramstyle == "pyformat":
+            params: list[Any] = [
+                {c: (b(r[c]) if b else r[c]) for c, b in zip(columns, binds, strict=True)}
+                for r in rows
+            ]
+        else:
+            params = [
+                tuple(b(r[c]) if b else r[c] for c, b in zip(columns, binds, strict=True))
+                for r in rows
+            ]
+        conn.exec_driver_sql(sql, params)

@@ -493,14 +493,19 @@ def assert_applied_exactly_once(
 
     # every acknowledged movement is in the log exactly once, and nothing else is
     logged = Counter(key.rsplit(":", 1)[1] for key, _ in events)
-    assert sorted(logged) == sorted(m.token for m in expected)
-    assert set(logged.values()) == {1}
+    missing = {m.token for m in expected} - set(logged)
+    assert not missing, f"{len(missing)} acknowledged, then lost: {sorted(missing)[:10]}"
+    assert set(logged) == {m.token for m in expected}
+    assert len(expected) == len({m.token for m in expected})
+    assert [k for k, n in logged.items() if n > 1] == []
     # ... applied once and posted once, each
     ids = {event_id for _, event_id in events}
+    assert ids - set(applied) == set(), "logged, never applied"
     assert set(applied) == ids
-    assert set(applied.values()) == {1}
+    assert [e for e, n in applied.items() if n > 1] == [], "applied twice"
+    assert ids - set(posted) == set(), "applied, never posted"
     assert set(posted) == ids
-    assert set(posted.values()) == {1}
+    assert [e for e, n in posted.items() if n > 1] == [], "posted twice"
     assert dedup == len(expected)
     # the stock is what was received minus what was dispensed, lot by lot
     assert {lot: Decimal(q) for lot, q in stock.items()} == {

@@ -170,21 +170,6 @@ def fhir_config(mb: MedBridge) -> FhirConfig:
 # --- the entry points ------------------------------------------------------------------
 
 
-def serve_http(mb: MedBridge, *, with_workers: bool, demo: bool = False) -> None:
-    """``run`` (``with_workers``) and ``api``: uvicorn until SIGTERM/SIGINT (uvicorn's own
-    handlers end the lifespan, which stops the loops), then the writer and the bus."""
-    try:
-        uvicorn.run(
-            mb.api(with_workers=with_workers, demo=demo),
-            host=mb.settings.http_host,
-            port=mb.settings.http_port,
-            log_level="warning",
-            access_log=False,
-        )
-    finally:
-        mb.close()
-
-
 class _StopOnSignal:
     """SIGTERM and SIGINT set the process's stop event (a second one changes nothing)."""
 
@@ -202,6 +187,25 @@ class _StopOnSignal:
     def wait(self) -> None:
         while not self.event.wait(0.5):  # short waits: the handler runs between them
             pass
+
+
+def serve_http(mb: MedBridge, *, with_workers: bool, demo: bool = False) -> None:
+    """``run`` (``with_workers``) and ``api``: uvicorn until SIGTERM/SIGINT (uvicorn's own
+    handlers end the lifespan, which stops the loops), then the writer and the bus. uvicorn
+    raises the signal again once it has shut down: our handler takes it, so that the
+    process closes what it holds instead of dying there."""
+    _StopOnSignal().install()
+    try:
+        uvicorn.run(
+            mb.api(with_workers=with_workers, demo=demo),
+            host=mb.settings.http_host,
+            port=mb.settings.http_port,
+            log_level="warning",
+            access_log=False,
+        )
+    finally:
+        mb.close()
+    log.info("process.stopped", role=Role.RUN.value if with_workers else Role.API.value)
 
 
 def serve_background(mb: MedBridge, role: Role) -> None:

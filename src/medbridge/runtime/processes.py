@@ -29,7 +29,6 @@ from contextlib import asynccontextmanager
 from enum import StrEnum
 from functools import partial
 from types import FrameType
-from typing import TYPE_CHECKING
 
 import uvicorn
 from fastapi import FastAPI
@@ -45,11 +44,9 @@ from medbridge.observability.metrics import BusCollector, register_bus_collector
 from medbridge.runtime.adapters import serialized
 from medbridge.runtime.listeners import listener_loops
 from medbridge.runtime.policies import erp_posting_policy
+from medbridge.runtime.root import Root
 from medbridge.runtime.supervisor import Loop, Supervisor
 from medbridge.settings import fhir_config as settings_fhir_config
-
-if TYPE_CHECKING:
-    from medbridge.app import MedBridge
 
 log = get_logger(__name__)
 
@@ -64,7 +61,7 @@ class Role(StrEnum):
 class ErpPoster:
     """The ERP posting outbox worker, against the ERP the slot holds when it starts."""
 
-    def __init__(self, mb: MedBridge) -> None:
+    def __init__(self, mb: Root) -> None:
         self.mb = mb
 
     def run(self, stop: threading.Event) -> None:
@@ -75,7 +72,7 @@ class ErpPoster:
         ErpPosting(self.mb.engine, erp, policy).run(stop, self.mb.settings.erp_poll_interval)
 
 
-def worker_loops(mb: MedBridge, demo: DemoWiring | None = None) -> list[Loop]:
+def worker_loops(mb: Root, demo: DemoWiring | None = None) -> list[Loop]:
     """Consumers, the ERP posting outbox and (with workflows) the planner; DBOS launched."""
     s, loops = mb.settings, []
     if s.workflows_enabled:
@@ -95,7 +92,7 @@ def worker_loops(mb: MedBridge, demo: DemoWiring | None = None) -> list[Loop]:
 
 
 def start_loops(
-    mb: MedBridge, *, listen: bool, work: bool, mllp: bool, demo: bool = False
+    mb: Root, *, listen: bool, work: bool, mllp: bool, demo: bool = False
 ) -> Supervisor:
     """A supervisor running the loops of the chosen parts (``mllp``: the MLLP listener
     among the listeners; ``demo``: the demo's traffic, suppliers, cabinets and ERP)."""
@@ -115,7 +112,7 @@ def start_loops(
     return supervisor
 
 
-def http_app(mb: MedBridge, *, with_workers: bool, demo: bool = False) -> FastAPI:
+def http_app(mb: Root, *, with_workers: bool, demo: bool = False) -> FastAPI:
     """The FastAPI application; with ``with_workers`` its lifespan starts and stops every
     loop of the process (MLLP listener included when ``mllp_enabled``)."""
     register_bus_collector(BusCollector(list(mb.consumers), mb.bus.lag, mb.bus.dead_letter_count))
@@ -141,7 +138,7 @@ def http_app(mb: MedBridge, *, with_workers: bool, demo: bool = False) -> FastAP
     return api
 
 
-def services(mb: MedBridge) -> Services:
+def services(mb: Root) -> Services:
     """What the API's routers use."""
     return Services(
         engine=mb.engine,
@@ -158,7 +155,7 @@ def services(mb: MedBridge) -> Services:
     )
 
 
-def fhir_config(mb: MedBridge) -> FhirConfig:
+def fhir_config(mb: Root) -> FhirConfig:
     """``MEDBRIDGE_FHIR_*`` and the ``[fhir]`` table, with MedBridge's own pseudonym secret
     when none is set for FHIR (the same encounter gets the same pseudonym)."""
     config = settings_fhir_config()
@@ -189,7 +186,7 @@ class _StopOnSignal:
             pass
 
 
-def serve_http(mb: MedBridge, *, with_workers: bool, demo: bool = False) -> None:
+def serve_http(mb: Root, *, with_workers: bool, demo: bool = False) -> None:
     """``run`` (``with_workers``) and ``api``: uvicorn until SIGTERM/SIGINT (uvicorn's own
     handlers end the lifespan, which stops the loops), then the writer and the bus. uvicorn
     raises the signal again once it has shut down: our handler takes it, so that the
@@ -208,7 +205,7 @@ def serve_http(mb: MedBridge, *, with_workers: bool, demo: bool = False) -> None
     log.info("process.stopped", role=Role.RUN.value if with_workers else Role.API.value)
 
 
-def serve_background(mb: MedBridge, role: Role) -> None:
+def serve_background(mb: Root, role: Role) -> None:
     """``listen`` or ``worker``: their loops until SIGTERM/SIGINT, then a clean stop."""
     if role not in (Role.LISTEN, Role.WORKER):
         raise ValueError(f"{role} serves HTTP: use serve_http")

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from typing import TYPE_CHECKING
 
 from medbridge.bus.consumer import Consumer
 from medbridge.canonical.erp import ErpPort
@@ -22,9 +21,7 @@ from medbridge.flows.replenishment import ReplenishmentPlanner
 from medbridge.flows.trade import SupplierChannel, TradeOutbox
 from medbridge.flows.workflows import ProcurementRouter, Workflows
 from medbridge.runtime.policies import consumer_retry, planner_policy, procurement_policy
-
-if TYPE_CHECKING:
-    from medbridge.app import MedBridge
+from medbridge.runtime.root import Root
 
 ROUTER = "procurement"
 
@@ -33,7 +30,7 @@ class WorkflowErp:
     """The workflows' ERP adapter: one, its calls serialised by the procurement runtime,
     built again when another ERP is attached to the slot (the demo's Tryton once built)."""
 
-    def __init__(self, mb: MedBridge) -> None:
+    def __init__(self, mb: Root) -> None:
         self.mb = mb
         self._lock = threading.Lock()
         self._built: tuple[TrytonConfig, ErpPort] | None = None
@@ -51,7 +48,7 @@ class WorkflowErp:
 
 
 def build_workflows(
-    mb: MedBridge,
+    mb: Root,
     channels: Callable[[TradingPartner], SupplierChannel] | None = None,
     erp: ErpPort | None = None,
 ) -> Workflows:

@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-import uvicorn
 from rich.console import Console
 from rich.table import Table
 
@@ -24,6 +23,8 @@ from medbridge.flows.work_queue import TaskError
 from medbridge.governance.clients import Role
 from medbridge.masterdata.repository import CrossReferences
 from medbridge.observability.logging import configure_logging
+from medbridge.runtime.processes import Role as Process
+from medbridge.runtime.processes import serve_background, serve_http
 from medbridge.runtime.tuning import tune_interpreter
 from medbridge.settings import Settings
 from medbridge.store import erp_postings as erp_store
@@ -68,7 +69,8 @@ def run(
     demo: Annotated[bool, typer.Option(help="Seed the demo network and generate traffic.")] = False,
     workers: Annotated[bool, typer.Option(help="Run the consumers in this process.")] = True,
 ) -> None:
-    """Start the API and the workers in one process (migrating the database first)."""
+    """Start the API, the listeners and the workers in one process (migrating the database
+    first)."""
     tune_interpreter()
     mb = _build()
     mb.upgrade_database()
@@ -76,19 +78,45 @@ def run(
     demo = demo or mb.settings.demo
     if demo:
         mb.seed_demo()
+    _announce(mb, key if generated or demo else None)
+    serve_http(mb, with_workers=workers, demo=demo)
+
+
+@app.command()
+def api() -> None:
+    """Serve the HTTP API only: no consumers, no listeners (scale-out; the database must be
+    migrated: ``medbridge db upgrade``)."""
+    tune_interpreter()
+    mb = _build()
+    key, generated = mb.ensure_admin_key()
+    _announce(mb, key if generated else None)
+    serve_http(mb, with_workers=False)
+
+
+@app.command()
+def listen() -> None:
+    """Run the MLLP listener, the watched folders and the pollers: no HTTP API, no
+    consumers (scale-out). Stops cleanly on SIGTERM/SIGINT."""
+    tune_interpreter()
+    serve_background(_build(), Process.LISTEN)
+
+
+@app.command()
+def worker() -> None:
+    """Run the bus consumers, the ERP posting outbox, the durable workflows and (with
+    MEDBRIDGE_PLANNER_ENABLED, on one worker only) the replenishment planner: no HTTP, no
+    MLLP (scale-out). Stops cleanly on SIGTERM/SIGINT."""
+    tune_interpreter()
+    serve_background(_build(), Process.WORKER)
+
+
+def _announce(mb: MedBridge, key: str | None) -> None:
     where = f"http://{mb.settings.http_host}:{mb.settings.http_port}"
     console.print(f"[bold]MedBridge[/bold] on {where}  (database {mb.settings.database_url})")
-    if generated or demo:
+    if key is not None:
         console.print(
             f"admin API key: [bold]{key}[/bold]  (also in {mb.settings.var_dir}/admin_api_key)"
         )
-    uvicorn.run(
-        mb.api(with_workers=workers, demo=demo),
-        host=mb.settings.http_host,
-        port=mb.settings.http_port,
-        log_level="warning",
-        access_log=False,
-    )
 
 
 @db_app.command("upgrade")

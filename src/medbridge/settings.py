@@ -160,6 +160,11 @@ class Settings(BaseSettings):
     workflow_schema: str = "dbos"
     workflow_poll_interval: float = Field(default=0.1, gt=0)
     """How often a waiting workflow looks for messages (DBOS on SQLite polls)."""
+    planner_enabled: bool = True
+    """Run the replenishment planner in this worker (with ``workflows_enabled``). Scale-out:
+    true on ONE worker only. Two planners at once could both propose a shortfall (each
+    proposal is keyed by its trigger, but two rounds can name different triggers for one
+    position) and both release the same open lines into purchase orders."""
     replenishment_interval: float = Field(default=30.0, gt=0)
     """Seconds between replenishment planner rounds."""
     consolidation_window: float = Field(default=1800.0, ge=0)

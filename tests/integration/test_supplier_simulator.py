@@ -134,7 +134,8 @@ def test_the_simulator_answers_over_http(medbridge: MedBridge) -> None:
 
 def test_the_demo_orders_from_both_simulated_suppliers(medbridge: MedBridge) -> None:
     medbridge.api(demo=True)  # the demo's partners join the configured ones
-    assert set(medbridge.settings.partners) >= {"MCK", "MEDSURG"}
+    assert set(medbridge.partners) >= {"MCK", "MEDSURG"}
+    assert "MCK" not in medbridge.settings.partners  # the settings are not rewritten
     x12, cxml = medbridge.x12_exchange(), medbridge.cxml_exchange()
     demo = DemoProcurement(
         medbridge.engine,

@@ -1,0 +1,109 @@
+"""What ``medbridge run --demo`` adds to a process: the simulated suppliers (trading partners
+like any other, answering through MedBridge's own exchanges), the dispense traffic, the
+automated cabinets speaking HL7 over MLLP, and the demo's real Tryton ERP, attached once
+its database is built.
+
+The runtime asks for ``loops()`` (named loops it supervises like its own) and, when no ERP
+is configured, ``DemoErpLoop`` with two callbacks: ``attach`` (the ERP's config, handed to
+the process's ERP slot) and ``post`` (the posting loop then run against it).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from functools import partial
+
+from pydantic import SecretStr
+from sqlalchemy import Engine
+
+from medbridge.canonical.partners import TradingPartner
+from medbridge.connectors.tryton.config import TrytonConfig
+from medbridge.demo.cabinets import DemoCabinets
+from medbridge.demo.erp import DemoErp
+from medbridge.demo.procurement import DemoProcurement, demo_partners
+from medbridge.demo.traffic import DemoTraffic
+from medbridge.flows.intake import MovementIntake
+from medbridge.flows.trade import Answer, SupplierChannel
+from medbridge.observability.logging import get_logger
+from medbridge.settings import Settings
+
+log = get_logger(__name__)
+
+NamedLoop = tuple[str, Callable[[threading.Event], None]]
+
+
+def with_demo_partners(partners: dict[str, TradingPartner]) -> dict[str, TradingPartner]:
+    """The demo's simulated suppliers join the configured partners (configured ones win)."""
+    return {**demo_partners(), **partners}
+
+
+class DemoWiring:
+    def __init__(
+        self,
+        settings: Settings,
+        engine: Engine,
+        intake: MovementIntake,
+        deliver: Callable[[str, bytes], Answer],
+    ) -> None:
+        """``deliver``: how the simulated suppliers' answers reach MedBridge's exchanges."""
+        self.settings, self.engine, self.intake = settings, engine, intake
+        self.suppliers = DemoProcurement(engine, settings.own_identity, deliver)
+
+    def channel(self, partner: TradingPartner) -> SupplierChannel:
+        """How the workflows' orders reach a simulated supplier."""
+        return self.suppliers.channel(partner)
+
+    def loops(self) -> list[NamedLoop]:
+        s = self.settings
+        ordering = not s.workflows_enabled  # else replenishment orders from the suppliers
+        traffic = DemoTraffic(self.intake, s.demo_dispenses_per_second, restock=ordering)
+        loops: list[NamedLoop] = [
+            ("demo-traffic", traffic.run),
+            ("demo-procurement", partial(self.suppliers.run, ordering=ordering)),
+        ]
+        if s.mllp_enabled:
+            cabinets = DemoCabinets(
+                self.engine,
+                s.mllp_host,
+                s.mllp_port,
+                rate=max(0.2, s.demo_dispenses_per_second / 4),
+            )
+            loops.append(("demo-cabinets", cabinets.run))
+        return loops
+
+
+class DemoErpLoop:
+    """The demo's real Tryton: wait for the peer to be built, start it, ``attach`` its
+    config, then ``post`` to it until the process stops (and stop the server then). A
+    peer that cannot start is logged and the loop ends: the demo runs without an ERP."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        attach: Callable[[TrytonConfig], None],
+        post: Callable[[threading.Event], None],
+    ) -> None:
+        self.var_dir, self.attach, self.post = settings.var_dir, attach, post
+
+    def run(self, stop: threading.Event) -> None:
+        demo = DemoErp(self.var_dir)
+        try:
+            server = demo.wait_and_start(stop)
+        except (OSError, RuntimeError, ValueError) as error:
+            log.error("demo.erp_unavailable", error=str(error))
+            return
+        if server is None:
+            return
+        try:
+            self.attach(
+                TrytonConfig(
+                    url=server.url,
+                    database=server.database,
+                    user=server.user,
+                    password=SecretStr(server.password),
+                )
+            )
+            self.post(stop)
+        finally:
+            demo.stop()

@@ -1,0 +1,220 @@
+"""The process entry points: which background loops each kind of process runs, and how it
+starts and stops.
+
+| process | HTTP API | MLLP + folder listeners + pollers | consumers, ERP posting, DBOS, planner |
+| --- | --- | --- | --- |
+| ``medbridge run`` | yes | yes | yes (one process: the embedded default) |
+| ``medbridge api`` | yes | no | no |
+| ``medbridge listen`` | no | yes | no |
+| ``medbridge worker`` | no | no | yes |
+
+Any number of each can run at once on PostgreSQL (and NATS JetStream when ``bus_url`` is
+set): the settings alone choose. Only workers launch DBOS workflows. The replenishment
+planner runs in every worker with ``planner_enabled`` (default true): set it false on all
+workers but one, since two planners at once could propose the same shortfall twice.
+``api``, ``listen`` and ``worker`` do not migrate the database (``medbridge db upgrade``
+does, once, before them); ``run`` does.
+
+Each starts with ``tune_interpreter()`` and stops cleanly on SIGTERM or SIGINT: the loops
+end, the group commit commits what is queued, and the bus is closed (a JetStream worker
+hands its partitions back at once instead of leaving them to the lease's expiry).
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from enum import StrEnum
+from functools import partial
+from types import FrameType
+
+import uvicorn
+from fastapi import FastAPI
+
+from medbridge.api.application import create_api
+from medbridge.api.services import Services
+from medbridge.connectors.fhir import FhirConfig
+from medbridge.connectors.tryton.config import TrytonConfig
+from medbridge.demo.wiring import DemoErpLoop, DemoWiring
+from medbridge.flows.erp_posting import ErpPosting
+from medbridge.observability.logging import get_logger
+from medbridge.observability.metrics import BusCollector, register_bus_collector
+from medbridge.runtime.adapters import serialized
+from medbridge.runtime.listeners import listener_loops
+from medbridge.runtime.policies import erp_posting_policy
+from medbridge.runtime.root import Root
+from medbridge.runtime.supervisor import Loop, Supervisor
+from medbridge.settings import fhir_config as settings_fhir_config
+
+log = get_logger(__name__)
+
+
+class Role(StrEnum):
+    RUN = "run"
+    API = "api"
+    LISTEN = "listen"
+    WORKER = "worker"
+
+
+class ErpPoster:
+    """The ERP posting outbox worker, against the ERP the slot holds when it starts."""
+
+    def __init__(self, mb: Root) -> None:
+        self.mb = mb
+
+    def run(self, stop: threading.Event) -> None:
+        erp = self.mb.erp()
+        if erp is None:
+            raise RuntimeError("no ERP attached")
+        policy = erp_posting_policy(self.mb.settings, self.mb.erp_slot.kind)
+        ErpPosting(self.mb.engine, erp, policy).run(stop, self.mb.settings.erp_poll_interval)
+
+
+def worker_loops(mb: Root, demo: DemoWiring | None = None) -> list[Loop]:
+    """Consumers, the ERP posting outbox and (with workflows) the planner; DBOS launched."""
+    s, loops = mb.settings, []
+    if s.workflows_enabled:
+        workflows = mb.workflows(demo.channel if demo is not None else None)
+        if s.planner_enabled:
+            planner = partial(workflows.runtime.run_planner, interval=s.replenishment_interval)
+            loops.append(Loop("replenishment", planner))
+    for name, consumer in mb.consumers.items():
+        run = partial(consumer.run, idle_sleep=s.consumer_poll_interval)
+        loops.append(Loop(f"consumer-{name}", run))
+    poster = ErpPoster(mb)
+    if mb.erp_slot.config is not None:
+        loops.append(Loop("erp-posting", poster.run))
+    elif demo is not None:
+        loops.append(Loop("demo-erp", DemoErpLoop(s, mb.erp_slot.attach, poster.run).run))
+    return loops
+
+
+def start_loops(
+    mb: Root, *, listen: bool, work: bool, mllp: bool, demo: bool = False
+) -> Supervisor:
+    """A supervisor running the loops of the chosen parts (``mllp``: the MLLP listener
+    among the listeners; ``demo``: the demo's traffic, suppliers, cabinets and ERP)."""
+    supervisor = Supervisor()
+    wiring = DemoWiring(mb.settings, mb.engine, mb.intake, mb.deliver) if demo else None
+    loops = listener_loops(mb.settings, mb, mllp=mllp) if listen else []
+    if work:
+        loops += worker_loops(mb, wiring)
+    if wiring is not None:
+        loops += [Loop(name, run) for name, run in wiring.loops()]
+    try:
+        for loop in loops:
+            supervisor.start(loop)
+    except BaseException:
+        supervisor.stop()
+        raise
+    return supervisor
+
+
+def http_app(mb: Root, *, with_workers: bool, demo: bool = False) -> FastAPI:
+    """The FastAPI application; with ``with_workers`` its lifespan starts and stops every
+    loop of the process (MLLP listener included when ``mllp_enabled``)."""
+    register_bus_collector(BusCollector(list(mb.consumers), mb.bus.lag, mb.bus.dead_letter_count))
+
+    @asynccontextmanager
+    async def lifespan(_api: FastAPI) -> AsyncIterator[None]:
+        if with_workers:
+            mb.start_workers(demo=demo, mllp=mb.settings.mllp_enabled)
+        try:
+            yield
+        finally:
+            if with_workers:
+                mb.stop_workers()
+            mb.engine.dispose()
+
+    api = create_api(services(mb), lifespan=lifespan)
+    api.state.fhir_config = fhir_config(mb)
+
+    def refresh_services(_erp: TrytonConfig) -> None:  # reconciliation and postings answer
+        api.state.services = services(mb)
+
+    mb.erp_slot.subscribe(refresh_services)
+    return api
+
+
+def services(mb: Root) -> Services:
+    """What the API's routers use."""
+    return Services(
+        engine=mb.engine,
+        bus=mb.bus,
+        masterdata=mb.masterdata,
+        intake=mb.intake,
+        inbound=mb.inbound,
+        clients=mb.clients,
+        consumers=mb.consumers,
+        erp=serialized(mb.erp()),
+        x12=mb.x12_exchange(),
+        cxml=mb.cxml_exchange(),
+        work_queues=mb.work_queues(),
+    )
+
+
+def fhir_config(mb: Root) -> FhirConfig:
+    """``MEDBRIDGE_FHIR_*`` and the ``[fhir]`` table, with MedBridge's own pseudonym secret
+    when none is set for FHIR (the same encounter gets the same pseudonym)."""
+    config = settings_fhir_config()
+    if config.pseudonym_secret is None:
+        config = config.model_copy(update={"pseudonym_secret": mb.pseudonym_secret()})
+    return config
+
+
+# --- the entry points ------------------------------------------------------------------
+
+
+class _StopOnSignal:
+    """SIGTERM and SIGINT set the process's stop event (a second one changes nothing)."""
+
+    def __init__(self) -> None:
+        self.event = threading.Event()
+
+    def __call__(self, signum: int, _frame: FrameType | None) -> None:
+        log.info("process.stopping", signal=signal.Signals(signum).name)
+        self.event.set()
+
+    def install(self) -> None:
+        signal.signal(signal.SIGTERM, self)
+        signal.signal(signal.SIGINT, self)
+
+    def wait(self) -> None:
+        while not self.event.wait(0.5):  # short waits: the handler runs between them
+            pass
+
+
+def serve_http(mb: Root, *, with_workers: bool, demo: bool = False) -> None:
+    """``run`` (``with_workers``) and ``api``: uvicorn until SIGTERM/SIGINT (uvicorn's own
+    handlers end the lifespan, which stops the loops), then the writer and the bus. uvicorn
+    raises the signal again once it has shut down: our handler takes it, so that the
+    process closes what it holds instead of dying there."""
+    _StopOnSignal().install()
+    try:
+        uvicorn.run(
+            mb.api(with_workers=with_workers, demo=demo),
+            host=mb.settings.http_host,
+            port=mb.settings.http_port,
+            log_level="warning",
+            access_log=False,
+        )
+    finally:
+        mb.close()
+    log.info("process.stopped", role=Role.RUN.value if with_workers else Role.API.value)
+
+
+def serve_background(mb: Root, role: Role) -> None:
+    """``listen`` or ``worker``: their loops until SIGTERM/SIGINT, then a clean stop."""
+    if role not in (Role.LISTEN, Role.WORKER):
+        raise ValueError(f"{role} serves HTTP: use serve_http")
+    stopping = _StopOnSignal()
+    stopping.install()
+    try:
+        mb.start_workers(listen=role is Role.LISTEN, work=role is Role.WORKER, mllp=True)
+        log.info("process.started", role=role.value, loops=mb.loop_names())
+        stopping.wait()
+    finally:
+        mb.close()
+    log.info("process.stopped", role=role.value)

@@ -72,7 +72,7 @@ class Consumer:
                 handled = self.poll_once()
             except Exception:  # the bus or an infrastructure the handler needs failed
                 log.exception("consumer.poll_failed", group=self.group)
-                metrics.STAGE.labels(stage=self.group, outcome="poll_error").inc()
+                metrics.stage(self.group, "poll_error").inc()
                 stop.wait(max(idle_sleep, self.retry.initial_backoff))
                 continue
             if not handled:
@@ -97,7 +97,7 @@ class Consumer:
                 self.bus.commit(self.group, partition, message.seq)
         else:
             self.bus.commit(self.group, partition, batch[-1].seq)
-            metrics.STAGE.labels(stage=self.group, outcome="applied").inc(len(batch))
+            metrics.stage(self.group, "applied").inc(len(batch))
 
     def _deliver_one(self, message: BusMessage) -> None:
         attempt = 1
@@ -120,11 +120,11 @@ class Consumer:
                     delay=round(delay, 3),
                     error=str(error),
                 )
-                metrics.STAGE.labels(stage=self.group, outcome="retried").inc()
+                metrics.stage(self.group, "retried").inc()
                 self._sleep(delay)
                 attempt += 1
             else:
-                metrics.STAGE.labels(stage=self.group, outcome="applied").inc()
+                metrics.stage(self.group, "applied").inc()
                 return
 
     def _dead_letter(self, message: BusMessage, error: BaseException, attempts: int) -> None:
@@ -135,7 +135,7 @@ class Consumer:
             "handler": self.handler.name,
         }
         self.bus.dead_letter(self.group, message, error, attempts, context)
-        metrics.STAGE.labels(stage=self.group, outcome="dead_lettered").inc()
+        metrics.stage(self.group, "dead_lettered").inc()
         log.error(
             "consumer.dead_lettered",
             group=self.group,

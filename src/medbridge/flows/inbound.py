@@ -159,7 +159,7 @@ class InboundIntake:
                 drafts=[d.model_dump(mode="json") for d in drafts],
             )
         if new:
-            metrics.STAGE.labels(stage="inbound", outcome="exception").inc()
+            metrics.stage("inbound", "exception").inc()
             log.warning(
                 "inbound.exception",
                 exception_id=exception_id,

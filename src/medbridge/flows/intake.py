@@ -115,7 +115,7 @@ class MovementIntake:
         """The envelopes of a valid submission; ``MovementsRejected`` naming every problem."""
         _, problems, _ = check_current(self.masterdata, [s.movement for s in submissions])
         if problems:
-            metrics.STAGE.labels(stage="intake", outcome="rejected").inc(len(submissions))
+            metrics.stage("intake", "rejected").inc(len(submissions))
             raise MovementsRejected(problems)
         return [
             EventEnvelope[StockMovement](
@@ -144,6 +144,6 @@ class MovementIntake:
             for s, r in zip(submissions, results, strict=True)
         ]
         duplicates = sum(a.duplicate for a in accepted)
-        metrics.STAGE.labels(stage="intake", outcome="accepted").inc(len(accepted) - duplicates)
-        metrics.STAGE.labels(stage="intake", outcome="duplicate").inc(duplicates)
+        metrics.stage("intake", "accepted").inc(len(accepted) - duplicates)
+        metrics.stage("intake", "duplicate").inc(duplicates)
         return accepted

@@ -201,7 +201,7 @@ class Poller:
             if len(page) < self.config.page_size:
                 break
         if handed:
-            metrics.STAGE.labels(stage="gnuhealth", outcome="handed_over").inc(len(handed))
+            metrics.stage("gnuhealth", "handed_over").inc(len(handed))
         log.info(
             "gnuhealth.polled",
             database=self.config.database,
@@ -232,7 +232,7 @@ class Poller:
             stop.wait(self.config.poll_interval)
 
     def _poll_failed(self, error: BaseException, retry_in: float | None) -> None:
-        metrics.STAGE.labels(stage="gnuhealth", outcome="poll_failed").inc()
+        metrics.stage("gnuhealth", "poll_failed").inc()
         if isinstance(error, GnuHealthError):
             log.warning(
                 "gnuhealth.poll_failed",

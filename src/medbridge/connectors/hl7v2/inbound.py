@@ -186,7 +186,7 @@ class Hl7Receiver:
 
     def _ack(self, message: Message | None, outcome: Outcome) -> bytes:
         code, error, text = outcome
-        metrics.STAGE.labels(stage="hl7v2", outcome=code).inc()
+        metrics.stage("hl7v2", code).inc()
         ack = build_ack(
             message,
             code,

@@ -275,7 +275,5 @@ class MllpListener:
     def _count_discarded(self, framer: MllpFramer, peer: str) -> None:
         junk, torn = framer.take_discarded()
         if junk or torn:
-            metrics.STAGE.labels(stage="mllp", outcome="framing_error").inc(
-                (1 if junk else 0) + torn
-            )
+            metrics.stage("mllp", "framing_error").inc((1 if junk else 0) + torn)
             self._junk_log.warning("mllp.junk_discarded", peer=peer, bytes=junk, torn=torn)

@@ -182,7 +182,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--raw-rows", type=int, default=3000, help="rows per raw baseline")
     args = parser.parse_args(argv)
     configure_logging(level="WARNING", json=False)
-    console = Console()
+    console = Console(width=150)
     started = time.perf_counter()
     context = multiprocessing.get_context("spawn")
     with (

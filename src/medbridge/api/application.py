@@ -92,6 +92,9 @@ def create_api(svc: Services, lifespan: Lifespan | None = None) -> FastAPI:
         version=medbridge.__version__,
         description="Healthcare ERP middleware. Every /v1 route needs an X-API-Key.",
         lifespan=lifespan,
+        # MedBridge observes its own requests (Observe); FastAPI's native OpenTelemetry hooks
+        # looked up the providers on every request (environment reads: measured under load)
+        telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     api.state.services = svc
     api.include_router(movements.router)

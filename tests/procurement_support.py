@@ -9,7 +9,7 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -21,7 +21,7 @@ from medbridge.canonical.base import Money
 from medbridge.canonical.erp import ErpPort, ErpProduct, ErpSupplier
 from medbridge.canonical.movements import MovementKind, StockMovement
 from medbridge.canonical.partners import TradingPartner
-from medbridge.canonical.trade import InvoiceDocument
+from medbridge.canonical.trade import InvoiceDocument, InvoiceLine, InvoicePurpose, PartnerItem
 from medbridge.connectors.tryton.fake import FakeErp
 from medbridge.demo.network import ITEMS
 from medbridge.demo.procurement import demo_partners
@@ -201,6 +201,31 @@ class Harness:
 
     def until_invoice(self, number: str, status: str) -> None:
         self.cycle.run_until(lambda: self.invoice_status(number) == status, timeout=60)
+
+    def send_credit_memo(self, number: str, order: str, amount: Decimal) -> str:
+        """MCK's credit memo for ``amount`` against VANCO-1G on ``order`` (the variance of
+        invoice ``number``, credited back); returns the memo's number."""
+        memo = f"CM-{number}"[-30:]
+        self.send_invoice(
+            InvoiceDocument(
+                invoice_number=memo,
+                invoice_date=date.today(),
+                purpose=InvoicePurpose.CREDIT_MEMO,
+                lines=(
+                    InvoiceLine(
+                        line_number=1,
+                        item=PartnerItem(supplier_part="MCK-VANCO-1G"),
+                        quantity=Decimal(1),
+                        unit="EA",
+                        unit_price=amount,
+                        order_number=order,
+                        order_line=1,
+                    ),
+                ),
+                total=amount,
+            )
+        )
+        return memo
 
     def send_invoice(self, document: InvoiceDocument) -> None:
         self.cycle.simulators["MCK"]._send_back(demo_partners()["MCK"], document)

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from medbridge.canonical.trade import InvoiceDocument, InvoiceLine, InvoicePurpose, PartnerItem
+from medbridge.canonical.trade import InvoiceDocument, InvoiceLine, PartnerItem
 from medbridge.demo.procurement import demo_partners
 from medbridge.demo.supplier_behaviour import Fault, Faults
 from medbridge.settings import Settings
@@ -75,28 +75,10 @@ def test_price_variance_goes_to_ap_and_a_credit_request_then_a_credit_memo_unwin
     assert decided["decided_by"] == "admin"
     assert decided["decision"]["action"] == "request_credit"
 
-    h.send_invoice(
-        InvoiceDocument(
-            invoice_number=f"CM-{number}"[-30:],
-            invoice_date=date.today(),
-            purpose=InvoicePurpose.CREDIT_MEMO,
-            lines=(
-                InvoiceLine(
-                    line_number=1,
-                    item=PartnerItem(supplier_part="MCK-VANCO-1G"),
-                    quantity=Decimal(1),
-                    unit="EA",
-                    unit_price=ppv,
-                    order_number=reference,
-                    order_line=1,
-                ),
-            ),
-            total=ppv,
-        )
-    )
+    memo_number = h.send_credit_memo(number, reference, ppv)
     memo = h.task("ap", "credit_memo")
     h.decide(memo, action="approve")
-    h.until_invoice(f"CM-{number}"[-30:], "posted")
+    h.until_invoice(memo_number, "posted")
     reversal = next(e for e in h.journal() if e.entry_id != posted.entry_id)
     assert {(ln.account, ln.debit, ln.credit) for ln in reversal.lines} == {
         ("2000-H1", ppv, Decimal(0)),

@@ -20,7 +20,6 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from medbridge.canonical.trade import InvoiceDocument, InvoiceLine, InvoicePurpose, PartnerItem
 from medbridge.cli import app as cli
 from medbridge.connectors.tryton.outbound import TrytonErp
 from medbridge.demo.network import UNIT_PRICES
@@ -56,26 +55,7 @@ def _run(h: Harness) -> dict[str, str]:
     (ppv_entry,) = h.journal("ppv:")
     ppv = next(ln.debit for ln in ppv_entry.lines if ln.account == "5500-H1")
     (po,) = [o for o in h.cycle.orders() if o["lines"][0]["item"] == "VANCO-1G"]
-    memo_number = f"CM-{number}"[-30:]
-    h.send_invoice(
-        InvoiceDocument(
-            invoice_number=memo_number,
-            invoice_date=date.today(),
-            purpose=InvoicePurpose.CREDIT_MEMO,
-            lines=(
-                InvoiceLine(
-                    line_number=1,
-                    item=PartnerItem(supplier_part="MCK-VANCO-1G"),
-                    quantity=Decimal(1),
-                    unit="EA",
-                    unit_price=ppv,
-                    order_number=po["reference"],
-                    order_line=1,
-                ),
-            ),
-            total=ppv,
-        )
-    )
+    memo_number = h.send_credit_memo(number, po["reference"], ppv)
     h.decide(h.task("ap", "credit_memo"), action="approve")
     h.until_invoice(memo_number, "posted")
 

@@ -28,6 +28,7 @@ from uuid import uuid4
 from rich.console import Console
 from rich.table import Table
 
+from benchmarks.baselines import Row, batched_rate
 from medbridge.app import MedBridge
 from medbridge.canonical.base import Money
 from medbridge.canonical.events import EventEnvelope
@@ -40,7 +41,6 @@ from medbridge.settings import Settings
 from medbridge.store import ledger as ledger_store
 
 SOURCE = "bench/cabinet"
-RAW_TRANSACTION_ROWS = 1000
 UNITS = {i.code: i.base_unit for i in ITEMS}
 DRUGS = [i.code for i in ITEMS if i.category is ItemCategory.DRUG]
 SUPPLIES = [i.code for i in ITEMS if i.category is ItemCategory.SUPPLY]
@@ -126,7 +126,7 @@ def end_to_end(url: str, args: argparse.Namespace, seed: int) -> tuple[float, fl
         app.engine.dispose()
 
 
-def raw_rows(n: int, seed: int) -> list[tuple[str, str, str, str, str]]:
+def raw_rows(n: int, seed: int) -> list[Row]:
     """Rows shaped like ``bus_events``: real serialized envelopes of the same movements."""
     rows = []
     for s in movements(n, seed, "raw"):
@@ -140,31 +140,6 @@ def raw_rows(n: int, seed: int) -> list[tuple[str, str, str, str, str]]:
         key, payload = envelope.idempotency_key, envelope.model_dump_json()
         rows.append((str(envelope.id), envelope.type, envelope.subject, key, payload))
     return rows
-
-
-def raw_insert(path: Path, rows: list[tuple[str, str, str, str, str]], synchronous: str) -> float:
-    db = sqlite3.connect(path, isolation_level=None)
-    try:
-        db.execute("PRAGMA journal_mode=WAL")
-        db.execute(f"PRAGMA synchronous={synchronous}")
-        db.execute(
-            "CREATE TABLE events (seq INTEGER PRIMARY KEY, id TEXT NOT NULL UNIQUE,"
-            " type TEXT NOT NULL, subject TEXT NOT NULL,"
-            " idempotency_key TEXT NOT NULL UNIQUE, payload TEXT NOT NULL)"
-        )
-        sql = "INSERT INTO events (id, type, subject, idempotency_key, payload) VALUES (?,?,?,?,?)"
-        t0 = time.perf_counter()
-        for i in range(0, len(rows), RAW_TRANSACTION_ROWS):
-            db.execute("BEGIN")
-            db.executemany(sql, rows[i : i + RAW_TRANSACTION_ROWS])
-            db.execute("COMMIT")
-        elapsed = time.perf_counter() - t0
-        (count,) = db.execute("SELECT count(*) FROM events").fetchone()
-        if count != len(rows):
-            sys.exit(f"FAILED: raw baseline stored {count} of {len(rows)} rows")
-        return elapsed
-    finally:
-        db.close()
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -194,7 +169,8 @@ def main(argv: list[str] | None = None) -> None:
             a, b = end_to_end(url, args, args.seed + r)
             intake.append(a)
             consumer.append(b)
-            raw.append(raw_insert(Path(tmp) / f"raw-{r}.db", rows, args.synchronous))
+            per_second = batched_rate(Path(tmp) / f"raw-{r}.db", rows, args.synchronous)
+            raw.append(n / per_second)
 
     def rate(seconds: list[float]) -> float:
         return n / statistics.median(seconds)

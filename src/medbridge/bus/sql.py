@@ -122,17 +122,7 @@ class SqlBus(Bus):
         except DBAPIError as error:  # e.g. a constraint violation: the batch was rolled back
             raise BusError(f"event log refused the batch: {error.orig}") from error
         new = {r.idempotency_key: (r.id, r.seq, r.correlation_id) for r in inserted}
-        results = []
-        stored: set[str] = set()  # keys whose first occurrence in this call was inserted
-        for event in events:
-            key = event.idempotency_key
-            if key in new and key not in stored:
-                stored.add(key)
-                results.append(AppendResult(event.id, new[key][1], False, UUID(new[key][2])))
-            else:
-                event_id, seq, correlation = known.get(key) or new[key]
-                results.append(AppendResult(UUID(event_id), seq, True, UUID(correlation)))
-        return results
+        return _results(events, new, known)
 
     def _row(self, event: EventEnvelope[Any], now: datetime) -> dict[str, Any]:
         return {

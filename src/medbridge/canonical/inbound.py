@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from datetime import date
 from decimal import Decimal
 from enum import StrEnum
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 from uuid import UUID
 
 from pydantic import AwareDatetime, Field
@@ -102,6 +102,21 @@ class InboundSink(Protocol):
     idempotency key. Returns only once the outcome is durable (appended, or parked)."""
 
     def receive(
+        self,
+        drafts: Sequence[InboundMovement],
+        *,
+        source: str,
+        idempotency_key: str,
+        correlation_id: UUID | None = None,
+    ) -> InboundReceipt: ...
+
+
+@runtime_checkable
+class AsyncInboundSink(Protocol):
+    """An ``InboundSink`` that can also wait on an event loop without a thread: the outcome
+    is durable when the coroutine returns (a connector's listener checks for it once)."""
+
+    async def receive_async(
         self,
         drafts: Sequence[InboundMovement],
         *,

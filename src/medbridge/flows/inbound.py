@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from uuid import UUID
 
 from sqlalchemy import Engine
@@ -47,33 +47,18 @@ class InboundIntake:
         idempotency_key: str,
         correlation_id: UUID | None = None,
     ) -> InboundResult:
-        return self.receive_nowait(
-            drafts, source=source, idempotency_key=idempotency_key, correlation_id=correlation_id
-        ).result()
-
-    def receive_nowait(
-        self,
-        drafts: Sequence[InboundMovement],
-        *,
-        source: str,
-        idempotency_key: str,
-        correlation_id: UUID | None = None,
-    ) -> Future[InboundResult]:
-        """Resolve now (from memory) and hand the movements to the group commit, or park the
-        message (on a worker thread: it is a write): the future resolves once the outcome is
-        durable. Safe to call from an event loop. A resend of a parked message that resolves
-        by now (its codes were mapped) is applied at once; the parked copy then replays as a
+        """Resolve (from memory) and append through the group commit, or park the message;
+        returns once the outcome is durable. A resend of a parked message that resolves by
+        now (its codes were mapped) is applied at once; the parked copy then replays as a
         duplicate."""
         movements, problems = self.resolver.resolve_current(drafts)
         if not problems:
+            submissions = _submissions(movements, idempotency_key, correlation_id)
             try:
-                return self._submit_nowait(movements, source, idempotency_key, correlation_id)
+                return _outcome(self.intake.submit(submissions, source))
             except MovementsRejected as rejected:
-                problems = [
-                    Unmapped(p.index, p.field, "", f"resolved, then refused: {p.message}")
-                    for p in rejected.problems
-                ]
-        return self._parking.submit(self._park, drafts, problems, source, idempotency_key)
+                problems = _refusals(rejected)
+        return self._park(drafts, problems, source, idempotency_key)
 
     async def receive_async(
         self,
@@ -83,68 +68,19 @@ class InboundIntake:
         idempotency_key: str,
         correlation_id: UUID | None = None,
     ) -> InboundResult:
-        """``receive`` on an event loop: resolution from memory and the group commit's wait
-        happen on the loop, parking (a write) on a worker thread."""
+        """``receive`` on an event loop: resolution and the group commit's wait happen on the
+        loop, parking (a write) on a worker thread."""
         movements, problems = self.resolver.resolve_current(drafts)
         if not problems:
-            submissions = [
-                Submission(m, f"{idempotency_key}#{n}", correlation_id)
-                for n, m in enumerate(movements)
-            ]
+            submissions = _submissions(movements, idempotency_key, correlation_id)
             try:
-                accepted = await self.intake.submit_async(submissions, source)
+                return _outcome(await self.intake.submit_async(submissions, source))
             except MovementsRejected as rejected:
-                problems = [
-                    Unmapped(p.index, p.field, "", f"resolved, then refused: {p.message}")
-                    for p in rejected.problems
-                ]
-            else:
-                duplicate = all(a.duplicate for a in accepted)
-                return InboundResult(
-                    InboundOutcome.DUPLICATE if duplicate else InboundOutcome.ACCEPTED,
-                    event_ids=tuple(a.event_id for a in accepted),
-                )
+                problems = _refusals(rejected)
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(
             self._parking, self._park, drafts, problems, source, idempotency_key
         )
-
-    def _submit_nowait(
-        self,
-        movements: Sequence[StockMovement],
-        source: str,
-        key: str,
-        correlation_id: UUID | None,
-    ) -> Future[InboundResult]:
-        submissions = [Submission(m, f"{key}#{n}", correlation_id) for n, m in enumerate(movements)]
-        appended = self.intake.submit_nowait(submissions, source)
-        done: Future[InboundResult] = Future()
-
-        def finish(f: Future[list[Accepted]]) -> None:
-            error = f.exception()
-            if error is not None:
-                done.set_exception(error)
-                return
-            accepted = f.result()
-            duplicate = all(a.duplicate for a in accepted)
-            done.set_result(
-                InboundResult(
-                    InboundOutcome.DUPLICATE if duplicate else InboundOutcome.ACCEPTED,
-                    event_ids=tuple(a.event_id for a in accepted),
-                )
-            )
-
-        appended.add_done_callback(finish)
-        return done
-
-    def _submit(
-        self,
-        movements: Sequence[StockMovement],
-        source: str,
-        key: str,
-        correlation_id: UUID | None,
-    ) -> InboundResult:
-        return self._submit_nowait(movements, source, key, correlation_id).result()
 
     def _park(
         self, drafts: Sequence[InboundMovement], problems: Sequence[Unmapped], source: str, key: str
@@ -158,16 +94,15 @@ class InboundIntake:
                 problems=[p.as_dict() for p in problems],
                 drafts=[d.model_dump(mode="json") for d in drafts],
             )
-        if new:
-            metrics.stage("inbound", "exception").inc()
-            log.warning(
-                "inbound.exception",
-                exception_id=exception_id,
-                source=source,
-                problems=[f"{p.field}={p.value}: {p.reason}" for p in problems],
-            )
-        if not new:  # parked before, still open: as it was answered then
+        if not new:  # parked before: answered as it was then
             return InboundResult(InboundOutcome.EXCEPTION, exception_id=exception_id)
+        metrics.stage("inbound", "exception").inc()
+        log.warning(
+            "inbound.exception",
+            exception_id=exception_id,
+            source=source,
+            problems=[f"{p.field}={p.value}: {p.reason}" for p in problems],
+        )
         return InboundResult(
             InboundOutcome.EXCEPTION, exception_id=exception_id, problems=tuple(problems)
         )
@@ -186,7 +121,8 @@ class InboundIntake:
             return InboundResult(
                 InboundOutcome.EXCEPTION, exception_id=exception_id, problems=tuple(problems)
             )
-        result = self._submit(movements, parked.source, parked.idempotency_key, None)
+        submissions = _submissions(movements, parked.idempotency_key, None)
+        result = _outcome(self.intake.submit(submissions, parked.source))
         with self.engine.begin() as conn:
             exception_store.close(
                 conn, exception_id, "applied", f"{len(result.event_ids)} movement(s) appended"
@@ -202,6 +138,28 @@ class InboundIntake:
             if parked is None or parked.status != "open":
                 raise ExceptionNotOpen(f"exception {exception_id} is not open")
             exception_store.close(conn, exception_id, "discarded", reason)
+
+
+def _submissions(
+    movements: Sequence[StockMovement], key: str, correlation_id: UUID | None
+) -> list[Submission]:
+    """One message's movements, each under ``<key>#<n>`` (frozen: a resend must match)."""
+    return [Submission(m, f"{key}#{n}", correlation_id) for n, m in enumerate(movements)]
+
+
+def _outcome(accepted: Sequence[Accepted]) -> InboundResult:
+    duplicate = all(a.duplicate for a in accepted)
+    return InboundResult(
+        InboundOutcome.DUPLICATE if duplicate else InboundOutcome.ACCEPTED,
+        event_ids=tuple(a.event_id for a in accepted),
+    )
+
+
+def _refusals(rejected: MovementsRejected) -> list[Unmapped]:
+    return [
+        Unmapped(p.index, p.field, "", f"resolved, then refused: {p.message}")
+        for p in rejected.problems
+    ]
 
 
 __all__ = ["ExceptionNotOpen", "InboundIntake", "InboundOutcome", "InboundResult"]

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
-from concurrent.futures import Future
 from dataclasses import dataclass
 from uuid import UUID
 
@@ -71,32 +70,6 @@ class MovementIntake:
         """Validate and append; the idempotency key is scoped by ``source``."""
         envelopes = self.prepare(submissions, source)
         return self.accepted(submissions, self.appender.append(envelopes))
-
-    def submit_nowait(
-        self, submissions: Sequence[Submission], source: str
-    ) -> Future[list[Accepted]]:
-        """``submit`` without blocking the calling thread: validation happens now
-        (``MovementsRejected`` is raised here), the future resolves after the commit."""
-        envelopes = self.prepare(submissions, source)
-        done: Future[list[Accepted]] = Future()
-        if isinstance(self.appender, GroupCommit):
-            appended = self.appender.submit(envelopes)
-        else:
-            appended = Future()
-            try:
-                appended.set_result(self.appender.append(envelopes))
-            except Exception as error:
-                appended.set_exception(error)
-
-        def finish(f: Future[list[AppendResult]]) -> None:
-            error = f.exception()
-            if error is not None:
-                done.set_exception(error)
-            else:
-                done.set_result(self.accepted(submissions, f.result()))
-
-        appended.add_done_callback(finish)
-        return done
 
     async def submit_async(self, submissions: Sequence[Submission], source: str) -> list[Accepted]:
         """``submit`` on an event loop: validation now (``MovementsRejected``), then the

@@ -199,17 +199,6 @@ class MasterDataRepository:
                 )
         return result
 
-    def cost_centers(self, conn: Connection, codes: Iterable[str]) -> set[str]:
-        wanted = sorted(set(codes))
-        found: set[str] = set()
-        for chunk in chunks(wanted):
-            found.update(
-                conn.execute(
-                    select(cost_centers.c.code).where(cost_centers.c.code.in_(chunk))
-                ).scalars()
-            )
-        return found
-
     def suppliers(self, conn: Connection) -> dict[str, Supplier]:
         return {
             r.code: Supplier(

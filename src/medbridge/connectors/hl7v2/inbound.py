@@ -14,15 +14,14 @@ import asyncio
 from collections.abc import Coroutine, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, Protocol, runtime_checkable
-from uuid import UUID
+from typing import Any, Protocol
 
 from sqlalchemy.exc import InterfaceError, OperationalError
 
 from medbridge.bus.port import AppendResult, BusError
 from medbridge.canonical.demand import PharmacyOrder
 from medbridge.canonical.inbound import (
-    InboundMovement,
+    AsyncInboundSink,
     InboundOutcome,
     InboundReceipt,
     InboundSink,
@@ -63,21 +62,6 @@ class DemandSink(Protocol):
 
 Outcome = tuple[str, Hl7Error | None, str]
 """An ACK code, the error for its ERR segment, and MSA-3's text."""
-
-
-@runtime_checkable
-class AsyncInboundSink(Protocol):
-    """An ``InboundSink`` that can wait on an event loop without a thread: the outcome is
-    durable when the coroutine returns."""
-
-    async def receive_async(
-        self,
-        drafts: Sequence[InboundMovement],
-        *,
-        source: str,
-        idempotency_key: str,
-        correlation_id: UUID | None = None,
-    ) -> InboundReceipt: ...
 
 
 Pending = Coroutine[Any, Any, Outcome] | Future[Outcome]
@@ -264,4 +248,4 @@ class Hl7Receiver:
         return "AE", error, text
 
 
-__all__ = ["AsyncInboundSink", "Hl7ParseError", "Hl7Receiver"]
+__all__ = ["Hl7ParseError", "Hl7Receiver"]

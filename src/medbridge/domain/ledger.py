@@ -194,8 +194,21 @@ class StockBook:
     changed_lots: set[LotKey] = field(default_factory=set)
     changed_values: set[ValueKey] = field(default_factory=set)
 
+    _lot_index: dict[ValueKey, list[LotKey]] = field(
+        default_factory=dict, repr=False, compare=False
+    )
+    _indexed: int = field(default=0, repr=False, compare=False)
+
     def lots(self, item: str, location: str) -> list[LotKey]:
-        return [k for k in self.on_hand if k[0] == item and k[1] == location]
+        """The lot keys of an item@location. Lots are only ever added to ``on_hand`` (a lot
+        emptied keeps its zero), so the index is rebuilt when the key count changes. (A scan
+        of every key per issue was 9% of the ledger consumer's time, py-spy.)"""
+        if self._indexed != len(self.on_hand):
+            index: dict[ValueKey, list[LotKey]] = {}
+            for key in self.on_hand:
+                index.setdefault((key[0], key[1]), []).append(key)
+            self._lot_index, self._indexed = index, len(self.on_hand)
+        return list(self._lot_index.get((item, location), ()))
 
     def valuation(self, item: str, location: str) -> Valuation:
         return self.valuations.get((item, location), Valuation())

@@ -1,13 +1,23 @@
 """Scale-out: one ``medbridge api``, one ``medbridge listen`` and two ``medbridge worker``
-processes on PostgreSQL (a fresh database) and NATS JetStream (a stream of the test's own,
-deleted afterwards), selected by settings alone.
+processes on PostgreSQL (a fresh database) and NATS JetStream (a ``nats-server`` of the
+test's own, on a free port with its own store directory), selected by settings alone.
 
 Opening stock goes in over REST; then dispenses, half over REST to the api process and half
-as HL7 RDS^O13 over MLLP to the listen process. Midway one worker is killed with SIGKILL: the
-other takes its partitions over once the JetStream leases expire (``MEDBRIDGE_BUS_ACK_WAIT``
-is 2 s here) and finishes. Then every movement is applied and journaled exactly once, the
-per-key order held (no stock discrepancy: no dispense was applied before its receipt),
-on-hand stock is what was received less what was dispensed, and ledger = GL.
+as HL7 RDS^O13 over MLLP to the listen process, in two halves:
+
+- after the first half one worker is killed with SIGKILL while work is pending: the other
+  takes its partitions over once the JetStream leases expire (``MEDBRIDGE_BUS_ACK_WAIT`` is
+  2 s here) and finishes;
+- during the second half the NATS server is killed (SIGKILL) and started again on the same
+  store while the senders are sending. Meanwhile the api answers 503 and the listener
+  ``MSA|AR`` once an append has waited its request timeout (a shorter outage only delays
+  the acknowledgements: the NATS client holds the publishes and sends them on reconnecting);
+  the senders do what a sender must, resend what was not acknowledged, and the stream's
+  duplicate window makes a resent message that had been stored count once.
+
+Then every movement is applied and journaled exactly once, the per-key order held (no stock
+discrepancy: no dispense was applied before its receipt), on-hand stock is what was received
+less what was dispensed, and ledger = GL.
 
 ``MOVEMENTS`` dispenses by default (10,000); issue 14 asks for 100,000: set
 ``MEDBRIDGE_SCALEOUT_MOVEMENTS=100000``. Nothing here asserts on elapsed time.
@@ -16,6 +26,7 @@ on-hand stock is what was received less what was dispensed, and ledger = GL.
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -36,9 +47,9 @@ from sqlalchemy import create_engine, func, select, text
 from sqlalchemy.engine import make_url
 
 from medbridge.app import MedBridge
-from medbridge.bus.dead_letters import SqlDeadLetterStore
-from medbridge.bus.jetstream import JetStreamBus, JetStreamConfig
+from medbridge.bus.jetstream import JetStreamConfig
 from medbridge.canonical.masterdata import CodeSystem
+from medbridge.connectors.hl7v2.errors import FramingError
 from medbridge.connectors.hl7v2.outbound import MllpClient
 from medbridge.demo.network import CABINETS, ITEMS
 from medbridge.flows.ledger_posting import DISCREPANCY
@@ -66,6 +77,7 @@ STORES = sorted(set(REST_STORES) | {CABINETS[s][1] for s in HL7_SENDERS})
 BATCH = 250
 MLLP_CONNECTIONS = 4
 DEADLINE = 900.0
+NATS_SERVER = shutil.which("nats-server") or "/usr/sbin/nats-server"
 
 
 def free_port() -> int:
@@ -122,6 +134,58 @@ class Process:
 
 
 @dataclass
+class NatsServer:
+    """A ``nats-server`` with JetStream of the test's own: killed and restarted on purpose."""
+
+    port: int
+    store: Path
+    log: Path
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"nats://127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        with self.log.open("ab") as out:
+            self.process = subprocess.Popen(
+                [
+                    NATS_SERVER,
+                    "-a",
+                    "127.0.0.1",
+                    "-p",
+                    str(self.port),
+                    "-js",
+                    "-sd",
+                    str(self.store),
+                ],
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
+        deadline = time.monotonic() + 30
+        while not accepts_tcp(self.port):
+            assert self.process.poll() is None, self.log.read_text(errors="replace")[-2000:]
+            assert time.monotonic() < deadline, "nats-server did not listen within 30 s"
+            time.sleep(0.1)
+
+    def kill(self) -> None:
+        assert self.process is not None
+        self.process.kill()
+        self.process.wait(10)
+
+
+@pytest.fixture
+def nats_server(tmp_path: Path) -> Iterator[NatsServer]:
+    server = NatsServer(free_port(), tmp_path / "jetstream", tmp_path / "nats-server.log")
+    server.start()
+    try:
+        yield server
+    finally:
+        if server.process is not None and server.process.poll() is None:
+            server.kill()
+
+
+@dataclass
 class Deployment:
     database_url: str
     stream: JetStreamConfig
@@ -152,8 +216,11 @@ def postgres_database() -> Iterator[str]:
 
 @pytest.fixture
 def deployment(
-    postgres_database: str, nats_stream: JetStreamConfig, tmp_path: Path
+    postgres_database: str, nats_server: NatsServer, tmp_path: Path
 ) -> Iterator[Deployment]:
+    nats_stream = JetStreamConfig(
+        url=nats_server.url, stream="MEDBRIDGE_SCALEOUT", subject_prefix="medbridge-scaleout"
+    )
     http, mllp = free_port(), free_port()
     env = {
         **os.environ,
@@ -186,9 +253,6 @@ def deployment(
     finally:
         for process in deployed.processes.values():
             process.stop()
-        bus = JetStreamBus(nats_stream, SqlDeadLetterStore(create_db_engine(postgres_database)))
-        bus.delete_stream()
-        bus.close()
 
 
 def started(process: Process) -> bool:
@@ -202,7 +266,7 @@ def answers_http(url: str) -> bool:
         return False
 
 
-def accepts_mllp(port: int) -> bool:
+def accepts_tcp(port: int) -> bool:
     try:
         with socket.create_connection(("127.0.0.1", port), timeout=1):
             return True
@@ -210,11 +274,37 @@ def accepts_mllp(port: int) -> bool:
         return False
 
 
-def post(url: str, body: list[dict[str, Any]]) -> None:
-    answer = httpx.post(
-        f"{url}/v1/stock-movements", json=body, headers={"X-API-Key": ADMIN_KEY}, timeout=60
-    )
-    assert answer.status_code == 202, answer.text
+@dataclass
+class Refusals:
+    """What the senders were told to send again (503, ``MSA|AR``, a dropped connection)."""
+
+    seen: list[str] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def add(self, what: str) -> None:
+        with self.lock:
+            self.seen.append(what)
+
+
+def post(url: str, body: list[dict[str, Any]], refusals: Refusals | None = None) -> None:
+    """POST until 202: a 503 (event log unavailable) or a lost connection is sent again."""
+    deadline = time.monotonic() + 300
+    while True:
+        try:
+            answer = httpx.post(
+                f"{url}/v1/stock-movements", json=body, headers={"X-API-Key": ADMIN_KEY}, timeout=60
+            )
+        except httpx.TransportError as error:
+            problem = f"http {type(error).__name__}"
+        else:
+            if answer.status_code == 202:
+                return
+            assert answer.status_code == 503, answer.text
+            problem = "http 503"
+        assert refusals is not None, problem
+        assert time.monotonic() < deadline, problem
+        refusals.add(problem)
+        time.sleep(0.5)
 
 
 def receipt(store: str, quantity: int) -> dict[str, Any]:
@@ -267,13 +357,29 @@ def rds(sender: str, n: int) -> str:
     return "\r".join(segments) + "\r"
 
 
-def send_hl7(port: int, numbers: range, failures: list[str]) -> None:
-    with MllpClient("127.0.0.1", port, timeout=60) as client:
-        for n in numbers:
-            ack = client.send(rds(HL7_SENDERS[n % len(HL7_SENDERS)], n))
-            if "MSA|AA" not in ack:
-                failures.append(ack)
-                return
+def send_hl7(port: int, numbers: range, failures: list[str], refusals: Refusals) -> None:
+    """Each message until ``MSA|AA``: an ``MSA|AR`` (store unavailable) or a lost connection
+    is sent again, as a sender must; anything else is a failure."""
+    deadline = time.monotonic() + 600
+    pending = list(numbers)
+    while pending and time.monotonic() < deadline:
+        try:
+            with MllpClient("127.0.0.1", port, timeout=60) as client:
+                while pending:
+                    ack = client.send(rds(HL7_SENDERS[pending[0] % len(HL7_SENDERS)], pending[0]))
+                    if "MSA|AA" in ack:
+                        pending.pop(0)
+                    elif "MSA|AR" in ack:
+                        refusals.add("hl7 AR")
+                        time.sleep(0.5)
+                    else:
+                        failures.append(ack)
+                        return
+        except (OSError, FramingError) as error:
+            refusals.add(f"mllp {type(error).__name__}")
+            time.sleep(0.5)
+    if pending:
+        failures.append(f"{len(pending)} messages never acknowledged")
 
 
 def count(engine: Any, table: Any) -> int:
@@ -281,8 +387,8 @@ def count(engine: Any, table: Any) -> int:
         return int(conn.execute(select(func.count()).select_from(table)).scalar_one())
 
 
-def test_api_listen_and_two_workers_apply_every_movement_once_across_a_killed_worker(
-    deployment: Deployment,
+def test_api_listen_and_two_workers_apply_every_movement_once_across_a_killed_worker_and_nats(
+    deployment: Deployment, nats_server: NatsServer
 ) -> None:
     p = deployment.processes
     p["worker-a"].start()  # one at a time: the first creates DBOS's schema
@@ -292,7 +398,7 @@ def test_api_listen_and_two_workers_apply_every_movement_once_across_a_killed_wo
     p["listen"].start()
     p["worker-b"].wait_until(lambda: started(p["worker-b"]), "no process.started")
     p["api"].wait_until(lambda: answers_http(deployment.api_url), "no /health")
-    p["listen"].wait_until(lambda: accepts_mllp(deployment.mllp_port), "no MLLP port")
+    p["listen"].wait_until(lambda: accepts_tcp(deployment.mllp_port), "no MLLP port")
 
     rest_count = MOVEMENTS // 2
     hl7_count = MOVEMENTS - rest_count
@@ -303,24 +409,31 @@ def test_api_listen_and_two_workers_apply_every_movement_once_across_a_killed_wo
     hl7_failures: list[str] = []
     halves = [range(0, rest_count // 2), range(rest_count // 2, rest_count)]
     hl7_halves = [range(0, hl7_count // 2), range(hl7_count // 2, hl7_count)]
+    refusals = Refusals()
     killed_with_backlog = False
     for half, (rest, hl7) in enumerate(zip(halves, hl7_halves, strict=True)):
         senders = [
             threading.Thread(
                 target=send_hl7,
-                args=(deployment.mllp_port, hl7[i::MLLP_CONNECTIONS], hl7_failures),
+                args=(deployment.mllp_port, hl7[i::MLLP_CONNECTIONS], hl7_failures, refusals),
             )
             for i in range(MLLP_CONNECTIONS)
         ]
         for sender in senders:
             sender.start()
-        for start in range(rest.start, rest.stop, BATCH):
+        batches = range(rest.start, rest.stop, BATCH)
+        for k, start in enumerate(batches):
+            if half == 1 and k == len(batches) // 2:  # midway through the second half
+                nats_server.kill()
+                time.sleep(2)  # the processes notice: appends and pulls fail meanwhile
+                nats_server.start()
             post(
                 deployment.api_url,
                 [dispense(n) for n in range(start, min(start + BATCH, rest.stop))],
+                refusals,
             )
         for sender in senders:
-            sender.join(600)
+            sender.join(900)
         assert not hl7_failures, hl7_failures[:3]
         if half == 0:  # midway: a worker dies with work in hand
             applied = count(engine, ledger_movements)
@@ -329,6 +442,8 @@ def test_api_listen_and_two_workers_apply_every_movement_once_across_a_killed_wo
             p["worker-a"].process.send_signal(signal.SIGKILL)
             p["worker-a"].process.wait(10)
     assert killed_with_backlog, "the workers were idle at the kill: nothing was tested"
+    for name in ("api", "listen", "worker-b"):  # each lost NATS with work in hand
+        assert "bus.nats_error" in p[name].log.read_text(errors="replace"), name
 
     expected = len(STORES) + MOVEMENTS
     deadline = time.monotonic() + DEADLINE

@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-stamp
 PG_URL ?= postgresql://postgres@127.0.0.1:5432/postgres
 PYTEST_ARGS ?=
 
-.PHONY: install run test lint test-sqlite test-postgresql bench clean
+.PHONY: install run test check lint test-sqlite test-postgresql bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "MedBridge needs Python 3.11+"'
@@ -26,6 +26,10 @@ run: install
 
 ## Lint, type-check, the dependency rule, then every test on SQLite and the storage tests on PostgreSQL.
 test: install lint test-sqlite test-postgresql
+
+## The inner loop: lint, types, the dependency rule, then the unit and property tests (no peers, no subprocesses).
+check: lint
+	env -u MEDBRIDGE_DATABASE_URL $(BIN)/pytest -q tests/unit tests/property -m "not slow and not peer and not nats" $(PYTEST_ARGS)
 
 lint: install
 	$(BIN)/ruff check src tests benchmarks

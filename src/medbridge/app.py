@@ -46,7 +46,7 @@ from medbridge.flows.trade import Answer, SupplierChannel, TradeInbox, TradeOutb
 from medbridge.flows.work_queue import WorkQueues
 from medbridge.flows.workflows import Workflows
 from medbridge.flows.x12_exchange import X12Exchange, X12FolderChannel
-from medbridge.governance.clients import ClientRegistry, Role
+from medbridge.governance.clients import ClientRegistry, Role, SenderScopes
 from medbridge.masterdata.inbound import InboundResolver
 from medbridge.masterdata.repository import MasterDataRepository
 from medbridge.runtime import listeners, policies, var_secrets
@@ -97,6 +97,8 @@ class MedBridge:
         size = settings.consumer_batch_size
         group_commit = GroupCommit(bus)
         intake = MovementIntake(engine, bus, masterdata, group_commit)
+        clients = ClientRegistry(engine)
+        scopes = SenderScopes(clients, settings.sender_clients)
         return cls(
             settings=settings,
             engine=engine,
@@ -104,8 +106,8 @@ class MedBridge:
             masterdata=masterdata,
             group_commit=group_commit,
             intake=intake,
-            inbound=InboundIntake(engine, intake, InboundResolver(masterdata)),
-            clients=ClientRegistry(engine),
+            inbound=InboundIntake(engine, intake, InboundResolver(masterdata), scopes),
+            clients=clients,
             consumers={LEDGER: Consumer(bus, LEDGER, ledger, retry, batch_size=size)},
             erp_slot=ErpSlot.from_settings(settings),
             partners=dict(settings.partners),

@@ -239,12 +239,28 @@ def ledger_show(
 @clients_app.command("add")
 def clients_add(
     name: str,
-    role: Annotated[Role, typer.Option(help="reader, integration or admin.")] = Role.INTEGRATION,
+    role: Annotated[
+        list[Role] | None,
+        typer.Option(help="A role (repeat for several); see the README's roles table."),
+    ] = None,
+    facility: Annotated[
+        list[str] | None,
+        typer.Option(help="Bind the client to a facility (repeat); none: every facility."),
+    ] = None,
 ) -> None:
-    """Create (or re-key) an API client; prints its key once."""
+    """Create (or re-key) an API client; prints its key once (also its OAuth2 secret)."""
     mb = _build()
     mb.upgrade_database()
-    console.print(mb.clients.register(name, role))
+    console.print(mb.clients.register(name, role or [Role.INTEGRATION], facilities=facility))
+
+
+@clients_app.command("list")
+def clients_list() -> None:
+    """The API clients: roles, facilities, created and revoked."""
+    for c in _build().clients.list():
+        where = " ".join(sorted(c.facilities)) if c.facilities is not None else "every facility"
+        state = f"revoked {c.revoked_at:%Y-%m-%d}" if c.revoked_at else "active"
+        console.print(f"{c.name}\t{' '.join(c.roles)}\t{where}\t{state}")
 
 
 @clients_app.command("revoke")

@@ -12,7 +12,8 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from limits import parse_many
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -189,6 +190,56 @@ class Settings(BaseSettings):
 
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_json: bool = True
+
+    # --- access: OAuth2 tokens, rate limits, body sizes (governance, api.auth) -------------
+    oauth_issuer: str = Field(default="medbridge", min_length=1)
+    """The ``iss`` of the tokens MedBridge issues at ``POST /oauth/token``."""
+    oauth_audience: str = Field(default="medbridge-api", min_length=1)
+    oauth_token_lifetime: int = Field(default=300, ge=30, le=3600)
+    """Seconds a token MedBridge issues is valid."""
+    oauth_signing_key: SecretStr | None = None
+    """HS256 key of MedBridge's tokens (32+ characters); if unset, generated once into
+    ``var/oauth_signing_key``. Every process of a deployment must share it."""
+    oauth_external_issuer: str | None = None
+    """An identity provider whose tokens are trusted too (its ``iss``), with its JWKS URL
+    and the audience its tokens carry for MedBridge."""
+    oauth_external_jwks_url: str | None = None
+    oauth_external_audience: str | None = None
+    oauth_external_client_claim: str = "azp"
+    oauth_external_facilities_claim: str = "facilities"
+    client_rate_limits: dict[str, str] = {"default": "200/second;2000000/day"}
+    """Per client name (``default``: every other client), ``limits`` notation, several
+    separated by ``;``: a rate and a quota. Over any: 429 with ``Retry-After``."""
+    rate_limit_storage: str = "memory://"
+    """Where the counts live: per process (``memory://``) or shared (``redis://host:6379``)."""
+    sender_clients: dict[str, str] = {}
+    """Inbound senders bound to API clients, by the source connectors name them (e.g.
+    ``{"hl7v2/PYXIS@H1": "cabinets-h1"}``): a bound sender posts only for its client's
+    facilities (HL7 ``AE``, FHIR 403 otherwise). A FHIR sender is its API client."""
+    max_body_bytes: int = Field(default=16 * 1024 * 1024, ge=1024)
+    """The largest request body any route takes (413 beyond)."""
+
+    @field_validator("client_rate_limits")
+    @classmethod
+    def _rate_limits(cls, value: dict[str, str]) -> dict[str, str]:
+        for spec in value.values():
+            if spec.strip():
+                parse_many(spec)  # ValueError naming what it cannot read
+        return value
+
+    @model_validator(mode="after")
+    def _external_issuer(self) -> Settings:
+        external = (
+            self.oauth_external_issuer,
+            self.oauth_external_jwks_url,
+            self.oauth_external_audience,
+        )
+        if any(external) and not all(external):
+            raise ValueError(
+                "oauth_external_issuer, oauth_external_jwks_url and oauth_external_audience"
+                " go together"
+            )
+        return self
 
     @classmethod
     def settings_customise_sources(

@@ -22,12 +22,14 @@ from medbridge.api import (
     exceptions,
     fhir,
     movements,
+    oauth,
     operations,
     procurement,
     reads,
     trade,
     work_items,
 )
+from medbridge.api.auth import Access
 from medbridge.api.services import Services
 from medbridge.observability import metrics
 from medbridge.observability.logging import correlation, get_logger
@@ -86,17 +88,25 @@ class Observe:
                     )
 
 
-def create_api(svc: Services, lifespan: Lifespan | None = None) -> FastAPI:
+def create_api(
+    svc: Services, access: Access, lifespan: Lifespan | None = None, max_body: int | None = None
+) -> FastAPI:
     api = FastAPI(
         title="MedBridge",
         version=medbridge.__version__,
-        description="Healthcare ERP middleware. Every /v1 route needs an X-API-Key.",
+        description=(
+            "Healthcare ERP middleware. Every /v1, /fhir and trading-partner route needs an"
+            " API key (X-API-Key) or an OAuth2 bearer token (POST /oauth/token), and names"
+            " the permission it needs."
+        ),
         lifespan=lifespan,
+        max_body_size=max_body,
         # MedBridge observes its own requests (Observe); FastAPI's native OpenTelemetry hooks
         # looked up the providers on every request (environment reads: measured under load)
         telemetry={"tracing": False, "metrics": False, "logs": False},
     )
-    api.state.services = svc
+    api.state.services, api.state.access = svc, access
+    api.include_router(oauth.router)
     api.include_router(movements.router)
     api.include_router(reads.router)
     api.include_router(operations.router)

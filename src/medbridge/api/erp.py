@@ -7,18 +7,19 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request, status
 from starlette.concurrency import run_in_threadpool
 
-from medbridge.api.auth import require, services
+from medbridge.api.auth import refuse_outside, require, services
 from medbridge.canonical.erp import ErpError, ErpUnavailable
 from medbridge.domain.reconciliation import Reconciliation
 from medbridge.flows.erp_posting import requeue
 from medbridge.flows.reconciliation import reconcile_period
-from medbridge.governance.clients import Client, Role
+from medbridge.governance.permissions import Permission, Principal
 from medbridge.store import erp_postings
 from medbridge.store.erp_postings import PostingStatus
 
 router = APIRouter(prefix="/v1", tags=["erp"])
-Reader = Annotated[Client, Depends(require(Role.READER))]
-Admin = Annotated[Client, Depends(require(Role.ADMIN))]
+Reader = Annotated[Principal, Depends(require(Permission.ERP_READ))]
+SharedReader = Annotated[Principal, Depends(require(Permission.ERP_READ, shared=True))]
+Requeuer = Annotated[Principal, Depends(require(Permission.ERP_REQUEUE))]
 
 
 def _amount(value: Any) -> str | None:
@@ -28,15 +29,17 @@ def _amount(value: Any) -> str | None:
 @router.get("/erp-postings")
 async def get_erp_postings(
     request: Request,
-    _client: Reader,
+    client: Reader,
     status_: Annotated[PostingStatus | None, Query(alias="status")] = None,
     limit: Annotated[int, Query(ge=1, le=10_000)] = 1000,
     offset: Annotated[int, Query(ge=0)] = 0,
 ) -> dict[str, Any]:
     def query() -> tuple[list[erp_postings.Posting], dict[PostingStatus, int]]:
         with services(request).engine.connect() as conn:
-            rows = erp_postings.postings(conn, status=status_, limit=limit, offset=offset)
-            return rows, erp_postings.counts(conn)
+            rows = erp_postings.postings(
+                conn, status=status_, facilities=client.facilities, limit=limit, offset=offset
+            )
+            return rows, erp_postings.counts(conn, client.facilities)
 
     rows, counts = await run_in_threadpool(query)
     return {
@@ -60,10 +63,17 @@ async def get_erp_postings(
 @router.post("/erp-postings/{entry_id}/requeue")
 async def requeue_erp_posting(
     request: Request,
-    _client: Admin,
+    client: Requeuer,
     entry_id: Annotated[str, Path(min_length=1, max_length=80)],
 ) -> dict[str, Any]:
     """A failed posting (a dead letter) back in the queue, after the fix in the ERP."""
+    if client.scoped:
+
+        def facilities() -> set[str]:
+            with services(request).engine.connect() as conn:
+                return erp_postings.entry_facilities(conn, entry_id)
+
+        refuse_outside(client, await run_in_threadpool(facilities) or {None}, entry_id)
     if not await run_in_threadpool(requeue, services(request).engine, entry_id):
         raise HTTPException(
             status.HTTP_409_CONFLICT, detail=f"posting {entry_id} is not failed (or unknown)"
@@ -74,7 +84,7 @@ async def requeue_erp_posting(
 @router.get("/reconciliation/erp")
 async def get_erp_reconciliation(
     request: Request,
-    _client: Reader,
+    _client: SharedReader,
     period: Annotated[str, Query(pattern=r"^\d{4}-(0[1-9]|1[0-2])$")],
     through: Annotated[str | None, Query(pattern=r"^\d{4}-(0[1-9]|1[0-2])$")] = None,
 ) -> dict[str, Any]:

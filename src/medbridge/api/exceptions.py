@@ -13,13 +13,14 @@ from medbridge.api.auth import require, services
 from medbridge.canonical.codes import CodeError
 from medbridge.canonical.masterdata import CodeSystem, ItemCode
 from medbridge.flows.inbound import ExceptionNotOpen, InboundResult
-from medbridge.governance.clients import Client, Role
+from medbridge.governance.permissions import Permission, Principal
 from medbridge.masterdata.repository import CrossReferences, MasterDataError
 from medbridge.store import exceptions as exception_store
 
 router = APIRouter(prefix="/v1", tags=["exceptions and cross-references"])
-Admin = Annotated[Client, Depends(require(Role.ADMIN))]
-Reader = Annotated[Client, Depends(require(Role.READER))]
+Reader = Annotated[Principal, Depends(require(Permission.OPERATIONS_READ, shared=True))]
+Decider = Annotated[Principal, Depends(require(Permission.EXCEPTIONS_DECIDE, shared=True))]
+XrefWriter = Annotated[Principal, Depends(require(Permission.XREF_WRITE, shared=True))]
 
 
 def _view(e: exception_store.InboundException) -> dict[str, Any]:
@@ -65,7 +66,7 @@ async def list_exceptions(
 
 @router.post("/exceptions/{exception_id}/replay")
 async def replay_exception(
-    request: Request, _client: Admin, exception_id: Annotated[int, Path(ge=1)]
+    request: Request, _client: Decider, exception_id: Annotated[int, Path(ge=1)]
 ) -> dict[str, Any]:
     try:
         result = await run_in_threadpool(services(request).inbound.replay, exception_id)
@@ -81,7 +82,7 @@ class Discard(BaseModel):
 
 @router.post("/exceptions/{exception_id}/discard")
 async def discard_exception(
-    request: Request, body: Discard, client: Admin, exception_id: Annotated[int, Path(ge=1)]
+    request: Request, body: Discard, client: Decider, exception_id: Annotated[int, Path(ge=1)]
 ) -> dict[str, Any]:
     try:
         await run_in_threadpool(
@@ -115,7 +116,7 @@ def _unprocessable(field: str, message: str) -> HTTPException:
 
 @router.post("/cross-references/items", status_code=201)
 async def add_item_code(
-    request: Request, body: ItemCrossReference, _client: Admin
+    request: Request, body: ItemCrossReference, _client: XrefWriter
 ) -> dict[str, Any]:
     svc = services(request)
 
@@ -141,7 +142,9 @@ async def add_item_code(
 
 
 def _source_route(kind: str, writer: Any) -> Any:
-    async def add(request: Request, body: SourceCrossReference, _client: Admin) -> dict[str, Any]:
+    async def add(
+        request: Request, body: SourceCrossReference, _client: XrefWriter
+    ) -> dict[str, Any]:
         def write() -> None:
             with services(request).engine.begin() as conn:
                 writer(conn, body.source_system, body.code, body.target)

@@ -15,11 +15,12 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, HTTPException, Request, Response
+from fastapi.security import HTTPAuthorizationCredentials
 from pydantic import ValidationError
 from sqlalchemy.exc import InterfaceError, OperationalError
 from starlette.concurrency import run_in_threadpool
 
-from medbridge.api.auth import api_key_header, require, services
+from medbridge.api.auth import api_key_header, bearer, require, services
 from medbridge.api.services import Services
 from medbridge.bus.port import BusError
 from medbridge.canonical.inbound import InboundOutcome, InboundReceipt, UnresolvedCode
@@ -27,8 +28,8 @@ from medbridge.connectors.fhir import FhirConfig, FhirReceiver
 from medbridge.connectors.fhir.codec import WireFormat, media_format, negotiate, render
 from medbridge.connectors.fhir.errors import FhirError, Issue, PayloadTooLarge, operation_outcome
 from medbridge.connectors.fhir.inbound import AtomicResult, SourceMessage
-from medbridge.flows.intake import MovementsRejected, Submission
-from medbridge.governance.clients import Client, Role
+from medbridge.flows.intake import MovementsOutsideScope, MovementsRejected, Submission
+from medbridge.governance.permissions import Permission, Principal
 from medbridge.observability.logging import get_logger
 from medbridge.settings import fhir_config
 from medbridge.store import exceptions as exception_store
@@ -36,7 +37,7 @@ from medbridge.store import exceptions as exception_store
 router = APIRouter(prefix="/fhir/r4", tags=["FHIR R4"])
 log = get_logger(__name__)
 
-_integration = require(Role.INTEGRATION)
+_integration = require(Permission.MOVEMENTS_WRITE)
 CONSUMED = ("MedicationDispense", "SupplyDelivery", "Procedure")
 _FHIR_BODY = {
     "requestBody": {
@@ -50,11 +51,13 @@ _FHIR_BODY = {
 
 
 async def fhir_client(
-    request: Request, key: Annotated[str | None, Depends(api_key_header)]
-) -> Client | HTTPException:
-    """The integration client, or the refusal (answered as an OperationOutcome)."""
+    request: Request,
+    key: Annotated[str | None, Depends(api_key_header)],
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+) -> Principal | HTTPException:
+    """The client (``movements:write``), or the refusal (answered as an OperationOutcome)."""
     try:
-        return await _integration(request, key)
+        return await _integration(request, key, credentials)
     except HTTPException as refused:
         return refused
 
@@ -86,7 +89,15 @@ class AtomicIntake:
         if unresolved:
             return AtomicResult(unresolved=tuple(unresolved))
         try:
-            accepted = self.svc.intake.submit(submissions, source)
+            accepted = self.svc.intake.submit(submissions, source, self.svc.inbound.scope(source))
+        except MovementsOutsideScope as refused:
+            return AtomicResult(
+                unresolved=tuple(
+                    (owners[p.index], UnresolvedCode(-1, p.field, "", p.message))
+                    for p in refused.problems
+                ),
+                refused=True,
+            )
         except MovementsRejected as rejected:
             return AtomicResult(
                 unresolved=tuple(
@@ -134,7 +145,7 @@ def _outcome(status: int, code: str, text: str, fmt: WireFormat, **headers: str)
 
 
 async def _handle(
-    request: Request, client: Client | HTTPException, expected: str | None
+    request: Request, client: Principal | HTTPException, expected: str | None
 ) -> Response:
     content_type = request.headers.get("content-type")
     try:
@@ -178,7 +189,7 @@ async def _handle(
 
 def _endpoint(expected: str | None) -> Callable[..., Awaitable[Response]]:
     async def endpoint(
-        request: Request, client: Annotated[Client | HTTPException, Depends(fhir_client)]
+        request: Request, client: Annotated[Principal | HTTPException, Depends(fhir_client)]
     ) -> Response:
         return await _handle(request, client, expected)
 

@@ -17,8 +17,8 @@ from pydantic import Field, ValidationError
 from medbridge.api.auth import require, services
 from medbridge.bus.port import BusUnavailable
 from medbridge.canonical.movements import StockMovement
-from medbridge.flows.intake import MovementsRejected, Submission
-from medbridge.governance.clients import Client, Role
+from medbridge.flows.intake import MovementsOutsideScope, MovementsRejected, Submission
+from medbridge.governance.permissions import Permission, Principal
 from medbridge.observability.logging import get_logger
 
 router = APIRouter(prefix="/v1", tags=["stock movements"])
@@ -60,10 +60,16 @@ def _unprocessable(details: list[dict[str, Any]]) -> JSONResponse:
             },
         }
     },
-    responses={202: {"description": "durably appended"}, 422: {"description": "nothing stored"}},
+    responses={
+        202: {"description": "durably appended"},
+        403: {"description": "a movement outside the client's facilities; nothing stored"},
+        422: {"description": "nothing stored"},
+        503: {"description": "event log unavailable; nothing stored"},
+    },
 )
 async def post_stock_movements(
-    request: Request, client: Annotated[Client, Depends(require(Role.INTEGRATION))]
+    request: Request,
+    client: Annotated[Principal, Depends(require(Permission.MOVEMENTS_WRITE))],
 ) -> Response:
     try:
         body = orjson.loads(await request.body())
@@ -98,7 +104,23 @@ async def post_stock_movements(
     intake = services(request).intake
     try:
         # validated from memory here, committed with the other callers' by the group commit
-        accepted = await intake.submit_async(submissions, f"api/{client.name}")
+        accepted = await intake.submit_async(submissions, f"api/{client.name}", client.facilities)
+    except MovementsOutsideScope as refused:
+        return JSONResponse(
+            {
+                "detail": [
+                    _problem(
+                        [*prefix, p.index, p.field]
+                        if isinstance(body, list)
+                        else [*prefix, p.field],
+                        p.message,
+                        "outside_facility_scope",
+                    )
+                    for p in refused.problems
+                ]
+            },
+            status_code=status.HTTP_403_FORBIDDEN,
+        )
     except MovementsRejected as rejected:
         return _unprocessable(
             [

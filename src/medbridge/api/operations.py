@@ -10,7 +10,7 @@ from starlette.concurrency import run_in_threadpool
 
 from medbridge.api.auth import require, services
 from medbridge.bus.port import DeadLetterFilter
-from medbridge.governance.clients import Client, Role
+from medbridge.governance.permissions import Permission, Principal
 
 router = APIRouter(prefix="/v1", tags=["operations"])
 
@@ -28,7 +28,7 @@ class ReplayRequest(BaseModel):
 @router.get("/dead-letters")
 async def list_dead_letters(
     request: Request,
-    _client: Annotated[Client, Depends(require(Role.READER))],
+    _client: Annotated[Principal, Depends(require(Permission.OPERATIONS_READ, shared=True))],
     group: Annotated[str | None, Query(max_length=100)] = None,
     status: Annotated[str | None, Query(pattern="^(dead|replayed)$")] = "dead",
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
@@ -62,7 +62,7 @@ async def list_dead_letters(
 async def replay_dead_letters(
     request: Request,
     body: ReplayRequest,
-    _client: Annotated[Client, Depends(require(Role.ADMIN))],
+    _client: Annotated[Principal, Depends(require(Permission.DEAD_LETTERS_REPLAY, shared=True))],
 ) -> dict[str, Any]:
     consumer = services(request).consumers.get(body.group)
     if consumer is None:

@@ -13,15 +13,15 @@ from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request
 from pydantic import Field
 from starlette.concurrency import run_in_threadpool
 
-from medbridge.api.auth import require, services
+from medbridge.api.auth import refuse_outside, require, services
 from medbridge.canonical.base import CanonicalModel
 from medbridge.flows.workflows import ReceiptRefused, submit_receipt
-from medbridge.governance.clients import Client, Role
+from medbridge.governance.permissions import Permission, Principal
 from medbridge.store import procurement as store
 
 router = APIRouter(prefix="/v1", tags=["procurement"])
-Reader = Annotated[Client, Depends(require(Role.READER))]
-Operator = Annotated[Client, Depends(require(Role.INTEGRATION))]
+Reader = Annotated[Principal, Depends(require(Permission.PROCUREMENT_READ))]
+Receiver = Annotated[Principal, Depends(require(Permission.RECEIVING_WRITE))]
 Reference = Annotated[str, Path(max_length=64)]
 
 
@@ -62,17 +62,18 @@ def _order(row: dict[str, Any], receipts: list[dict[str, Any]]) -> dict[str, Any
 
 @router.get("/purchase-orders")
 async def list_orders(
-    request: Request, _client: Reader, limit: Annotated[int, Query(ge=1, le=1000)] = 200
+    request: Request, client: Reader, limit: Annotated[int, Query(ge=1, le=1000)] = 200
 ) -> dict[str, Any]:
     def query() -> list[dict[str, Any]]:
         with services(request).engine.connect() as conn:
-            return [_order(o, []) for o in store.orders(conn, limit=limit)]
+            found = store.orders(conn, facilities=client.facilities, limit=limit)
+            return [_order(o, []) for o in found]
 
     return {"orders": await run_in_threadpool(query)}
 
 
 @router.get("/purchase-orders/{reference}")
-async def get_order(request: Request, _client: Reader, reference: Reference) -> dict[str, Any]:
+async def get_order(request: Request, client: Reader, reference: Reference) -> dict[str, Any]:
     def query() -> dict[str, Any] | None:
         with services(request).engine.connect() as conn:
             row = store.order(conn, reference)
@@ -81,13 +82,25 @@ async def get_order(request: Request, _client: Reader, reference: Reference) -> 
     found = await run_in_threadpool(query)
     if found is None:
         raise HTTPException(404, detail=f"no purchase order {reference}")
+    refuse_outside(client, [found.get("facility")], f"purchase order {reference}")
     return found
 
 
 @router.post("/purchase-orders/{reference}/receipts", status_code=202)
 async def receive(
-    request: Request, client: Operator, reference: Reference, receipt: ReceiptIn
+    request: Request, client: Receiver, reference: Reference, receipt: ReceiptIn
 ) -> dict[str, Any]:
+    if client.scoped:
+
+        def facility() -> str | None:
+            with services(request).engine.connect() as conn:
+                order = store.order(conn, reference)
+            return None if order is None else str(order["facility"])
+
+        found = await run_in_threadpool(facility)
+        if found is not None:  # an unknown order is the workflow's 404
+            refuse_outside(client, [found], f"purchase order {reference}")
+
     def submit() -> dict[str, Any]:
         return submit_receipt(
             services(request).engine,
@@ -111,10 +124,11 @@ async def receive(
 
 @router.get("/invoices")
 async def list_invoices(
-    request: Request, _client: Reader, limit: Annotated[int, Query(ge=1, le=1000)] = 200
+    request: Request, client: Reader, limit: Annotated[int, Query(ge=1, le=1000)] = 200
 ) -> dict[str, Any]:
     def query() -> list[dict[str, Any]]:
         with services(request).engine.connect() as conn:
-            return [_plain(i) for i in store.invoices(conn, limit=limit)]
+            found = store.invoices(conn, facilities=client.facilities, limit=limit)
+            return [_plain(i) for i in found]
 
     return {"invoices": await run_in_threadpool(query)}

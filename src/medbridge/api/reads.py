@@ -8,22 +8,23 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request
 from starlette.concurrency import run_in_threadpool
 
-from medbridge.api.auth import require, services
+from medbridge.api.auth import refuse_outside, require, services
 from medbridge.canonical.masterdata import AccountRole
-from medbridge.governance.clients import Client, Role
+from medbridge.governance.permissions import Permission, Principal
 from medbridge.store import erp_postings
 from medbridge.store import ledger as ledger_store
 from medbridge.store import trace as trace_store
 
 router = APIRouter(prefix="/v1", tags=["read"])
-Reader = Annotated[Client, Depends(require(Role.READER))]
+StockReader = Annotated[Principal, Depends(require(Permission.STOCK_READ))]
+LedgerReader = Annotated[Principal, Depends(require(Permission.LEDGER_READ))]
 Code = Annotated[str | None, Query(max_length=64)]
 
 
 @router.get("/stock")
 async def get_stock(
     request: Request,
-    _client: Reader,
+    client: StockReader,
     item: Code = None,
     location: Code = None,
     lot: Code = None,
@@ -39,6 +40,7 @@ async def get_stock(
                 location=location,
                 lot=lot,
                 include_empty=include_empty,
+                facilities=client.facilities,
                 limit=limit,
                 offset=offset,
             )
@@ -64,7 +66,7 @@ async def get_stock(
 @router.get("/journal-entries")
 async def get_journal_entries(
     request: Request,
-    _client: Reader,
+    client: LedgerReader,
     correlation_id: Annotated[str | None, Query(max_length=36)] = None,
     account: Code = None,
     period: Annotated[str | None, Query(pattern=r"^\d{4}-\d{2}$")] = None,
@@ -78,6 +80,7 @@ async def get_journal_entries(
                 correlation_id=correlation_id,
                 account=account,
                 period=period,
+                facilities=client.facilities,
                 limit=limit,
                 offset=offset,
             )
@@ -102,7 +105,7 @@ async def get_journal_entries(
 
 
 @router.get("/ledger/reconciliation")
-async def get_reconciliation(request: Request, _client: Reader) -> dict[str, Any]:
+async def get_reconciliation(request: Request, client: LedgerReader) -> dict[str, Any]:
     """Per facility: stock ledger value vs the GL inventory balance (should be equal)."""
 
     def query() -> list[ledger_store.FacilityCheck]:
@@ -122,25 +125,33 @@ async def get_reconciliation(request: Request, _client: Reader) -> dict[str, Any
                 "difference": str(c.difference),
             }
             for c in checks
+            if client.covers(c.facility)
         ],
-        "balanced": all(c.difference == 0 for c in checks),
+        "balanced": all(c.difference == 0 for c in checks if client.covers(c.facility)),
     }
 
 
 @router.get("/trace/{correlation_id}")
 async def get_trace(
     request: Request,
-    _client: Reader,
+    client: LedgerReader,
     correlation_id: Annotated[str, Path(max_length=36)],
 ) -> dict[str, Any]:
     """Everything recorded under one correlation id, in time order: events, documents
     exchanged with trading partners, journal entries and their ERP postings."""
 
-    def query() -> list[trace_store.TraceStep]:
+    def query() -> tuple[list[trace_store.TraceStep], set[str]]:
         with services(request).engine.connect() as conn:
-            return trace_store.trace(conn, correlation_id)
+            facilities = (
+                ledger_store.correlation_facilities(conn, correlation_id)
+                if client.scoped
+                else set()
+            )
+            return trace_store.trace(conn, correlation_id), facilities
 
-    steps = await run_in_threadpool(query)
+    steps, facilities = await run_in_threadpool(query)
+    if steps and client.scoped:  # a scoped client sees a trace its facilities' entries make
+        refuse_outside(client, facilities or {None}, f"the trace {correlation_id}")
     if not steps:
         raise HTTPException(404, detail=f"nothing recorded under correlation id {correlation_id}")
     return {

@@ -1,11 +1,12 @@
 """Trading partners over HTTP: ``POST /v1/edi/x12`` (one X12 interchange in, its 997 out),
 ``POST /cxml`` (one cXML request in, a cXML Response out) and ``GET /v1/trade-documents``.
 
-``/v1/edi/x12`` needs an integration API key like every /v1 route; who the partner is comes
-from the interchange's ISA sender, which must be configured. ``/cxml`` authenticates the way
-cXML does, by the Sender credential and its SharedSecret in the document (procurement
-networks cannot send our API key), so it lives outside /v1. The work is the exchanges'
-(``flows.x12_exchange``, ``flows.cxml_exchange``); this module reads bodies and answers.
+``/v1/edi/x12`` needs the ``trade:write`` permission (every /v1 route names its own); who the
+partner it is comes from the interchange's ISA sender, which must be configured. ``/cxml``
+authenticates the way cXML does, by the Sender credential and its SharedSecret in the
+document (procurement networks cannot send our API key), so it lives outside /v1. The work
+is the exchanges' (``flows.x12_exchange``, ``flows.cxml_exchange``); this module reads
+bodies and answers.
 """
 
 from __future__ import annotations
@@ -16,12 +17,12 @@ from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
 from starlette.concurrency import run_in_threadpool
 
 from medbridge.api.auth import require, services
-from medbridge.governance.clients import Client, Role
+from medbridge.governance.permissions import Permission, Principal
 from medbridge.store import trade as store
 
 router = APIRouter(tags=["trading partners"])
-Integration = Annotated[Client, Depends(require(Role.INTEGRATION))]
-Reader = Annotated[Client, Depends(require(Role.READER))]
+Integration = Annotated[Principal, Depends(require(Permission.TRADE_WRITE, shared=True))]
+Reader = Annotated[Principal, Depends(require(Permission.TRADE_READ, shared=True))]
 X12_MEDIA = "application/edi-x12"
 _RAW_BODY = {
     "requestBody": {"required": True, "content": {X12_MEDIA: {"schema": {"type": "string"}}}}

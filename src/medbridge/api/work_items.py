@@ -1,6 +1,9 @@
 """Exception work queues over HTTP: ``GET /v1/work-items`` (by queue and status),
-``GET /v1/work-items/{id}`` and ``POST /v1/work-items/{id}/decision``. Deciding needs an
-integration (operator) key; the client's name is recorded as who decided."""
+``GET /v1/work-items/{id}`` and ``POST /v1/work-items/{id}/decision``. Reading needs
+``work:read``; deciding needs the task's queue's permission (``work:pharmacy``, ``work:ap``,
+``work:procurement``) and, where the queue has owners, being one (``clients:admin`` overrides).
+A client bound to facilities sees and decides only the tasks about them. The client's name is
+recorded as who decided."""
 
 from __future__ import annotations
 
@@ -9,7 +12,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request
 from starlette.concurrency import run_in_threadpool
 
-from medbridge.api.auth import require, services
+from medbridge.api.auth import refuse_outside, require, services
 from medbridge.canonical.tasks import Decision, TaskStatus, WorkQueue
 from medbridge.flows.work_queue import (
     ActionNotAllowed,
@@ -18,19 +21,18 @@ from medbridge.flows.work_queue import (
     TaskNotFound,
     WorkQueues,
 )
-from medbridge.governance.clients import Client, Role
+from medbridge.governance.permissions import WORK_DECISIONS, Permission, Principal
 from medbridge.store import work_items as store
 
 router = APIRouter(prefix="/v1", tags=["work queues"])
-Reader = Annotated[Client, Depends(require(Role.READER))]
-Operator = Annotated[Client, Depends(require(Role.INTEGRATION))]
+Reader = Annotated[Principal, Depends(require(Permission.WORK_READ))]
 ItemId = Annotated[int, Path(ge=1)]
 
 
 @router.get("/work-items")
 async def list_work_items(
     request: Request,
-    _client: Reader,
+    client: Reader,
     queue: WorkQueue | None = None,
     status: TaskStatus | None = TaskStatus.OPEN,
     correlation_id: Annotated[str | None, Query(max_length=36)] = None,
@@ -39,7 +41,12 @@ async def list_work_items(
     def query() -> list[dict[str, Any]]:
         with services(request).engine.connect() as conn:
             found = store.listing(
-                conn, queue=queue, status=status, correlation_id=correlation_id, limit=limit
+                conn,
+                queue=queue,
+                status=status,
+                correlation_id=correlation_id,
+                facilities=client.facilities,
+                limit=limit,
             )
         return [item.as_dict() for item in found]
 
@@ -47,7 +54,7 @@ async def list_work_items(
 
 
 @router.get("/work-items/{item_id}")
-async def get_work_item(request: Request, _client: Reader, item_id: ItemId) -> dict[str, Any]:
+async def get_work_item(request: Request, client: Reader, item_id: ItemId) -> dict[str, Any]:
     def query() -> store.WorkItem | None:
         with services(request).engine.connect() as conn:
             return store.get(conn, item_id)
@@ -55,12 +62,13 @@ async def get_work_item(request: Request, _client: Reader, item_id: ItemId) -> d
     item = await run_in_threadpool(query)
     if item is None:
         raise HTTPException(404, detail=f"no work item {item_id}")
+    refuse_outside(client, [item.facility], f"work item {item_id}")
     return item.as_dict()
 
 
 @router.post("/work-items/{item_id}/decision")
 async def decide_work_item(
-    request: Request, client: Operator, item_id: ItemId, decision: Decision
+    request: Request, client: Reader, item_id: ItemId, decision: Decision
 ) -> dict[str, Any]:
     """Decide an open task with one of its actions: 404 unknown, 403 when the queue has
     owners and the client is not one (an admin key may), 409 already decided (the first
@@ -69,9 +77,19 @@ async def decide_work_item(
     if queues is None:
         raise HTTPException(503, detail="work queues are not configured")
 
+    def authorize(item: store.WorkItem) -> None:
+        needed = WORK_DECISIONS[item.queue]
+        if not client.may(needed):
+            raise HTTPException(
+                403, detail=f"client {client.name} lacks the permission {needed.value}"
+            )
+        refuse_outside(client, [item.facility], f"work item {item_id}")
+
     def act() -> dict[str, Any]:
-        override = client.may(Role.ADMIN)
-        return queues.decide(item_id, decision, decided_by=client.name, override=override).as_dict()
+        override = client.may(Permission.CLIENTS_ADMIN)
+        return queues.decide(
+            item_id, decision, decided_by=client.name, override=override, authorize=authorize
+        ).as_dict()
 
     try:
         return await run_in_threadpool(act)

@@ -69,6 +69,7 @@ class InboundOutcome(StrEnum):
     ACCEPTED = "accepted"  # durably appended
     DUPLICATE = "duplicate"  # appended before: no second effect
     EXCEPTION = "exception"  # parked in the exception queue, nothing appended
+    REFUSED = "refused"  # the sender may not post for that facility: nothing stored at all
 
 
 @dataclass(frozen=True)

@@ -51,6 +51,9 @@ class NewTask(CanonicalModel):
     correlation_id: str | None = Field(default=None, max_length=36)
     workflow_id: str | None = Field(default=None, max_length=200)
     """The waiting process to resume on the decision."""
+    facility: str | None = Field(default=None, max_length=64)
+    """The facility the task is about (None: several or none; then only a client bound to
+    no facility sees it)."""
 
 
 class Decision(CanonicalModel):

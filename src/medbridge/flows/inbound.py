@@ -12,13 +12,20 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
+from typing import Protocol
 from uuid import UUID
 
 from sqlalchemy import Engine
 
 from medbridge.canonical.inbound import InboundMovement, InboundOutcome, InboundReceipt
 from medbridge.canonical.movements import StockMovement
-from medbridge.flows.intake import Accepted, MovementIntake, MovementsRejected, Submission
+from medbridge.flows.intake import (
+    Accepted,
+    MovementIntake,
+    MovementsOutsideScope,
+    MovementsRejected,
+    Submission,
+)
 from medbridge.masterdata.inbound import InboundResolver, Unmapped
 from medbridge.observability import metrics
 from medbridge.observability.logging import get_logger
@@ -34,9 +41,24 @@ class ExceptionNotOpen(Exception):
     """The exception does not exist or was already applied or discarded."""
 
 
+class SourceScopes(Protocol):
+    """The facilities a source may post for (None: any), e.g. ``governance.SenderScopes``."""
+
+    def facilities(self, source: str) -> frozenset[str] | None: ...
+
+
 class InboundIntake:
-    def __init__(self, engine: Engine, intake: MovementIntake, resolver: InboundResolver) -> None:
-        self.engine, self.intake, self.resolver = engine, intake, resolver
+    """``scopes``: a source bound to facilities gets ``REFUSED`` (nothing stored, nothing
+    parked: the sender must hear it) for a movement of another facility."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        intake: MovementIntake,
+        resolver: InboundResolver,
+        scopes: SourceScopes | None = None,
+    ) -> None:
+        self.engine, self.intake, self.resolver, self.scopes = engine, intake, resolver, scopes
         self._parking = ThreadPoolExecutor(max_workers=2, thread_name_prefix="inbound-park")
 
     def receive(
@@ -55,7 +77,9 @@ class InboundIntake:
         if not problems:
             submissions = _submissions(movements, idempotency_key, correlation_id)
             try:
-                return _outcome(self.intake.submit(submissions, source))
+                return _outcome(self.intake.submit(submissions, source, self.scope(source)))
+            except MovementsOutsideScope as refused:
+                return _refused(refused)
             except MovementsRejected as rejected:
                 problems = _refusals(rejected)
         return self._park(drafts, problems, source, idempotency_key)
@@ -74,13 +98,20 @@ class InboundIntake:
         if not problems:
             submissions = _submissions(movements, idempotency_key, correlation_id)
             try:
-                return _outcome(await self.intake.submit_async(submissions, source))
+                accepted = await self.intake.submit_async(submissions, source, self.scope(source))
+                return _outcome(accepted)
+            except MovementsOutsideScope as refused:
+                return _refused(refused)
             except MovementsRejected as rejected:
                 problems = _refusals(rejected)
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(
             self._parking, self._park, drafts, problems, source, idempotency_key
         )
+
+    def scope(self, source: str) -> frozenset[str] | None:
+        """The facilities ``source`` may post for (None: any)."""
+        return None if self.scopes is None else self.scopes.facilities(source)
 
     def _park(
         self, drafts: Sequence[InboundMovement], problems: Sequence[Unmapped], source: str, key: str
@@ -122,7 +153,11 @@ class InboundIntake:
                 InboundOutcome.EXCEPTION, exception_id=exception_id, problems=tuple(problems)
             )
         submissions = _submissions(movements, parked.idempotency_key, None)
-        result = _outcome(self.intake.submit(submissions, parked.source))
+        try:  # the sender's facilities bind its parked messages too
+            accepted = self.intake.submit(submissions, parked.source, self.scope(parked.source))
+        except MovementsOutsideScope as refused:
+            return _refused(refused)
+        result = _outcome(accepted)
         with self.engine.begin() as conn:
             exception_store.close(
                 conn, exception_id, "applied", f"{len(result.event_ids)} movement(s) appended"
@@ -152,6 +187,15 @@ def _outcome(accepted: Sequence[Accepted]) -> InboundResult:
     return InboundResult(
         InboundOutcome.DUPLICATE if duplicate else InboundOutcome.ACCEPTED,
         event_ids=tuple(a.event_id for a in accepted),
+    )
+
+
+def _refused(refused: MovementsOutsideScope) -> InboundResult:
+    metrics.stage("inbound", "refused").inc()
+    log.warning("inbound.outside_scope", problems=[p.message for p in refused.problems])
+    return InboundResult(
+        InboundOutcome.REFUSED,
+        problems=tuple(Unmapped(p.index, p.field, "", p.message) for p in refused.problems),
     )
 
 

@@ -19,7 +19,7 @@ from medbridge.bus.port import AppendResult, Bus
 from medbridge.canonical.events import EventEnvelope
 from medbridge.canonical.movements import StockMovement
 from medbridge.masterdata.repository import MasterDataRepository
-from medbridge.masterdata.validation import FieldProblem, check_current
+from medbridge.masterdata.validation import FieldProblem, ResolvedMovements, check_current
 from medbridge.observability import metrics
 
 
@@ -47,6 +47,36 @@ class MovementsRejected(Exception):
         self.problems = problems
 
 
+class MovementsOutsideScope(Exception):
+    """The sender is bound to facilities and a movement touches another; nothing stored."""
+
+    def __init__(self, problems: list[FieldProblem]) -> None:
+        super().__init__("; ".join(f"[{p.index}].{p.field}: {p.message}" for p in problems))
+        self.problems = problems
+
+
+def outside_scope(
+    resolved: ResolvedMovements, facilities: frozenset[str] | None
+) -> list[FieldProblem]:
+    """The locations of ``resolved`` whose facility is not one of ``facilities``."""
+    if facilities is None:
+        return []
+    problems = []
+    for i, m in enumerate(resolved.movements):
+        for field, code in (("location", m.location), ("to_location", m.to_location)):
+            info = resolved.locations.get(code) if code else None
+            if info is not None and info.facility not in facilities:
+                problems.append(
+                    FieldProblem(
+                        i,
+                        field,
+                        f"location {code!r} is in facility {info.facility}, outside the"
+                        f" sender's {', '.join(sorted(facilities))}",
+                    )
+                )
+    return problems
+
+
 def subject_of(movement: StockMovement) -> str:
     """The business key that orders events: item@location (the source, for transfers)."""
     return f"{movement.item}@{movement.location}"
@@ -66,15 +96,26 @@ class MovementIntake:
         self.engine, self.bus, self.masterdata = engine, bus, masterdata
         self.appender: Appender = appender or bus
 
-    def submit(self, submissions: Sequence[Submission], source: str) -> list[Accepted]:
-        """Validate and append; the idempotency key is scoped by ``source``."""
-        envelopes = self.prepare(submissions, source)
+    def submit(
+        self,
+        submissions: Sequence[Submission],
+        source: str,
+        facilities: frozenset[str] | None = None,
+    ) -> list[Accepted]:
+        """Validate and append; the idempotency key is scoped by ``source``. ``facilities``:
+        the sender is bound to them (``MovementsOutsideScope`` for a movement elsewhere)."""
+        envelopes = self.prepare(submissions, source, facilities)
         return self.accepted(submissions, self.appender.append(envelopes))
 
-    async def submit_async(self, submissions: Sequence[Submission], source: str) -> list[Accepted]:
+    async def submit_async(
+        self,
+        submissions: Sequence[Submission],
+        source: str,
+        facilities: frozenset[str] | None = None,
+    ) -> list[Accepted]:
         """``submit`` on an event loop: validation now (``MovementsRejected``), then the
         group commit's wait, without a thread."""
-        envelopes = self.prepare(submissions, source)
+        envelopes = self.prepare(submissions, source, facilities)
         if isinstance(self.appender, GroupCommit):
             results = await self.appender.submit_async(envelopes)
         else:
@@ -83,13 +124,21 @@ class MovementIntake:
         return self.accepted(submissions, results)
 
     def prepare(
-        self, submissions: Sequence[Submission], source: str
+        self,
+        submissions: Sequence[Submission],
+        source: str,
+        facilities: frozenset[str] | None = None,
     ) -> list[EventEnvelope[StockMovement]]:
-        """The envelopes of a valid submission; ``MovementsRejected`` naming every problem."""
-        _, problems, _ = check_current(self.masterdata, [s.movement for s in submissions])
+        """The envelopes of a valid submission; ``MovementsRejected`` naming every problem,
+        ``MovementsOutsideScope`` for a movement outside the sender's ``facilities``."""
+        resolved, problems, _ = check_current(self.masterdata, [s.movement for s in submissions])
         if problems:
             metrics.stage("intake", "rejected").inc(len(submissions))
             raise MovementsRejected(problems)
+        foreign = outside_scope(resolved, facilities)
+        if foreign:
+            metrics.stage("intake", "refused").inc(len(submissions))
+            raise MovementsOutsideScope(foreign)
         return [
             EventEnvelope[StockMovement](
                 type=s.movement.event_type,

@@ -139,7 +139,8 @@ class LedgerPosting:
                 if entry is not None:
                     entries.append(entry)
                 if valued.discrepancy is not None:
-                    tasks.append(discrepancy_task(valued, movement, item, message))
+                    task = discrepancy_task(valued, movement, item, message)
+                    tasks.append(task.model_copy(update={"facility": location.facility}))
             ledger_store.save_book(conn, book)
             ledger_store.record(conn, applied, entries)
             opened = [task for task in tasks if work_items.open_task(conn, task)[1]]

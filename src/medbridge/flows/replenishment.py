@@ -138,10 +138,13 @@ class ReplenishmentPlanner:
                 decided = replenish(position, options, now, others=item_positions)
                 event_id, correlation = trigger
                 subject = f"{position.item} at {position.location}"
+                about = {"facility": position.facility}  # the place that needs the stock
                 if decided.transfers:
-                    tasks.append(_transfer_task(decided.transfers, subject, correlation, now))
+                    task = _transfer_task(decided.transfers, subject, correlation, now)
+                    tasks.append(task.model_copy(update=about))
                 if isinstance(decided.order, NoSource):
-                    tasks.append(_no_source_task(decided.order, subject, correlation, now))
+                    task = _no_source_task(decided.order, subject, correlation, now)
+                    tasks.append(task.model_copy(update=about))
                 elif isinstance(decided.order, OrderLineProposal):
                     proposed += store.propose(
                         conn, _line(decided.order, f"{subject}:{event_id}", correlation)

@@ -67,13 +67,23 @@ class WorkQueues:
         return item
 
     def decide(
-        self, item_id: int, decision: Decision, *, decided_by: str, override: bool = False
+        self,
+        item_id: int,
+        decision: Decision,
+        *,
+        decided_by: str,
+        override: bool = False,
+        authorize: Callable[[WorkItem], None] | None = None,
     ) -> WorkItem:
-        """``override``: an administrator deciding outside the queue's owners."""
+        """``override``: an administrator deciding outside the queue's owners. ``authorize``
+        sees the task before anything changes and raises to refuse (the caller's permission
+        for the task's queue, its facility)."""
         with self.engine.begin() as conn:
             item = store.get(conn, item_id)
             if item is None:
                 raise TaskNotFound(f"no work item {item_id}")
+            if authorize is not None:
+                authorize(item)
             owners = self.owners.get(item.queue)
             if owners and decided_by not in owners and not override:
                 raise NotQueueOwner(

@@ -1,42 +1,48 @@
-"""API clients: keys mapped to roles, stored hashed.
+"""API clients: keys mapped to roles and facilities, stored hashed.
 
 Keys are 32 random bytes (urlsafe base64), so a plain SHA-256 is the right hash: there is no
-low-entropy password to stretch, and a lookup by hash stays one indexed query.
+low-entropy password to stretch, and a lookup by hash stays one indexed query. A client's key
+is also its OAuth2 client secret (``api.oauth``): the client id is its name.
 """
 
 from __future__ import annotations
 
 import hashlib
+import hmac
 import secrets
 import time
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from enum import StrEnum
+from typing import Any
 
 from sqlalchemy import Engine, select, update
 
+from medbridge.governance.permissions import Principal, Role, permissions_of
 from medbridge.store.sql import upsert
 from medbridge.store.tables import api_clients
 
+__all__ = [
+    "Client",
+    "ClientRecord",
+    "ClientRegistry",
+    "Role",
+    "SenderScopes",
+    "hash_key",
+    "new_key",
+]
 
-class Role(StrEnum):
-    """What a client may do. Each role includes the ones below it."""
-
-    READER = "reader"  # read stock, journals, dead letters
-    INTEGRATION = "integration"  # + submit movements
-    ADMIN = "admin"  # + replay dead letters, manage clients and master data
-
-
-ROLE_RANK = {Role.READER: 1, Role.INTEGRATION: 2, Role.ADMIN: 3}
+Client = Principal
+"""The principal of an API key (kept under its old name for the routes' signatures)."""
 
 
 @dataclass(frozen=True)
-class Client:
+class ClientRecord:
     name: str
-    role: Role
-
-    def may(self, needed: Role) -> bool:
-        return ROLE_RANK[self.role] >= ROLE_RANK[needed]
+    roles: tuple[Role, ...]
+    facilities: frozenset[str] | None
+    created_at: datetime
+    revoked_at: datetime | None
 
 
 def hash_key(key: str) -> str:
@@ -47,6 +53,43 @@ def new_key() -> str:
     return secrets.token_urlsafe(32)
 
 
+def _roles(roles: Role | Iterable[Role]) -> tuple[Role, ...]:
+    found = (roles,) if isinstance(roles, Role) else tuple(dict.fromkeys(Role(r) for r in roles))
+    if not found:
+        raise ValueError("a client needs at least one role")
+    return found
+
+
+def _principal(row: Any, via: str = "api_key") -> Principal:
+    roles = tuple(Role(r) for r in row.roles.split())
+    facilities = None if row.facilities is None else frozenset(row.facilities.split())
+    return Principal(row.name, permissions_of(roles), facilities, roles, via)
+
+
+class SenderScopes:
+    """The facilities an inbound sender may post for: the facilities of the client it is
+    bound to. A source (as connectors name it: ``hl7v2/PYXIS@H1``, ``fhir/<client>``...) is
+    bound by ``bindings`` (source -> client name); a FHIR source is bound to the API client
+    that sent it. An unbound source is not restricted; a source bound to an unknown or
+    revoked client may post for no facility."""
+
+    def __init__(self, registry: ClientRegistry, bindings: Mapping[str, str]) -> None:
+        self.registry, self.bindings = registry, dict(bindings)
+
+    def client_of(self, source: str) -> str | None:
+        if source in self.bindings:
+            return self.bindings[source]
+        kind, _, name = source.partition("/")
+        return name if kind == "fhir" and name else None
+
+    def facilities(self, source: str) -> frozenset[str] | None:
+        name = self.client_of(source)
+        if name is None:
+            return None
+        found, facilities = self.registry.facilities_of(name)
+        return facilities if found else frozenset()
+
+
 class ClientRegistry:
     """The API clients. ``authenticate`` answers from memory for ``ttl`` seconds after it
     looked a key up (found or not): a request does not cost a query. A key revoked or
@@ -55,14 +98,28 @@ class ClientRegistry:
 
     def __init__(self, engine: Engine, ttl: float = 5.0) -> None:
         self.engine, self.ttl = engine, ttl
-        self._seen: dict[str, tuple[float, Client | None]] = {}
+        self._seen: dict[str, tuple[float, Principal | None]] = {}
+        self._bound: dict[str, tuple[float, bool, frozenset[str] | None]] = {}
 
-    def register(self, name: str, role: Role, key: str | None = None) -> str:
-        """Create or re-key the client ``name``; return its key (shown once, stored hashed)."""
+    def register(
+        self,
+        name: str,
+        roles: Role | Iterable[Role],
+        key: str | None = None,
+        facilities: Sequence[str] | None = None,
+    ) -> str:
+        """Create or re-key the client ``name`` with ``roles``, bound to ``facilities`` (None:
+        every facility); return its key (shown once, stored hashed)."""
         key = key or new_key()
+        if facilities is not None and not facilities:
+            raise ValueError("bind a client to at least one facility, or to none (every one)")
+        bad = [f for f in facilities or () if not f or any(c.isspace() for c in f)]
+        if bad:
+            raise ValueError(f"not facility codes: {bad}")
         row = {
             "name": name,
-            "role": role.value,
+            "roles": " ".join(_roles(roles)),
+            "facilities": None if facilities is None else " ".join(sorted(set(facilities))),
             "key_hash": hash_key(key),
             "created_at": datetime.now(UTC),
             "revoked_at": None,
@@ -70,6 +127,7 @@ class ClientRegistry:
         with self.engine.begin() as conn:
             upsert(conn, api_clients, [row], keys=("name",))
         self._seen.clear()
+        self._bound.clear()
         return key
 
     def revoke(self, name: str) -> bool:
@@ -80,9 +138,10 @@ class ClientRegistry:
                 .values(revoked_at=datetime.now(UTC))
             )
         self._seen.clear()
+        self._bound.clear()
         return bool(result.rowcount)
 
-    def known(self, key: str | None) -> tuple[bool, Client | None]:
+    def known(self, key: str | None) -> tuple[bool, Principal | None]:
         """(True, the client or None) when the answer is in memory; (False, None) if not."""
         if not key:
             return True, None
@@ -91,7 +150,7 @@ class ClientRegistry:
             return False, None
         return True, seen[1]
 
-    def authenticate(self, key: str | None) -> Client | None:
+    def authenticate(self, key: str | None) -> Principal | None:
         if not key:
             return None
         known, client = self.known(key)
@@ -100,26 +159,74 @@ class ClientRegistry:
         client = self._lookup(key)
         if len(self._seen) > 10_000:  # many wrong keys: forget them all, not grow forever
             self._seen.clear()
+        self._bound.clear()
         self._seen[hash_key(key)] = (time.monotonic() + self.ttl, client)
         return client
 
-    def _lookup(self, key: str) -> Client | None:
+    def _lookup(self, key: str) -> Principal | None:
         with self.engine.connect() as conn:
             row = conn.execute(
-                select(api_clients.c.name, api_clients.c.role).where(
+                select(api_clients.c.name, api_clients.c.roles, api_clients.c.facilities).where(
                     api_clients.c.key_hash == hash_key(key), api_clients.c.revoked_at.is_(None)
                 )
             ).first()
-        return None if row is None else Client(row.name, Role(row.role))
+        return None if row is None else _principal(row)
 
-    def list(self) -> list[tuple[str, Role, datetime, datetime | None]]:
+    def facilities_of(self, name: str) -> tuple[bool, frozenset[str] | None]:
+        """(whether ``name`` is an active client, its facilities); from memory for ``ttl``."""
+        now = time.monotonic()
+        cached = self._bound.get(name)
+        if cached is not None and now < cached[0]:
+            return cached[1], cached[2]
+        with self.engine.connect() as conn:
+            row = conn.execute(
+                select(api_clients.c.facilities).where(
+                    api_clients.c.name == name, api_clients.c.revoked_at.is_(None)
+                )
+            ).first()
+        facilities = (
+            None if row is None or row.facilities is None else frozenset(row.facilities.split())
+        )
+        if len(self._bound) > 10_000:
+            self._bound.clear()
+        self._bound[name] = (now + self.ttl, row is not None, facilities)
+        return row is not None, facilities
+
+    def verify_secret(self, name: str, secret: str) -> Principal | None:
+        """The client ``name`` if ``secret`` is its current key (OAuth2 client credentials);
+        compared in constant time, the same answer for an unknown name and a wrong secret."""
+        with self.engine.connect() as conn:
+            row = conn.execute(
+                select(
+                    api_clients.c.name,
+                    api_clients.c.roles,
+                    api_clients.c.facilities,
+                    api_clients.c.key_hash,
+                ).where(api_clients.c.name == name, api_clients.c.revoked_at.is_(None))
+            ).first()
+        stored = row.key_hash if row is not None else hash_key(new_key())
+        if not hmac.compare_digest(stored, hash_key(secret)) or row is None:
+            return None
+        return _principal(row, via="token")
+
+    def list(self) -> list[ClientRecord]:
         with self.engine.connect() as conn:
             rows = conn.execute(
                 select(
                     api_clients.c.name,
-                    api_clients.c.role,
+                    api_clients.c.roles,
+                    api_clients.c.facilities,
                     api_clients.c.created_at,
                     api_clients.c.revoked_at,
                 ).order_by(api_clients.c.name)
             )
-            return [(r.name, Role(r.role), r.created_at, r.revoked_at) for r in rows]
+            return [
+                ClientRecord(
+                    r.name,
+                    tuple(Role(x) for x in r.roles.split()),
+                    None if r.facilities is None else frozenset(r.facilities.split()),
+                    r.created_at,
+                    r.revoked_at,
+                )
+                for r in rows
+            ]

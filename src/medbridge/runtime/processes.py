@@ -34,11 +34,14 @@ import uvicorn
 from fastapi import FastAPI
 
 from medbridge.api.application import create_api
+from medbridge.api.auth import Access
 from medbridge.api.services import Services
 from medbridge.connectors.fhir import FhirConfig
 from medbridge.connectors.tryton.config import TrytonConfig
 from medbridge.demo.wiring import DemoErpLoop, DemoWiring
 from medbridge.flows.erp_posting import ErpPosting
+from medbridge.governance.limits import RateLimits
+from medbridge.governance.tokens import ExternalIssuer, TokenAuthority
 from medbridge.observability.logging import get_logger
 from medbridge.observability.metrics import BusCollector, register_bus_collector
 from medbridge.runtime.adapters import serialized
@@ -46,6 +49,8 @@ from medbridge.runtime.listeners import listener_loops
 from medbridge.runtime.policies import erp_posting_policy
 from medbridge.runtime.root import Root
 from medbridge.runtime.supervisor import Loop, Supervisor
+from medbridge.runtime.var_secrets import oauth_signing_key
+from medbridge.settings import Settings
 from medbridge.settings import fhir_config as settings_fhir_config
 
 log = get_logger(__name__)
@@ -128,7 +133,9 @@ def http_app(mb: Root, *, with_workers: bool, demo: bool = False) -> FastAPI:
                 mb.stop_workers()
             mb.engine.dispose()
 
-    api = create_api(services(mb), lifespan=lifespan)
+    api = create_api(
+        services(mb), access(mb.settings), lifespan=lifespan, max_body=mb.settings.max_body_bytes
+    )
     api.state.fhir_config = fhir_config(mb)
 
     def refresh_services(_erp: TrytonConfig) -> None:  # reconciliation and postings answer
@@ -136,6 +143,29 @@ def http_app(mb: Root, *, with_workers: bool, demo: bool = False) -> FastAPI:
 
     mb.erp_slot.subscribe(refresh_services)
     return api
+
+
+def access(settings: Settings) -> Access:
+    """Tokens (MedBridge's own, and the external issuer's if configured) and rate limits."""
+    external = None
+    if settings.oauth_external_issuer:
+        assert settings.oauth_external_jwks_url
+        assert settings.oauth_external_audience
+        external = ExternalIssuer(
+            issuer=settings.oauth_external_issuer,
+            jwks_url=settings.oauth_external_jwks_url,
+            audience=settings.oauth_external_audience,
+            client_claim=settings.oauth_external_client_claim,
+            facilities_claim=settings.oauth_external_facilities_claim,
+        )
+    tokens = TokenAuthority(
+        oauth_signing_key(settings),
+        issuer=settings.oauth_issuer,
+        audience=settings.oauth_audience,
+        lifetime=settings.oauth_token_lifetime,
+        external=external,
+    )
+    return Access(tokens, RateLimits(settings.client_rate_limits, settings.rate_limit_storage))
 
 
 def services(mb: Root) -> Services:

@@ -35,3 +35,11 @@ def admin_key(settings: Settings) -> tuple[str, bool]:
     if settings.admin_api_key is not None:
         return settings.admin_api_key.get_secret_value(), False
     return var_secret(settings.var_dir, "admin_api_key")
+
+
+def oauth_signing_key(settings: Settings) -> str:
+    """The HS256 key of the tokens MedBridge issues: every process of a deployment must
+    share it (settings, or the same var directory)."""
+    if settings.oauth_signing_key is not None:
+        return settings.oauth_signing_key.get_secret_value()
+    return var_secret(settings.var_dir, "oauth_signing_key")[0]

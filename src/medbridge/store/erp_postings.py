@@ -159,11 +159,15 @@ def postings(
     *,
     status: PostingStatus | None = None,
     entry_ids: Sequence[str] | None = None,
+    facilities: frozenset[str] | None = None,
     limit: int = 1000,
     offset: int = 0,
 ) -> list[Posting]:
+    """``facilities``: only the postings of entries whose every line is of these."""
     t = erp_postings
     conditions: list[Any] = []
+    if facilities is not None:
+        conditions.append(t.c.entry_id.not_in(_outside(facilities)))
     if status is not None:
         conditions.append(t.c.status == status.value)
     if entry_ids is not None:
@@ -183,12 +187,24 @@ def get(conn: Connection, entry_id: str) -> Posting | None:
     return None if row is None else _posting(row)
 
 
-def counts(conn: Connection) -> dict[PostingStatus, int]:
+def _outside(facilities: frozenset[str]) -> Any:
+    """The entries with a line of another facility (a subquery)."""
+    return select(journal_lines.c.entry_id).where(journal_lines.c.facility.not_in(facilities))
+
+
+def entry_facilities(conn: Connection, entry_id: str) -> set[str]:
+    ln = journal_lines
+    return set(
+        conn.execute(select(ln.c.facility).distinct().where(ln.c.entry_id == entry_id)).scalars()
+    )
+
+
+def counts(conn: Connection, facilities: frozenset[str] | None = None) -> dict[PostingStatus, int]:
     t = erp_postings
-    found: dict[str, int] = {
-        row[0]: row[1]
-        for row in conn.execute(select(t.c.status, func.count()).group_by(t.c.status))
-    }
+    stmt = select(t.c.status, func.count()).group_by(t.c.status)
+    if facilities is not None:
+        stmt = stmt.where(t.c.entry_id.not_in(_outside(facilities)))
+    found: dict[str, int] = {row[0]: row[1] for row in conn.execute(stmt)}
     return {s: int(found.get(s.value, 0)) for s in PostingStatus}
 
 

@@ -204,11 +204,17 @@ def stock(
     location: str | None = None,
     lot: str | None = None,
     include_empty: bool = False,
+    facilities: frozenset[str] | None = None,
     limit: int = 1000,
     offset: int = 0,
 ) -> list[StockRow]:
+    """On-hand lots; ``facilities``: only at locations of these facilities."""
     t = stock_lots
     conditions: list[Any] = []
+    if facilities is not None:
+        conditions.append(
+            t.c.location.in_(select(locations.c.code).where(locations.c.facility.in_(facilities)))
+        )
     if item is not None:
         conditions.append(t.c.item == item)
     if location is not None:
@@ -237,11 +243,15 @@ def journal(
     account: str | None = None,
     period: str | None = None,
     entry_ids: Sequence[str] | None = None,
+    facilities: frozenset[str] | None = None,
     limit: int = 200,
     offset: int = 0,
 ) -> list[JournalEntry]:
+    """Journal entries; ``facilities``: only those whose every line is of these facilities."""
     e, ln = journal_entries, journal_lines
     conditions: list[Any] = []
+    if facilities is not None:
+        conditions.append(e.c.entry_id.not_in(entries_outside(facilities)))
     if correlation_id is not None:
         conditions.append(e.c.correlation_id == correlation_id)
     if period is not None:
@@ -286,6 +296,25 @@ def journal(
         )
         for h in heads
     ]
+
+
+def entries_outside(facilities: frozenset[str]) -> Any:
+    """The ids of the journal entries with a line of another facility (a subquery)."""
+    ln = journal_lines
+    return select(ln.c.entry_id).where(ln.c.facility.not_in(facilities))
+
+
+def correlation_facilities(conn: Connection, correlation_id: str) -> set[str]:
+    """The facilities of every journal line recorded under ``correlation_id``."""
+    e, ln = journal_entries, journal_lines
+    return set(
+        conn.execute(
+            select(ln.c.facility)
+            .distinct()
+            .join(e, e.c.entry_id == ln.c.entry_id)
+            .where(e.c.correlation_id == correlation_id)
+        ).scalars()
+    )
 
 
 @dataclass(frozen=True)

@@ -214,12 +214,19 @@ def set_order(conn: Connection, reference: str, **values: Any) -> None:
 
 
 def orders(
-    conn: Connection, *, not_started: bool = False, limit: int = 200
+    conn: Connection,
+    *,
+    not_started: bool = False,
+    facilities: frozenset[str] | None = None,
+    limit: int = 200,
 ) -> list[dict[str, Any]]:
+    """Purchase orders, newest first; ``facilities``: only those of these facilities."""
     t = purchase_orders
     stmt = select(t).order_by(t.c.created_at.desc(), t.c.reference.desc()).limit(limit)
     if not_started:
         stmt = select(t).where(t.c.workflow_started == 0).order_by(t.c.reference).limit(limit)
+    if facilities is not None:
+        stmt = stmt.where(t.c.facility.in_(facilities))
     return [dict(r._mapping) for r in conn.execute(stmt)]
 
 
@@ -303,9 +310,15 @@ def billed(conn: Connection, supplier: str) -> list[dict[str, Any]]:
     ]
 
 
-def invoices(conn: Connection, *, limit: int = 200) -> list[dict[str, Any]]:
-    t = invoice_matches
-    return [
-        dict(r._mapping)
-        for r in conn.execute(select(t).order_by(t.c.created_at.desc()).limit(limit))
-    ]
+def invoices(
+    conn: Connection, *, facilities: frozenset[str] | None = None, limit: int = 200
+) -> list[dict[str, Any]]:
+    """Supplier invoices, newest first; ``facilities``: only those billing an order of these
+    facilities (an invoice naming no order of ours is of no facility)."""
+    t, po = invoice_matches, purchase_orders
+    stmt = select(t).order_by(t.c.created_at.desc()).limit(limit)
+    if facilities is not None:
+        stmt = stmt.where(
+            t.c.order_reference.in_(select(po.c.reference).where(po.c.facility.in_(facilities)))
+        )
+    return [dict(r._mapping) for r in conn.execute(stmt)]

@@ -175,7 +175,8 @@ api_clients = Table(
     metadata,
     Column("id", SeqId, primary_key=True, autoincrement=True),
     Column("name", String(100), nullable=False, unique=True),
-    Column("role", String(32), nullable=False),
+    Column("roles", String(200), nullable=False),  # space-separated (governance.permissions)
+    Column("facilities", String(1000)),  # space-separated; NULL = every facility
     Column("key_hash", String(64), nullable=False, unique=True),
     Column("created_at", UTCDateTime, nullable=False),
     Column("revoked_at", UTCDateTime),
@@ -392,6 +393,7 @@ work_items = Table(
     Column("decided_by", String(100)),
     Column("decided_at", UTCDateTime),
     Column("created_at", UTCDateTime, nullable=False),
+    Column("facility", String(64)),  # what the task is about; NULL: several or none
     Index("ix_work_items_queue_status", "queue", "status"),
 )
 

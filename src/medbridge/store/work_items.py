@@ -29,6 +29,7 @@ class WorkItem:
     decided_by: str | None
     decided_at: datetime | None
     created_at: datetime
+    facility: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -47,6 +48,7 @@ class WorkItem:
             "decided_by": self.decided_by,
             "decided_at": self.decided_at.isoformat() if self.decided_at else None,
             "created_at": self.created_at.isoformat(),
+            "facility": self.facility,
         }
 
 
@@ -67,6 +69,7 @@ def _item(r: Any) -> WorkItem:
         decided_by=r.decided_by,
         decided_at=r.decided_at,
         created_at=r.created_at,
+        facility=r.facility,
     )
 
 
@@ -87,6 +90,7 @@ def open_task(conn: Connection, task: NewTask) -> tuple[WorkItem, bool]:
             status=TaskStatus.OPEN.value,
             correlation_id=task.correlation_id,
             workflow_id=task.workflow_id,
+            facility=task.facility,
             created_at=datetime.now(UTC),
         )
     )
@@ -111,9 +115,13 @@ def listing(
     queue: WorkQueue | None = None,
     status: TaskStatus | None = TaskStatus.OPEN,
     correlation_id: str | None = None,
+    facilities: frozenset[str] | None = None,
     limit: int = 200,
 ) -> list[WorkItem]:
+    """``facilities``: only the tasks about one of these (never a task of no facility)."""
     query = select(t).order_by(t.c.id).limit(limit)
+    if facilities is not None:
+        query = query.where(t.c.facility.in_(facilities))
     if queue is not None:
         query = query.where(t.c.queue == queue.value)
     if status is not None:

@@ -75,6 +75,8 @@ class AtomicResult:
     receipts: tuple[InboundReceipt, ...] = ()
     unresolved: tuple[tuple[int, UnresolvedCode], ...] = ()
     """(message index, problem): nothing was stored."""
+    refused: bool = False
+    """The problems are movements outside the sender's facilities (403, not 422)."""
 
 
 class AtomicSink(Protocol):
@@ -211,6 +213,17 @@ class FhirReceiver:
                 "with the same id is not applied again"
             )
             return Answer(200, operation_outcome([_information(text, code="duplicate")]))
+        if receipt.outcome is InboundOutcome.REFUSED:
+            issues = [
+                Issue(
+                    "error",
+                    "forbidden",
+                    f"{p.field}: {p.reason}; nothing stored",
+                    (mapped.drafts[p.index].paths.get(p.field, rt),),
+                )
+                for p in receipt.problems
+            ]
+            return Answer(403, operation_outcome(issues))
         if not receipt.problems:  # parked before, still open
             text = f"already in the exception queue as #{receipt.exception_id}, awaiting review"
             return Answer(200, operation_outcome([_information(text, "warning", "duplicate")]))
@@ -358,11 +371,13 @@ class FhirReceiver:
                 issues.append(
                     Issue(
                         "error",
-                        "code-invalid",
+                        "forbidden" if result.refused else "code-invalid",
                         f"{problem.field} {problem.value!r}: {problem.reason}",
                         (rebase(path, where) if path else where,),
                     )
                 )
+            if result.refused:
+                raise _combined(403, issues, "transaction refused, nothing stored")
             raise _combined(422, issues, "transaction refused, nothing stored")
         answers: list[Answer] = []
         receipts = iter(result.receipts)

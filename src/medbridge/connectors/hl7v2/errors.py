@@ -6,6 +6,7 @@ Hl7Error                       (ack code, HL7 table 0357 error code)
  +-- UnsupportedMessage        AR  200/201  message type or trigger event we do not take
  +-- UnsupportedVersion        AR  203      version outside 2.3 .. 2.8
  +-- ContentError              AE  101/102/103  a required field missing, a bad value
+      +-- OutsideSenderScope   AE  207      stock of a facility the sender is not bound to
 """
 
 from __future__ import annotations
@@ -73,6 +74,14 @@ class ContentError(Hl7Error):
 class RequiredFieldMissing(ContentError):
     error_code = "101"
     error_text = "Required field missing"
+
+
+class OutsideSenderScope(ContentError):
+    """The sender is bound to facilities and the message moves stock of another: nothing
+    stored; resending it cannot help (``AE``)."""
+
+    error_code = "207"
+    error_text = "Application internal error"
 
 
 class TableValueNotFound(ContentError):

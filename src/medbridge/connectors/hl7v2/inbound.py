@@ -29,7 +29,12 @@ from medbridge.canonical.inbound import (
 from medbridge.connectors.hl7v2.ack import build_ack
 from medbridge.connectors.hl7v2.codec import Message, decode, parse
 from medbridge.connectors.hl7v2.config import Hl7Config, UnmappedAck
-from medbridge.connectors.hl7v2.errors import Hl7Error, Hl7ParseError, TableValueNotFound
+from medbridge.connectors.hl7v2.errors import (
+    Hl7Error,
+    Hl7ParseError,
+    OutsideSenderScope,
+    TableValueNotFound,
+)
 from medbridge.connectors.hl7v2.mapping import DISPENSE, Header, Mapped, map_message
 from medbridge.connectors.hl7v2.strict import validate_strict
 from medbridge.observability import metrics
@@ -228,6 +233,15 @@ class Hl7Receiver:
             return "AA", None, ""
         if result.outcome is InboundOutcome.DUPLICATE:
             return "AA", None, "duplicate: already applied"
+        if result.outcome is InboundOutcome.REFUSED:
+            problem = result.problems[0] if result.problems else None
+            fields = (
+                _FIELDS_RDS if (header.message_type, header.trigger) in DISPENSE else _FIELDS_DFT
+            )
+            segment, number = fields.get(problem.field if problem else "", ("MSH", 4))
+            reason = problem.reason if problem else "outside the sender's facilities"
+            error = OutsideSenderScope(reason, segment=segment, field=number)
+            return "AE", error, "refused: nothing stored"
         return self._exception_ack(header, result)
 
     def _exception_ack(self, header: Header, result: InboundReceipt) -> Outcome:

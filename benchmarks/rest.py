@@ -189,7 +189,13 @@ def main(argv: list[str] | None = None) -> None:
         tempfile.TemporaryDirectory(prefix="medbridge-bench-rest-") as tmp,
         ProcessPoolExecutor(max_workers=1, mp_context=context) as client,
     ):
-        settings = Settings(database_url=f"sqlite:///{tmp}/medbridge.db", var_dir=Path(tmp) / "var")
+        settings = Settings(
+            database_url=f"sqlite:///{tmp}/medbridge.db",
+            var_dir=Path(tmp) / "var",
+            # the load client is one client: its limit high enough never to refuse it, so the
+            # limiter's cost is measured but not its refusals
+            client_rate_limits={"default": "1000000/second"},
+        )
         mb = MedBridge.build(settings)
         mb.upgrade_database()
         mb.seed_demo()

@@ -207,7 +207,7 @@ class Settings(BaseSettings):
     oauth_external_audience: str | None = None
     oauth_external_client_claim: str = "azp"
     oauth_external_facilities_claim: str = "facilities"
-    client_rate_limits: dict[str, str] = {"default": "200/second;2000000/day"}
+    client_rate_limits: dict[str, str] = {"default": "1000/second;50000000/day"}
     """Per client name (``default``: every other client), ``limits`` notation, several
     separated by ``;``: a rate and a quota. Over any: 429 with ``Retry-After``."""
     rate_limit_storage: str = "memory://"

@@ -62,6 +62,10 @@ async def fhir_client(
         return refused
 
 
+fhir_client.permission = Permission.MOVEMENTS_WRITE  # type: ignore[attr-defined]  # route table
+fhir_client.shared = False  # type: ignore[attr-defined]
+
+
 class AtomicIntake:
     """All-or-nothing intake of several resources (a transaction Bundle): every code must
     resolve, then all movements are appended in one commit, each under the same key as if its

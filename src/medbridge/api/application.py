@@ -30,6 +30,7 @@ from medbridge.api import (
     work_items,
 )
 from medbridge.api.auth import Access
+from medbridge.api.problems import KEYED
 from medbridge.api.services import Services
 from medbridge.observability import metrics
 from medbridge.observability.logging import correlation, get_logger
@@ -107,19 +108,18 @@ def create_api(
     )
     api.state.services, api.state.access = svc, access
     api.include_router(oauth.router)
-    api.include_router(movements.router)
-    api.include_router(reads.router)
-    api.include_router(operations.router)
-    api.include_router(exceptions.router)
-    api.include_router(fhir.router)
-    api.include_router(erp.router)
-    api.include_router(trade.router)
-    api.include_router(work_items.router)
-    api.include_router(procurement.router)
+    for keyed in (movements, reads, operations, exceptions, erp, work_items, procurement):
+        api.include_router(keyed.router, responses=KEYED)
+    api.include_router(fhir.router)  # answers OperationOutcomes, documented per route
+    api.include_router(trade.router)  # X12 and cXML answer in their own formats
 
     api.add_middleware(Observe)
 
-    @api.get("/health", tags=["open"])
+    @api.get(
+        "/health",
+        tags=["open"],
+        responses={503: {"description": "the database cannot be reached"}},
+    )
     async def health() -> JSONResponse:
         def probe() -> bool:
             try:
@@ -137,7 +137,17 @@ def create_api(
         }
         return JSONResponse(body, status_code=200 if ok else 503)
 
-    @api.get("/metrics", tags=["open"])
+    @api.get(
+        "/metrics",
+        tags=["open"],
+        response_class=Response,
+        responses={
+            200: {
+                "description": "Prometheus text exposition format",
+                "content": {"text/plain": {"schema": {"type": "string"}}},
+            }
+        },
+    )
     async def prometheus_metrics() -> Response:
         payload = await run_in_threadpool(generate_latest)
         return Response(payload, media_type=CONTENT_TYPE_LATEST)

@@ -8,6 +8,8 @@ from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request, sta
 from starlette.concurrency import run_in_threadpool
 
 from medbridge.api.auth import refuse_outside, require, services
+from medbridge.api.params import Offset
+from medbridge.api.problems import answers
 from medbridge.canonical.erp import ErpError, ErpUnavailable
 from medbridge.domain.reconciliation import Reconciliation
 from medbridge.flows.erp_posting import requeue
@@ -32,7 +34,7 @@ async def get_erp_postings(
     client: Reader,
     status_: Annotated[PostingStatus | None, Query(alias="status")] = None,
     limit: Annotated[int, Query(ge=1, le=10_000)] = 1000,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Offset = 0,
 ) -> dict[str, Any]:
     def query() -> tuple[list[erp_postings.Posting], dict[PostingStatus, int]]:
         with services(request).engine.connect() as conn:
@@ -60,7 +62,7 @@ async def get_erp_postings(
     }
 
 
-@router.post("/erp-postings/{entry_id}/requeue")
+@router.post("/erp-postings/{entry_id}/requeue", responses=answers(409))
 async def requeue_erp_posting(
     request: Request,
     client: Requeuer,
@@ -81,7 +83,7 @@ async def requeue_erp_posting(
     return {"entry_id": entry_id, "status": PostingStatus.PENDING.value}
 
 
-@router.get("/reconciliation/erp")
+@router.get("/reconciliation/erp", responses=answers(502, 503))
 async def get_erp_reconciliation(
     request: Request,
     _client: SharedReader,

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request
+from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.exc import IntegrityError
 from starlette.concurrency import run_in_threadpool
 
 from medbridge.api.auth import require, services
+from medbridge.api.params import RowId
+from medbridge.api.problems import answers
 from medbridge.canonical.codes import CodeError
 from medbridge.canonical.masterdata import CodeSystem, ItemCode
 from medbridge.flows.inbound import ExceptionNotOpen, InboundResult
@@ -64,9 +66,9 @@ async def list_exceptions(
     return {"items": await run_in_threadpool(query)}
 
 
-@router.post("/exceptions/{exception_id}/replay")
+@router.post("/exceptions/{exception_id}/replay", responses=answers(409))
 async def replay_exception(
-    request: Request, _client: Decider, exception_id: Annotated[int, Path(ge=1)]
+    request: Request, _client: Decider, exception_id: RowId
 ) -> dict[str, Any]:
     try:
         result = await run_in_threadpool(services(request).inbound.replay, exception_id)
@@ -80,9 +82,9 @@ class Discard(BaseModel):
     reason: str = Field(min_length=3, max_length=500)
 
 
-@router.post("/exceptions/{exception_id}/discard")
+@router.post("/exceptions/{exception_id}/discard", responses=answers(409))
 async def discard_exception(
-    request: Request, body: Discard, client: Decider, exception_id: Annotated[int, Path(ge=1)]
+    request: Request, body: Discard, client: Decider, exception_id: RowId
 ) -> dict[str, Any]:
     try:
         await run_in_threadpool(

@@ -12,7 +12,7 @@ all-or-nothing intake a transaction Bundle needs.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Request, Response
 from fastapi.security import HTTPAuthorizationCredentials
@@ -201,14 +201,26 @@ def _endpoint(expected: str | None) -> Callable[..., Awaitable[Response]]:
     return endpoint
 
 
-_RESPONSES: dict[int | str, dict[str, str]] = {
-    201: {"description": "applied, or parked for review (OperationOutcome says which)"},
-    200: {"description": "duplicate / nothing to apply / batch- or transaction-response"},
-    400: {"description": "not FHIR R4 (OperationOutcome names the version or the path)"},
-    401: {"description": "no or unknown X-API-Key"},
-    422: {"description": "valid R4, but not a movement MedBridge can read"},
+_OUTCOME = {
+    "application/fhir+json": {"schema": {"type": "object"}},
+    "application/fhir+xml": {"schema": {"type": "string"}},
 }
-
+_RESPONSES: dict[int | str, dict[str, Any]] = {
+    code: {"description": text, "content": _OUTCOME}
+    for code, text in (
+        (201, "applied, or parked for review (OperationOutcome says which)"),
+        (200, "duplicate / nothing to apply / batch- or transaction-response"),
+        (400, "not FHIR R4 (OperationOutcome names the version or the path)"),
+        (401, "no, unknown or expired credentials"),
+        (403, "no movements:write, or stock of a facility the client is not bound to"),
+        (413, "over the body or Bundle size limit"),
+        (415, "neither application/fhir+json nor application/fhir+xml"),
+        (422, "valid R4, but not a movement MedBridge can read"),
+        (429, "over the client's rate limit (Retry-After)"),
+        (500, "an internal error: nothing is known to be stored"),
+        (503, "the store is unavailable: nothing stored, send again"),
+    )
+}
 for _type in (*CONSUMED, "Bundle"):
     router.add_api_route(
         f"/{_type}",

@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
 from medbridge.api.auth import require, services
+from medbridge.api.params import BodyId
 from medbridge.bus.port import DeadLetterFilter
 from medbridge.governance.permissions import Permission, Principal
 
@@ -19,7 +20,7 @@ class ReplayRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     group: str = Field(min_length=1, max_length=100)
-    ids: list[int] | None = None
+    ids: list[BodyId] | None = Field(default=None, max_length=10_000)
     event_type: str | None = None
     subject: str | None = None
     error_type: str | None = None
@@ -67,7 +68,10 @@ async def replay_dead_letters(
     consumer = services(request).consumers.get(body.group)
     if consumer is None:
         raise HTTPException(
-            422, detail=[{"loc": ["body", "group"], "msg": "unknown consumer group"}]
+            422,
+            detail=[
+                {"loc": ["body", "group"], "msg": "unknown consumer group", "type": "value_error"}
+            ],
         )
     selection = DeadLetterFilter(
         ids=tuple(body.ids) if body.ids else None,

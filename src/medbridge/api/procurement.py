@@ -14,6 +14,7 @@ from pydantic import Field
 from starlette.concurrency import run_in_threadpool
 
 from medbridge.api.auth import refuse_outside, require, services
+from medbridge.api.problems import answers
 from medbridge.canonical.base import CanonicalModel
 from medbridge.flows.workflows import ReceiptRefused, submit_receipt
 from medbridge.governance.permissions import Permission, Principal
@@ -26,7 +27,7 @@ Reference = Annotated[str, Path(max_length=64)]
 
 
 class ReceivedLineIn(CanonicalModel):
-    line: int = Field(ge=1)
+    line: int = Field(ge=1, le=100_000)
     quantity: Decimal = Field(gt=0, max_digits=18, decimal_places=6)
     lot: str | None = Field(default=None, min_length=1, max_length=64)
     expiry: date | None = None
@@ -72,7 +73,7 @@ async def list_orders(
     return {"orders": await run_in_threadpool(query)}
 
 
-@router.get("/purchase-orders/{reference}")
+@router.get("/purchase-orders/{reference}", responses=answers(404))
 async def get_order(request: Request, client: Reader, reference: Reference) -> dict[str, Any]:
     def query() -> dict[str, Any] | None:
         with services(request).engine.connect() as conn:
@@ -86,7 +87,7 @@ async def get_order(request: Request, client: Reader, reference: Reference) -> d
     return found
 
 
-@router.post("/purchase-orders/{reference}/receipts", status_code=202)
+@router.post("/purchase-orders/{reference}/receipts", status_code=202, responses=answers(404, 409))
 async def receive(
     request: Request, client: Receiver, reference: Reference, receipt: ReceiptIn
 ) -> dict[str, Any]:
@@ -117,7 +118,13 @@ async def receive(
     except ReceiptRefused as refused:
         raise HTTPException(
             refused.status,
-            detail=[{"loc": ["body", *refused.field.split(".")], "msg": str(refused)}],
+            detail=[
+                {
+                    "loc": ["body", *refused.field.split(".")],
+                    "msg": str(refused),
+                    "type": "receipt_refused",
+                }
+            ],
         ) from None
     return {"order": reference, "accepted": accepted}
 

@@ -9,6 +9,8 @@ from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request
 from starlette.concurrency import run_in_threadpool
 
 from medbridge.api.auth import refuse_outside, require, services
+from medbridge.api.params import Offset
+from medbridge.api.problems import answers
 from medbridge.canonical.masterdata import AccountRole
 from medbridge.governance.permissions import Permission, Principal
 from medbridge.store import erp_postings
@@ -30,7 +32,7 @@ async def get_stock(
     lot: Code = None,
     include_empty: bool = False,
     limit: Annotated[int, Query(ge=1, le=10_000)] = 1000,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Offset = 0,
 ) -> dict[str, Any]:
     def query() -> list[ledger_store.StockRow]:
         with services(request).engine.connect() as conn:
@@ -71,7 +73,7 @@ async def get_journal_entries(
     account: Code = None,
     period: Annotated[str | None, Query(pattern=r"^\d{4}-\d{2}$")] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 200,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Offset = 0,
 ) -> dict[str, Any]:
     def query() -> list[dict[str, Any]]:
         with services(request).engine.connect() as conn:
@@ -131,7 +133,7 @@ async def get_reconciliation(request: Request, client: LedgerReader) -> dict[str
     }
 
 
-@router.get("/trace/{correlation_id}")
+@router.get("/trace/{correlation_id}", responses=answers(404))
 async def get_trace(
     request: Request,
     client: LedgerReader,

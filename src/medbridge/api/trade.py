@@ -17,6 +17,7 @@ from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
 from starlette.concurrency import run_in_threadpool
 
 from medbridge.api.auth import require, services
+from medbridge.api.problems import KEYED, Problem, answers
 from medbridge.governance.permissions import Permission, Principal
 from medbridge.store import trade as store
 
@@ -30,6 +31,40 @@ _RAW_BODY = {
 _XML_BODY = {
     "requestBody": {"required": True, "content": {"text/xml": {"schema": {"type": "string"}}}}
 }
+_TEXT = {"schema": {"type": "string"}}
+_X12_OWN: dict[int | str, dict[str, Any]] = {
+    200: {"description": "the 997", "content": {X12_MEDIA: _TEXT}},
+    400: {
+        "description": "no transaction set accepted (the 997 says why), or an unusable envelope",
+        "content": {X12_MEDIA: _TEXT, "text/plain": _TEXT},
+    },
+    403: {
+        "model": Problem,
+        "description": "an ISA sender that is no trading partner (text), or no permission",
+        "content": {"text/plain": _TEXT},
+    },
+    413: {
+        "model": Problem,
+        "description": "over the interchange size limit",
+        "content": {"text/plain": _TEXT},
+    },
+}
+_X12_ANSWERS = _X12_OWN | answers(401, 429, 503)
+_CXML_STATUS: dict[int | str, dict[str, Any]] = {
+    code: {"description": text, "content": {"text/xml": _TEXT}}
+    for code, text in (
+        (200, "a cXML Response, Status 200"),
+        (400, "not cXML, or a request MedBridge cannot read (the Status says what)"),
+        (401, "the Sender credential or shared secret is wrong"),
+        (406, "a value MedBridge cannot accept"),
+        (450, "a request MedBridge does not take"),
+        (500, "MedBridge could not render its answer"),
+    )
+}
+_CXML_TOO_LARGE: dict[int | str, dict[str, Any]] = {
+    413: {"model": Problem, "description": "over the document size limit"}
+}
+_CXML_ANSWERS = _CXML_STATUS | _CXML_TOO_LARGE | answers(503)
 
 
 async def _body(request: Request, limit: int) -> bytes:
@@ -42,7 +77,9 @@ async def _body(request: Request, limit: int) -> bytes:
     return bytes(received)
 
 
-@router.post("/v1/edi/x12", openapi_extra=_RAW_BODY, response_class=Response)
+@router.post(
+    "/v1/edi/x12", openapi_extra=_RAW_BODY, response_class=Response, responses=_X12_ANSWERS
+)
 async def post_x12(request: Request, _client: Integration) -> Response:
     """One X12 interchange; the answer is its 997 (``application/edi-x12``): 200 when at
     least one transaction set was accepted, 400 when none was (the 997 says why), 400 with a
@@ -57,7 +94,7 @@ async def post_x12(request: Request, _client: Integration) -> Response:
     return Response(answer.body, status_code=answer.status, media_type=media, headers=headers)
 
 
-@router.post("/cxml", openapi_extra=_XML_BODY, response_class=Response)
+@router.post("/cxml", openapi_extra=_XML_BODY, response_class=Response, responses=_CXML_ANSWERS)
 async def post_cxml(request: Request) -> Response:
     """One cXML request (ConfirmationRequest, ShipNoticeRequest, InvoiceDetailRequest),
     authenticated by its Sender credential; answered with a cXML Response whose Status code
@@ -70,7 +107,7 @@ async def post_cxml(request: Request) -> Response:
     return Response(answer.body, status_code=answer.status, media_type="text/xml")
 
 
-@router.get("/v1/trade-documents")
+@router.get("/v1/trade-documents", responses=KEYED)
 async def get_trade_documents(
     request: Request,
     _client: Reader,

@@ -9,10 +9,12 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request
+from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from starlette.concurrency import run_in_threadpool
 
 from medbridge.api.auth import refuse_outside, require, services
+from medbridge.api.params import RowId
+from medbridge.api.problems import answers
 from medbridge.canonical.tasks import Decision, TaskStatus, WorkQueue
 from medbridge.flows.work_queue import (
     ActionNotAllowed,
@@ -26,7 +28,7 @@ from medbridge.store import work_items as store
 
 router = APIRouter(prefix="/v1", tags=["work queues"])
 Reader = Annotated[Principal, Depends(require(Permission.WORK_READ))]
-ItemId = Annotated[int, Path(ge=1)]
+ItemId = RowId
 
 
 @router.get("/work-items")
@@ -53,7 +55,7 @@ async def list_work_items(
     return {"items": await run_in_threadpool(query)}
 
 
-@router.get("/work-items/{item_id}")
+@router.get("/work-items/{item_id}", responses=answers(404))
 async def get_work_item(request: Request, client: Reader, item_id: ItemId) -> dict[str, Any]:
     def query() -> store.WorkItem | None:
         with services(request).engine.connect() as conn:
@@ -66,7 +68,7 @@ async def get_work_item(request: Request, client: Reader, item_id: ItemId) -> di
     return item.as_dict()
 
 
-@router.post("/work-items/{item_id}/decision")
+@router.post("/work-items/{item_id}/decision", responses=answers(404, 409, 503))
 async def decide_work_item(
     request: Request, client: Reader, item_id: ItemId, decision: Decision
 ) -> dict[str, Any]:

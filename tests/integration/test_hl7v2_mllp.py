@@ -148,7 +148,7 @@ def test_a_dispense_with_lot_and_expiry_becomes_one_movement(
     assert event["data"]["location"] == "H1-ICU"
     assert event["data"]["cost_center"] == "H1-CC-ICU"
     assert event["data"]["unit"] == "VIAL"
-    assert str(event["idempotency_key"]).endswith("hl7:PYXIS^H1:CAB0001#0")
+    assert str(event["idempotencykey"]).endswith("hl7:PYXIS^H1:CAB0001#0")  # CloudEvents name
 
 
 def test_lf_separated_and_v23_messages_work(listener: MllpListener, medbridge: MedBridge) -> None:
@@ -184,7 +184,7 @@ def test_a_dispense_of_stock_not_on_hand_is_a_fact_applied_flagged_and_given_to_
     code, _, text = send(listener, FIXTURES / "rds-o13-v251-vancomycin-lot.hl7")
     assert code == "AA", text
     medbridge.consumers["ledger"].drain()
-    correlation = str(_last_movement_event(medbridge)["correlation_id"])
+    correlation = str(_last_movement_event(medbridge)["correlationid"])
 
     assert medbridge.bus.dead_letter_count("ledger") == 0
     with TestClient(medbridge.api()) as client:

@@ -1,4 +1,9 @@
-"""The event envelope every canonical event travels in (CloudEvents 1.0 aligned).
+"""The event envelope every canonical event travels in: a CloudEvents 1.0 event in structured
+mode. The context attributes are the spec's (``specversion``, ``id``, ``type``, ``source``,
+``subject``, ``time``, ``datacontenttype``); MedBridge's own are extension attributes, named as
+the spec requires (lowercase letters and digits only): ``correlationid``, ``causationid``,
+``idempotencykey``. In Python they are ``correlation_id``, ``causation_id`` and
+``idempotency_key``; envelopes written before the rename (snake_case keys) still read.
 
 ``correlation_id`` is the id of the first event of the business transaction (an event that
 starts one carries its own id); ``causation_id`` is the event that caused this one;
@@ -10,10 +15,10 @@ an idempotency key is frozen once published: changing it would re-apply old mess
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Generic, Literal, TypeVar
+from typing import Any, Generic, Literal, TypeVar
 from uuid import UUID
 
-from pydantic import AwareDatetime, Field, model_validator
+from pydantic import AliasChoices, AwareDatetime, ConfigDict, Field, model_validator
 from uuid_utils.compat import uuid7
 
 from medbridge.canonical.base import CanonicalModel
@@ -32,16 +37,37 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+def _extension(name: str, legacy: str) -> Any:
+    """A CloudEvents extension attribute: ``name`` on the wire, ``legacy`` still read."""
+    return {
+        "serialization_alias": name,
+        "validation_alias": AliasChoices(name, legacy),
+    }
+
+
 class EventEnvelope(CanonicalModel, Generic[DataT]):
+    model_config = ConfigDict(
+        frozen=True,
+        extra="forbid",
+        str_strip_whitespace=True,
+        serialize_by_alias=True,
+        validate_by_name=True,
+        validate_by_alias=True,
+    )
+
     specversion: Literal["1.0"] = "1.0"
     id: UUID = Field(default_factory=new_event_id)
     type: str = Field(pattern=EVENT_TYPE_PATTERN, max_length=120)
     source: str = Field(min_length=1, max_length=200)
     subject: str = Field(min_length=1, max_length=200)
     time: AwareDatetime = Field(default_factory=utcnow)
-    correlation_id: UUID | None = None
-    causation_id: UUID | None = None
-    idempotency_key: str = Field(min_length=1, max_length=200)
+    correlation_id: UUID | None = Field(
+        default=None, **_extension("correlationid", "correlation_id")
+    )
+    causation_id: UUID | None = Field(default=None, **_extension("causationid", "causation_id"))
+    idempotency_key: str = Field(
+        min_length=1, max_length=200, **_extension("idempotencykey", "idempotency_key")
+    )
     datacontenttype: Literal["application/json"] = "application/json"
     data: DataT
 

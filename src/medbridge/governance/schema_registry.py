@@ -84,7 +84,7 @@ CATALOG: Final = MappingProxyType(
         "masterdata.supplier": CatalogEntry(1, Supplier),
         "masterdata.contract": CatalogEntry(1, Contract),
         "masterdata.unit_of_measure": CatalogEntry(1, UnitOfMeasure),
-        "envelope.stock_movement_event": CatalogEntry(1, EventEnvelope[StockMovement]),
+        "envelope.stock_movement_event": CatalogEntry(2, EventEnvelope[StockMovement]),
         "inbound.movement": CatalogEntry(1, InboundMovement),
         "pharmacy.order": CatalogEntry(1, PharmacyOrder),
         "procurement.purchase_order": CatalogEntry(1, PurchaseOrder),

@@ -18,6 +18,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 import medbridge
 from medbridge.api import (
+    catalog,
     erp,
     exceptions,
     fhir,
@@ -30,8 +31,10 @@ from medbridge.api import (
     work_items,
 )
 from medbridge.api.auth import Access
+from medbridge.api.catalog import BusLayout
 from medbridge.api.problems import KEYED
 from medbridge.api.services import Services
+from medbridge.governance import catalog as catalog_model
 from medbridge.observability import metrics
 from medbridge.observability.logging import correlation, get_logger
 
@@ -44,6 +47,12 @@ Lifespan = Callable[[FastAPI], AbstractAsyncContextManager[None]]
 def _counter(route: str, status: int) -> Any:
     """The request counter's child for (route, status), looked up once."""
     return metrics.HTTP_REQUESTS.labels(route=route, status=str(status))
+
+
+_DEPRECATED = {
+    (d.method, d.path): [(k.lower().encode(), v.encode("latin-1")) for k, v in d.headers().items()]
+    for d in catalog_model.DEPRECATIONS
+}
 
 
 class Observe:
@@ -69,6 +78,9 @@ class Observe:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = int(message["status"])
+                sunset = _DEPRECATED.get((str(scope.get("method")), str(scope.get("path"))))
+                if sunset is not None:  # a deprecated route says so on every answer
+                    message = {**message, "headers": [*message.get("headers", ()), *sunset]}
             await send(message)
 
         raw_correlation = headers.get(b"x-correlation-id")
@@ -90,7 +102,11 @@ class Observe:
 
 
 def create_api(
-    svc: Services, access: Access, lifespan: Lifespan | None = None, max_body: int | None = None
+    svc: Services,
+    access: Access,
+    lifespan: Lifespan | None = None,
+    max_body: int | None = None,
+    bus_layout: tuple[str, int] = ("medbridge.events", 8),
 ) -> FastAPI:
     api = FastAPI(
         title="MedBridge",
@@ -107,8 +123,9 @@ def create_api(
         telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     api.state.services, api.state.access = svc, access
+    api.state.bus_layout = BusLayout(bus_layout[0], bus_layout[1])
     api.include_router(oauth.router)
-    for keyed in (movements, reads, operations, exceptions, erp, work_items, procurement):
+    for keyed in (movements, reads, operations, exceptions, erp, work_items, procurement, catalog):
         api.include_router(keyed.router, responses=KEYED)
     api.include_router(fhir.router)  # answers OperationOutcomes, documented per route
     api.include_router(trade.router)  # X12 and cXML answer in their own formats

@@ -229,6 +229,7 @@ for _type in (*CONSUMED, "Bundle"):
         openapi_extra=_FHIR_BODY,
         responses=_RESPONSES,
         summary=f"Submit a FHIR R4 {_type}",
+        deprecated=_type == "Bundle",  # batch and transaction Bundles go to the base URL
     )
 router.add_api_route(
     "",

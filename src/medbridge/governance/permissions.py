@@ -60,6 +60,7 @@ class Permission(StrEnum):
     WORK_PROCUREMENT = "work:procurement"
     WORK_AP = "work:ap"
     AUDIT_READ = "audit:read"
+    CATALOG_READ = "catalog:read"  # the API and event catalog, the AsyncAPI document
     CLIENTS_ADMIN = "clients:admin"  # clients, keys, roles
 
 

@@ -134,7 +134,11 @@ def http_app(mb: Root, *, with_workers: bool, demo: bool = False) -> FastAPI:
             mb.engine.dispose()
 
     api = create_api(
-        services(mb), access(mb.settings), lifespan=lifespan, max_body=mb.settings.max_body_bytes
+        services(mb),
+        access(mb.settings),
+        lifespan=lifespan,
+        max_body=mb.settings.max_body_bytes,
+        bus_layout=(mb.settings.bus_subject_prefix, mb.settings.bus_partitions),
     )
     api.state.fhir_config = fhir_config(mb)
 

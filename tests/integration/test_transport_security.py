@@ -5,6 +5,7 @@ loop from the settings' config, the API under uvicorn with ``http_config``."""
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import ssl
 import threading
@@ -24,6 +25,7 @@ from hl7_support import map_hl7_sources
 from medbridge.app import MedBridge
 from medbridge.connectors.hl7v2 import MllpClient, MllpListener, client_context, parse
 from medbridge.connectors.hl7v2.errors import FramingError
+from medbridge.connectors.hl7v2.outbound import AsyncMllpClient
 from medbridge.observability import metrics
 from medbridge.runtime.listeners import hl7_config
 from medbridge.runtime.processes import http_config
@@ -143,6 +145,22 @@ def test_a_sender_with_a_certificate_of_the_ca_gets_its_ack(
         assert ack_code(client.send(rds("TLS-1"))) == ("AA", "TLS-1")
         assert ack_code(client.send(rds("TLS-2"))) == ("AA", "TLS-2")
     assert stored(medbridge) == 2
+
+
+def test_the_async_client_sends_over_tls_with_its_certificate(
+    medbridge: MedBridge, settings: Settings, pki: Pki
+) -> None:
+    async def send(port: int) -> str:
+        cabinet = client_context(ca_file=pki.ca, cert_file=pki.client)
+        client = await AsyncMllpClient.connect("127.0.0.1", port, tls=cabinet)
+        try:
+            return await client.send(rds("ASYNC-TLS-1"))
+        finally:
+            await client.close()
+
+    with listening(medbridge, mllp_tls_settings(settings, pki)) as listener:
+        assert ack_code(asyncio.run(send(listener.port))) == ("AA", "ASYNC-TLS-1")
+    assert stored(medbridge) == 1
 
 
 @pytest.mark.parametrize("certificate", ["none", "another CA's"])

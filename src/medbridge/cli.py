@@ -111,7 +111,8 @@ def worker() -> None:
 
 
 def _announce(mb: MedBridge, key: str | None) -> None:
-    where = f"http://{mb.settings.http_host}:{mb.settings.http_port}"
+    scheme = "http" if mb.settings.http_tls_cert is None else "https"
+    where = f"{scheme}://{mb.settings.http_host}:{mb.settings.http_port}"
     console.print(f"[bold]MedBridge[/bold] on {where}  (database {mb.settings.database_url})")
     if key is not None:
         console.print(

@@ -13,7 +13,15 @@ from pathlib import Path
 from typing import Literal
 
 from limits import parse_many
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    IPvAnyNetwork,
+    SecretStr,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -101,13 +109,42 @@ class Settings(BaseSettings):
     mllp_enabled: bool = True
     mllp_host: str = "127.0.0.1"
     mllp_port: int = Field(default=2575, ge=0, le=65535)
-    mllp_tls_cert: Path | None = None
-    mllp_tls_key: Path | None = None
     hl7_unmapped_ack: Literal["AA", "AE"] = "AA"
     hl7_strict_validation: bool = False
     """How a message parked for review (unmapped codes) is acknowledged."""
     pseudonym_secret: SecretStr | None = None
     """HMAC key of encounter pseudonyms; if unset, generated once into ``var/pseudonym_secret``."""
+
+    # --- transport security: TLS for HTTP and MLLP, the MLLP source allowlist -------------
+    # Off by default. A CA file asks for client certificates and verifies them against it;
+    # ``*_require_client_cert`` (default true) refuses a client that presents none.
+    http_tls_cert: Path | None = None
+    """PEM certificate (chain) of the API and console: set, they are served over HTTPS only."""
+    http_tls_key: Path | None = None
+    """Its private key (unset: in ``http_tls_cert``)."""
+    http_tls_ca: Path | None = None
+    """CA bundle that HTTP clients' certificates must chain to (unset: none asked for)."""
+    http_tls_require_client_cert: bool = True
+    mllp_tls_cert: Path | None = None
+    """PEM certificate (chain) of the MLLP listener: set, it speaks TLS only."""
+    mllp_tls_key: Path | None = None
+    mllp_tls_ca: Path | None = None
+    """CA bundle that MLLP senders' certificates must chain to (unset: none asked for)."""
+    mllp_tls_require_client_cert: bool = True
+    mllp_tls_handshake_timeout: float = Field(default=10.0, gt=0)
+    mllp_allowed_sources: list[IPvAnyNetwork] = []
+    """Networks MLLP senders may connect from, e.g. ``["10.20.0.0/16"]`` (empty: any)."""
+
+    @model_validator(mode="after")
+    def _tls_needs_a_certificate(self) -> Settings:
+        for side in ("http", "mllp"):
+            if getattr(self, f"{side}_tls_cert") is None:
+                for part in ("key", "ca"):
+                    if getattr(self, f"{side}_tls_{part}") is not None:
+                        raise ValueError(f"{side}_tls_{part} needs {side}_tls_cert")
+        return self
+
+    # --- end of transport security --------------------------------------------------------
 
     gnuhealth_url: str | None = None
     """A GNU Health (trytond) server to poll for pharmacy dispenses; unset: no poller."""

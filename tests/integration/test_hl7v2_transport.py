@@ -1,11 +1,9 @@
-"""MLLP transport: TLS, and many concurrent connections each getting its own ACKs."""
+"""MLLP transport: many concurrent connections each getting its own ACKs (TLS:
+test_transport_security.py)."""
 
 from __future__ import annotations
 
-import ssl
-import subprocess
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import pytest
 from sqlalchemy import func, select
@@ -13,7 +11,6 @@ from sqlalchemy import func, select
 from hl7_support import map_hl7_sources, running_listener
 from medbridge.app import MedBridge
 from medbridge.connectors.hl7v2 import MllpClient, parse
-from medbridge.connectors.hl7v2.errors import FramingError
 from medbridge.store.tables import bus_events
 
 pytestmark = pytest.mark.db
@@ -48,39 +45,3 @@ def test_many_concurrent_connections_each_get_their_own_acks(medbridge: MedBridg
         assert acks == [("AA", f"C{number}-{n}") for n in range(10)]
     with medbridge.engine.connect() as conn:
         assert conn.execute(select(func.count()).select_from(bus_events)).scalar_one() == 240
-
-
-def test_mllp_over_tls(medbridge: MedBridge, tmp_path: Path) -> None:
-    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
-    subprocess.run(
-        [
-            "openssl",
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-days",
-            "1",
-            "-subj",
-            "/CN=localhost",
-            "-addext",
-            "subjectAltName=DNS:localhost,IP:127.0.0.1",
-            "-keyout",
-            str(key),
-            "-out",
-            str(cert),
-        ],
-        check=True,
-        capture_output=True,
-    )
-    map_hl7_sources(medbridge)
-    context = ssl.create_default_context(cafile=str(cert))
-    with running_listener(medbridge, tls_cert=cert, tls_key=key) as listener:
-        with MllpClient("127.0.0.1", listener.port, tls=context) as client:
-            assert ack_code(client.send(rds("TLS-1"))) == ("AA", "TLS-1")
-        with (
-            pytest.raises((ConnectionError, OSError, FramingError)),
-            MllpClient("127.0.0.1", listener.port, timeout=5) as plain,
-        ):
-            plain.send(rds("PLAIN-1"))  # a cleartext client gets no ACK from a TLS listener

@@ -22,7 +22,7 @@ from medbridge.canonical.partners import PartnerDirectory
 from medbridge.connectors.flatfile import ColumnMapping, FlatFileConfig, WatchedFolder
 from medbridge.connectors.gnuhealth.config import GnuHealthConfig
 from medbridge.connectors.gnuhealth.inbound import Poller
-from medbridge.connectors.hl7v2 import Hl7Config, Hl7Receiver, MllpListener, UnmappedAck
+from medbridge.connectors.hl7v2 import Hl7Config, Hl7Receiver, MllpListener, MllpTls, UnmappedAck
 from medbridge.flows.demand import DemandRecorder
 from medbridge.flows.inbound import InboundIntake
 from medbridge.flows.intake import MovementIntake
@@ -56,12 +56,25 @@ class Wiring(Protocol):
 # --- MLLP --------------------------------------------------------------------------------
 
 
+def mllp_tls(settings: Settings) -> MllpTls | None:
+    """The MLLP listener's TLS as the settings name it (``MEDBRIDGE_MLLP_TLS_*``)."""
+    if settings.mllp_tls_cert is None:
+        return None
+    return MllpTls(
+        cert_file=settings.mllp_tls_cert,
+        key_file=settings.mllp_tls_key,
+        ca_file=settings.mllp_tls_ca,
+        require_client_cert=settings.mllp_tls_require_client_cert,
+        handshake_timeout=settings.mllp_tls_handshake_timeout,
+    )
+
+
 def hl7_config(settings: Settings, **overrides: object) -> Hl7Config:
     values: dict[str, object] = {
         "host": settings.mllp_host,
         "port": settings.mllp_port,
-        "tls_cert": settings.mllp_tls_cert,
-        "tls_key": settings.mllp_tls_key,
+        "tls": mllp_tls(settings),
+        "allowed_sources": tuple(settings.mllp_allowed_sources),
         "unmapped_ack": UnmappedAck(settings.hl7_unmapped_ack),
         "strict_validation": settings.hl7_strict_validation,
         "pseudonym_secret": pseudonym_secret(settings),

@@ -23,6 +23,7 @@ hands its partitions back at once instead of leaving them to the lease's expiry)
 from __future__ import annotations
 
 import signal
+import ssl
 import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -220,6 +221,33 @@ class _StopOnSignal:
             pass
 
 
+STARTUP_FAILURE = 3  # uvicorn's exit status when the server could not start
+
+
+def http_config(settings: Settings, app: FastAPI) -> uvicorn.Config:
+    """How ``run`` and ``api`` serve HTTP: on ``http_host:http_port``, over HTTPS when
+    ``http_tls_cert`` is set (uvicorn's own TLS: TLS 1.2 or later), asking for client
+    certificates of ``http_tls_ca`` when set (required unless
+    ``http_tls_require_client_cert`` is false)."""
+    if settings.http_tls_ca is None:
+        client_certificates = ssl.CERT_NONE
+    elif settings.http_tls_require_client_cert:
+        client_certificates = ssl.CERT_REQUIRED
+    else:
+        client_certificates = ssl.CERT_OPTIONAL
+    return uvicorn.Config(
+        app,
+        host=settings.http_host,
+        port=settings.http_port,
+        log_level="warning",
+        access_log=False,
+        ssl_certfile=settings.http_tls_cert,
+        ssl_keyfile=settings.http_tls_key,
+        ssl_ca_certs=settings.http_tls_ca,
+        ssl_cert_reqs=client_certificates,
+    )
+
+
 def serve_http(mb: Root, *, with_workers: bool, demo: bool = False) -> None:
     """``run`` (``with_workers``) and ``api``: uvicorn until SIGTERM/SIGINT (uvicorn's own
     handlers end the lifespan, which stops the loops), then the writer and the bus. uvicorn
@@ -227,13 +255,12 @@ def serve_http(mb: Root, *, with_workers: bool, demo: bool = False) -> None:
     process closes what it holds instead of dying there."""
     _StopOnSignal().install()
     try:
-        uvicorn.run(
-            mb.api(with_workers=with_workers, demo=demo),
-            host=mb.settings.http_host,
-            port=mb.settings.http_port,
-            log_level="warning",
-            access_log=False,
+        server = uvicorn.Server(
+            http_config(mb.settings, mb.api(with_workers=with_workers, demo=demo))
         )
+        server.run()
+        if not server.started:  # the port in use, a certificate that does not load
+            raise SystemExit(STARTUP_FAILURE)
     finally:
         mb.close()
     log.info("process.stopped", role=Role.RUN.value if with_workers else Role.API.value)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from enum import StrEnum
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic import BaseModel, ConfigDict, Field, IPvAnyNetwork, SecretStr
 
 
 class UnmappedAck(StrEnum):
@@ -15,13 +15,34 @@ class UnmappedAck(StrEnum):
     ERROR = "AE"  # application error: the sender shows it on its side too
 
 
+class MllpTls(BaseModel):
+    """TLS of the MLLP listener: its certificate, and the CA its senders' certificates must
+    chain to. With ``ca_file`` a sender must present a certificate of that CA
+    (``require_client_cert``, the default) or may present none (false: one that is
+    presented is still verified); without it, no client certificate is asked for."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    cert_file: Path
+    """PEM certificate (chain) of the listener."""
+    key_file: Path | None = None
+    """Its private key (unset: in ``cert_file``)."""
+    ca_file: Path | None = None
+    require_client_cert: bool = True
+    handshake_timeout: float = Field(default=10.0, gt=0)
+    """Seconds a connection may take to complete its handshake before it is closed."""
+
+
 class Hl7Config(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     host: str = "127.0.0.1"
     port: int = Field(default=2575, ge=0, le=65535)
-    tls_cert: Path | None = None
-    tls_key: Path | None = None
+    tls: MllpTls | None = None
+    """TLS on the listener (None: plain TCP, the default)."""
+    allowed_sources: tuple[IPvAnyNetwork, ...] = ()
+    """Networks senders may connect from (empty: any); a connection from elsewhere is
+    closed before anything it sent is read."""
     max_message_bytes: int = Field(default=1_048_576, ge=1024)
     idle_timeout: float = Field(default=300.0, gt=0)
     max_in_flight: int = Field(default=64, ge=1, le=10_000)

@@ -20,6 +20,12 @@ What the listener promises:
   counted (``medbridge_stage_total{stage="mllp",outcome="framing_error"}``), and logged at
   a bounded rate with the count; a frame larger than ``max_message_bytes`` closes the
   connection. One sender's junk costs that sender's share of the loop, nobody else's.
+- **Only known senders, when configured.** With ``tls`` the listener speaks TLS only (a
+  cleartext client fails the handshake); with a CA in it, a sender must present a
+  certificate of that CA. With ``allowed_sources``, a connection from outside those networks
+  is reset at once, before anything it sent is read, logged at a bounded rate and counted
+  (``medbridge_stage_messages_total{stage="mllp",outcome="source_refused"}``). Under TLS
+  that check comes after the handshake: asyncio hands a TLS connection over only then.
 - **Nothing acknowledged early.** An ACK is written only once the receiver's outcome is
   durable; a connection closed before its ACK gets none, and the sender resends.
 """
@@ -32,9 +38,11 @@ import ssl
 import threading
 import time
 from collections.abc import Callable
+from typing import Any
 
-from medbridge.connectors.hl7v2.config import Hl7Config
+from medbridge.connectors.hl7v2.config import Hl7Config, MllpTls
 from medbridge.connectors.hl7v2.inbound import Hl7Receiver
+from medbridge.connectors.hl7v2.tls import server_context, source_allowed
 from medbridge.observability import metrics
 from medbridge.observability.logging import BoundedLog, get_logger
 
@@ -118,6 +126,16 @@ class _Pace:
         return max(0.0, self._next - now - 1.0)
 
 
+def _tls_options(tls: MllpTls) -> dict[str, Any]:
+    return {"ssl": server_context(tls), "ssl_handshake_timeout": tls.handshake_timeout}
+
+
+def _client_certificates(tls: MllpTls | None) -> str:
+    if tls is None or tls.ca_file is None:
+        return "not asked"
+    return "required" if tls.require_client_cert else "verified if presented"
+
+
 def _new_loop() -> asyncio.AbstractEventLoop:
     try:
         import uvloop
@@ -134,6 +152,7 @@ class MllpListener:
         self._server: asyncio.Server | None = None
         self._connections: set[asyncio.Task[None]] = set()
         self._junk_log = BoundedLog(log, per_interval=5, interval=5.0)
+        self._refused_log = BoundedLog(log, per_interval=5, interval=5.0)
         self._broken: set[asyncio.StreamWriter] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
@@ -142,13 +161,6 @@ class MllpListener:
     def port(self) -> int:
         assert self._server is not None, "not started"
         return int(self._server.sockets[0].getsockname()[1])
-
-    def _tls(self) -> ssl.SSLContext | None:
-        if self.config.tls_cert is None:
-            return None
-        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-        context.load_cert_chain(self.config.tls_cert, self.config.tls_key)
-        return context
 
     # --- on its own loop -------------------------------------------------------------------
 
@@ -176,18 +188,21 @@ class MllpListener:
     # --- on the caller's loop --------------------------------------------------------------
 
     async def start(self) -> None:
+        tls = self.config.tls
         self._server = await asyncio.start_server(
             self._connection,
             self.config.host,
             self.config.port,
-            ssl=self._tls(),
             backlog=1024,
+            **({} if tls is None else _tls_options(tls)),
         )
         log.info(
             "mllp.listening",
             host=self.config.host,
             port=self.port,
-            tls=self.config.tls_cert is not None,
+            tls=tls is not None,
+            client_certificates=_client_certificates(tls),
+            allowed_sources=[str(network) for network in self.config.allowed_sources] or "any",
         )
 
     async def stop(self) -> None:
@@ -202,11 +217,17 @@ class MllpListener:
             await self._server.wait_closed()
 
     async def _connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        peername = writer.get_extra_info("peername")
+        if self.config.allowed_sources and not source_allowed(
+            peername, self.config.allowed_sources
+        ):
+            self._refuse_source(writer, str(peername))
+            return
         task = asyncio.current_task()
         assert task is not None
         self._connections.add(task)
         task.add_done_callback(self._connections.discard)
-        peer = str(writer.get_extra_info("peername"))
+        peer = str(peername)
         framer = MllpFramer(self.config.max_message_bytes)
         pace = _Pace(self.config.max_messages_per_second)
         refusals = _Pace(self.config.max_refusals_per_second)
@@ -271,6 +292,12 @@ class MllpListener:
             except (ConnectionError, ssl.SSLError, RuntimeError):
                 broken = True
                 self._broken.add(writer)
+
+    def _refuse_source(self, writer: asyncio.StreamWriter, peer: str) -> None:
+        """A sender outside ``allowed_sources``: closed at once (reset), nothing read."""
+        writer.transport.abort()
+        metrics.stage("mllp", "source_refused").inc()
+        self._refused_log.warning("mllp.source_refused", peer=peer)
 
     def _count_discarded(self, framer: MllpFramer, peer: str) -> None:
         junk, torn = framer.take_discarded()

@@ -18,7 +18,9 @@ def frame(message: str | bytes) -> bytes:
 
 
 class MllpClient:
-    """A blocking client on one connection (messages go one at a time, ACK before next)."""
+    """A blocking client on one connection (messages go one at a time, ACK before next);
+    over TLS with ``tls`` (``hl7v2.tls.client_context``: the CA to trust, the client certificate
+    to present). A refused handshake raises ``ssl.SSLError`` (an ``OSError``)."""
 
     def __init__(
         self, host: str, port: int, *, timeout: float = 30.0, tls: ssl.SSLContext | None = None
@@ -60,8 +62,12 @@ class AsyncMllpClient:
         self.reader, self.writer = reader, writer
 
     @classmethod
-    async def connect(cls, host: str, port: int) -> AsyncMllpClient:
-        reader, writer = await asyncio.open_connection(host, port)
+    async def connect(
+        cls, host: str, port: int, *, tls: ssl.SSLContext | None = None
+    ) -> AsyncMllpClient:
+        """Connect, over TLS with ``tls`` (``hl7v2.tls.client_context``: the CA to trust, the
+        client certificate to present)."""
+        reader, writer = await asyncio.open_connection(host, port, ssl=tls)
         return cls(reader, writer)
 
     async def send(self, message: str | bytes) -> str:

@@ -253,6 +253,10 @@ class Settings(BaseSettings):
     """Inbound senders bound to API clients, by the source connectors name them (e.g.
     ``{"hl7v2/PYXIS@H1": "cabinets-h1"}``): a bound sender posts only for its client's
     facilities (HL7 ``AE``, FHIR 403 otherwise). A FHIR sender is its API client."""
+    client_data_policies: dict[str, dict[str, list[str]]] = {}
+    """Per client name: per route (or ``*``), the fields it never receives in answers, e.g.
+    ``{"bi-warehouse": {"*": ["correlation_id"]}}`` (governance.minimisation). Encounter
+    pseudonyms need ``encounters:read`` whatever this says."""
     max_body_bytes: int = Field(default=16 * 1024 * 1024, ge=1024)
     """The largest request body any route takes (413 beyond)."""
 

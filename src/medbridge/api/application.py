@@ -32,6 +32,7 @@ from medbridge.api import (
 )
 from medbridge.api.auth import Access
 from medbridge.api.catalog import BusLayout
+from medbridge.api.minimise import Minimise
 from medbridge.api.problems import KEYED
 from medbridge.api.services import Services
 from medbridge.governance import catalog as catalog_model
@@ -130,6 +131,7 @@ def create_api(
     api.include_router(fhir.router)  # answers OperationOutcomes, documented per route
     api.include_router(trade.router)  # X12 and cXML answer in their own formats
 
+    api.add_middleware(Minimise, policy=access.data)
     api.add_middleware(Observe)
 
     @api.get(

@@ -16,7 +16,7 @@ it changes; its facilities scope what it reads and writes, see ``FacilityScope``
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request, status
@@ -25,6 +25,7 @@ from starlette.concurrency import run_in_threadpool
 
 from medbridge.api.services import Services
 from medbridge.governance.limits import RateLimits
+from medbridge.governance.minimisation import DataPolicy
 from medbridge.governance.permissions import Permission, Principal
 from medbridge.governance.tokens import InvalidToken, TokenAuthority
 
@@ -39,6 +40,7 @@ class Access:
 
     tokens: TokenAuthority
     limits: RateLimits
+    data: DataPolicy = field(default_factory=DataPolicy)
 
 
 def services(request: Request) -> Services:

@@ -15,17 +15,18 @@ The roles (the README has the same table):
 ============  ==================================================================================
 role          permissions
 ============  ==================================================================================
-reader        every ``*:read`` except ``audit:read``
+reader        every ``*:read`` except ``audit:read`` and ``encounters:read``
 integration   reader + ``movements:write``, ``trade:write``, ``receiving:write`` and the
               decisions of every work queue (the integration engine's own account)
 pharmacy      ``stock:read``, ``ledger:read``, ``work:read``, ``work:pharmacy``,
-              ``movements:write``
+              ``movements:write``, ``encounters:read``
 procurement   ``stock:read``, ``procurement:read``, ``trade:read``, ``work:read``,
               ``work:procurement``, ``receiving:write``
 ap_clerk      ``procurement:read``, ``trade:read``, ``work:read``, ``work:ap``, ``erp:read``
 finance       ``stock:read``, ``ledger:read``, ``erp:read``, ``erp:requeue``,
               ``procurement:read``, ``work:read``, ``work:ap``
-auditor       every ``*:read``, ``audit:read`` included; changes nothing
+auditor       every ``*:read`` but ``encounters:read``, ``audit:read`` included; changes
+              nothing
 admin         every permission
 ============  ==================================================================================
 """
@@ -61,6 +62,7 @@ class Permission(StrEnum):
     WORK_AP = "work:ap"
     AUDIT_READ = "audit:read"
     CATALOG_READ = "catalog:read"  # the API and event catalog, the AsyncAPI document
+    ENCOUNTERS_READ = "encounters:read"  # see encounter pseudonyms (governance.minimisation)
     CLIENTS_ADMIN = "clients:admin"  # clients, keys, roles
 
 
@@ -72,7 +74,11 @@ WORK_DECISIONS = {
 """Deciding a task of a queue needs the queue's permission (and, where the queue has named
 owners in the settings, being one of them)."""
 
-_READS = frozenset(p for p in Permission if p.value.endswith(":read"))
+_READS = frozenset(p for p in Permission if p.value.endswith(":read")) - {
+    Permission.ENCOUNTERS_READ
+}
+"""Every read of business data. Encounter pseudonyms are not business data: only the roles that
+work with encounters (pharmacy, admin) see them, never an analytics reader."""
 
 
 class Role(StrEnum):
@@ -92,7 +98,14 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
     Role.INTEGRATION: (_READS - {P.AUDIT_READ})
     | {P.MOVEMENTS_WRITE, P.TRADE_WRITE, P.RECEIVING_WRITE, *WORK_DECISIONS.values()},
     Role.PHARMACY: frozenset(
-        {P.STOCK_READ, P.LEDGER_READ, P.WORK_READ, P.WORK_PHARMACY, P.MOVEMENTS_WRITE}
+        {
+            P.STOCK_READ,
+            P.LEDGER_READ,
+            P.WORK_READ,
+            P.WORK_PHARMACY,
+            P.MOVEMENTS_WRITE,
+            P.ENCOUNTERS_READ,
+        }
     ),
     Role.PROCUREMENT: frozenset(
         {

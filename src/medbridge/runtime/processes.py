@@ -42,6 +42,7 @@ from medbridge.connectors.tryton.config import TrytonConfig
 from medbridge.demo.wiring import DemoErpLoop, DemoWiring
 from medbridge.flows.erp_posting import ErpPosting
 from medbridge.governance.limits import RateLimits
+from medbridge.governance.minimisation import DataPolicy
 from medbridge.governance.tokens import ExternalIssuer, TokenAuthority
 from medbridge.observability.logging import get_logger
 from medbridge.observability.metrics import BusCollector, register_bus_collector
@@ -170,7 +171,8 @@ def access(settings: Settings) -> Access:
         lifetime=settings.oauth_token_lifetime,
         external=external,
     )
-    return Access(tokens, RateLimits(settings.client_rate_limits, settings.rate_limit_storage))
+    limits = RateLimits(settings.client_rate_limits, settings.rate_limit_storage)
+    return Access(tokens, limits, DataPolicy(settings.client_data_policies))
 
 
 def services(mb: Root) -> Services:

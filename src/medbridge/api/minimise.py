@@ -1,0 +1,56 @@
+"""The one place data minimisation is enforced (``governance.minimisation``): a plain ASGI
+middleware that removes the fields a client may not read from every JSON answer to a GET,
+whatever route produced it. Writes are not touched (they answer what the client sent)."""
+
+from __future__ import annotations
+
+import orjson
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from medbridge.governance.minimisation import DataPolicy, without
+from medbridge.governance.permissions import Principal
+
+
+class Minimise:
+    def __init__(self, app: ASGIApp, policy: DataPolicy) -> None:
+        self.app, self.policy = app, policy
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope.get("method") != "GET":
+            await self.app(scope, receive, send)
+            return
+        start: Message | None = None
+        chunks: list[bytes] = []
+
+        async def hold(message: Message) -> None:
+            nonlocal start
+            if message["type"] == "http.response.start":
+                start = message
+                return
+            if message["type"] != "http.response.body" or start is None:
+                await send(message)
+                return
+            chunks.append(message.get("body", b""))
+            if message.get("more_body"):
+                return
+            await self._answer(scope, start, b"".join(chunks), send)
+
+        await self.app(scope, receive, hold)
+
+    async def _answer(self, scope: Scope, start: Message, body: bytes, send: Send) -> None:
+        principal = (scope.get("state") or {}).get("client")
+        headers = list(start.get("headers", ()))
+        json_answer = any(
+            k.lower() == b"content-type" and v.startswith(b"application/json") for k, v in headers
+        )
+        if isinstance(principal, Principal) and json_answer and body:
+            route = getattr(scope.get("route"), "path", "")
+            hidden = self.policy.hidden(principal, route)
+            if hidden:
+                shaped, changed = without(orjson.loads(body), hidden)
+                if changed:
+                    body = orjson.dumps(shaped)
+                    headers = [(k, v) for k, v in headers if k.lower() != b"content-length"]
+                    headers.append((b"content-length", str(len(body)).encode()))
+        await send({**start, "headers": headers})
+        await send({"type": "http.response.body", "body": body, "more_body": False})

@@ -16,6 +16,7 @@ from medbridge.app import MedBridge
 from medbridge.canonical.partners import OwnIdentity, TradingPartner
 from medbridge.canonical.trade import OrderDocument
 from medbridge.connectors.x12 import parse_interchange
+from medbridge.governance.permissions import Role
 from medbridge.store.tables import bus_events
 from paths import SAMPLES
 
@@ -144,6 +145,24 @@ def test_unknown_sender_wrong_receiver_no_key_and_garbage(client_for: MakeClient
         == 401
     )
     assert events(mb) == []
+
+
+def test_a_partner_bound_to_an_api_client_is_posted_by_that_client_only(
+    client_for: MakeClient,
+) -> None:
+    """Issue 15: an X12 partner bound to its API client; another integration client posting
+    that partner's ISA sender gets 403 and nothing is stored."""
+    raw = (SAMPLES / "x12" / "850-oopfactory-sitestuff-p2p.edi").read_bytes()
+    client, mb = client_for(raw, api_client="sup-edi")
+    other = mb.clients.register("another-van", Role.INTEGRATION)
+    refused = client.post("/v1/edi/x12", content=raw, headers={**MEDIA, "X-API-Key": other})
+    assert refused.status_code == 403
+    assert "only its own API client posts, not another-van" in refused.text
+    assert events(mb) == []
+    own = mb.clients.register("sup-edi", Role.INTEGRATION)
+    accepted = client.post("/v1/edi/x12", content=raw, headers={**MEDIA, "X-API-Key": own})
+    assert accepted.status_code == 200, accepted.text
+    assert events(mb) != []
 
 
 def test_a_bad_set_is_rejected_alone_in_the_997(client_for: MakeClient) -> None:

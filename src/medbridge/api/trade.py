@@ -11,6 +11,7 @@ bodies and answers.
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
@@ -80,7 +81,7 @@ async def _body(request: Request, limit: int) -> bytes:
 @router.post(
     "/v1/edi/x12", openapi_extra=_RAW_BODY, response_class=Response, responses=_X12_ANSWERS
 )
-async def post_x12(request: Request, _client: Integration) -> Response:
+async def post_x12(request: Request, client: Integration) -> Response:
     """One X12 interchange; the answer is its 997 (``application/edi-x12``): 200 when at
     least one transaction set was accepted, 400 when none was (the 997 says why), 400 with a
     text reason when the envelope itself is unusable, 403 for an unknown sender."""
@@ -88,7 +89,7 @@ async def post_x12(request: Request, _client: Integration) -> Response:
     if svc.x12 is None:
         raise HTTPException(503, detail="X12 is not configured")
     raw = await _body(request, svc.x12.max_bytes)
-    answer = await run_in_threadpool(svc.x12.receive, raw)
+    answer = await run_in_threadpool(partial(svc.x12.receive, raw, client=client.name))
     media = X12_MEDIA if answer.body.startswith("ISA") else "text/plain"
     headers = {"X-MedBridge-Duplicate": "true"} if answer.duplicate else {}
     return Response(answer.body, status_code=answer.status, media_type=media, headers=headers)

@@ -54,6 +54,11 @@ class TradingPartner(CanonicalModel):
     cxml_url: str | None = None
     """Where the partner takes OrderRequests (its cXML endpoint)."""
 
+    api_client: str | None = Field(default=None, min_length=1, max_length=100)
+    """The API client that may post this partner's X12 over HTTP (``POST /v1/edi/x12``);
+    None: any client with ``trade:write``. A client posting another partner's ISA sender
+    gets 403."""
+
     inbound_folder: Path | None = None
     """Files the partner drops for MedBridge (X12 interchanges)."""
     outbound_folder: Path | None = None

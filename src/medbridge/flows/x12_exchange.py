@@ -57,9 +57,12 @@ class X12Exchange:
     ) -> None:
         self.inbox, self.partners, self.own, self.max_bytes = inbox, partners, own, max_bytes
 
-    def receive(self, raw: bytes, *, partner: TradingPartner | None = None) -> Answer:
+    def receive(
+        self, raw: bytes, *, partner: TradingPartner | None = None, client: str | None = None
+    ) -> Answer:
         """Receive one interchange. ``partner``: the partner whose folder the file came from
-        (the ISA sender must then be that partner)."""
+        (the ISA sender must then be that partner). ``client``: the API client that posted it
+        (a partner bound to another client refuses it)."""
         if len(raw) > self.max_bytes:
             return Answer(413, f"interchange of {len(raw)} bytes exceeds {self.max_bytes}")
         try:
@@ -74,6 +77,12 @@ class X12Exchange:
                 403,
                 f"ISA05/ISA06 {i.sender_qualifier}:{i.sender_id} is not a trading partner"
                 + (f" (the folder is {partner.code}'s)" if partner is not None else ""),
+            )
+        if client is not None and sender.api_client not in (None, client):
+            return Answer(
+                403,
+                f"ISA05/ISA06 {i.sender_qualifier}:{i.sender_id} is {sender.code}, whose"
+                f" interchanges only its own API client posts, not {client}",
             )
         if (i.receiver_qualifier, i.receiver_id) != (self.own.x12_qualifier, self.own.x12_id):
             return Answer(

@@ -30,13 +30,15 @@ MakeClient = Callable[..., tuple[TestClient, MedBridge]]
 def client_for(medbridge: MedBridge) -> Iterator[MakeClient]:
     opened: list[TestClient] = []
 
-    def make(raw: bytes, secret: str | None = None) -> tuple[TestClient, MedBridge]:
+    def make(
+        raw: bytes, secret: str | None = None, identity: str | None = None
+    ) -> tuple[TestClient, MedBridge]:
         envelope = parse_envelope(raw)
         partner = TradingPartner(
             code="SUP",
             wire_format=WireFormat.CXML,
             cxml_domain=envelope.sender_domain,
-            cxml_identity=envelope.sender_identity,
+            cxml_identity=identity or envelope.sender_identity,
             cxml_shared_secret=SecretStr(secret or envelope.shared_secret or "agreed-secret"),
         )
         mb = MedBridge.build(medbridge.settings.model_copy(update={"partners": {"SUP": partner}}))
@@ -98,6 +100,21 @@ def test_a_wrong_shared_secret_is_401_and_stores_nothing(client_for: MakeClient)
     answer = client.post("/cxml", content=raw, headers=XML)
     assert answer.status_code == 401
     assert parse_response(answer.content).status_code == 401
+    assert events(mb) == []
+
+
+def test_an_unknown_sender_and_a_wrong_secret_get_the_same_answer(
+    client_for: MakeClient,
+) -> None:
+    """Issue 15: the answer must not tell whether a sender is one of our partners."""
+    raw = (SAMPLES / "cxml" / "OrderRequest-cxmlphp-sample-1.2.050.xml").read_bytes()
+    wrong_secret, mb = client_for(raw, secret="not-coyote")
+    unknown, _ = client_for(raw, identity="someone-else")
+    answers = [c.post("/cxml", content=raw, headers=XML) for c in (wrong_secret, unknown)]
+    statuses = [parse_response(a.content) for a in answers]
+    assert [a.status_code for a in answers] == [401, 401]
+    assert statuses[0].status_code == statuses[1].status_code == 401
+    assert statuses[0].message == statuses[1].message
     assert events(mb) == []
 
 

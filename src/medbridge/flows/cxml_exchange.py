@@ -36,7 +36,6 @@ from medbridge.connectors.cxml import (
     render_error,
     render_response,
 )
-from medbridge.connectors.cxml.errors import Unauthorized
 from medbridge.flows.trade import Answer, ChannelError, ReceivedDocument, SendReceipt, TradeInbox
 from medbridge.observability.logging import get_logger
 
@@ -98,14 +97,14 @@ class CxmlExchange:
         )
 
     def _authenticate(self, envelope: CxmlEnvelope) -> TradingPartner:
+        """The partner, or the same 401 for an unknown sender as for a wrong secret (and the
+        same comparison work): the answer never tells who our partners are."""
         partner = self.partners.cxml_sender(envelope.sender_domain, envelope.sender_identity)
         secret = partner.cxml_shared_secret if partner is not None else None
         if partner is None or secret is None:
-            raise Unauthorized(
-                f"Sender {envelope.sender_domain}:{envelope.sender_identity} is not a "
-                "trading partner",
-                path="/cXML/Header/Sender/Credential",
-            )
+            log.warning("cxml.unknown_sender", domain=envelope.sender_domain[:64])
+            authenticate(envelope, "\x00", "\x00", secrets.token_urlsafe(32))  # raises 401
+            raise AssertionError("a made-up credential matched")  # pragma: no cover
         authenticate(
             envelope, partner.cxml_domain, partner.cxml_identity or "", secret.get_secret_value()
         )

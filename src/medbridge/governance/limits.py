@@ -9,8 +9,9 @@ other clients are unaffected. Counting uses fixed windows: constant memory per c
 limit, and the cheapest of ``limits``' strategies on the ingest path (measured per request
 with a rate and a quota, memory storage: fixed window 12.8 us, moving window 19.2 us, sliding
 window counter 22.5 us). A fixed window lets a client send up to twice its rate across a
-window boundary, which a per-second limit tolerates. The storage is in memory per process by default; a ``redis://`` URI shares
-the counts between the processes of a deployment (``rate_limit_storage``).
+window boundary, which a per-second limit tolerates. The storage is in memory per process by
+default; a ``redis://`` URI shares the counts between the processes of a deployment
+(``rate_limit_storage``).
 """
 
 from __future__ import annotations

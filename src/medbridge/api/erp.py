@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request, status
@@ -60,11 +61,12 @@ async def get_erp_postings(
 @router.post("/erp-postings/{entry_id}/requeue")
 async def requeue_erp_posting(
     request: Request,
-    _client: Admin,
+    client: Admin,
     entry_id: Annotated[str, Path(min_length=1, max_length=80)],
 ) -> dict[str, Any]:
     """A failed posting (a dead letter) back in the queue, after the fix in the ERP."""
-    if not await run_in_threadpool(requeue, services(request).engine, entry_id):
+    engine = services(request).engine
+    if not await run_in_threadpool(partial(requeue, engine, entry_id, actor=client.name)):
         raise HTTPException(
             status.HTTP_409_CONFLICT, detail=f"posting {entry_id} is not failed (or unknown)"
         )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request
@@ -65,10 +66,11 @@ async def list_exceptions(
 
 @router.post("/exceptions/{exception_id}/replay")
 async def replay_exception(
-    request: Request, _client: Admin, exception_id: Annotated[int, Path(ge=1)]
+    request: Request, client: Admin, exception_id: Annotated[int, Path(ge=1)]
 ) -> dict[str, Any]:
+    replay = partial(services(request).inbound.replay, exception_id, actor=client.name)
     try:
-        result = await run_in_threadpool(services(request).inbound.replay, exception_id)
+        result = await run_in_threadpool(replay)
     except ExceptionNotOpen as error:
         raise HTTPException(409, detail=str(error)) from error
     return _result(result)
@@ -85,7 +87,12 @@ async def discard_exception(
 ) -> dict[str, Any]:
     try:
         await run_in_threadpool(
-            services(request).inbound.discard, exception_id, f"{client.name}: {body.reason}"
+            partial(
+                services(request).inbound.discard,
+                exception_id,
+                f"{client.name}: {body.reason}",
+                actor=client.name,
+            )
         )
     except ExceptionNotOpen as error:
         raise HTTPException(409, detail=str(error)) from error
@@ -115,7 +122,7 @@ def _unprocessable(field: str, message: str) -> HTTPException:
 
 @router.post("/cross-references/items", status_code=201)
 async def add_item_code(
-    request: Request, body: ItemCrossReference, _client: Admin
+    request: Request, body: ItemCrossReference, client: Admin
 ) -> dict[str, Any]:
     svc = services(request)
 
@@ -124,7 +131,7 @@ async def add_item_code(
         with svc.engine.begin() as conn:
             if not svc.masterdata.items(conn, [body.item]):
                 raise MasterDataError("item", f"unknown item {body.item!r}")
-            svc.masterdata.link_code(conn, body.item, code)
+            svc.masterdata.link_code(conn, body.item, code, actor=client.name)
         return code
 
     try:
@@ -141,10 +148,10 @@ async def add_item_code(
 
 
 def _source_route(kind: str, writer: Any) -> Any:
-    async def add(request: Request, body: SourceCrossReference, _client: Admin) -> dict[str, Any]:
+    async def add(request: Request, body: SourceCrossReference, client: Admin) -> dict[str, Any]:
         def write() -> None:
             with services(request).engine.begin() as conn:
-                writer(conn, body.source_system, body.code, body.target)
+                writer(conn, body.source_system, body.code, body.target, actor=client.name)
 
         try:
             await run_in_threadpool(write)

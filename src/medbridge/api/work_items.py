@@ -71,7 +71,10 @@ async def decide_work_item(
 
     def act() -> dict[str, Any]:
         override = client.may(Role.ADMIN)
-        return queues.decide(item_id, decision, decided_by=client.name, override=override).as_dict()
+        decided = queues.decide(
+            item_id, decision, decided_by=client.name, override=override, actor=client.name
+        )
+        return decided.as_dict()
 
     try:
         return await run_in_threadpool(act)

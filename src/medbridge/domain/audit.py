@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from decimal import Decimal
@@ -77,10 +77,22 @@ def digest(state: Mapping[str, Any] | None) -> str | None:
     return hashlib.sha256(canonical_json(state).encode()).hexdigest()
 
 
-def changes(before: Mapping[str, Any] | None, after: Mapping[str, Any] | None) -> dict[str, Any]:
-    """The fields that differ, each side's values: ``{"before": {...}, "after": {...}}``."""
+REDACTED = "<redacted>"
+
+
+def changes(
+    before: Mapping[str, Any] | None,
+    after: Mapping[str, Any] | None,
+    redact: Collection[str] = (),
+) -> dict[str, Any]:
+    """The fields that differ, each side's values: ``{"before": {...}, "after": {...}}``;
+    a field in ``redact`` shows that it changed, not its values."""
     old, new = plain(dict(before or {})), plain(dict(after or {}))
     fields = sorted(k for k in old.keys() | new.keys() if old.get(k) != new.get(k))
+    for side in (old, new):
+        for name in redact:
+            if side.get(name) is not None:
+                side[name] = REDACTED
     return {
         "before": {k: old[k] for k in fields if k in old} if before is not None else None,
         "after": {k: new[k] for k in fields if k in new} if after is not None else None,

@@ -67,9 +67,16 @@ class WorkQueues:
         return item
 
     def decide(
-        self, item_id: int, decision: Decision, *, decided_by: str, override: bool = False
+        self,
+        item_id: int,
+        decision: Decision,
+        *,
+        decided_by: str,
+        override: bool = False,
+        actor: str | None = None,
     ) -> WorkItem:
-        """``override``: an administrator deciding outside the queue's owners."""
+        """``override``: an administrator deciding outside the queue's owners. ``actor``: who
+        is audited as acting (the API client, ``cli:<user>``), ``decided_by`` if not given."""
         with self.engine.begin() as conn:
             item = store.get(conn, item_id)
             if item is None:
@@ -86,7 +93,7 @@ class WorkQueues:
                     f"work item {item_id} ({item.kind}) allows {allowed}, "
                     f"not {decision.action.value}"
                 )
-            if not store.decide(conn, item_id, decision, decided_by):
+            if not store.decide(conn, item_id, decision, decided_by, actor=actor or decided_by):
                 raise TaskAlreadyDecided(
                     f"work item {item_id} was decided by {item.decided_by} "
                     f"({item.decision.action.value if item.decision else '?'})"

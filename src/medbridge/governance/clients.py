@@ -15,6 +15,7 @@ from enum import StrEnum
 
 from sqlalchemy import Engine, select, update
 
+from medbridge.store import audit
 from medbridge.store.sql import upsert
 from medbridge.store.tables import api_clients
 
@@ -57,8 +58,11 @@ class ClientRegistry:
         self.engine, self.ttl = engine, ttl
         self._seen: dict[str, tuple[float, Client | None]] = {}
 
-    def register(self, name: str, role: Role, key: str | None = None) -> str:
-        """Create or re-key the client ``name``; return its key (shown once, stored hashed)."""
+    def register(
+        self, name: str, role: Role, key: str | None = None, *, actor: str = "system:clients"
+    ) -> str:
+        """Create or re-key the client ``name``; return its key (shown once, stored hashed).
+        Audited as ``actor``'s (the key's hash is in the state digest, never in the log)."""
         key = key or new_key()
         row = {
             "name": name,
@@ -68,17 +72,40 @@ class ClientRegistry:
             "revoked_at": None,
         }
         with self.engine.begin() as conn:
+            before = audit.row_state(conn, api_clients, exclude=("created_at",), name=name)
             upsert(conn, api_clients, [row], keys=("name",))
+            audit.record_change(
+                conn,
+                actor=actor,
+                action="client.register",
+                target_type="api_client",
+                target_id=name,
+                before=before,
+                after=audit.row_state(conn, api_clients, exclude=("created_at",), name=name),
+                redact=("key_hash",),
+            )
         self._seen.clear()
         return key
 
-    def revoke(self, name: str) -> bool:
+    def revoke(self, name: str, *, actor: str = "system:clients") -> bool:
         with self.engine.begin() as conn:
+            before = audit.row_state(conn, api_clients, exclude=("created_at",), name=name)
             result = conn.execute(
                 update(api_clients)
                 .where(api_clients.c.name == name, api_clients.c.revoked_at.is_(None))
                 .values(revoked_at=datetime.now(UTC))
             )
+            if result.rowcount:
+                audit.record_change(
+                    conn,
+                    actor=actor,
+                    action="client.revoke",
+                    target_type="api_client",
+                    target_id=name,
+                    before=before,
+                    after=audit.row_state(conn, api_clients, exclude=("created_at",), name=name),
+                    redact=("key_hash",),
+                )
         self._seen.clear()
         return bool(result.rowcount)
 

@@ -122,10 +122,11 @@ def record_change(
     before: State | None,
     after: State | None,
     detail: Mapping[str, Any] | None = None,
+    redact: tuple[str, ...] = (),
 ) -> AuditEntry | None:
     """Append a row for a write whose state went from ``before`` to ``after``; nothing when
     the write changed nothing (a re-seed, an idempotent re-sync). ``detail`` gets the fields
-    that differ, each side's values."""
+    that differ, each side's values (those in ``redact``: only that they changed)."""
     if before is not None and after is not None and digest(before) == digest(after):
         return None
     return append(
@@ -136,7 +137,7 @@ def record_change(
         target_id=target_id,
         before=before,
         after=after,
-        detail={"changes": changes(before, after)} | dict(detail or {}),
+        detail={"changes": changes(before, after, redact)} | dict(detail or {}),
     )
 
 
@@ -224,10 +225,11 @@ def verify(engine: Engine, chunk: int = VERIFY_CHUNK) -> Verification:
     """Recompute the whole chain from one snapshot of the database (REPEATABLE READ on
     PostgreSQL, a deferred read transaction on SQLite): concurrent appends are not seen
     half-way."""
-    if engine.dialect.name == "postgresql":
-        reader = engine.execution_options(isolation_level="REPEATABLE READ")
-    else:
-        reader = read_only(engine)
+    reader: Engine = (
+        engine.execution_options(isolation_level="REPEATABLE READ")
+        if engine.dialect.name == "postgresql"
+        else read_only(engine)
+    )
     with reader.begin() as conn:
         head = chain_head(conn)
         return verify_chain(_all_entries(conn, chunk), head)

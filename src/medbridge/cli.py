@@ -27,10 +27,12 @@ from medbridge.runtime.processes import Role as Process
 from medbridge.runtime.processes import serve_background, serve_http
 from medbridge.runtime.tuning import tune_interpreter
 from medbridge.settings import Settings
+from medbridge.store import audit as audit_store
 from medbridge.store import erp_postings as erp_store
 from medbridge.store import exceptions as exception_store
 from medbridge.store import ledger as ledger_store
 from medbridge.store.audit import cli_actor
+from medbridge.store.db import read_only
 
 app = typer.Typer(help="MedBridge: healthcare ERP middleware.", no_args_is_help=True)
 db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
@@ -55,6 +57,8 @@ tasks_app = typer.Typer(help="Exception work queues: human tasks.", no_args_is_h
 app.add_typer(tasks_app, name="tasks")
 snapshot_app = typer.Typer(help="Nightly inventory snapshots (flat files).", no_args_is_help=True)
 app.add_typer(snapshot_app, name="snapshot")
+audit_app = typer.Typer(help="The hash-chained audit log of changes.", no_args_is_help=True)
+app.add_typer(audit_app, name="audit")
 
 console = Console()
 
@@ -529,6 +533,36 @@ def snapshot_reconcile(
     )
     if report.variances:
         raise typer.Exit(1)
+
+
+@audit_app.command("verify")
+def audit_verify() -> None:
+    """Recompute the audit log's hash chain; exit 1 naming the first broken link (a row
+    changed or removed), 0 with how many rows were verified."""
+    mb = _build()
+    result = audit_store.verify(mb.engine)
+    if not result.intact:
+        console.print(f"[red]audit chain broken at row {result.broken_at}: {result.reason}[/red]")
+        console.print(f"{result.verified} row(s) verified before it")
+        raise typer.Exit(1)
+    console.print(f"audit chain intact: {result.verified} row(s) verified")
+
+
+@audit_app.command("list")
+def audit_list(
+    actor: Annotated[str | None, typer.Option(help="Only this actor.")] = None,
+    action: Annotated[str | None, typer.Option(help="Only this action.")] = None,
+    last: Annotated[int, typer.Option(help="How many of the latest rows.")] = 20,
+) -> None:
+    """The latest audit rows, newest first."""
+    mb = _build()
+    with read_only(mb.engine).connect() as conn:
+        found = audit_store.entries(conn, actor=actor, action=action, order="desc", limit=last)
+    table = Table("seq", "at", "actor", "action", "target", "hash")
+    for e in found:
+        target = f"{e.target_type} {e.target_id}"
+        table.add_row(str(e.seq), e.at.isoformat(), e.actor, e.action, target, e.hash[:12])
+    console.print(table)
 
 
 if __name__ == "__main__":

@@ -18,6 +18,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 import medbridge
 from medbridge.api import (
+    audit,
     erp,
     exceptions,
     fhir,
@@ -106,6 +107,7 @@ def create_api(svc: Services, lifespan: Lifespan | None = None) -> FastAPI:
     api.include_router(trade.router)
     api.include_router(work_items.router)
     api.include_router(procurement.router)
+    api.include_router(audit.router)
 
     api.add_middleware(Observe)
 

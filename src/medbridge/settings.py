@@ -240,23 +240,21 @@ type: a field added later as a plain ``str`` is redacted too."""
 
 
 def _redacted_url(url: str) -> str:
-    """The URL with its password and any secret-named query parameter replaced."""
+    """The URL with its password and any secret-named query parameter replaced (a URL with
+    neither is returned as it was: ``sqlite:////abs/path`` keeps its four slashes)."""
     try:
         parts = urlsplit(url)
         password = parts.password
     except ValueError:  # not a URL after all (a bracket in a path ...): keep it whole
         return url
+    pairs = parse_qsl(parts.query, keep_blank_values=True)
+    if password is None and not any(SECRET_NAME.search(k) for k, _ in pairs):
+        return url
     netloc = parts.netloc
     if password is not None:
         user, _, host = netloc.rpartition("@")
         netloc = f"{user.split(':', 1)[0]}:{REDACTED}@{host}"
-    query = urlencode(
-        [
-            (k, REDACTED if SECRET_NAME.search(k) else v)
-            for k, v in parse_qsl(parts.query, keep_blank_values=True)
-        ],
-        safe="<>",
-    )
+    query = urlencode([(k, REDACTED if SECRET_NAME.search(k) else v) for k, v in pairs], safe="<>")
     return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
 
 

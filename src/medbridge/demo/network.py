@@ -264,4 +264,5 @@ def seed_demo_network(
                 for store in STORES
                 for item in ITEMS
             ],
+            actor=actor,
         )

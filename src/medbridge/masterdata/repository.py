@@ -6,10 +6,10 @@ client, ``cli:<user>``, or ``system:<component>`` for the seed and the ERP sync)
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from typing import Any
 
-from sqlalchemy import Connection, Engine, Table, select
+from sqlalchemy import Connection, Engine, select
 
 from medbridge.canonical.base import Money
 from medbridge.canonical.masterdata import (
@@ -52,32 +52,6 @@ SYSTEM = audit.system_actor("masterdata")
 """Who writes when a caller names nobody: code, not a person (tests, benchmarks)."""
 
 
-def _audited_upsert(
-    conn: Connection,
-    table: Table,
-    row: dict[str, Any],
-    keys: Sequence[str],
-    *,
-    actor: str,
-    action: str,
-    target_type: str,
-) -> None:
-    """Upsert one row and record its change (one audit row, none if nothing changed)."""
-    key = {k: row[k] for k in keys}
-    before = audit.row_state(conn, table, **key)
-    upsert(conn, table, [row], keys=keys)
-    after = audit.row_state(conn, table, **key)
-    audit.record_change(
-        conn,
-        actor=actor,
-        action=action,
-        target_type=target_type,
-        target_id="/".join(str(key[k]) for k in keys),
-        before=before,
-        after=after,
-    )
-
-
 def _item_state(conn: Connection, code: str) -> dict[str, Any] | None:
     state = audit.row_state(conn, items, code=code)
     if state is None:
@@ -117,7 +91,7 @@ class MasterDataRepository:
     ) -> None:
         touch(conn)
         for u in values:
-            _audited_upsert(
+            audit.upsert_audited(
                 conn,
                 units,
                 {"code": u.code, "name": u.name},
@@ -177,7 +151,7 @@ class MasterDataRepository:
             raise MasterDataError(
                 "codes", f"{code.system.value} {code.code} already maps to {current}"
             )
-        _audited_upsert(
+        audit.upsert_audited(
             conn,
             item_codes,
             {**row, "item": item},
@@ -191,7 +165,7 @@ class MasterDataRepository:
         self, conn: Connection, center: CostCenter, *, actor: str = SYSTEM
     ) -> None:
         touch(conn)
-        _audited_upsert(
+        audit.upsert_audited(
             conn,
             cost_centers,
             center.model_dump(mode="json"),
@@ -216,7 +190,7 @@ class MasterDataRepository:
                 raise MasterDataError("parent", f"parent location {location.parent} is unknown")
             facility = parent.facility
         row = location.model_dump(mode="json") | {"facility": facility}
-        _audited_upsert(
+        audit.upsert_audited(
             conn,
             locations,
             row,
@@ -228,7 +202,7 @@ class MasterDataRepository:
 
     def save_gl_account(self, conn: Connection, account: GLAccount, *, actor: str = SYSTEM) -> None:
         touch(conn)
-        _audited_upsert(
+        audit.upsert_audited(
             conn,
             gl_accounts,
             account.model_dump(mode="json"),
@@ -242,7 +216,7 @@ class MasterDataRepository:
         self, conn: Connection, assignment: AccountAssignment, *, actor: str = SYSTEM
     ) -> None:
         touch(conn)
-        _audited_upsert(
+        audit.upsert_audited(
             conn,
             account_assignments,
             assignment.model_dump(mode="json"),
@@ -254,7 +228,7 @@ class MasterDataRepository:
 
     def save_supplier(self, conn: Connection, supplier: Supplier, *, actor: str = SYSTEM) -> None:
         touch(conn)
-        _audited_upsert(
+        audit.upsert_audited(
             conn,
             suppliers,
             supplier.model_dump(mode="json"),
@@ -270,7 +244,7 @@ class MasterDataRepository:
             "price": contract.price.amount,
             "currency": contract.price.currency,
         }
-        _audited_upsert(
+        audit.upsert_audited(
             conn,
             contracts,
             row,
@@ -366,7 +340,7 @@ class CrossReferences:
         conn: Connection, source_system: str, code: str, location: str, *, actor: str = SYSTEM
     ) -> None:
         touch(conn)
-        _audited_upsert(
+        audit.upsert_audited(
             conn,
             location_xrefs,
             {"source_system": source_system, "code": code, "location": location},
@@ -381,7 +355,7 @@ class CrossReferences:
         conn: Connection, source_system: str, code: str, cost_center: str, *, actor: str = SYSTEM
     ) -> None:
         touch(conn)
-        _audited_upsert(
+        audit.upsert_audited(
             conn,
             cost_center_xrefs,
             {"source_system": source_system, "code": code, "cost_center": cost_center},
@@ -396,7 +370,7 @@ class CrossReferences:
         conn: Connection, source_system: str, code: str, unit: str, *, actor: str = SYSTEM
     ) -> None:
         touch(conn)
-        _audited_upsert(
+        audit.upsert_audited(
             conn,
             unit_xrefs,
             {"source_system": source_system, "code": code, "unit": unit},

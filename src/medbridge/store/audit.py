@@ -16,7 +16,7 @@ Rows are never updated or deleted here; ``verify`` finds it if anyone did.
 from __future__ import annotations
 
 import getpass
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, Literal
 
@@ -35,6 +35,7 @@ from medbridge.domain.audit import (
     verify_chain,
 )
 from medbridge.store.db import read_only
+from medbridge.store.sql import upsert
 from medbridge.store.tables import audit_chain_head as head_table
 from medbridge.store.tables import audit_log as t
 
@@ -138,6 +139,32 @@ def record_change(
         before=before,
         after=after,
         detail={"changes": changes(before, after, redact)} | dict(detail or {}),
+    )
+
+
+def upsert_audited(
+    conn: Connection,
+    table: Table,
+    row: dict[str, Any],
+    keys: Sequence[str],
+    *,
+    actor: str,
+    action: str,
+    target_type: str,
+) -> AuditEntry | None:
+    """Upsert one row and record its change (one audit row; none if nothing changed); the
+    target's id is its key's values joined by ``/``."""
+    key = {k: row[k] for k in keys}
+    before = row_state(conn, table, **key)
+    upsert(conn, table, [row], keys=keys)
+    return record_change(
+        conn,
+        actor=actor,
+        action=action,
+        target_type=target_type,
+        target_id="/".join(str(key[k]) for k in keys),
+        before=before,
+        after=row_state(conn, table, **key),
     )
 
 

@@ -21,13 +21,16 @@ from typer.testing import CliRunner
 
 from medbridge.app import MedBridge
 from medbridge.canonical.base import Money
+from medbridge.canonical.erp import ErpProduct, ErpSupplier
 from medbridge.canonical.finance import JournalEntry, JournalLine
 from medbridge.canonical.inbound import ExternalItem, InboundMovement, ItemCodeKind
 from medbridge.canonical.masterdata import Supplier
 from medbridge.canonical.movements import MovementKind, StockMovement
 from medbridge.canonical.tasks import Action, Decision, NewTask, WorkQueue
 from medbridge.cli import app as cli
+from medbridge.connectors.tryton.fake import FakeErp
 from medbridge.domain.audit import AuditEntry
+from medbridge.flows.erp_sync import sync_from_erp
 from medbridge.flows.intake import Submission
 from medbridge.flows.work_queue import WorkQueues
 from medbridge.governance.clients import Role, hash_key
@@ -124,6 +127,25 @@ def test_a_master_data_write_records_its_before_and_after(engine: Engine) -> Non
     assert renamed.before_digest == created.after_digest
     assert renamed.after_digest != created.after_digest
     assert renamed.detail["changes"] == {"before": {"name": "Acme"}, "after": {"name": "Acme Corp"}}
+
+
+def test_an_erp_sync_is_audited_as_its_caller_and_a_re_sync_changes_nothing(
+    medbridge: MedBridge,
+) -> None:
+    erp = FakeErp(
+        products=[ErpProduct("11", "VANCO-1G", "Vancomycin", "VIAL")],
+        suppliers=[ErpSupplier("8", "NEWCO", "New supplier")],
+    )
+    since = last_seq(medbridge.engine)
+    sync_from_erp(medbridge.engine, medbridge.masterdata, erp, "tryton:erp", actor="cli:ops")
+    synced = rows(medbridge.engine, since)
+    assert [(e.actor, e.action, e.target_id) for e in synced] == [
+        ("cli:ops", "xref.item_code.link", "erp/tryton:erp/11"),
+        ("cli:ops", "masterdata.supplier.save", "NEWCO"),
+    ]
+    since = last_seq(medbridge.engine)
+    sync_from_erp(medbridge.engine, medbridge.masterdata, erp, "tryton:erp", actor="cli:ops")
+    assert rows(medbridge.engine, since) == []
 
 
 def test_cross_references_through_the_api_name_the_client(

@@ -97,7 +97,6 @@ def test_changes_name_the_fields_that_differ_and_hide_the_redacted() -> None:
 @pytest.mark.parametrize("n", [0, 1, 5])
 def test_an_intact_chain_verifies(n: int) -> None:
     entries = chain(n)
-    assert verify_chain(entries, head_of(entries)) == verify_chain(entries, head_of(entries))
     result = verify_chain(entries, head_of(entries))
     assert (result.intact, result.verified) == (True, n)
 
@@ -127,7 +126,7 @@ def test_a_changed_field_breaks_the_chain_at_its_row(field: str) -> None:
     assert "content does not match its hash" in result.reason
 
 
-def test_a_changed_detail_breaks_the_chain_even_as_the_same_amount_written_otherwise() -> None:
+def test_a_changed_detail_breaks_the_chain_a_reordered_one_does_not() -> None:
     entries = chain(3)
     entries[1] = dataclasses.replace(entries[1], detail={"n": 2, "amount": "1.51"})
     assert verify_chain(entries, head_of(chain(3))).broken_at == 2

@@ -148,7 +148,10 @@ class Consumer:
 
     def replay(self, selection: DeadLetterFilter, *, actor: str) -> ReplayReport:
         """Redeliver the selected dead letters of this group once each (idempotent handler:
-        one already applied is not applied again); each outcome is audited as ``actor``'s."""
+        one already applied is not applied again); each outcome is audited as ``actor``'s,
+        with the dead letter's update. The handler commits its effect first: after a crash
+        between the two, the letter is still ``dead`` and unaudited, and replaying it again
+        applies nothing twice and records the replay."""
         report = ReplayReport()
         scoped = DeadLetterFilter(
             group=self.group,

@@ -30,7 +30,7 @@ from medbridge.canonical.tasks import Action
 from medbridge.connectors.flatfile import WatchedFolder
 from medbridge.connectors.gnuhealth.inbound import Poller
 from medbridge.connectors.hl7v2 import Hl7Config, MllpListener
-from medbridge.demo.network import seed_demo_network
+from medbridge.demo.network import SEED_ACTOR, seed_demo_network
 from medbridge.demo.wiring import with_demo_partners
 from medbridge.flows.cxml_exchange import CxmlExchange, CxmlHttpChannel
 from medbridge.flows.erp_posting import ErpPostingPolicy
@@ -189,8 +189,8 @@ class MedBridge:
     def upgrade_database(self) -> None:
         migrate.upgrade(self.engine)
 
-    def seed_demo(self) -> None:
-        seed_demo_network(self.engine, self.masterdata)
+    def seed_demo(self, actor: str = SEED_ACTOR) -> None:
+        seed_demo_network(self.engine, self.masterdata, actor=actor)
 
     def pseudonym_secret(self) -> SecretStr:
         return var_secrets.pseudonym_secret(self.settings)
@@ -228,7 +228,7 @@ class MedBridge:
     def ensure_admin_key(self) -> tuple[str, bool]:
         """The admin key (settings, ``var/admin_api_key``, or new), registered."""
         key, generated = var_secrets.admin_key(self.settings)
-        self.clients.register(ADMIN_CLIENT, Role.ADMIN, key)
+        self.clients.register(ADMIN_CLIENT, Role.ADMIN, key, actor="system:admin-key")
         return key, generated
 
     # --- background loops and life cycle ---------------------------------------------------

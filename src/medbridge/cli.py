@@ -27,9 +27,12 @@ from medbridge.runtime.processes import Role as Process
 from medbridge.runtime.processes import serve_background, serve_http
 from medbridge.runtime.tuning import tune_interpreter
 from medbridge.settings import Settings
+from medbridge.store import audit as audit_store
 from medbridge.store import erp_postings as erp_store
 from medbridge.store import exceptions as exception_store
 from medbridge.store import ledger as ledger_store
+from medbridge.store.audit import cli_actor
+from medbridge.store.db import read_only
 
 app = typer.Typer(help="MedBridge: healthcare ERP middleware.", no_args_is_help=True)
 db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
@@ -54,6 +57,8 @@ tasks_app = typer.Typer(help="Exception work queues: human tasks.", no_args_is_h
 app.add_typer(tasks_app, name="tasks")
 snapshot_app = typer.Typer(help="Nightly inventory snapshots (flat files).", no_args_is_help=True)
 app.add_typer(snapshot_app, name="snapshot")
+audit_app = typer.Typer(help="The hash-chained audit log of changes.", no_args_is_help=True)
+app.add_typer(audit_app, name="audit")
 
 console = Console()
 
@@ -133,7 +138,7 @@ def seed_demo() -> None:
     """Seed the two-hospital demo network (idempotent)."""
     mb = _build()
     mb.upgrade_database()
-    mb.seed_demo()
+    mb.seed_demo(actor=cli_actor())
     console.print("demo network seeded: 2 facilities, 5 stores, 7 items")
 
 
@@ -184,7 +189,8 @@ def dlq_replay(
             event_type=event_type,
             subject=subject,
             error_type=error_type,
-        )
+        ),
+        actor=cli_actor(),
     )
     console.print(f"replayed: {len(report.applied)} applied, {len(report.failed)} failed")
     for dead_id, error in report.failed.items():
@@ -252,7 +258,11 @@ def clients_add(
     """Create (or re-key) an API client; prints its key once (also its OAuth2 secret)."""
     mb = _build()
     mb.upgrade_database()
-    console.print(mb.clients.register(name, role or [Role.INTEGRATION], facilities=facility))
+    console.print(
+        mb.clients.register(
+            name, role or [Role.INTEGRATION], facilities=facility, actor=cli_actor()
+        )
+    )
 
 
 @clients_app.command("list")
@@ -267,7 +277,7 @@ def clients_list() -> None:
 @clients_app.command("revoke")
 def clients_revoke(name: str) -> None:
     """Revoke a client's key."""
-    if not _build().clients.revoke(name):
+    if not _build().clients.revoke(name, actor=cli_actor()):
         console.print(f"[red]no active client {name!r}[/red]")
         raise typer.Exit(1)
 
@@ -304,7 +314,7 @@ def exceptions_replay(exception_ids: list[int]) -> None:
     failed = False
     for exception_id in exception_ids:
         try:
-            result = mb.inbound.replay(exception_id)
+            result = mb.inbound.replay(exception_id, actor=cli_actor())
         except ExceptionNotOpen as error:
             console.print(f"[red]{error}[/red]")
             failed = True
@@ -321,7 +331,7 @@ def exceptions_replay(exception_ids: list[int]) -> None:
 def exceptions_discard(exception_id: int, reason: str) -> None:
     """Close a parked message without applying it."""
     try:
-        _build().inbound.discard(exception_id, f"cli: {reason}")
+        _build().inbound.discard(exception_id, f"cli: {reason}", actor=cli_actor())
     except ExceptionNotOpen as error:
         console.print(f"[red]{error}[/red]")
         raise typer.Exit(1) from error
@@ -337,7 +347,9 @@ def xref_item(
     """Map an external item code (NDC, GTIN, a source's local code) to an item."""
     mb = _build()
     with mb.engine.begin() as conn:
-        mb.masterdata.link_code(conn, item, ItemCode(system=system, code=code, issuer=issuer))
+        mb.masterdata.link_code(
+            conn, item, ItemCode(system=system, code=code, issuer=issuer), actor=cli_actor()
+        )
     console.print(f"{system.value} {code} -> {item}")
 
 
@@ -346,7 +358,7 @@ def xref_location(source_system: str, code: str, location: str) -> None:
     """Map a source system's location code to a MedBridge store or bin."""
     mb = _build()
     with mb.engine.begin() as conn:
-        CrossReferences.map_location(conn, source_system, code, location)
+        CrossReferences.map_location(conn, source_system, code, location, actor=cli_actor())
 
 
 @xref_app.command("cost-center")
@@ -354,7 +366,7 @@ def xref_cost_center(source_system: str, code: str, cost_center: str) -> None:
     """Map a source system's patient location to a cost center."""
     mb = _build()
     with mb.engine.begin() as conn:
-        CrossReferences.map_cost_center(conn, source_system, code, cost_center)
+        CrossReferences.map_cost_center(conn, source_system, code, cost_center, actor=cli_actor())
 
 
 @xref_app.command("unit")
@@ -362,7 +374,7 @@ def xref_unit(source_system: str, code: str, unit: str) -> None:
     """Map a source system's unit code to a MedBridge unit."""
     mb = _build()
     with mb.engine.begin() as conn:
-        CrossReferences.map_unit(conn, source_system, code, unit)
+        CrossReferences.map_unit(conn, source_system, code, unit, actor=cli_actor())
 
 
 @erp_app.command("postings")
@@ -385,7 +397,8 @@ def erp_sync() -> None:
     if erp is None:
         console.print("[red]no ERP configured (MEDBRIDGE_ERP_URL)[/red]")
         raise typer.Exit(2)
-    report = sync_from_erp(mb.engine, mb.masterdata, erp, f"tryton:{mb.settings.erp_database}")
+    issuer = f"tryton:{mb.settings.erp_database}"
+    report = sync_from_erp(mb.engine, mb.masterdata, erp, issuer, actor=cli_actor())
     console.print(
         f"{len(report.linked)} product(s) linked to items, {len(report.suppliers_added)} "
         f"supplier(s) added, {len(report.unmatched)} product(s) matching no item"
@@ -398,7 +411,8 @@ def erp_sync() -> None:
 def erp_requeue(entry_ids: list[str]) -> None:
     """Put failed postings back in the queue (after fixing the cause in the ERP)."""
     mb = _build()
-    missing = [entry for entry in entry_ids if not requeue(mb.engine, entry)]
+    actor = cli_actor()
+    missing = [entry for entry in entry_ids if not requeue(mb.engine, entry, actor=actor)]
     for entry in missing:
         console.print(f"[red]{entry} is not a failed posting[/red]")
     if missing:
@@ -493,7 +507,11 @@ def tasks_decide(
     """Decide an open task with one of its actions; the waiting process resumes."""
     try:
         decision = Decision(action=action, quantity=quantity, unit_price=unit_price, note=note)
-        item = _build().work_queues().decide(item_id, decision, decided_by=f"cli:{by}")
+        item = (
+            _build()
+            .work_queues()
+            .decide(item_id, decision, decided_by=f"cli:{by}", actor=cli_actor())
+        )
     except (TaskError, ValueError) as error:
         console.print(f"[red]{error}[/red]")
         raise typer.Exit(1) from error
@@ -536,6 +554,36 @@ def snapshot_reconcile(
     )
     if report.variances:
         raise typer.Exit(1)
+
+
+@audit_app.command("verify")
+def audit_verify() -> None:
+    """Recompute the audit log's hash chain; exit 1 naming the first broken link (a row
+    changed or removed), 0 with how many rows were verified."""
+    mb = _build()
+    result = audit_store.verify(mb.engine)
+    if not result.intact:
+        console.print(f"[red]audit chain broken at row {result.broken_at}: {result.reason}[/red]")
+        console.print(f"{result.verified} row(s) verified before it")
+        raise typer.Exit(1)
+    console.print(f"audit chain intact: {result.verified} row(s) verified")
+
+
+@audit_app.command("list")
+def audit_list(
+    actor: Annotated[str | None, typer.Option(help="Only this actor.")] = None,
+    action: Annotated[str | None, typer.Option(help="Only this action.")] = None,
+    last: Annotated[int, typer.Option(help="How many of the latest rows.")] = 20,
+) -> None:
+    """The latest audit rows, newest first."""
+    mb = _build()
+    with read_only(mb.engine).connect() as conn:
+        found = audit_store.entries(conn, actor=actor, action=action, order="desc", limit=last)
+    table = Table("seq", "at", "actor", "action", "target", "hash")
+    for e in found:
+        target = f"{e.target_type} {e.target_id}"
+        table.add_row(str(e.seq), e.at.isoformat(), e.actor, e.action, target, e.hash[:12])
+    console.print(table)
 
 
 if __name__ == "__main__":

@@ -8,9 +8,12 @@ here, e.g. ``fhir_config()``."""
 from __future__ import annotations
 
 import os
+import re
 from decimal import Decimal
-from pathlib import Path
-from typing import Literal
+from enum import Enum
+from pathlib import Path, PurePath
+from typing import Any, Literal
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from limits import parse_many
 from pydantic import (
@@ -18,6 +21,7 @@ from pydantic import (
     ConfigDict,
     Field,
     IPvAnyNetwork,
+    SecretBytes,
     SecretStr,
     field_validator,
     model_validator,
@@ -318,3 +322,58 @@ def fhir_config() -> FhirConfig:
     return FhirConfig.model_validate(
         {name: getattr(read, name) for name in FhirConfig.model_fields}
     )
+
+
+# --- the effective settings, secrets redacted (the audit log's record of a start) -----------
+
+REDACTED = "<redacted>"
+SECRET_NAME = re.compile(r"secret|password|passwd|token|api_key|private_key|credential", re.I)
+"""A setting (or a table key, or a URL query parameter) so named is a secret whatever its
+type: a field added later as a plain ``str`` is redacted too."""
+
+
+def _redacted_url(url: str) -> str:
+    """The URL with its password and any secret-named query parameter replaced (a URL with
+    neither is returned as it was: ``sqlite:////abs/path`` keeps its four slashes)."""
+    try:
+        parts = urlsplit(url)
+        password = parts.password
+    except ValueError:  # not a URL after all (a bracket in a path ...): keep it whole
+        return url
+    pairs = parse_qsl(parts.query, keep_blank_values=True)
+    if password is None and not any(SECRET_NAME.search(k) for k, _ in pairs):
+        return url
+    netloc = parts.netloc
+    if password is not None:
+        user, _, host = netloc.rpartition("@")
+        netloc = f"{user.split(':', 1)[0]}:{REDACTED}@{host}"
+    query = urlencode([(k, REDACTED if SECRET_NAME.search(k) else v) for k, v in pairs], safe="<>")
+    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+
+
+def redacted(value: Any, name: str = "") -> Any:
+    """``value`` as plain JSON with every secret replaced by ``REDACTED``: secret types
+    (``SecretStr``), secret-named fields and keys (``SECRET_NAME``), passwords in URLs."""
+    if isinstance(value, SecretStr | SecretBytes):
+        return REDACTED
+    if isinstance(value, BaseModel):
+        return {k: redacted(getattr(value, k), k) for k in type(value).model_fields}
+    if isinstance(value, dict):
+        return {str(k): redacted(v, str(k)) for k, v in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        return [redacted(v, name) for v in value]
+    if value is not None and SECRET_NAME.search(name):
+        return REDACTED
+    if isinstance(value, str):
+        return _redacted_url(value) if "://" in value else value
+    if isinstance(value, PurePath | Decimal):
+        return str(value)
+    if isinstance(value, Enum):
+        return value.value
+    return value
+
+
+def effective_settings(settings: BaseSettings) -> dict[str, Any]:
+    """Every setting as in effect, secrets redacted (what a process records at its start)."""
+    found: dict[str, Any] = redacted(settings)
+    return found

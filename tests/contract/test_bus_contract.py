@@ -579,7 +579,7 @@ class BusContract:
         handler.heal(str(event.id))
         consumer = Consumer(bus, "g", handler, policy(), sleep=RecordingSleep())
 
-        report = consumer.replay(DeadLetterFilter(ids=(dead.id,)))
+        report = consumer.replay(DeadLetterFilter(ids=(dead.id,)), actor="test")
 
         assert report.applied == [dead.id]
         assert report.failed == {}
@@ -590,7 +590,7 @@ class BusContract:
         assert replayed.attempts == dead.attempts
         assert bus.dead_letter_count("g") == 0
 
-        again = consumer.replay(DeadLetterFilter(ids=(dead.id,)))
+        again = consumer.replay(DeadLetterFilter(ids=(dead.id,)), actor="test")
 
         assert again.applied == []
         assert again.failed == {}
@@ -606,13 +606,13 @@ class BusContract:
         consumer = Consumer(bus, "g", handler, policy(), sleep=RecordingSleep())
         by_event = {d.event_id: d for d in bus.dead_letters(DeadLetterFilter(group="g"))}
 
-        report = consumer.replay(DeadLetterFilter(event_type=wasted.type))
+        report = consumer.replay(DeadLetterFilter(event_type=wasted.type), actor="test")
 
         assert report.applied == [by_event[str(wasted.id)].id]
         assert handler.applied == [str(wasted.id)]
         assert bus.dead_letter_count("g") == 1
 
-        report = consumer.replay(DeadLetterFilter(subject="ITEM1@WARD1"))
+        report = consumer.replay(DeadLetterFilter(subject="ITEM1@WARD1"), actor="test")
 
         assert report.applied == [by_event[str(dispensed.id)].id]
         assert handler.applied == [str(wasted.id), str(dispensed.id)]
@@ -626,7 +626,9 @@ class BusContract:
         dead = only_dead_letter(bus, "g")
         handler.heal(str(event.id))
 
-        report = Consumer(bus, "other", handler, policy()).replay(DeadLetterFilter(ids=(dead.id,)))
+        report = Consumer(bus, "other", handler, policy()).replay(
+            DeadLetterFilter(ids=(dead.id,)), actor="test"
+        )
 
         assert report.applied == []
         assert handler.applied == []
@@ -639,7 +641,7 @@ class BusContract:
         handler.fail_on(str(event.id), PoisonError, "still broken: unknown unit")
         consumer = Consumer(bus, "g", handler, policy(), sleep=RecordingSleep())
 
-        report = consumer.replay(DeadLetterFilter(ids=(dead.id,)))
+        report = consumer.replay(DeadLetterFilter(ids=(dead.id,)), actor="test")
 
         assert report.applied == []
         assert list(report.failed) == [dead.id]

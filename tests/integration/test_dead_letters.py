@@ -153,7 +153,7 @@ def test_a_request_beyond_the_stock_is_dead_lettered_at_once_and_replayed_after_
         "test",
     )
     consumer.drain()
-    report = consumer.replay(DeadLetterFilter(subject="AMPI-250@H2-ED"))
+    report = consumer.replay(DeadLetterFilter(subject="AMPI-250@H2-ED"), actor="test")
     assert report.applied == [dead.id]
     assert not report.failed
     assert on_hand(medbridge) == Decimal(15)

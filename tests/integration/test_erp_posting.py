@@ -145,9 +145,9 @@ def test_rejected_entry_is_a_dead_letter_until_fixed_and_requeued(engine: Engine
     assert "field account" in failed.last_error
     assert fake.moves("JE-0001") == []
 
-    assert requeue(engine, "JE-0002") is False  # only failed postings are requeued
+    assert requeue(engine, "JE-0002", actor="test") is False  # only failed postings are requeued
     fake.add_account("5199-H1")
-    assert requeue(engine, "JE-0001") is True
+    assert requeue(engine, "JE-0001", actor="test") is True
     worker.drain()
     assert statuses(engine)["JE-0001"].status == "posted"
     assert len(fake.moves("JE-0001")) == 1

@@ -268,7 +268,7 @@ def test_unknown_ndc_is_parked_then_applied_once_after_the_cross_reference(
         medbridge.masterdata.link_code(
             conn, "VANCO-1G", ItemCode(system=CodeSystem.NDC, code="12345-6789-01")
         )
-    assert medbridge.inbound.replay(parked.id).outcome.value == "accepted"
+    assert medbridge.inbound.replay(parked.id, actor="test").outcome.value == "accepted"
     assert count(medbridge, bus_events) == 1
     # a resend after the replay is a duplicate, not a second movement
     assert "duplicate" in send(listener, FIXTURES / "rds-o13-v251-unknown-ndc.hl7")[2]

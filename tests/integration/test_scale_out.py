@@ -25,6 +25,7 @@ less what was dispensed, and ledger = GL.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -56,6 +57,7 @@ from medbridge.flows.ledger_posting import DISCREPANCY
 from medbridge.settings import Settings
 from medbridge.store.db import create_db_engine, normalize_url
 from medbridge.store.tables import (
+    audit_log,
     consumer_dedup,
     journal_entries,
     ledger_movements,
@@ -480,6 +482,21 @@ def test_api_listen_and_two_workers_apply_every_movement_once_across_a_killed_wo
         timeout=30,
     ).json()
     assert check["balanced"] is True, check
+    with engine.connect() as conn:  # each process recorded its settings as it started
+        starts = conn.execute(
+            select(audit_log.c.actor, audit_log.c.detail).where(
+                audit_log.c.action == "settings.start"
+            )
+        ).all()
+    assert sorted(a for a, _ in starts) == [
+        "system:api",
+        "system:listen",
+        "system:worker",
+        "system:worker",
+    ]
+    recorded = json.dumps([detail for _, detail in starts])
+    assert ADMIN_KEY not in recorded
+    assert "scale-out-pseudonyms" not in recorded
     engine.dispose()
 
     # SIGTERM: each stops cleanly (exit code 0), the surviving worker handing back its share

@@ -18,6 +18,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 import medbridge
 from medbridge.api import (
+    audit,
     catalog,
     erp,
     exceptions,
@@ -126,8 +127,9 @@ def create_api(
     api.state.services, api.state.access = svc, access
     api.state.bus_layout = BusLayout(bus_layout[0], bus_layout[1])
     api.include_router(oauth.router)
-    for keyed in (movements, reads, operations, exceptions, erp, work_items, procurement, catalog):
-        api.include_router(keyed.router, responses=KEYED)
+    keyed = (movements, reads, operations, exceptions, erp, work_items, procurement, catalog, audit)
+    for module in keyed:
+        api.include_router(module.router, responses=KEYED)
     api.include_router(fhir.router)  # answers OperationOutcomes, documented per route
     api.include_router(trade.router)  # X12 and cXML answer in their own formats
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request, status
@@ -76,7 +77,8 @@ async def requeue_erp_posting(
                 return erp_postings.entry_facilities(conn, entry_id)
 
         refuse_outside(client, await run_in_threadpool(facilities) or {None}, entry_id)
-    if not await run_in_threadpool(requeue, services(request).engine, entry_id):
+    engine = services(request).engine
+    if not await run_in_threadpool(partial(requeue, engine, entry_id, actor=client.name)):
         raise HTTPException(
             status.HTTP_409_CONFLICT, detail=f"posting {entry_id} is not failed (or unknown)"
         )

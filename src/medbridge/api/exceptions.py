@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
@@ -68,10 +69,11 @@ async def list_exceptions(
 
 @router.post("/exceptions/{exception_id}/replay", responses=answers(409))
 async def replay_exception(
-    request: Request, _client: Decider, exception_id: RowId
+    request: Request, client: Decider, exception_id: RowId
 ) -> dict[str, Any]:
+    replay = partial(services(request).inbound.replay, exception_id, actor=client.name)
     try:
-        result = await run_in_threadpool(services(request).inbound.replay, exception_id)
+        result = await run_in_threadpool(replay)
     except ExceptionNotOpen as error:
         raise HTTPException(409, detail=str(error)) from error
     return _result(result)
@@ -88,7 +90,12 @@ async def discard_exception(
 ) -> dict[str, Any]:
     try:
         await run_in_threadpool(
-            services(request).inbound.discard, exception_id, f"{client.name}: {body.reason}"
+            partial(
+                services(request).inbound.discard,
+                exception_id,
+                f"{client.name}: {body.reason}",
+                actor=client.name,
+            )
         )
     except ExceptionNotOpen as error:
         raise HTTPException(409, detail=str(error)) from error
@@ -118,7 +125,7 @@ def _unprocessable(field: str, message: str) -> HTTPException:
 
 @router.post("/cross-references/items", status_code=201)
 async def add_item_code(
-    request: Request, body: ItemCrossReference, _client: XrefWriter
+    request: Request, body: ItemCrossReference, client: XrefWriter
 ) -> dict[str, Any]:
     svc = services(request)
 
@@ -127,7 +134,7 @@ async def add_item_code(
         with svc.engine.begin() as conn:
             if not svc.masterdata.items(conn, [body.item]):
                 raise MasterDataError("item", f"unknown item {body.item!r}")
-            svc.masterdata.link_code(conn, body.item, code)
+            svc.masterdata.link_code(conn, body.item, code, actor=client.name)
         return code
 
     try:
@@ -145,11 +152,11 @@ async def add_item_code(
 
 def _source_route(kind: str, writer: Any) -> Any:
     async def add(
-        request: Request, body: SourceCrossReference, _client: XrefWriter
+        request: Request, body: SourceCrossReference, client: XrefWriter
     ) -> dict[str, Any]:
         def write() -> None:
             with services(request).engine.begin() as conn:
-                writer(conn, body.source_system, body.code, body.target)
+                writer(conn, body.source_system, body.code, body.target, actor=client.name)
 
         try:
             await run_in_threadpool(write)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
@@ -63,7 +64,7 @@ async def list_dead_letters(
 async def replay_dead_letters(
     request: Request,
     body: ReplayRequest,
-    _client: Annotated[Principal, Depends(require(Permission.DEAD_LETTERS_REPLAY, shared=True))],
+    client: Annotated[Principal, Depends(require(Permission.DEAD_LETTERS_REPLAY, shared=True))],
 ) -> dict[str, Any]:
     consumer = services(request).consumers.get(body.group)
     if consumer is None:
@@ -79,5 +80,5 @@ async def replay_dead_letters(
         subject=body.subject,
         error_type=body.error_type,
     )
-    report = await run_in_threadpool(consumer.replay, selection)
+    report = await run_in_threadpool(partial(consumer.replay, selection, actor=client.name))
     return {"applied": report.applied, "failed": report.failed}

@@ -90,7 +90,12 @@ async def decide_work_item(
     def act() -> dict[str, Any]:
         override = client.may(Permission.CLIENTS_ADMIN)
         return queues.decide(
-            item_id, decision, decided_by=client.name, override=override, authorize=authorize
+            item_id,
+            decision,
+            decided_by=client.name,
+            override=override,
+            authorize=authorize,
+            actor=client.name,
         ).as_dict()
 
     try:

@@ -146,9 +146,12 @@ class Consumer:
             error=str(error),
         )
 
-    def replay(self, selection: DeadLetterFilter) -> ReplayReport:
+    def replay(self, selection: DeadLetterFilter, *, actor: str) -> ReplayReport:
         """Redeliver the selected dead letters of this group once each (idempotent handler:
-        one already applied is not applied again)."""
+        one already applied is not applied again); each outcome is audited as ``actor``'s,
+        with the dead letter's update. The handler commits its effect first: after a crash
+        between the two, the letter is still ``dead`` and unaudited, and replaying it again
+        applies nothing twice and records the replay."""
         report = ReplayReport()
         scoped = DeadLetterFilter(
             group=self.group,
@@ -168,13 +171,13 @@ class Consumer:
             try:
                 self.handler([message])
             except Exception as error:
-                store.record_replay_failure(dead.id, error, dead.attempts + 1)
+                store.record_replay_failure(dead.id, error, dead.attempts + 1, actor=actor)
                 report.failed[dead.id] = f"{type(error).__name__}: {error}"
                 log.warning(
                     "dlq.replay_failed", group=self.group, dead_letter=dead.id, error=str(error)
                 )
             else:
-                store.mark_replayed(dead.id)
+                store.mark_replayed(dead.id, actor=actor)
                 report.applied.append(dead.id)
                 log.info(
                     "dlq.replayed",

@@ -6,10 +6,11 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Engine, func, select, update
+from sqlalchemy import Connection, Engine, func, select, update
 
 from medbridge.bus.consumer import format_traceback
 from medbridge.bus.port import BusMessage, DeadLetter, DeadLetterFilter, DeadLetterStore
+from medbridge.store import audit
 from medbridge.store.sql import upsert
 from medbridge.store.tables import bus_dead_letters
 
@@ -64,18 +65,21 @@ class SqlDeadLetterStore(DeadLetterStore):
         with self.engine.connect() as conn:
             return [DeadLetter(**row._mapping) for row in conn.execute(stmt)]
 
-    def mark_replayed(self, dead_letter_id: int) -> None:
+    def mark_replayed(self, dead_letter_id: int, *, actor: str) -> None:
         with self.engine.begin() as conn:
+            before = _state(conn, dead_letter_id)
             conn.execute(
                 update(bus_dead_letters)
                 .where(bus_dead_letters.c.id == dead_letter_id)
                 .values(status="replayed", replayed_at=datetime.now(UTC))
             )
+            _audit(conn, dead_letter_id, actor, "dead_letter.replay", before, {})
 
     def record_replay_failure(
-        self, dead_letter_id: int, error: BaseException, attempts: int
+        self, dead_letter_id: int, error: BaseException, attempts: int, *, actor: str
     ) -> None:
         with self.engine.begin() as conn:
+            before = _state(conn, dead_letter_id)
             conn.execute(
                 update(bus_dead_letters)
                 .where(bus_dead_letters.c.id == dead_letter_id)
@@ -86,9 +90,45 @@ class SqlDeadLetterStore(DeadLetterStore):
                     attempts=attempts,
                 )
             )
+            failure = {"error_type": type(error).__name__, "attempts": attempts}
+            _audit(conn, dead_letter_id, actor, "dead_letter.replay_failed", before, failure)
 
     def dead_letter_count(self, group: str) -> int:
         t = bus_dead_letters
         stmt = select(func.count()).where(t.c.group == group, t.c.status == "dead")
         with self.engine.connect() as conn:
             return int(conn.execute(stmt).scalar_one())
+
+
+def _state(conn: Connection, dead_letter_id: int) -> dict[str, Any] | None:
+    return audit.row_state(conn, bus_dead_letters, exclude=("traceback",), id=dead_letter_id)
+
+
+def _audit(
+    conn: Connection,
+    dead_letter_id: int,
+    actor: str,
+    action: str,
+    before: dict[str, Any] | None,
+    extra: dict[str, Any],
+) -> None:
+    """One audit row: which event of which group, and the outcome (no payload: the event's
+    data stays in the log, named by its id)."""
+    after = _state(conn, dead_letter_id)
+    about = after or before or {}
+    audit.append(
+        conn,
+        actor=actor,
+        action=action,
+        target_type="dead_letter",
+        target_id=dead_letter_id,
+        before=before,
+        after=after,
+        detail={
+            "group": about.get("group"),
+            "event_id": about.get("event_id"),
+            "event_type": about.get("event_type"),
+            "subject": about.get("subject"),
+        }
+        | extra,
+    )

@@ -202,10 +202,12 @@ class DeadLetterStore(ABC):
         second dead letter of the same event in the same group replaces the first.
     dead_letters(selection) -> [DeadLetter]
         By ``DeadLetterFilter``, oldest first.
-    mark_replayed(id)
-        The replay applied it: status ``replayed``, ``replayed_at`` set.
-    record_replay_failure(id, error, attempts)
-        The replay failed again: it stays ``dead`` with the new error and attempt count.
+    mark_replayed(id, actor=)
+        The replay applied it: status ``replayed``, ``replayed_at`` set; audited as
+        ``actor``'s (``dead_letter.replay``) in the same transaction.
+    record_replay_failure(id, error, attempts, actor=)
+        The replay failed again: it stays ``dead`` with the new error and attempt count;
+        audited as ``actor``'s (``dead_letter.replay_failed``) in the same transaction.
     dead_letter_count(group) -> int
         Dead letters of the group still waiting (status ``dead``).
 
@@ -227,11 +229,11 @@ class DeadLetterStore(ABC):
     def dead_letters(self, selection: DeadLetterFilter) -> list[DeadLetter]: ...
 
     @abstractmethod
-    def mark_replayed(self, dead_letter_id: int) -> None: ...
+    def mark_replayed(self, dead_letter_id: int, *, actor: str) -> None: ...
 
     @abstractmethod
     def record_replay_failure(
-        self, dead_letter_id: int, error: BaseException, attempts: int
+        self, dead_letter_id: int, error: BaseException, attempts: int, *, actor: str
     ) -> None: ...
 
     @abstractmethod
@@ -275,13 +277,13 @@ class Bus(ABC):
     def dead_letters(self, selection: DeadLetterFilter) -> list[DeadLetter]:
         return self.dead_letter_store.dead_letters(selection)
 
-    def mark_replayed(self, dead_letter_id: int) -> None:
-        self.dead_letter_store.mark_replayed(dead_letter_id)
+    def mark_replayed(self, dead_letter_id: int, *, actor: str) -> None:
+        self.dead_letter_store.mark_replayed(dead_letter_id, actor=actor)
 
     def record_replay_failure(
-        self, dead_letter_id: int, error: BaseException, attempts: int
+        self, dead_letter_id: int, error: BaseException, attempts: int, *, actor: str
     ) -> None:
-        self.dead_letter_store.record_replay_failure(dead_letter_id, error, attempts)
+        self.dead_letter_store.record_replay_failure(dead_letter_id, error, attempts, actor=actor)
 
     def dead_letter_count(self, group: str) -> int:
         return self.dead_letter_store.dead_letter_count(group)

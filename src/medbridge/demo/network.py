@@ -183,30 +183,42 @@ DEMO_REORDER_POINT = Decimal(150)
 reorder point within minutes, and replenishment orders back up to par."""
 
 
-def seed_demo_network(engine: Engine, repo: MasterDataRepository) -> None:
-    """Write the demo master data (idempotent: re-seeding updates in place)."""
+SEED_ACTOR = "system:demo-seed"
+
+
+def seed_demo_network(
+    engine: Engine, repo: MasterDataRepository, *, actor: str = SEED_ACTOR
+) -> None:
+    """Write the demo master data (idempotent: re-seeding updates in place; each change is
+    audited as ``actor``'s, an unchanged row is not)."""
     with engine.begin() as conn:
-        repo.save_units(conn, UNITS)
+        repo.save_units(conn, UNITS, actor=actor)
         for item in ITEMS:
-            repo.save_item(conn, item)
+            repo.save_item(conn, item, actor=actor)
         repo.save_location(
-            conn, Location(code="NET", name="Demo health network", kind=LocationKind.NETWORK)
+            conn,
+            Location(code="NET", name="Demo health network", kind=LocationKind.NETWORK),
+            actor=actor,
         )
         for code, name in FACILITIES.items():
             repo.save_location(
-                conn, Location(code=code, name=name, kind=LocationKind.FACILITY, parent="NET")
+                conn,
+                Location(code=code, name=name, kind=LocationKind.FACILITY, parent="NET"),
+                actor=actor,
             )
             for role, (pattern, account_name, kind) in ACCOUNTS.items():
                 account = pattern.format(f=code)
                 repo.save_gl_account(
-                    conn, GLAccount(code=account, name=account_name.format(f=code), type=kind)
+                    conn,
+                    GLAccount(code=account, name=account_name.format(f=code), type=kind),
+                    actor=actor,
                 )
                 repo.assign_account(
-                    conn, AccountAssignment(facility=code, role=role, account=account)
+                    conn, AccountAssignment(facility=code, role=role, account=account), actor=actor
                 )
         for store, (facility, name, center, center_name) in STORES.items():
             repo.save_cost_center(
-                conn, CostCenter(code=center, name=center_name, facility=facility)
+                conn, CostCenter(code=center, name=center_name, facility=facility), actor=actor
             )
             repo.save_location(
                 conn,
@@ -217,17 +229,20 @@ def seed_demo_network(engine: Engine, repo: MasterDataRepository) -> None:
                     parent=facility,
                     cost_center=center,
                 ),
+                actor=actor,
             )
         for source, (cabinet, store, wards) in CABINETS.items():
-            CrossReferences.map_location(conn, source, cabinet, store)
+            CrossReferences.map_location(conn, source, cabinet, store, actor=actor)
             for ward, center in wards.items():
-                CrossReferences.map_cost_center(conn, source, ward, center)
+                CrossReferences.map_cost_center(conn, source, ward, center, actor=actor)
             for unit in {i.base_unit for i in ITEMS}:
-                CrossReferences.map_unit(conn, source, unit, unit)
+                CrossReferences.map_unit(conn, source, unit, unit, actor=actor)
         for store in STORES:  # an EHR posting FHIR as the admin client names stores so
-            CrossReferences.map_location(conn, FHIR_DEMO_SOURCE, f"Location/{store}", store)
+            CrossReferences.map_location(
+                conn, FHIR_DEMO_SOURCE, f"Location/{store}", store, actor=actor
+            )
         for supplier in SUPPLIERS:
-            repo.save_supplier(conn, supplier)
+            repo.save_supplier(conn, supplier, actor=actor)
         for item in ITEMS:
             vendor = "MEDSURG" if item.category is ItemCategory.SUPPLY else "MCK"
             repo.save_contract(
@@ -240,6 +255,7 @@ def seed_demo_network(engine: Engine, repo: MasterDataRepository) -> None:
                     price=Money(amount=UNIT_PRICES[item.code]),
                     valid_from=date(2026, 1, 1),
                 ),
+                actor=actor,
             )
         procurement.save_policies(
             conn,
@@ -248,4 +264,5 @@ def seed_demo_network(engine: Engine, repo: MasterDataRepository) -> None:
                 for store in STORES
                 for item in ITEMS
             ],
+            actor=actor,
         )

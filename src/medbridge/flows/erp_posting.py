@@ -267,8 +267,8 @@ class ErpPosting:
         log.info("erp_posting.stopped", erp=self.policy.erp_name)
 
 
-def requeue(engine: Engine, entry_id: str) -> bool:
+def requeue(engine: Engine, entry_id: str, *, actor: str) -> bool:
     """Put a failed posting (a dead letter) back in the queue, due now. False if it was not
-    failed."""
+    failed. Audited as ``actor``'s."""
     with engine.begin() as conn:
-        return erp_postings.requeue(conn, entry_id, _utcnow())
+        return erp_postings.requeue(conn, entry_id, _utcnow(), actor=actor)

@@ -26,9 +26,15 @@ class SyncReport:
 
 
 def sync_from_erp(
-    engine: Engine, repo: MasterDataRepository, erp: ErpPort, issuer: str
+    engine: Engine,
+    repo: MasterDataRepository,
+    erp: ErpPort,
+    issuer: str,
+    *,
+    actor: str = "system:erp-sync",
 ) -> SyncReport:
-    """Read the ERP's products and suppliers and record them (``issuer`` names the ERP)."""
+    """Read the ERP's products and suppliers and record them (``issuer`` names the ERP);
+    each change is audited as ``actor``'s."""
     report = SyncReport()
     products, vendors = erp.products(), erp.suppliers()
     with engine.begin() as conn:
@@ -46,12 +52,15 @@ def sync_from_erp(
                 report.unmatched.append(product.code)
                 continue
             repo.link_code(
-                conn, item, ItemCode(system=CodeSystem.ERP, code=product.erp_id, issuer=issuer)
+                conn,
+                item,
+                ItemCode(system=CodeSystem.ERP, code=product.erp_id, issuer=issuer),
+                actor=actor,
             )
             report.linked[product.code] = item
         existing = set(conn.execute(select(suppliers.c.code)).scalars())
         for vendor in vendors:
             if vendor.code and vendor.code not in existing:
-                repo.save_supplier(conn, Supplier(code=vendor.code, name=vendor.name))
+                repo.save_supplier(conn, Supplier(code=vendor.code, name=vendor.name), actor=actor)
                 report.suppliers_added.append(vendor.code)
     return report

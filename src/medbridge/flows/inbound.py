@@ -138,8 +138,12 @@ class InboundIntake:
             InboundOutcome.EXCEPTION, exception_id=exception_id, problems=tuple(problems)
         )
 
-    def replay(self, exception_id: int) -> InboundResult:
-        """Resolve a parked message again; apply it once if every code now resolves."""
+    def replay(self, exception_id: int, *, actor: str) -> InboundResult:
+        """Resolve a parked message again; apply it once if every code now resolves. The
+        outcome is audited as ``actor``'s with the exception's update (still open with its
+        problems, or closed once its movements are appended: the append commits through the
+        group commit first, so a crash between them leaves it open, and a replay then finds
+        the movements already applied)."""
         with self.engine.connect() as conn:
             parked = exception_store.get(conn, exception_id)
             if parked is None or parked.status != "open":
@@ -148,7 +152,9 @@ class InboundIntake:
         movements, problems = self.resolver.resolve_current(drafts, fresh=True)
         if problems:
             with self.engine.begin() as conn:
-                exception_store.update_problems(conn, exception_id, [p.as_dict() for p in problems])
+                exception_store.update_problems(
+                    conn, exception_id, [p.as_dict() for p in problems], actor=actor
+                )
             return InboundResult(
                 InboundOutcome.EXCEPTION, exception_id=exception_id, problems=tuple(problems)
             )
@@ -160,19 +166,32 @@ class InboundIntake:
         result = _outcome(accepted)
         with self.engine.begin() as conn:
             exception_store.close(
-                conn, exception_id, "applied", f"{len(result.event_ids)} movement(s) appended"
+                conn,
+                exception_id,
+                "applied",
+                f"{len(result.event_ids)} movement(s) appended",
+                actor=actor,
+                action="inbound_exception.replay",
             )
         log.info(
             "inbound.exception_applied", exception_id=exception_id, events=len(result.event_ids)
         )
         return result
 
-    def discard(self, exception_id: int, reason: str) -> None:
+    def discard(self, exception_id: int, reason: str, *, actor: str) -> None:
+        """Close a parked message unapplied; audited as ``actor``'s with the reason."""
         with self.engine.begin() as conn:
             parked = exception_store.get(conn, exception_id)
             if parked is None or parked.status != "open":
                 raise ExceptionNotOpen(f"exception {exception_id} is not open")
-            exception_store.close(conn, exception_id, "discarded", reason)
+            exception_store.close(
+                conn,
+                exception_id,
+                "discarded",
+                reason,
+                actor=actor,
+                action="inbound_exception.discard",
+            )
 
 
 def _submissions(

@@ -74,10 +74,12 @@ class WorkQueues:
         decided_by: str,
         override: bool = False,
         authorize: Callable[[WorkItem], None] | None = None,
+        actor: str | None = None,
     ) -> WorkItem:
         """``override``: an administrator deciding outside the queue's owners. ``authorize``
         sees the task before anything changes and raises to refuse (the caller's permission
-        for the task's queue, its facility)."""
+        for the task's queue, its facility). ``actor``: who is audited as acting (the API
+        client, ``cli:<user>``), ``decided_by`` if not given."""
         with self.engine.begin() as conn:
             item = store.get(conn, item_id)
             if item is None:
@@ -96,7 +98,7 @@ class WorkQueues:
                     f"work item {item_id} ({item.kind}) allows {allowed}, "
                     f"not {decision.action.value}"
                 )
-            if not store.decide(conn, item_id, decision, decided_by):
+            if not store.decide(conn, item_id, decision, decided_by, actor=actor or decided_by):
                 raise TaskAlreadyDecided(
                     f"work item {item_id} was decided by {item.decided_by} "
                     f"({item.decision.action.value if item.decision else '?'})"

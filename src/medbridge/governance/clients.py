@@ -19,6 +19,7 @@ from typing import Any
 from sqlalchemy import Engine, select, update
 
 from medbridge.governance.permissions import Principal, Role, permissions_of
+from medbridge.store import audit
 from medbridge.store.sql import upsert
 from medbridge.store.tables import api_clients
 
@@ -107,9 +108,12 @@ class ClientRegistry:
         roles: Role | Iterable[Role],
         key: str | None = None,
         facilities: Sequence[str] | None = None,
+        *,
+        actor: str = "system:clients",
     ) -> str:
         """Create or re-key the client ``name`` with ``roles``, bound to ``facilities`` (None:
-        every facility); return its key (shown once, stored hashed)."""
+        every facility); return its key (shown once, stored hashed). Audited as ``actor``'s
+        (the key's hash is in the state digest, never in the log)."""
         key = key or new_key()
         if facilities is not None and not facilities:
             raise ValueError("bind a client to at least one facility, or to none (every one)")
@@ -125,18 +129,41 @@ class ClientRegistry:
             "revoked_at": None,
         }
         with self.engine.begin() as conn:
+            before = audit.row_state(conn, api_clients, exclude=("created_at",), name=name)
             upsert(conn, api_clients, [row], keys=("name",))
+            audit.record_change(
+                conn,
+                actor=actor,
+                action="client.register",
+                target_type="api_client",
+                target_id=name,
+                before=before,
+                after=audit.row_state(conn, api_clients, exclude=("created_at",), name=name),
+                redact=("key_hash",),
+            )
         self._seen.clear()
         self._bound.clear()
         return key
 
-    def revoke(self, name: str) -> bool:
+    def revoke(self, name: str, *, actor: str = "system:clients") -> bool:
         with self.engine.begin() as conn:
+            before = audit.row_state(conn, api_clients, exclude=("created_at",), name=name)
             result = conn.execute(
                 update(api_clients)
                 .where(api_clients.c.name == name, api_clients.c.revoked_at.is_(None))
                 .values(revoked_at=datetime.now(UTC))
             )
+            if result.rowcount:
+                audit.record_change(
+                    conn,
+                    actor=actor,
+                    action="client.revoke",
+                    target_type="api_client",
+                    target_id=name,
+                    before=before,
+                    after=audit.row_state(conn, api_clients, exclude=("created_at",), name=name),
+                    redact=("key_hash",),
+                )
         self._seen.clear()
         self._bound.clear()
         return bool(result.rowcount)

@@ -1,8 +1,13 @@
-"""The master data store: write canonical master data, read what the pipeline needs."""
+"""The master data store: write canonical master data, read what the pipeline needs.
+
+Every write records one audit row in its transaction (``store.audit``) with the state of
+the row before and after, when it changed something; ``actor`` says who wrote (an API
+client, ``cli:<user>``, or ``system:<component>`` for the seed and the ERP sync)."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any
 
 from sqlalchemy import Connection, Engine, select
 
@@ -25,6 +30,7 @@ from medbridge.canonical.masterdata import (
 )
 from medbridge.domain.posting import AccountMap
 from medbridge.masterdata.cache import LocationInfo, MasterDataCache, MasterDataSnapshot, touch
+from medbridge.store import audit
 from medbridge.store.sql import chunks, upsert
 from medbridge.store.tables import (
     account_assignments,
@@ -41,6 +47,21 @@ from medbridge.store.tables import (
     unit_xrefs,
     units,
 )
+
+SYSTEM = audit.system_actor("masterdata")
+"""Who writes when a caller names nobody: code, not a person (tests, benchmarks)."""
+
+
+def _item_state(conn: Connection, code: str) -> dict[str, Any] | None:
+    state = audit.row_state(conn, items, code=code)
+    if state is None:
+        return None
+    packs = conn.execute(
+        select(item_packs.c.unit, item_packs.c.factor, item_packs.c.gtin)
+        .where(item_packs.c.item == code)
+        .order_by(item_packs.c.unit)
+    )
+    return state | {"packs": [dict(p._mapping) for p in packs]}
 
 
 class MasterDataError(Exception):
@@ -65,12 +86,25 @@ class MasterDataRepository:
 
     # --- writes ------------------------------------------------------------------------
 
-    def save_units(self, conn: Connection, values: Iterable[UnitOfMeasure]) -> None:
+    def save_units(
+        self, conn: Connection, values: Iterable[UnitOfMeasure], *, actor: str = SYSTEM
+    ) -> None:
         touch(conn)
-        upsert(conn, units, [{"code": u.code, "name": u.name} for u in values], keys=("code",))
+        for u in values:
+            audit.upsert_audited(
+                conn,
+                units,
+                {"code": u.code, "name": u.name},
+                ("code",),
+                actor=actor,
+                action="masterdata.unit.save",
+                target_type="unit",
+            )
 
-    def save_item(self, conn: Connection, item: Item) -> None:
+    def save_item(self, conn: Connection, item: Item, *, actor: str = SYSTEM) -> None:
+        """The item and its packs (one audit row); each code is a cross-reference of its own."""
         touch(conn)
+        before = _item_state(conn, item.code)
         upsert(
             conn,
             items,
@@ -94,10 +128,21 @@ class MasterDataRepository:
                     for p in item.packs
                 ],
             )
+        audit.record_change(
+            conn,
+            actor=actor,
+            action="masterdata.item.save",
+            target_type="item",
+            target_id=item.code,
+            before=before,
+            after=_item_state(conn, item.code),
+        )
         for code in item.codes:
-            self.link_code(conn, item.code, code)
+            self.link_code(conn, item.code, code, actor=actor)
 
-    def link_code(self, conn: Connection, item: str, code: ItemCode) -> None:
+    def link_code(
+        self, conn: Connection, item: str, code: ItemCode, *, actor: str = SYSTEM
+    ) -> None:
         """Cross-reference an external code to an item (a code maps to one item only)."""
         touch(conn)
         row = {"system": code.system.value, "issuer": code.issuer or "", "code": code.code}
@@ -106,13 +151,31 @@ class MasterDataRepository:
             raise MasterDataError(
                 "codes", f"{code.system.value} {code.code} already maps to {current}"
             )
-        upsert(conn, item_codes, [{**row, "item": item}], keys=("system", "issuer", "code"))
+        audit.upsert_audited(
+            conn,
+            item_codes,
+            {**row, "item": item},
+            ("system", "issuer", "code"),
+            actor=actor,
+            action="xref.item_code.link",
+            target_type="item_code",
+        )
 
-    def save_cost_center(self, conn: Connection, center: CostCenter) -> None:
+    def save_cost_center(
+        self, conn: Connection, center: CostCenter, *, actor: str = SYSTEM
+    ) -> None:
         touch(conn)
-        upsert(conn, cost_centers, [center.model_dump(mode="json")], keys=("code",))
+        audit.upsert_audited(
+            conn,
+            cost_centers,
+            center.model_dump(mode="json"),
+            ("code",),
+            actor=actor,
+            action="masterdata.cost_center.save",
+            target_type="cost_center",
+        )
 
-    def save_location(self, conn: Connection, location: Location) -> None:
+    def save_location(self, conn: Connection, location: Location, *, actor: str = SYSTEM) -> None:
         touch(conn)
         facility: str | None = None
         if location.kind is LocationKind.FACILITY:
@@ -127,32 +190,69 @@ class MasterDataRepository:
                 raise MasterDataError("parent", f"parent location {location.parent} is unknown")
             facility = parent.facility
         row = location.model_dump(mode="json") | {"facility": facility}
-        upsert(conn, locations, [row], keys=("code",))
-
-    def save_gl_account(self, conn: Connection, account: GLAccount) -> None:
-        touch(conn)
-        upsert(conn, gl_accounts, [account.model_dump(mode="json")], keys=("code",))
-
-    def assign_account(self, conn: Connection, assignment: AccountAssignment) -> None:
-        touch(conn)
-        upsert(
+        audit.upsert_audited(
             conn,
-            account_assignments,
-            [assignment.model_dump(mode="json")],
-            keys=("facility", "role"),
+            locations,
+            row,
+            ("code",),
+            actor=actor,
+            action="masterdata.location.save",
+            target_type="location",
         )
 
-    def save_supplier(self, conn: Connection, supplier: Supplier) -> None:
+    def save_gl_account(self, conn: Connection, account: GLAccount, *, actor: str = SYSTEM) -> None:
         touch(conn)
-        upsert(conn, suppliers, [supplier.model_dump(mode="json")], keys=("code",))
+        audit.upsert_audited(
+            conn,
+            gl_accounts,
+            account.model_dump(mode="json"),
+            ("code",),
+            actor=actor,
+            action="masterdata.gl_account.save",
+            target_type="gl_account",
+        )
 
-    def save_contract(self, conn: Connection, contract: Contract) -> None:
+    def assign_account(
+        self, conn: Connection, assignment: AccountAssignment, *, actor: str = SYSTEM
+    ) -> None:
+        touch(conn)
+        audit.upsert_audited(
+            conn,
+            account_assignments,
+            assignment.model_dump(mode="json"),
+            ("facility", "role"),
+            actor=actor,
+            action="masterdata.account_assignment.save",
+            target_type="account_assignment",
+        )
+
+    def save_supplier(self, conn: Connection, supplier: Supplier, *, actor: str = SYSTEM) -> None:
+        touch(conn)
+        audit.upsert_audited(
+            conn,
+            suppliers,
+            supplier.model_dump(mode="json"),
+            ("code",),
+            actor=actor,
+            action="masterdata.supplier.save",
+            target_type="supplier",
+        )
+
+    def save_contract(self, conn: Connection, contract: Contract, *, actor: str = SYSTEM) -> None:
         touch(conn)
         row = contract.model_dump(exclude={"price"}) | {
             "price": contract.price.amount,
             "currency": contract.price.currency,
         }
-        upsert(conn, contracts, [row], keys=("code",))
+        audit.upsert_audited(
+            conn,
+            contracts,
+            row,
+            ("code",),
+            actor=actor,
+            action="masterdata.contract.save",
+            target_type="contract",
+        )
 
     # --- reads -------------------------------------------------------------------------
 
@@ -236,31 +336,46 @@ class CrossReferences:
     """Writes of the per-source cross-references (location, cost center, unit)."""
 
     @staticmethod
-    def map_location(conn: Connection, source_system: str, code: str, location: str) -> None:
+    def map_location(
+        conn: Connection, source_system: str, code: str, location: str, *, actor: str = SYSTEM
+    ) -> None:
         touch(conn)
-        upsert(
+        audit.upsert_audited(
             conn,
             location_xrefs,
-            [{"source_system": source_system, "code": code, "location": location}],
-            keys=("source_system", "code"),
+            {"source_system": source_system, "code": code, "location": location},
+            ("source_system", "code"),
+            actor=actor,
+            action="xref.location.map",
+            target_type="location_xref",
         )
 
     @staticmethod
-    def map_cost_center(conn: Connection, source_system: str, code: str, cost_center: str) -> None:
+    def map_cost_center(
+        conn: Connection, source_system: str, code: str, cost_center: str, *, actor: str = SYSTEM
+    ) -> None:
         touch(conn)
-        upsert(
+        audit.upsert_audited(
             conn,
             cost_center_xrefs,
-            [{"source_system": source_system, "code": code, "cost_center": cost_center}],
-            keys=("source_system", "code"),
+            {"source_system": source_system, "code": code, "cost_center": cost_center},
+            ("source_system", "code"),
+            actor=actor,
+            action="xref.cost_center.map",
+            target_type="cost_center_xref",
         )
 
     @staticmethod
-    def map_unit(conn: Connection, source_system: str, code: str, unit: str) -> None:
+    def map_unit(
+        conn: Connection, source_system: str, code: str, unit: str, *, actor: str = SYSTEM
+    ) -> None:
         touch(conn)
-        upsert(
+        audit.upsert_audited(
             conn,
             unit_xrefs,
-            [{"source_system": source_system, "code": code, "unit": unit}],
-            keys=("source_system", "code"),
+            {"source_system": source_system, "code": code, "unit": unit},
+            ("source_system", "code"),
+            actor=actor,
+            action="xref.unit.map",
+            target_type="unit_xref",
         )

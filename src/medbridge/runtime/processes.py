@@ -15,14 +15,18 @@ workers but one, since two planners at once could propose the same shortfall twi
 ``api``, ``listen`` and ``worker`` do not migrate the database (``medbridge db upgrade``
 does, once, before them); ``run`` does.
 
-Each starts with ``tune_interpreter()`` and stops cleanly on SIGTERM or SIGINT: the loops
+Each records its effective settings (secrets redacted) in the audit log as it starts, one
+``settings.start`` row by ``system:<run|api|listen|worker>``, and each starts with
+``tune_interpreter()`` and stops cleanly on SIGTERM or SIGINT: the loops
 end, the group commit commits what is queued, and the bus is closed (a JetStream worker
 hands its partitions back at once instead of leaving them to the lease's expiry).
 """
 
 from __future__ import annotations
 
+import os
 import signal
+import socket
 import ssl
 import threading
 from collections.abc import AsyncIterator
@@ -52,8 +56,9 @@ from medbridge.runtime.policies import erp_posting_policy
 from medbridge.runtime.root import Root
 from medbridge.runtime.supervisor import Loop, Supervisor
 from medbridge.runtime.var_secrets import oauth_signing_key
-from medbridge.settings import Settings
+from medbridge.settings import Settings, effective_settings, redacted
 from medbridge.settings import fhir_config as settings_fhir_config
+from medbridge.store import audit
 
 log = get_logger(__name__)
 
@@ -204,6 +209,22 @@ def fhir_config(mb: Root) -> FhirConfig:
 # --- the entry points ------------------------------------------------------------------
 
 
+def record_start(mb: Root, role: Role) -> None:
+    """One audit row: this process (host and pid) started as ``role`` with these settings,
+    secrets redacted (the settings' and the FHIR connector's)."""
+    settings = effective_settings(mb.settings) | {"fhir": redacted(settings_fhir_config())}
+    with mb.engine.begin() as conn:
+        audit.append(
+            conn,
+            actor=audit.system_actor(role.value),
+            action="settings.start",
+            target_type="process",
+            target_id=f"{socket.gethostname()}:{os.getpid()}",
+            after=settings,
+            detail={"role": role.value, "settings": settings},
+        )
+
+
 class _StopOnSignal:
     """SIGTERM and SIGINT set the process's stop event (a second one changes nothing)."""
 
@@ -257,6 +278,7 @@ def serve_http(mb: Root, *, with_workers: bool, demo: bool = False) -> None:
     process closes what it holds instead of dying there."""
     _StopOnSignal().install()
     try:
+        record_start(mb, Role.RUN if with_workers else Role.API)
         server = uvicorn.Server(
             http_config(mb.settings, mb.api(with_workers=with_workers, demo=demo))
         )
@@ -275,6 +297,7 @@ def serve_background(mb: Root, role: Role) -> None:
     stopping = _StopOnSignal()
     stopping.install()
     try:
+        record_start(mb, role)
         mb.start_workers(listen=role is Role.LISTEN, work=role is Role.WORKER, mllp=True)
         log.info("process.started", role=role.value, loops=mb.loop_names())
         stopping.wait()

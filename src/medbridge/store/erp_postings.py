@@ -19,6 +19,7 @@ from typing import Any
 
 from sqlalchemy import Connection, func, select, update
 
+from medbridge.store import audit
 from medbridge.store.sql import BulkInsert, chunks
 from medbridge.store.tables import erp_postings, journal_entries, journal_lines
 
@@ -127,15 +128,29 @@ def mark_failed(conn: Connection, entry_id: str, error: str) -> None:
     )
 
 
-def requeue(conn: Connection, entry_id: str, now: datetime) -> bool:
-    """A failed posting back to pending, due now (after the fix). False if not failed."""
+def requeue(conn: Connection, entry_id: str, now: datetime, *, actor: str) -> bool:
+    """A failed posting back to pending, due now (after the fix). False if not failed.
+    Audited as ``actor``'s, with the error it had failed with."""
     t = erp_postings
+    before = audit.row_state(conn, t, entry_id=entry_id)
     result = conn.execute(
         update(t)
         .where(t.c.entry_id == entry_id, t.c.status == PostingStatus.FAILED.value)
         .values(status=PostingStatus.PENDING.value, attempts=0, next_attempt_at=now)
     )
-    return bool(result.rowcount)
+    if not result.rowcount:
+        return False
+    audit.append(
+        conn,
+        actor=actor,
+        action="erp_posting.requeue",
+        target_type="erp_posting",
+        target_id=entry_id,
+        before=before,
+        after=audit.row_state(conn, t, entry_id=entry_id),
+        detail={"last_error": (before or {}).get("last_error")},
+    )
+    return True
 
 
 # --- read side -----------------------------------------------------------------------------

@@ -10,6 +10,7 @@ from typing import Any
 
 from sqlalchemy import Connection, insert, select, update
 
+from medbridge.store import audit
 from medbridge.store.tables import inbound_exceptions as t
 
 
@@ -82,15 +83,53 @@ def listing(
     return [InboundException(**row._mapping) for row in rows]
 
 
+def _state(conn: Connection, exception_id: int) -> dict[str, Any] | None:
+    """What an audit digest covers: the whole row (drafts included; only digested)."""
+    return audit.row_state(conn, t, id=exception_id)
+
+
 def update_problems(
-    conn: Connection, exception_id: int, problems: Sequence[dict[str, Any]]
+    conn: Connection, exception_id: int, problems: Sequence[dict[str, Any]], *, actor: str
 ) -> None:
+    """A replay that still found problems: they are updated; audited as ``actor``'s (the
+    problems' fields, not their values: a value may be a patient's location)."""
+    before = _state(conn, exception_id)
     conn.execute(update(t).where(t.c.id == exception_id).values(problems=list(problems)))
+    audit.append(
+        conn,
+        actor=actor,
+        action="inbound_exception.replay",
+        target_type="inbound_exception",
+        target_id=exception_id,
+        before=before,
+        after=_state(conn, exception_id),
+        detail={"outcome": "exception", "unresolved": sorted({p["field"] for p in problems})},
+    )
 
 
-def close(conn: Connection, exception_id: int, status: str, resolution: str) -> None:
+def close(
+    conn: Connection,
+    exception_id: int,
+    status: str,
+    resolution: str,
+    *,
+    actor: str,
+    action: str,
+) -> None:
+    """Close the exception (``applied`` or ``discarded``); audited as ``actor``'s."""
+    before = _state(conn, exception_id)
     conn.execute(
         update(t)
         .where(t.c.id == exception_id)
         .values(status=status, resolved_at=datetime.now(UTC), resolution=resolution)
+    )
+    audit.append(
+        conn,
+        actor=actor,
+        action=action,
+        target_type="inbound_exception",
+        target_id=exception_id,
+        before=before,
+        after=_state(conn, exception_id),
+        detail={"outcome": status, "resolution": resolution},
     )

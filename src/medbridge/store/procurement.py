@@ -13,7 +13,7 @@ from typing import Any
 
 from sqlalchemy import Connection, func, insert, select, update
 
-from medbridge.store.sql import upsert
+from medbridge.store import audit
 from medbridge.store.tables import (
     goods_receipts,
     invoice_matches,
@@ -45,13 +45,18 @@ class Policy:
     safety_stock: Decimal | None
 
 
-def save_policies(conn: Connection, policies: Sequence[Policy]) -> None:
-    upsert(
-        conn,
-        replenishment_policies,
-        [p.__dict__ for p in policies],
-        keys=("item", "location"),
-    )
+def save_policies(conn: Connection, policies: Sequence[Policy], *, actor: str) -> None:
+    """Par levels (and reorder points) per item@location; each change audited as ``actor``'s."""
+    for p in policies:
+        audit.upsert_audited(
+            conn,
+            replenishment_policies,
+            dict(p.__dict__),
+            ("item", "location"),
+            actor=actor,
+            action="masterdata.replenishment_policy.save",
+            target_type="replenishment_policy",
+        )
 
 
 def policies(conn: Connection) -> list[Policy]:

@@ -483,4 +483,36 @@ invoice_matches = Table(
     Index("ix_invoice_matches_number", "supplier", "number"),
 )
 
+# --- the audit log (hash-chained: medbridge.domain.audit) --------------------------------
+
+audit_log = Table(
+    "audit_log",
+    metadata,
+    Column("seq", SeqId, primary_key=True, autoincrement=False),  # 1, 2, 3 ... no gaps
+    Column("at", UTCDateTime, nullable=False),
+    Column("actor", String(200), nullable=False),  # client name | cli:<user> | system:<part>
+    Column("action", String(64), nullable=False),  # e.g. masterdata.item.save
+    Column("target_type", String(64), nullable=False),
+    Column("target_id", String(300), nullable=False),
+    Column("before_digest", String(64)),
+    Column("after_digest", String(64)),
+    Column("detail", JSON, nullable=False),
+    Column("prev_hash", String(64), nullable=False),
+    Column("hash", String(64), nullable=False),
+    Index("ix_audit_log_actor", "actor", "seq"),
+    Index("ix_audit_log_action", "action", "seq"),
+    Index("ix_audit_log_target", "target_type", "target_id", "seq"),
+    Index("ix_audit_log_at", "at"),
+)
+
+audit_chain_head = Table(
+    "audit_chain_head",
+    metadata,
+    Column("id", Integer, primary_key=True),  # one row: id 1
+    Column("seq", SeqId, nullable=False),  # the last row's seq (0: empty log)
+    Column("hash", String(64), nullable=False),  # the last row's hash
+)
+"""Updated with every append, in its transaction; on PostgreSQL the append locks this row
+(``FOR UPDATE``), which keeps the chain linear under concurrent writers."""
+
 __all__ = ["ExactDecimal", "metadata"]

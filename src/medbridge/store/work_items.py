@@ -9,6 +9,7 @@ from typing import Any
 from sqlalchemy import Connection, insert, select, update
 
 from medbridge.canonical.tasks import Action, Decision, NewTask, TaskStatus, WorkQueue
+from medbridge.store import audit
 from medbridge.store.tables import work_items as t
 
 
@@ -131,8 +132,12 @@ def listing(
     return [_item(r) for r in conn.execute(query)]
 
 
-def decide(conn: Connection, item_id: int, decision: Decision, decided_by: str) -> bool:
-    """Record the decision if the task is still open; False if it was decided already."""
+def decide(
+    conn: Connection, item_id: int, decision: Decision, decided_by: str, *, actor: str
+) -> bool:
+    """Record the decision if the task is still open; False if it was decided already.
+    Audited as ``actor``'s (who acted: an API client, ``cli:<user>``) with the decision."""
+    before = audit.row_state(conn, t, id=item_id)
     moved = conn.execute(
         update(t)
         .where(t.c.id == item_id, t.c.status == TaskStatus.OPEN.value)
@@ -143,4 +148,21 @@ def decide(conn: Connection, item_id: int, decision: Decision, decided_by: str) 
             decided_at=datetime.now(UTC),
         )
     )
-    return moved.rowcount == 1
+    if moved.rowcount != 1:
+        return False
+    audit.append(
+        conn,
+        actor=actor,
+        action="work_item.decide",
+        target_type="work_item",
+        target_id=item_id,
+        before=before,
+        after=audit.row_state(conn, t, id=item_id),
+        detail={
+            "queue": before["queue"] if before else None,
+            "kind": before["kind"] if before else None,
+            "decision": decision.model_dump(mode="json"),
+            "decided_by": decided_by,
+        },
+    )
+    return True

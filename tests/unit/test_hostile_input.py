@@ -216,3 +216,15 @@ def test_gs1_a_valid_scan_still_maps_to_a_receipt_line() -> None:
         received_at=datetime(2021, 1, 1, tzinfo=UTC),
     )
     assert line.lot == "0329"
+
+
+def test_fhir_bundle_whose_entry_is_not_a_list_is_malformed() -> None:
+    payload = decode(
+        b'{"resourceType": "Bundle", "type": "batch", "entry": 1.5}',
+        "application/fhir+json",
+        max_bytes=1_000_000,
+    )
+    with pytest.raises(FhirError) as caught:
+        list(payload.entries())
+    assert caught.value.status == 400
+    assert "Bundle.entry" in str(caught.value)

@@ -147,6 +147,8 @@ class Payload:
     def entries(self) -> Iterator[tuple[dict[str, Any], Payload | None]]:
         """A Bundle's entries: each without its resource, and the resource as a Payload."""
         raw = self.data.get("entry") or []
+        if not isinstance(raw, list):  # e.g. "entry": 1.5, before any model has read it
+            raise MalformedPayload("Bundle.entry is not a list of entries", path="Bundle.entry")
         elements = (
             [e.find(f"{{{FHIR_NS}}}resource") for e in self.element.iterfind(f"{{{FHIR_NS}}}entry")]
             if self.element is not None

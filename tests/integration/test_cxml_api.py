@@ -134,3 +134,13 @@ def test_hostile_and_oversize_documents_are_refused(client_for: MakeClient, tmp_
     big = client.post("/cxml", content=b"<cXML>" + b" " * 3_000_000, headers=XML)
     assert big.status_code == 413
     assert events(mb) == []
+
+
+def test_doctype_flood_and_bad_numbers_are_4xx_naming_the_problem(client_for: MakeClient) -> None:
+    raw = (SAMPLES / "cxml" / "OrderRequest-cxmlphp-sample-1.2.050.xml").read_bytes()
+    client, mb = client_for(raw)
+    flood = b'<?xml version="1.0"?>' + b"<!DOCTYPE" * 100_000 + b"<cXML/>"  # was quadratic
+    answer = client.post("/cxml", content=flood, headers=XML)
+    assert answer.status_code == 406
+    assert b"not well-formed" in answer.content or b"DOCTYPE" in answer.content
+    assert events(mb) == []

@@ -751,3 +751,20 @@ def test_phi_canary_never_leaves_the_connector(
         for phi in (NAME, MRN, BIRTH, "Zebulon", "Canary Row"):
             assert phi not in text, f"{phi} found in {place}"
     assert date.fromisoformat(BIRTH)  # the canary itself is a real date
+
+
+def test_hostile_bodies_are_4xx_naming_the_problem_never_a_500(client: TestClient) -> None:
+    huge = "9" * 4301  # int() refuses it: once a 500 through the XML reader
+    xml = (
+        '<MedicationDispense xmlns="http://hl7.org/fhir"><status value="completed"/>'
+        f'<dosageInstruction><sequence value="{huge}"/></dosageInstruction>'
+        "</MedicationDispense>"
+    )
+    answer = client.post("/fhir/r4/MedicationDispense", content=xml, headers=XML_CT)
+    assert answer.status_code == 400, answer.text
+    assert "MedicationDispense.dosageInstruction[0].sequence" in expressions(answer)
+    body = json.dumps(dispense("md-huge")).replace('"value": 2', f'"value": {huge}')
+    assert huge in body
+    answer = client.post("/fhir/r4/MedicationDispense", content=body, headers=JSON_CT)
+    assert answer.status_code == 400, answer.text
+    assert issues(answer)

@@ -377,3 +377,33 @@ def test_strict_mode_refuses_what_hl7apy_refuses_without_quoting_values(
         assert code == "AE"
         assert "does not match its HL7 data type" in text
         assert "X" not in text.split(":")[-1]  # the offending value is not quoted back
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "location"),
+    [
+        ("code", "\u2028", "RXD^1^2^1"),  # a code of only a line separator: empty once stripped
+        ("code", "C" * 65, "RXD^1^2^1"),  # longer than an item code may be
+        ("when", "20261120100000+2500", "RXD^1^3^1"),  # no such time-zone offset
+    ],
+)
+def test_content_the_canonical_model_refuses_is_acknowledged_ae_not_ar(
+    listener: MllpListener, medbridge: MedBridge, field: str, value: str, location: str
+) -> None:
+    """AR would have the sender resend the same bytes for ever; AE names the field."""
+    text = (FIXTURES / "rds-o13-v251-vancomycin-lot.hl7").read_text(encoding="utf-8")
+    rxd = next(line for line in text.replace("\n", "\r").split("\r") if line.startswith("RXD"))
+    fields = rxd.split("|")
+    if field == "code":
+        fields[2] = value + fields[2][fields[2].index("^") :]
+    else:
+        fields[3] = value
+    hostile = text.replace(rxd, "|".join(fields))
+    with MllpClient("127.0.0.1", listener.port) as client:
+        ack = parse(client.send(hostile.encode("utf-8")))
+    msa, err = ack.first("MSA"), ack.first("ERR")
+    assert msa is not None
+    assert err is not None
+    assert msa.get(1) == "AE"
+    assert err.raw(2) == location
+    assert count(medbridge, bus_events) == 0

@@ -226,3 +226,39 @@ def test_the_product_outbox_writes_the_850_to_the_partner_folder(
     assert sent.documents == (order,)
     assert sent.interchange.control_number == first.control
     assert sent.interchange.receiver_id == partner.x12_id
+
+
+@pytest.mark.parametrize(
+    ("quantity", "reason"),
+    [
+        ("9" * 4301, "4301 characters is not a number"),  # int() refuses over 4,300 digits
+        ("\u0661\u0662", "is not a number"),  # Arabic-Indic digits: \d matched them
+        ("1" * 31_000 + "x", "31001 characters is not a number"),  # the quadratic regex's run
+    ],
+)
+def test_hostile_numbers_are_a_4xx_997_naming_the_element_never_a_500(
+    client_for: MakeClient, quantity: str, reason: str
+) -> None:
+    raw = (SAMPLES / "x12" / "850-oopfactory-sitestuff-p2p.edi").read_bytes()
+    hostile = raw.replace(b"PO1*6917*1*PK", f"PO1*6917*{quantity}*PK".encode())
+    assert hostile != raw
+    client, mb = client_for(raw)
+    answer = client.post("/v1/edi/x12", content=hostile, headers=MEDIA)
+    assert answer.status_code == 400, answer.text
+    assert "AK5*R" in answer.text.replace("\n", "")
+    assert "AK4*2*" in answer.text  # AK4: the element at fault, PO102
+    assert events(mb) == []
+    parsed = parse_interchange(hostile)
+    assert any(reason in str(e) and e.element_name == "PO102" for e in parsed.errors)
+
+
+def test_unicode_digits_in_the_envelope_are_a_400_naming_isa13(client_for: MakeClient) -> None:
+    raw = (SAMPLES / "x12" / "850-oopfactory-sitestuff-p2p.edi").read_bytes()
+    text = raw.decode("utf-8-sig")
+    control = text.split("*")[13]
+    hostile = text.replace(control, "\u0660" * len(control), 1).encode()
+    client, mb = client_for(raw)
+    answer = client.post("/v1/edi/x12", content=hostile, headers=MEDIA)
+    assert answer.status_code == 400
+    assert "ISA13" in answer.text
+    assert events(mb) == []

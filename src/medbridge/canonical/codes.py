@@ -16,7 +16,7 @@ from typing import Literal
 
 NdcShape = Literal["4-4-2", "5-3-2", "5-4-1"]
 
-_DASHED = re.compile(r"^(\d{4,5})-(\d{3,4})-(\d{1,2})$")
+_DASHED = re.compile(r"^([0-9]{4,5})-([0-9]{3,4})-([0-9]{1,2})$")
 
 
 class CodeError(ValueError):
@@ -38,7 +38,7 @@ def normalize_ndc(raw: str, shape: NdcShape | None = None) -> str:
         if len(labeler) + len(product) + len(package) != 10:
             raise CodeError(f"NDC {raw!r}: dashed form must have 10 or 11 digits")
         return labeler.zfill(5) + product.zfill(4) + package.zfill(2)
-    if not code.isdigit():
+    if not (code.isascii() and code.isdigit()):
         raise CodeError(f"NDC {raw!r}: only digits and dashes are allowed")
     if len(code) == 11:
         return code
@@ -59,7 +59,8 @@ def gs1_check_digit(body: str) -> int:
 def normalize_gtin(raw: str) -> str:
     """Return the GTIN-14 for a GTIN-8/12/13/14, or raise CodeError (length or check digit)."""
     code = raw.strip()
-    if not code.isdigit() or len(code) not in (8, 12, 13, 14):
+    # ASCII digits only: "²".isdigit() is true, and int("²") raises
+    if not (code.isascii() and code.isdigit()) or len(code) not in (8, 12, 13, 14):
         raise CodeError(f"GTIN {raw!r}: must be 8, 12, 13 or 14 digits")
     expected = gs1_check_digit(code[:-1])
     if int(code[-1]) != expected:

@@ -199,7 +199,7 @@ def parse_response(data: bytes, *, max_bytes: int = DEFAULT_MAX_BYTES) -> CxmlRe
         raise NotCxml("no <Response> in the document", path="/cXML/Response")
     status = required(response, "Status")
     code = required_attr(status, "code")
-    if not code.isdigit():
+    if not (code.isascii() and code.isdigit() and len(code) <= 9):
         raise InvalidValue(
             f"status code {show(code)} is not a number", path=f"{path_of(status)}/@code"
         )

@@ -161,7 +161,7 @@ def _line(item: Element, order_number: str | None, currency: str, credit: bool) 
     if "orderLine" in extr:
         declared = own_text(extr["orderLine"])
         if declared is not None:
-            if not declared.isdigit():
+            if not (declared.isascii() and declared.isdigit() and len(declared) <= 9):
                 raise InvalidValue(f"orderLine {show(declared)}", path=path_of(extr["orderLine"]))
             order_line = int(declared)
     elif order_number is not None:

@@ -31,9 +31,11 @@ TEXT_MAX = 80
 """Canonical free text (``TradeText``) is kept to 80 characters: longer names and
 descriptions are cut (they are informational; identifiers are never cut)."""
 
-_CONTROL_WS = re.compile(r"\s*[\t\r\n]+\s*")
+_WHITESPACE = re.compile(r"\s+")
+r"""One run of whitespace per match, and the match cannot fail once started: linear (the
+former ``\s*[\t\r\n]+\s*`` backtracked through every run of spaces: quadratic)."""
 _CURRENCY = re.compile(r"^[A-Z]{3}$")
-_DATE_ONLY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+_DATE_ONLY = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$")
 
 
 # --- reading ----------------------------------------------------------------------------------
@@ -62,8 +64,14 @@ def clean(value: str | None) -> str | None:
     if value is None:
         return None
     if "\n" in value or "\t" in value or "\r" in value:
-        value = _CONTROL_WS.sub(" ", value)
+        value = _WHITESPACE.sub(_fold, value)
     return value.strip() or None
+
+
+def _fold(run: re.Match[str]) -> str:
+    """A run of whitespace holding a tab or line break -> one space (others are kept)."""
+    text = run.group()
+    return " " if "\n" in text or "\t" in text or "\r" in text else text
 
 
 def own_text(el: Element | None) -> str | None:
@@ -143,7 +151,7 @@ def int_attr(el: Element, name: str, default: int | None = None) -> int:
         if default is None:
             raise MissingData(f"attribute {name} is required", path=f"{path_of(el)}/@{name}")
         return default
-    if not re.fullmatch(r"\d{1,9}", value):
+    if not re.fullmatch(r"[0-9]{1,9}", value):
         raise InvalidValue(f"{show(value)} is not a line number", path=f"{path_of(el)}/@{name}")
     return int(value)
 
@@ -198,8 +206,13 @@ def build(model: type[M], at: Element, **fields: Any) -> M:
         raise InvalidValue(f"{model.__name__}.{where}: {first['msg']}", path=path_of(at)) from None
 
 
+def _digits(value: str) -> bool:
+    """ASCII digits: ``str.isdigit`` is also true for "²" and any script's digits."""
+    return value.isascii() and value.isdigit()
+
+
 def _gtin(value: str, path: str) -> str:
-    if not value.isdigit() or len(value) not in (8, 12, 13, 14):
+    if not _digits(value) or len(value) not in (8, 12, 13, 14):
         raise InvalidValue(f"GTIN {show(value)} is not 8, 12, 13 or 14 digits", path=path)
     return value.zfill(14)
 
@@ -207,11 +220,11 @@ def _gtin(value: str, path: str) -> str:
 def _ndc(value: str, path: str) -> str:
     """An 11-digit NDC; a dashed 10-digit NDC (4-4-2, 5-3-2, 5-4-1) is padded to 5-4-2."""
     parts = value.split("-")
-    if len(parts) == 3 and all(p.isdigit() for p in parts):
+    if len(parts) == 3 and all(_digits(p) for p in parts):
         widths = tuple(len(p) for p in parts)
         if widths in ((4, 4, 2), (5, 3, 2), (5, 4, 1), (5, 4, 2)):
             return parts[0].zfill(5) + parts[1].zfill(4) + parts[2].zfill(2)
-    if value.isdigit() and len(value) == 11:
+    if _digits(value) and len(value) == 11:
         return value
     raise InvalidValue(f"NDC {show(value)} is not 11 digits or a dashed 10-digit NDC", path=path)
 

@@ -147,6 +147,8 @@ class Payload:
     def entries(self) -> Iterator[tuple[dict[str, Any], Payload | None]]:
         """A Bundle's entries: each without its resource, and the resource as a Payload."""
         raw = self.data.get("entry") or []
+        if not isinstance(raw, list):  # e.g. "entry": 1.5, before any model has read it
+            raise MalformedPayload("Bundle.entry is not a list of entries", path="Bundle.entry")
         elements = (
             [e.find(f"{{{FHIR_NS}}}resource") for e in self.element.iterfind(f"{{{FHIR_NS}}}entry")]
             if self.element is not None
@@ -304,7 +306,8 @@ def _primitive(
     value: Any = raw
     if raw is not None and kind == "boolean" and raw in ("true", "false"):
         value = raw == "true"
-    elif raw is not None and kind in _INTEGERS and re.fullmatch(r"-?\d+", raw):
+    elif raw is not None and kind in _INTEGERS and re.fullmatch(r"-?[0-9]{1,18}", raw):
+        # bounded: int() refuses 4,301 digits and more; FHIR integers are 32-bit anyway
         value = int(raw)
     extension = _complex(child, model_class(release, "Element"), release)
     if many:
@@ -401,7 +404,21 @@ def _redact(message: str, value: Any) -> str:
     if isinstance(value, str) and value.strip() and value in message:
         message = message.replace(repr(value), "(value withheld)")
         message = message.replace(value, "(value withheld)")
-    return re.sub(r"(regex\.)\s*'[^']*'\s*$", r"\1", message)  # fhir_core quotes the input
+    return _unquote_regex(message)
+
+
+def _unquote_regex(message: str) -> str:
+    r"""``... regex. 'input'`` -> ``... regex.``: fhir_core quotes the input after the pattern.
+    A scan from the end, not a regular expression: ``regex\.\s*'[^']*'`` searched through
+    a message quoting hostile input takes quadratic time."""
+    text = message.rstrip()
+    if len(text) < 2 or not text.endswith("'"):
+        return message
+    opening = text.rfind("'", 0, len(text) - 1)
+    if opening == -1:
+        return message
+    head = text[:opening].rstrip()
+    return head if head.endswith("regex.") else message
 
 
 _PLAIN = {

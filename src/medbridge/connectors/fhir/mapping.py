@@ -311,7 +311,8 @@ def _coded_item(
         text = display[:200] if display else None
         try:
             if system == NDC:
-                if not (code.isdigit() and len(code) == 10):  # 10 bare digits: resolver's job
+                # 10 bare (ASCII) digits: the resolver's job
+                if not (code.isascii() and code.isdigit() and len(code) == 10):
                     normalize_ndc(code)
                 ranked.append((0, ExternalItem(kind=ItemCodeKind.NDC, code=code, text=text), where))
             elif system in GTIN:

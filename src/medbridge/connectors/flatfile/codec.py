@@ -19,6 +19,7 @@ from medbridge.connectors.flatfile.errors import (
     Incomplete,
     MalformedSnapshot,
     MissingColumn,
+    SnapshotRefused,
     WrongFieldCount,
 )
 
@@ -77,9 +78,12 @@ def trailer_count(fields: list[str], config: FlatFileConfig) -> int | None:
     """The row count of a trailer record, or ``None`` if the record is not a trailer."""
     if not fields or fields[0].strip() != config.trailer_marker:
         return None
-    if len(fields) != 2 or not fields[1].strip().isdigit():
+    count = fields[1].strip() if len(fields) == 2 else ""
+    # ASCII digits, and few enough to be a row count: "1²".isdigit() and "٣".isdigit() are
+    # true, yet int() refuses the first; int() refuses more than 4,300 digits
+    if not (count.isascii() and count.isdigit()) or len(count) > 12:
         return -1
-    return int(fields[1].strip())
+    return int(count)
 
 
 def is_complete(raw: bytes, config: FlatFileConfig) -> bool:
@@ -102,6 +106,8 @@ def _required(value: str, line: int, column: str) -> str:
 
 
 def _quantity(value: str, line: int, column: str) -> Decimal:
+    if not value.isascii():  # Decimal() would read any script's digits
+        raise BadValue(f"not a number: {value.strip()[:40]!r}", line=line, column=column)
     try:
         quantity = Decimal(value.strip())
     except InvalidOperation:
@@ -125,6 +131,8 @@ def _expiry(value: str, line: int, column: str) -> date | None:
 
 def parse(raw: bytes, config: FlatFileConfig, name: str) -> Snapshot:
     """Every row of the file, typed; or the first problem found, naming line and column."""
+    if len(raw) > config.max_bytes:
+        raise SnapshotRefused(f"file of {len(raw)} bytes is over the {config.max_bytes} limit")
     records = _records(raw, config)
     if not records:
         raise Incomplete("empty file: no header, no trailer", line=1)

@@ -50,8 +50,15 @@ from medbridge.connectors.gs1.errors import (
 SUSPECT_AIS = ("00", "01", "10", "11", "15", "17", "21", "30", "37")
 """AIs whose appearance inside an unterminated variable-length value makes a scan ambiguous."""
 
+MAX_SCAN_CHARS = 8192
+"""Bound on a scan: the largest GS1 symbol (a QR Code) holds 7,089 digits. Longer input is
+not a scan, and walking it costs quadratic time in biip."""
 _BIIP = ParseConfig(separator_chars=(GS,))
-_HRI = re.compile(r"\((\d{2,4})\)([^(]*)")
+_HRI = re.compile(r"\(([0-9]{2,4})\)([^(]*)")
+"""Linear: the value's class excludes the ``(`` every match starts with; ASCII digits only."""
+_BIIP_ERRORS = (ParseError, LookupError, ValueError)
+"""What biip raises: its ``ParseError``, and on some inputs (``"]"``) an ``IndexError`` or a
+``ValueError`` of its own making; translated here into ``Malformed``, never let out."""
 
 
 @dataclass(frozen=True)
@@ -90,6 +97,8 @@ class _Element:
 def parse(scan: str, config: Gs1Config | None = None) -> Gs1Scan:
     """Decode one scan; ``Gs1Error`` (see ``errors``) if it must be refused."""
     config = config or Gs1Config()
+    if len(scan) > MAX_SCAN_CHARS:
+        raise Malformed(f"a scan of {len(scan):,} characters: no GS1 symbol holds that many")
     data = scan.strip()  # CR/LF from the wedge; GS counts as whitespace to Python as well
     if not data:
         raise Malformed("empty scan")
@@ -113,12 +122,12 @@ def parse(scan: str, config: Gs1Config | None = None) -> Gs1Scan:
 def _symbology(data: str) -> tuple[str, str]:
     try:
         si = SymbologyIdentifier.extract(data)
-    except ParseError as error:
-        raise Malformed(f"unknown symbology identifier: {error}") from None
+    except _BIIP_ERRORS as error:
+        raise Malformed(f"unknown symbology identifier in {data[:8]!r}: {error}") from None
     payload = data[len(si.value) :]
     if si.gs1_symbology in GS1Symbology.with_gs1_messages():
         return si.value, payload
-    if si.gs1_symbology in GS1Symbology.with_gtin() and payload.isdigit():
+    if si.gs1_symbology in GS1Symbology.with_gtin() and payload.isascii() and payload.isdigit():
         return si.value, "01" + payload.zfill(14)
     raise Malformed(f"symbology {si.value} carries no GS1 element strings")
 
@@ -144,7 +153,7 @@ def _walk(data: str, *, check: bool) -> list[_Element]:
     while rest:
         try:
             es = GS1ElementString.extract(rest, config=_BIIP)
-        except ParseError as error:
+        except _BIIP_ERRORS as error:
             raise _refusal(rest, elements, error, check=check) from None
         rest = rest[len(es) :]
         elements.append(_Element(es, rest, rest.startswith(GS)))
@@ -152,7 +161,7 @@ def _walk(data: str, *, check: bool) -> list[_Element]:
     return elements
 
 
-def _refusal(rest: str, elements: list[_Element], error: ParseError, *, check: bool) -> Gs1Error:
+def _refusal(rest: str, elements: list[_Element], error: Exception, *, check: bool) -> Gs1Error:
     if check:
         open_ = [e for e in elements if e.es.ai.separator_required and not e.terminated]
         if open_:
@@ -164,7 +173,7 @@ def _refusal(rest: str, elements: list[_Element], error: ParseError, *, check: b
                 )
     try:
         ai = GS1ApplicationIdentifier.extract(rest)
-    except ParseError:
+    except _BIIP_ERRORS:
         if elements:
             return LeftoverData(
                 f"leftover data {rest!r} after ({elements[-1].es.ai.ai}) reads as no GS1 AI"
@@ -226,6 +235,8 @@ def _build(
         elif ai in _TEXT:
             name = _TEXT[ai]
         elif ai in ("30", "37"):
+            if not (value.isascii() and value.isdigit()):
+                raise Malformed(f"({ai}) count {value!r} is not a number")
             name, parsed = "quantity", int(value)
         if name is None:
             if other.setdefault(ai, value) != value:

@@ -13,11 +13,13 @@ from __future__ import annotations
 from datetime import date, datetime
 from decimal import Decimal
 
+from pydantic import ValidationError
+
 from medbridge.canonical.inbound import ExternalItem, InboundMovement, ItemCodeKind
 from medbridge.canonical.movements import MovementKind
 from medbridge.connectors.gs1.codec import Gs1Scan
 from medbridge.connectors.gs1.config import Gs1Config
-from medbridge.connectors.gs1.errors import Expired, NoGtin
+from medbridge.connectors.gs1.errors import Expired, Malformed, NoGtin
 
 
 def use_by(scan: Gs1Scan) -> date | None:
@@ -51,6 +53,24 @@ def to_receipt_line(
         raise Expired(f"GTIN {scan.gtin} lot {scan.lot}: expired on {expiry.isoformat()}")
     count = quantity if quantity is not None else (scan.quantity or 1)
     reason = f"serial {scan.serial}" if scan.serial else None
+    try:
+        return _movement(scan, expiry, count, reason, location, source_system, received_at)
+    except ValidationError as error:  # e.g. a lot of only spaces: no lot at all
+        problem = error.errors(include_url=False)[0]
+        name = ".".join(str(part) for part in problem["loc"])
+        reason = f"the scan's {name} does not fit a receipt line: {problem['msg']}"
+        raise Malformed(reason) from None
+
+
+def _movement(
+    scan: Gs1Scan,
+    expiry: date | None,
+    count: int | Decimal,
+    reason: str | None,
+    location: str,
+    source_system: str,
+    received_at: datetime,
+) -> InboundMovement:
     return InboundMovement(
         source_system=source_system,
         kind=MovementKind.RECEIPT,

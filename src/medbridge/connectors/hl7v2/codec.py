@@ -211,19 +211,30 @@ def render(segments: list[list[str]], encoding: Encoding = DEFAULT_ENCODING) -> 
     return "\r".join(lines) + "\r"
 
 
-_TS = re.compile(r"^(\d{4})(\d{2})?(\d{2})?(\d{2})?(\d{2})?(\d{2})?(\.\d{1,4})?([+-]\d{4})?$")
+_TS = re.compile(
+    r"([0-9]{4})([0-9]{2})?([0-9]{2})?([0-9]{2})?([0-9]{2})?([0-9]{2})?(\.[0-9]{1,4})?"
+    r"([+-][0-9]{4})?"
+)
+"""Every repeat bounded, so linear; ASCII digits only (``\\d`` would take any script's)."""
 
 
 def parse_ts(value: str, where: tuple[str, int], default_tz: timezone = UTC) -> datetime:
     """An HL7 DTM/TS (YYYY[MM[DD[HH[MM[SS[.S]]]]]][+/-ZZZZ]) as an aware datetime."""
-    match = _TS.match(value.strip())
+    match = _TS.fullmatch(value.strip())
     if not match:
         raise ContentError(f"{value!r} is not an HL7 date/time", segment=where[0], field=where[1])
     year, month, day, hour, minute, second, fraction, offset = match.groups()
     tz = default_tz
     if offset:
         sign = 1 if offset[0] == "+" else -1
-        tz = timezone(sign * timedelta(hours=int(offset[1:3]), minutes=int(offset[3:5])))
+        hours, minutes = int(offset[1:3]), int(offset[3:5])
+        if hours > 23 or minutes > 59:  # real offsets run from -1200 to +1400
+            raise ContentError(
+                f"{value!r}: time-zone offset {offset} is not -2359 .. +2359",
+                segment=where[0],
+                field=where[1],
+            )
+        tz = timezone(sign * timedelta(hours=hours, minutes=minutes))
     try:
         return datetime(
             int(year),

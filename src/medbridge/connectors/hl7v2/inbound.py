@@ -5,7 +5,10 @@ The ACK is built only after the outcome is durable: ``AA`` once the movements ar
 (or were already: a duplicate), or once the message is parked in the exception queue
 (accepted for review; ``AE`` if so configured); ``AE`` for content errors and ``AR`` for
 unsupported types or versions, each with an ERR segment; ``AR`` with code 207 when the store
-cannot be reached, so that the sender keeps the message and sends it again.
+cannot be reached, so that the sender keeps the message and sends it again. ``AR`` is kept
+for what a resend can cure (or what the standard rejects in MSH): a message the mapping fails
+on, even through a fault of ours, is ``AE`` with code 207, never ``AR``, which would have the
+sender resend the same bytes for ever.
 """
 
 from __future__ import annotations
@@ -149,7 +152,6 @@ class Hl7Receiver:
             if self.config.strict_validation:
                 validate_strict(text)
             mapped = map_message(message, self._secret)
-            applied = self._apply(mapped, on_loop)
         except Hl7Error as problem:
             self._refusals.warning(
                 "hl7.refused",
@@ -159,6 +161,13 @@ class Hl7Receiver:
                 reason=str(problem),
             )
             return _Step(message, done=(problem.ack_code, problem, ""))
+        except Exception as problem:
+            # a fault of ours on this content: the same bytes would fail again, so AE (AR
+            # would have the sender resend them for ever)
+            log.error("hl7.internal_error", error_type=type(problem).__name__, error=str(problem))
+            return _Step(message, done=("AE", Hl7Error("application internal error"), ""))
+        try:
+            applied = self._apply(mapped, on_loop)
         except Exception as problem:
             return _Step(message, done=self._failed(problem))
         if isinstance(applied, tuple):

@@ -20,7 +20,11 @@ import hashlib
 import hmac
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
+from typing import Any, TypeVar
 
+from pydantic import ValidationError
+
+from medbridge.canonical.base import CanonicalModel
 from medbridge.canonical.codes import CodeError, normalize_gtin, normalize_ndc
 from medbridge.canonical.demand import PharmacyOrder
 from medbridge.canonical.inbound import ExternalItem, InboundMovement, ItemCodeKind
@@ -43,6 +47,10 @@ NDC_SYSTEMS = {"NDC", "N"}
 GTIN_SYSTEMS = {"GTIN", "GS1"}
 GLOBAL_SYSTEMS = {"RXNORM": "RXNORM", "RXN": "RXNORM", "SCT": "SCT", "SNM": "SCT"}
 LOCAL_SYSTEMS = {"", "L", "LN", "99LOCAL"}
+
+M = TypeVar("M", bound=CanonicalModel)
+Where = tuple[str, int, int]
+"""(segment, sequence, field) of the HL7 field a canonical field is read from."""
 
 
 @dataclass(frozen=True)
@@ -119,6 +127,29 @@ def pseudonym(secret: bytes, header: Header, visit: str) -> str | None:
     return digest.hexdigest()[:32]
 
 
+def build(model: type[M], where: dict[str, Where], **values: Any) -> M:
+    """``model(**values)``; a value the canonical model refuses (too long, empty once
+    whitespace such as U+2028 is stripped, too many digits) is a ``ContentError`` naming the
+    HL7 field it was read from (``where``, by canonical field name; MSH-4 for the rest)."""
+    try:
+        return model(**values)
+    except ValidationError as error:
+        problem = error.errors(include_url=False)[0]
+        name = ".".join(str(part) for part in problem["loc"])
+        segment, sequence, number = where.get(name, where.get(name.split(".")[0], _MSH4))
+        cls = RequiredFieldMissing if problem["type"] == "string_too_short" else ContentError
+        raise cls(
+            f"{segment}-{number} ({model.__name__}.{name}): {problem['msg']}",
+            segment=segment,
+            sequence=sequence,
+            field=number,
+        ) from None
+
+
+_MSH4: Where = ("MSH", 1, 4)
+_SOURCE = {"source_system": _MSH4}
+
+
 def map_message(message: Message, secret: bytes) -> Mapped:
     header = read_header(message)
     kind = (header.message_type, header.trigger)
@@ -159,25 +190,33 @@ def _item(segment: Segment, number: int, sequence: int, header: Header) -> Exter
             sequence=sequence,
             field=number,
         )
+    where = dict.fromkeys(("code", "text", "issuer"), (segment.name, sequence, number))
     try:
         if system in NDC_SYSTEMS:
             if not (
-                code.replace("-", "").isdigit()
+                code.isascii()
+                and code.replace("-", "").isdigit()
                 and len(code.replace("-", "")) == 10
                 and "-" not in code
             ):
                 normalize_ndc(code)  # validates the shape; 10 undashed digits are resolved later
-            return ExternalItem(kind=ItemCodeKind.NDC, code=code, text=text or None)
+            return build(ExternalItem, where, kind=ItemCodeKind.NDC, code=code, text=text or None)
         if system in GTIN_SYSTEMS:
-            return ExternalItem(
-                kind=ItemCodeKind.GTIN, code=normalize_gtin(code), text=text or None
-            )
+            gtin = normalize_gtin(code)
+            return build(ExternalItem, where, kind=ItemCodeKind.GTIN, code=gtin, text=text or None)
     except CodeError as error:
         raise ContentError(
             str(error), segment=segment.name, sequence=sequence, field=number
         ) from error
     issuer = None if system in LOCAL_SYSTEMS else GLOBAL_SYSTEMS.get(system, system)
-    return ExternalItem(kind=ItemCodeKind.LOCAL, code=code, issuer=issuer, text=text or None)
+    return build(
+        ExternalItem,
+        where,
+        kind=ItemCodeKind.LOCAL,
+        code=code,
+        issuer=issuer,
+        text=text or None,
+    )
 
 
 def _decimal(
@@ -194,14 +233,17 @@ def _decimal(
             field=number,
         )
     try:
-        value = Decimal(raw)
-    except InvalidOperation as error:
+        # NM is ASCII: Decimal() would also read Arabic-Indic digits, NaN and Infinity
+        value = Decimal(raw) if raw.isascii() else Decimal("NaN")
+    except InvalidOperation:
+        value = Decimal("NaN")
+    if not value.is_finite():
         raise ContentError(
-            f"{segment.name}-{number} {raw!r} is not a number",
+            f"{segment.name}-{number} {raw[:40]!r} is not a number",
             segment=segment.name,
             sequence=sequence,
             field=number,
-        ) from error
+        )
     if value <= 0:
         raise ContentError(
             f"{segment.name}-{number} must be positive",
@@ -230,7 +272,17 @@ def _dispense(
             "RXD-3 date/time dispensed is empty", segment="RXD", sequence=sequence, field=3
         )
     expiry = rxd.get(19)
-    return InboundMovement(
+    return build(
+        InboundMovement,
+        {
+            **_SOURCE,
+            "location": ("RXD", sequence, 30),
+            "quantity": ("RXD", sequence, 4),
+            "unit": ("RXD", sequence, 5),
+            "lot": ("RXD", sequence, 18),
+            "patient_location": ("PV1", 1, 3),
+            "occurred_at": ("RXD", sequence, 3),
+        },
         source_system=header.source_system,
         kind=MovementKind.DISPENSE,
         item=_item(rxd, 2, sequence, header),
@@ -254,7 +306,15 @@ def _charge(
             "FT1-4 transaction date is empty", segment="FT1", sequence=sequence, field=4
         )
     item = _item(ft1, 29, sequence, header) if ft1.get(29) else _item(ft1, 7, sequence, header)
-    return InboundMovement(
+    return build(
+        InboundMovement,
+        {
+            **_SOURCE,
+            "location": ("FT1", sequence, 13),
+            "quantity": ("FT1", sequence, 10),
+            "patient_location": ("PV1", 1, 3),
+            "occurred_at": ("FT1", sequence, 4),
+        },
         source_system=header.source_system,
         kind=MovementKind.CLINICAL_CONSUMPTION,
         item=item,
@@ -271,7 +331,16 @@ def _order(header: Header, message: Message, rxe: Segment, visit: str | None) ->
     orc = message.first("ORC")
     order_ref = (orc.get(2) or orc.get(3)) if orc else ""
     when = (orc.get(9) if orc else "") or message.msh.get(7)
-    return PharmacyOrder(
+    return build(
+        PharmacyOrder,
+        {
+            **_SOURCE,
+            "order_ref": ("ORC", 1, 2) if orc and orc.get(2) else ("ORC", 1, 3),
+            "quantity": ("RXE", 1, 10),
+            "unit": ("RXE", 1, 11),
+            "location": _MSH4,
+            "ordered_at": ("ORC", 1, 9) if orc and orc.get(9) else ("MSH", 1, 7),
+        },
         source_system=header.source_system,
         order_ref=order_ref or header.control_id,
         item=_item(rxe, 2, 1, header),

@@ -196,4 +196,6 @@ def parse_997(ts: TransactionSet) -> FunctionalAckReport:
 
 
 def _int(text: str) -> int | None:
-    return int(text) if text.strip().isdigit() else None
+    text = text.strip()
+    # ASCII digits, few enough for a count: "²".isdigit() is true and int() refuses it
+    return int(text) if text.isascii() and text.isdigit() and len(text) <= 18 else None

@@ -71,6 +71,11 @@ class Segment:
         return self.elements[n - 1] if 0 < n <= len(self.elements) else ""
 
 
+def _ascii_digits(text: str) -> bool:
+    """``str.isdigit`` is true for "²" and for any script's digits."""
+    return text.isascii() and text.isdigit()
+
+
 def decode(data: bytes | str) -> str:
     """UTF-8 text without BOM; a decoding failure names the byte offset."""
     if isinstance(data, str):
@@ -165,7 +170,7 @@ def read_isa(text: str) -> IsaHeader:
             value=version,
         )
     for number, valid, what in (
-        (13, elements[12].isdigit(), "an interchange control number of 9 digits"),
+        (13, _ascii_digits(elements[12]), "an interchange control number of 9 digits"),
         (14, elements[13] in ("0", "1"), "0 or 1 (acknowledgment requested)"),
         (15, elements[14] in ("P", "T", "I"), "P, T or I (usage indicator)"),
     ):

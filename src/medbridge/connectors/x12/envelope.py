@@ -160,7 +160,8 @@ def parse_envelope(data: bytes | str) -> Interchange:
 
 def _int(text: str) -> int | None:
     text = text.strip()
-    return int(text) if text.isdigit() else None
+    # ASCII digits, few enough for a count: "²".isdigit() is true and int() refuses it
+    return int(text) if text.isascii() and text.isdigit() and len(text) <= 18 else None
 
 
 def _read_group(segments: Sequence[Segment], i: int) -> tuple[FunctionalGroup, int]:

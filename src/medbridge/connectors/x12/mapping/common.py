@@ -62,8 +62,16 @@ EXTENSION = "ZZ"
 """REF01 of MedBridge's extension REFs: ``REF*ZZ*<KEY>*<value>`` carries a canonical field
 that the standard segment has no place for (read back by the same key)."""
 
-_NUMBER = re.compile(r"^-?(\d+\.?\d*|\.\d+)$")
-_DIGITS = re.compile(r"^\d+$")
+_NUMBER = re.compile(r"-?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)")
+r"""An ``R`` value, matched whole. Linear by construction: the two digit runs of
+``[0-9]+(?:\.[0-9]*)?`` are split by a mandatory ``.``, so no run of digits can be shared out
+between them (``\d+\.?\d*`` could, and took quadratic time on long digit runs). ASCII
+digits: ``\d`` also matches Arabic-Indic and other scripts' digits."""
+_DIGITS = re.compile(r"[0-9]+")
+_SIGNED_DIGITS = re.compile(r"-?[0-9]+")
+MAX_NUMBER_CHARS = 32
+"""Longer than any X12 numeric element (R and N are at most 15-18 characters): refused as
+not a number before Decimal or int (which refuses more than 4,300 digits) sees it."""
 
 
 class SetReader:
@@ -118,7 +126,9 @@ class SetReader:
 
     def number(self, seg: Segment, n: int, what: str) -> Decimal:
         raw = self.text(seg, n, what)
-        if not _NUMBER.match(raw):
+        if len(raw) > MAX_NUMBER_CHARS:
+            raise self.error(BadNumber, seg, n, _too_long(what, raw), raw[:MAX_NUMBER_CHARS])
+        if not _NUMBER.fullmatch(raw):
             raise self.error(BadNumber, seg, n, f"{what} {raw!r} is not a number", raw)
         try:
             return Decimal(raw)
@@ -131,13 +141,17 @@ class SetReader:
     def implied(self, seg: Segment, n: int, what: str, places: int = 2) -> Decimal:
         """An ``N2`` element: digits with ``places`` implied decimals (289603530 = 2896035.30)."""
         raw = self.text(seg, n, what)
-        if not re.match(r"^-?\d+$", raw):
+        if len(raw) > MAX_NUMBER_CHARS:
+            raise self.error(BadNumber, seg, n, _too_long(what, raw), raw[:MAX_NUMBER_CHARS])
+        if not _SIGNED_DIGITS.fullmatch(raw):
             raise self.error(BadNumber, seg, n, f"{what} {raw!r} is not an N{places} number", raw)
         return Decimal(raw).scaleb(-places)
 
     def integer(self, seg: Segment, n: int, what: str) -> int:
         raw = self.text(seg, n, what)
-        if not _DIGITS.match(raw):
+        if len(raw) > MAX_NUMBER_CHARS:
+            raise self.error(BadNumber, seg, n, _too_long(what, raw), raw[:MAX_NUMBER_CHARS])
+        if not _DIGITS.fullmatch(raw):
             raise self.error(BadNumber, seg, n, f"{what} {raw!r} is not a whole number", raw)
         return int(raw)
 
@@ -242,8 +256,12 @@ def _explain(model: type[CanonicalModel], exc: ValidationError) -> str:
     return f"not a valid {model.__name__}: " + "; ".join(parts)
 
 
+def _too_long(what: str, raw: str) -> str:
+    return f"{what} of {len(raw)} characters is not a number (at most {MAX_NUMBER_CHARS})"
+
+
 def parse_date(raw: str) -> date | None:
-    if not _DIGITS.match(raw) or len(raw) not in (6, 8):
+    if len(raw) not in (6, 8) or not _DIGITS.fullmatch(raw):
         return None
     if len(raw) == 6:
         year = int(raw[:2])
@@ -256,17 +274,17 @@ def parse_date(raw: str) -> date | None:
 
 def as_gtin(value: str) -> str | None:
     """A GTIN-8/12/13/14 zero-padded to 14 digits, None when the value is not one."""
-    if _DIGITS.match(value) and len(value) in (8, 12, 13, 14):
+    if len(value) in (8, 12, 13, 14) and _DIGITS.fullmatch(value):
         return value.zfill(14)
     return None
 
 
 def as_ndc(value: str) -> str | None:
     """An 11-digit NDC; a dashed 10-digit one (4-4-2, 5-3-2, 5-4-1) is padded to 5-4-2."""
-    if _DIGITS.match(value) and len(value) == 11:
+    if len(value) == 11 and _DIGITS.fullmatch(value):
         return value
     parts = value.split("-")
-    if len(parts) == 3 and all(_DIGITS.match(p) for p in parts):
+    if len(parts) == 3 and all(_DIGITS.fullmatch(p) for p in parts):
         a, b, c = parts
         if len(a) <= 5 and len(b) <= 4 and len(c) <= 2 and len(a + b + c) >= 10:
             return a.zfill(5) + b.zfill(4) + c.zfill(2)

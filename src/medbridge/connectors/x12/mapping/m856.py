@@ -157,7 +157,7 @@ def _sscc(r: SetReader, node: _Node) -> str | None:
     value = r.text(man, 2, "SSCC")
     if len(value) == 20 and value.startswith("00"):
         value = value[2:]
-    if len(value) != 18 or not value.isdigit():
+    if len(value) != 18 or not (value.isascii() and value.isdigit()):
         raise r.error(BadElement, man, 2, f"SSCC {value!r} is not 18 digits", value)
     return value
 

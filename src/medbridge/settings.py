@@ -138,6 +138,11 @@ class Settings(BaseSettings):
     mllp_tls_handshake_timeout: float = Field(default=10.0, gt=0)
     mllp_allowed_sources: list[IPvAnyNetwork] = []
     """Networks MLLP senders may connect from, e.g. ``["10.20.0.0/16"]`` (empty: any)."""
+    mllp_source_clients: dict[IPvAnyNetwork, str] = {}
+    """MLLP senders bound to API clients by the network they connect from, e.g.
+    ``{"10.20.1.0/24": "cabinets-h1"}`` (the most specific network wins): what they send is
+    held to that client's facilities (``AE`` for another facility's stock), on top of any
+    binding of their MSH sender (``sender_clients``)."""
 
     @model_validator(mode="after")
     def _tls_needs_a_certificate(self) -> Settings:

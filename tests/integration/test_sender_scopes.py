@@ -5,6 +5,7 @@ parked; over FHIR the API client is the sender and gets 403."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from ipaddress import ip_network
 
 import pytest
 from fastapi.testclient import TestClient
@@ -67,6 +68,31 @@ def test_a_cabinet_of_h1_cannot_post_h2s_stock_over_mllp(bound: MedBridge) -> No
         code, text = send(listener.port, MESSAGE)  # its own ICU cabinet: applied
         assert code == "AA", text
         assert count(bound, bus_events) == events + 1
+
+
+def test_an_mllp_source_address_bound_to_a_client_holds_its_facilities(
+    medbridge: MedBridge,
+) -> None:
+    """No MSH binding at all: the connection's address (127.0.0.1 here) is bound to a client
+    of H1, so H2's stock is refused (AE) and H1's applied."""
+    medbridge.clients.register("icu-cabinets", Role.INTEGRATION, facilities=["H1"])
+    map_hl7_sources(medbridge)
+    with medbridge.engine.begin() as conn:
+        CrossReferences.map_location(conn, CABINET_SOURCE, "H2-CAB-9", "H2-PHARM")
+    bound = (
+        (ip_network("127.0.0.0/8"), "someone-else"),
+        (ip_network("127.0.0.1/32"), "icu-cabinets"),
+    )
+    with running_listener(medbridge, source_clients=bound) as listener:
+        events = count(medbridge, bus_events)
+        foreign = MESSAGE.replace("ICU-CAB-1", "H2-CAB-9").replace("CAB0001", "CAB0003")
+        code, text = send(listener.port, foreign)
+        assert code == "AE"
+        assert "outside the sender" in text
+        assert count(medbridge, bus_events) == events
+        code, _ = send(listener.port, MESSAGE)
+        assert code == "AA"  # the most specific network's client (icu-cabinets) decides
+        assert count(medbridge, bus_events) == events + 1
 
 
 def test_an_unbound_sender_is_not_restricted(medbridge: MedBridge) -> None:

@@ -100,7 +100,10 @@ class InboundReceipt:
 
 class InboundSink(Protocol):
     """Where a connector hands the movements of ONE source message, with that message's
-    idempotency key. Returns only once the outcome is durable (appended, or parked)."""
+    idempotency key. Returns only once the outcome is durable (appended, or parked), or
+    ``REFUSED`` (nothing stored) for a movement of a facility the sender may not post for.
+    ``sender``: the API client the connection is bound to (an MLLP source address), beside
+    whatever the ``source`` itself is bound to."""
 
     def receive(
         self,
@@ -109,6 +112,7 @@ class InboundSink(Protocol):
         source: str,
         idempotency_key: str,
         correlation_id: UUID | None = None,
+        sender: str | None = None,
     ) -> InboundReceipt: ...
 
 
@@ -124,4 +128,5 @@ class AsyncInboundSink(Protocol):
         source: str,
         idempotency_key: str,
         correlation_id: UUID | None = None,
+        sender: str | None = None,
     ) -> InboundReceipt: ...

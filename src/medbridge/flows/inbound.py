@@ -42,9 +42,12 @@ class ExceptionNotOpen(Exception):
 
 
 class SourceScopes(Protocol):
-    """The facilities a source may post for (None: any), e.g. ``governance.SenderScopes``."""
+    """The facilities a source, or a client, may post for (None: any), e.g.
+    ``governance.SenderScopes``."""
 
     def facilities(self, source: str) -> frozenset[str] | None: ...
+
+    def client_facilities(self, client: str) -> frozenset[str] | None: ...
 
 
 class InboundIntake:
@@ -68,6 +71,7 @@ class InboundIntake:
         source: str,
         idempotency_key: str,
         correlation_id: UUID | None = None,
+        sender: str | None = None,
     ) -> InboundResult:
         """Resolve (from memory) and append through the group commit, or park the message;
         returns once the outcome is durable. A resend of a parked message that resolves by
@@ -77,7 +81,8 @@ class InboundIntake:
         if not problems:
             submissions = _submissions(movements, idempotency_key, correlation_id)
             try:
-                return _outcome(self.intake.submit(submissions, source, self.scope(source)))
+                facilities = self.scope(source, sender)
+                return _outcome(self.intake.submit(submissions, source, facilities))
             except MovementsOutsideScope as refused:
                 return _refused(refused)
             except MovementsRejected as rejected:
@@ -91,6 +96,7 @@ class InboundIntake:
         source: str,
         idempotency_key: str,
         correlation_id: UUID | None = None,
+        sender: str | None = None,
     ) -> InboundResult:
         """``receive`` on an event loop: resolution and the group commit's wait happen on the
         loop, parking (a write) on a worker thread."""
@@ -98,7 +104,8 @@ class InboundIntake:
         if not problems:
             submissions = _submissions(movements, idempotency_key, correlation_id)
             try:
-                accepted = await self.intake.submit_async(submissions, source, self.scope(source))
+                facilities = self.scope(source, sender)
+                accepted = await self.intake.submit_async(submissions, source, facilities)
                 return _outcome(accepted)
             except MovementsOutsideScope as refused:
                 return _refused(refused)
@@ -109,9 +116,18 @@ class InboundIntake:
             self._parking, self._park, drafts, problems, source, idempotency_key
         )
 
-    def scope(self, source: str) -> frozenset[str] | None:
-        """The facilities ``source`` may post for (None: any)."""
-        return None if self.scopes is None else self.scopes.facilities(source)
+    def scope(self, source: str, sender: str | None = None) -> frozenset[str] | None:
+        """The facilities ``source`` (and the client ``sender``, if bound) may post for:
+        both bindings hold at once (None: any)."""
+        if self.scopes is None:
+            return None
+        found = self.scopes.facilities(source)
+        if sender is None:
+            return found
+        bound = self.scopes.client_facilities(sender)
+        if found is None or bound is None:
+            return bound if found is None else found
+        return found & bound
 
     def _park(
         self, drafts: Sequence[InboundMovement], problems: Sequence[Unmapped], source: str, key: str

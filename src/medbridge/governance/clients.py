@@ -85,9 +85,12 @@ class SenderScopes:
 
     def facilities(self, source: str) -> frozenset[str] | None:
         name = self.client_of(source)
-        if name is None:
-            return None
-        found, facilities = self.registry.facilities_of(name)
+        return None if name is None else self.client_facilities(name)
+
+    def client_facilities(self, client: str) -> frozenset[str] | None:
+        """The facilities of the client ``client`` (none at all when it is unknown or
+        revoked: a binding to a client that is gone refuses everything)."""
+        found, facilities = self.registry.facilities_of(client)
         return facilities if found else frozenset()
 
 

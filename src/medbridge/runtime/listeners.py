@@ -75,6 +75,7 @@ def hl7_config(settings: Settings, **overrides: object) -> Hl7Config:
         "port": settings.mllp_port,
         "tls": mllp_tls(settings),
         "allowed_sources": tuple(settings.mllp_allowed_sources),
+        "source_clients": tuple(settings.mllp_source_clients.items()),
         "unmapped_ack": UnmappedAck(settings.hl7_unmapped_ack),
         "strict_validation": settings.hl7_strict_validation,
         "pseudonym_secret": pseudonym_secret(settings),

@@ -43,6 +43,9 @@ class Hl7Config(BaseModel):
     allowed_sources: tuple[IPvAnyNetwork, ...] = ()
     """Networks senders may connect from (empty: any); a connection from elsewhere is
     closed before anything it sent is read."""
+    source_clients: tuple[tuple[IPvAnyNetwork, str], ...] = ()
+    """Senders bound to an API client by the network they connect from (the most specific
+    network wins); the client's name goes with each message to the inbound sink."""
     max_message_bytes: int = Field(default=1_048_576, ge=1024)
     idle_timeout: float = Field(default=300.0, gt=0)
     max_in_flight: int = Field(default=64, ge=1, le=10_000)

@@ -123,10 +123,11 @@ class Hl7Receiver:
         step = self.begin(raw)
         return self.ack_now(step) if step.pending is None else await self.finish_async(step)
 
-    def begin(self, raw: bytes) -> _Step:
+    def begin(self, raw: bytes, sender: str | None = None) -> _Step:
         """On the event loop: parse, map and hand over; the outcome now (a refusal, a
-        message with nothing to store) or the outcome to come."""
-        return self._begin(raw, on_loop=True)
+        message with nothing to store) or the outcome to come. ``sender``: the API client
+        the connection is bound to (by its address), if any."""
+        return self._begin(raw, on_loop=True, sender=sender)
 
     def ack_now(self, step: _Step) -> bytes:
         assert step.done is not None
@@ -144,7 +145,7 @@ class Hl7Receiver:
             outcome = self._failed(problem)
         return self._ack(step.message, outcome)
 
-    def _begin(self, raw: bytes, *, on_loop: bool) -> _Step:
+    def _begin(self, raw: bytes, *, on_loop: bool, sender: str | None = None) -> _Step:
         message: Message | None = None
         try:
             text = decode(raw)
@@ -167,7 +168,7 @@ class Hl7Receiver:
             log.error("hl7.internal_error", error_type=type(problem).__name__, error=str(problem))
             return _Step(message, done=("AE", Hl7Error("application internal error"), ""))
         try:
-            applied = self._apply(mapped, on_loop)
+            applied = self._apply(mapped, on_loop, sender)
         except Exception as problem:
             return _Step(message, done=self._failed(problem))
         if isinstance(applied, tuple):
@@ -195,7 +196,7 @@ class Hl7Receiver:
         )
         return ack.encode("utf-8")
 
-    def _apply(self, mapped: Mapped, on_loop: bool) -> Outcome | Pending:
+    def _apply(self, mapped: Mapped, on_loop: bool, sender: str | None) -> Outcome | Pending:
         header = mapped.header
         source = f"hl7v2/{header.sending_application}@{header.sending_facility}"
         if mapped.orders:
@@ -205,20 +206,28 @@ class Hl7Receiver:
         if not mapped.movements:
             return "AA", None, "no stock movement in this message"
         if on_loop and self._async is not None:
-            return self._receive_async(self._async, mapped, source)
+            return self._receive_async(self._async, mapped, source, sender)
         if on_loop:
-            return self._executor.submit(self._receive, mapped, source)
-        return self._receive(mapped, source)
+            return self._executor.submit(self._receive, mapped, source, sender)
+        return self._receive(mapped, source, sender)
 
-    def _receive(self, mapped: Mapped, source: str) -> Outcome:
+    def _receive(self, mapped: Mapped, source: str, sender: str | None) -> Outcome:
         result = self.inbound.receive(
-            mapped.movements, source=source, idempotency_key=mapped.header.idempotency_key
+            mapped.movements,
+            source=source,
+            idempotency_key=mapped.header.idempotency_key,
+            sender=sender,
         )
         return self._received(mapped, result)
 
-    async def _receive_async(self, sink: AsyncInboundSink, mapped: Mapped, source: str) -> Outcome:
+    async def _receive_async(
+        self, sink: AsyncInboundSink, mapped: Mapped, source: str, sender: str | None
+    ) -> Outcome:
         result = await sink.receive_async(
-            mapped.movements, source=source, idempotency_key=mapped.header.idempotency_key
+            mapped.movements,
+            source=source,
+            idempotency_key=mapped.header.idempotency_key,
+            sender=sender,
         )
         return self._received(mapped, result)
 

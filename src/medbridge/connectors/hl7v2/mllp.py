@@ -42,7 +42,7 @@ from typing import Any
 
 from medbridge.connectors.hl7v2.config import Hl7Config, MllpTls
 from medbridge.connectors.hl7v2.inbound import Hl7Receiver
-from medbridge.connectors.hl7v2.tls import server_context, source_allowed
+from medbridge.connectors.hl7v2.tls import bound_client, server_context, source_allowed
 from medbridge.observability import metrics
 from medbridge.observability.logging import BoundedLog, get_logger
 
@@ -228,6 +228,7 @@ class MllpListener:
         self._connections.add(task)
         task.add_done_callback(self._connections.discard)
         peer = str(peername)
+        client = bound_client(peername, self.config.source_clients)
         framer = MllpFramer(self.config.max_message_bytes)
         pace = _Pace(self.config.max_messages_per_second)
         refusals = _Pace(self.config.max_refusals_per_second)
@@ -243,7 +244,7 @@ class MllpListener:
                 frames = framer.feed(chunk)
                 self._count_discarded(framer, peer)
                 for n, frame in enumerate(frames, start=1):
-                    answer, refused = self._answer(frame)
+                    answer, refused = self._answer(frame, client)
                     await answers.put(answer)
                     delay = (refusals if refused else pace).delay()
                     if delay:
@@ -261,10 +262,11 @@ class MllpListener:
             with contextlib.suppress(ConnectionError, ssl.SSLError):
                 await writer.wait_closed()
 
-    def _answer(self, frame: bytes) -> tuple[asyncio.Future[bytes], bool]:
+    def _answer(self, frame: bytes, client: str | None) -> tuple[asyncio.Future[bytes], bool]:
         """The ACK of ``frame``: at once for a refusal (no task, no thread), else once its
-        outcome is durable; and whether it was refused at once."""
-        step = self.receiver.begin(frame)
+        outcome is durable; and whether it was refused at once. ``client``: the API client
+        the connection's address is bound to."""
+        step = self.receiver.begin(frame, sender=client)
         if step.pending is None:
             done: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
             done.set_result(self.receiver.ack_now(step))

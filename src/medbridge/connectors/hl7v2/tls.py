@@ -40,6 +40,29 @@ def client_context(
     return context
 
 
+def _address(peername: object) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    if not isinstance(peername, tuple) or not peername or not isinstance(peername[0], str):
+        return None
+    try:
+        address = ipaddress.ip_address(peername[0])
+    except ValueError:
+        return None
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return address.ipv4_mapped
+    return address
+
+
+def bound_client(
+    peername: object, bindings: Iterable[tuple[IPv4Network | IPv6Network, str]]
+) -> str | None:
+    """The client a peer address is bound to: the most specific network containing it."""
+    address = _address(peername)
+    if address is None:
+        return None
+    found = [(network.prefixlen, client) for network, client in bindings if address in network]
+    return max(found)[1] if found else None
+
+
 def source_allowed(peername: object, allowed: Iterable[IPv4Network | IPv6Network]) -> bool:
     """Whether a connection's peer address (``get_extra_info("peername")``) is in one of the
     ``allowed`` networks. An IPv4 sender reaching a dual-stack listener (``::ffff:a.b.c.d``)

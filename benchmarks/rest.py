@@ -42,6 +42,7 @@ from medbridge.canonical.events import EventEnvelope
 from medbridge.canonical.movements import StockMovement
 from medbridge.governance.clients import Role
 from medbridge.observability.logging import configure_logging
+from medbridge.runtime.processes import http_config
 from medbridge.runtime.tuning import tune_interpreter
 from medbridge.settings import Settings
 from medbridge.store.tables import bus_events
@@ -134,9 +135,8 @@ def free_port() -> int:
 
 def serve(mb: MedBridge) -> tuple[uvicorn.Server, threading.Thread, int]:
     port = free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(mb.api(), host=HOST, port=port, log_level="warning", access_log=False)
-    )
+    settings = mb.settings.model_copy(update={"http_host": HOST, "http_port": port})
+    server = uvicorn.Server(http_config(settings, mb.api()))  # as medbridge run serves
     thread = threading.Thread(target=server.run, name="uvicorn", daemon=True)
     thread.start()
     while not server.started:

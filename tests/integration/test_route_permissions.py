@@ -51,6 +51,10 @@ def declared(api: FastAPI) -> dict[tuple[str, str], tuple[Permission, bool]]:
             continue
         if not isinstance(route, APIRoute):
             continue
+        own = getattr(route.endpoint, "permission", None)  # a route that authorizes itself
+        if own is not None:
+            for method in route.methods:
+                found[(method, route.path)] = (own, route.endpoint.shared)
         for dependency in route.dependant.dependencies:
             permission = getattr(dependency.call, "permission", None)
             if permission is not None:

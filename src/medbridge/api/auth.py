@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Annotated
+from typing import Annotated, Any, TypeVar
 
 from fastapi import Depends, HTTPException, Request, status
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
@@ -28,6 +28,8 @@ from medbridge.governance.limits import RateLimits
 from medbridge.governance.minimisation import DataPolicy
 from medbridge.governance.permissions import Permission, Principal
 from medbridge.governance.tokens import InvalidToken, TokenAuthority
+
+_F = TypeVar("_F", bound=Callable[..., Any])
 
 api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False)
 bearer = HTTPBearer(auto_error=False, description="a token from POST /oauth/token")
@@ -113,6 +115,41 @@ def require(permission: Permission, *, shared: bool = False) -> Callable[..., Aw
     dependency.permission = permission  # type: ignore[attr-defined]  # read by the route table
     dependency.shared = shared  # type: ignore[attr-defined]
     return dependency
+
+
+SECURITY: list[dict[str, list[str]]] = [{"APIKeyHeader": []}, {"HTTPBearer": []}]
+"""The OpenAPI ``security`` of a route that authorizes itself (``authorize``)."""
+
+
+async def authorize(request: Request, permission: Permission) -> Principal:
+    """What ``require(permission)`` does, called by the route itself: for the ingest route,
+    where FastAPI's dependency solving (two header dependencies and the request) was 23% of a
+    single request's time (py-spy, 32 connections posting single movements). The route is
+    marked with ``requires`` so that the route table still knows its permission."""
+    header = request.headers.get("authorization")
+    credentials = None
+    if header:
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() == "bearer" and token:
+            credentials = HTTPAuthorizationCredentials(scheme="Bearer", credentials=token)
+    principal = await authenticate(request, request.headers.get("x-api-key"), credentials)
+    if not principal.may(permission):
+        raise HTTPException(
+            status.HTTP_403_FORBIDDEN,
+            detail=f"client {principal.name} lacks the permission {permission.value}",
+        )
+    return principal
+
+
+def requires(permission: Permission) -> Callable[[_F], _F]:
+    """Marks a route that calls ``authorize(request, permission)`` itself."""
+
+    def mark(endpoint: _F) -> _F:
+        endpoint.permission = permission  # type: ignore[attr-defined]
+        endpoint.shared = False  # type: ignore[attr-defined]
+        return endpoint
+
+    return mark
 
 
 def refuse_outside(principal: Principal, facilities: Iterable[str | None], what: str) -> None:

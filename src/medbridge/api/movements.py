@@ -6,15 +6,15 @@ field at fault (``["body", 3, "item"]``) and nothing of the batch is stored.
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Any
 from uuid import UUID
 
 import orjson
-from fastapi import APIRouter, Depends, Request, status
+from fastapi import APIRouter, Request, status
 from fastapi.responses import JSONResponse, Response
 from pydantic import Field, ValidationError
 
-from medbridge.api.auth import require, services
+from medbridge.api.auth import SECURITY, authorize, requires, services
 from medbridge.bus.port import BusUnavailable
 from medbridge.canonical.movements import StockMovement
 from medbridge.flows.intake import MovementsOutsideScope, MovementsRejected, Submission
@@ -46,6 +46,7 @@ def _unprocessable(details: list[dict[str, Any]]) -> JSONResponse:
     "/stock-movements",
     status_code=status.HTTP_202_ACCEPTED,
     openapi_extra={
+        "security": SECURITY,
         "requestBody": {
             "required": True,
             "content": {
@@ -58,7 +59,7 @@ def _unprocessable(details: list[dict[str, Any]]) -> JSONResponse:
                     }
                 }
             },
-        }
+        },
     },
     responses={
         202: {"description": "durably appended"},
@@ -67,12 +68,24 @@ def _unprocessable(details: list[dict[str, Any]]) -> JSONResponse:
         503: {"description": "event log unavailable; nothing stored"},
     },
 )
-async def post_stock_movements(
-    request: Request,
-    client: Annotated[Principal, Depends(require(Permission.MOVEMENTS_WRITE))],
-) -> Response:
+@requires(Permission.MOVEMENTS_WRITE)
+async def post_stock_movements(request: Request) -> Response:
+    client = await authorize(request, Permission.MOVEMENTS_WRITE)
+    raw = await request.body()
+    if raw.lstrip()[:1] == b"{":  # one movement: pydantic reads the JSON itself (faster)
+        try:
+            single = MovementIn.model_validate_json(raw)
+        except ValidationError as error:
+            return _unprocessable(
+                [
+                    _problem(["body", *e["loc"]], e["msg"], e["type"])
+                    for e in error.errors(include_url=False)
+                ]
+            )
+        one = Submission(_canonical(single), single.idempotency_key, single.correlation_id)
+        return await _submit(request, client, [one], listed=False)
     try:
-        body = orjson.loads(await request.body())
+        body = orjson.loads(raw)
     except orjson.JSONDecodeError as error:
         return _unprocessable([_problem(["body"], f"invalid JSON: {error}", "json_invalid")])
     items = body if isinstance(body, list) else [body]
@@ -101,34 +114,32 @@ async def post_stock_movements(
         )
     if details:
         return _unprocessable(details)
+    return await _submit(request, client, submissions, listed=isinstance(body, list))
+
+
+async def _submit(
+    request: Request, client: Principal, submissions: list[Submission], listed: bool
+) -> Response:
+    """Append ``submissions`` and answer 202, or say why nothing was stored (``listed``:
+    they came as a JSON array, so each problem is named by its index)."""
+
+    def at(index: int, field: str) -> list[Any]:
+        return ["body", index, field] if listed else ["body", field]
+
     intake = services(request).intake
     try:
         # validated from memory here, committed with the other callers' by the group commit
         accepted = await intake.submit_async(submissions, f"api/{client.name}", client.facilities)
     except MovementsOutsideScope as refused:
-        return JSONResponse(
-            {
-                "detail": [
-                    _problem(
-                        [*prefix, p.index, p.field]
-                        if isinstance(body, list)
-                        else [*prefix, p.field],
-                        p.message,
-                        "outside_facility_scope",
-                    )
-                    for p in refused.problems
-                ]
-            },
-            status_code=status.HTTP_403_FORBIDDEN,
-        )
+        outside = [
+            _problem(at(p.index, p.field), p.message, "outside_facility_scope")
+            for p in refused.problems
+        ]
+        return JSONResponse({"detail": outside}, status_code=status.HTTP_403_FORBIDDEN)
     except MovementsRejected as rejected:
         return _unprocessable(
             [
-                _problem(
-                    [*prefix, p.index, p.field] if isinstance(body, list) else [*prefix, p.field],
-                    p.message,
-                    "unknown_reference",
-                )
+                _problem(at(p.index, p.field), p.message, "unknown_reference")
                 for p in rejected.problems
             ]
         )
@@ -149,9 +160,9 @@ async def post_stock_movements(
         for a in accepted
     ]
     duplicates = sum(a.duplicate for a in accepted)
-    body = {"accepted": len(accepted) - duplicates, "duplicates": duplicates, "results": results}
+    answer = {"accepted": len(accepted) - duplicates, "duplicates": duplicates, "results": results}
     return Response(  # orjson: the encoder was a visible share of a single request's time
-        orjson.dumps(body), status_code=status.HTTP_202_ACCEPTED, media_type="application/json"
+        orjson.dumps(answer), status_code=status.HTTP_202_ACCEPTED, media_type="application/json"
     )
 
 

@@ -128,3 +128,11 @@ def test_the_catalog_needs_catalog_read(medbridge: MedBridge) -> None:
         assert client.get("/v1/catalog").status_code == 401
         denied = client.get("/v1/catalog", headers={"X-API-Key": pharmacist})
         assert denied.status_code == 403
+
+
+def test_every_reference_of_the_openapi_document_resolves(api: TestClient) -> None:
+    document = api.get("/openapi.json").json()
+    refs = _refs(document)
+    assert "#/components/schemas/MovementIn" in refs
+    for ref in refs:
+        assert _resolve(document, ref) is not None, ref

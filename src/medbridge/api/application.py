@@ -103,6 +103,25 @@ class Observe:
                     )
 
 
+def _document_raw_bodies(api: FastAPI) -> None:
+    """The models of the bodies routes read raw (no FastAPI parameter names them, so FastAPI
+    would not put them in the document): added to ``components.schemas``, where the routes'
+    request bodies refer to them."""
+    generate = api.openapi
+
+    def openapi() -> dict[str, Any]:
+        if api.openapi_schema is None:
+            schemas = generate().setdefault("components", {}).setdefault("schemas", {})
+            for model in (movements.MovementIn,):
+                schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
+                schemas.update(schema.pop("$defs", {}))
+                schemas[model.__name__] = schema
+        assert api.openapi_schema is not None
+        return api.openapi_schema
+
+    api.openapi = openapi  # type: ignore[method-assign]
+
+
 def create_api(
     svc: Services,
     access: Access,
@@ -133,6 +152,7 @@ def create_api(
     api.include_router(fhir.router)  # answers OperationOutcomes, documented per route
     api.include_router(trade.router)  # X12 and cXML answer in their own formats
 
+    _document_raw_bodies(api)
     api.add_middleware(Minimise, policy=access.data)
     api.add_middleware(Observe)
 

@@ -10,6 +10,7 @@ from contextlib import contextmanager
 from medbridge.app import MedBridge
 from medbridge.canonical.masterdata import CodeSystem, ItemCode
 from medbridge.connectors.hl7v2 import Hl7Config, MllpListener
+from medbridge.connectors.hl7v2.codec import parse
 from medbridge.masterdata.repository import CrossReferences
 
 SAMPLE_SOURCE = "hl7:IMMAPP@GHHSFacility"
@@ -52,3 +53,19 @@ def map_hl7_sources(mb: MedBridge) -> None:
             "DRAPE-SM",
             ItemCode(system=CodeSystem.LOCAL, code="CM-DRAPE", issuer=CABINET_SOURCE),
         )
+
+
+def rds(control_id: str) -> str:
+    """A one-vial RDS^O13 of the H1 ICU cabinet (the sample senders' mapped codes)."""
+    return (
+        f"MSH|^~\\&|PYXIS|H1|MEDBRIDGE|NET|20261121083000+0000||RDS^O13^RDS_O13|{control_id}|P|2.5.1\r"
+        "PV1|1|I|ICU^12^A\r"
+        "RXD|1|0069-2587-10^Vancomycin^NDC|20261121082500+0000|1|VIAL|||||||||||||||||||||||||ICU-CAB-1\r"
+    )
+
+
+def ack_code(ack: str) -> tuple[str, str]:
+    """MSA-1 and MSA-2 of an acknowledgement."""
+    msa = parse(ack).first("MSA")
+    assert msa is not None
+    return msa.get(1), msa.get(2)

@@ -21,9 +21,9 @@ import trustme
 import uvicorn
 from sqlalchemy import func, select
 
-from hl7_support import map_hl7_sources
+from hl7_support import ack_code, map_hl7_sources, rds
 from medbridge.app import MedBridge
-from medbridge.connectors.hl7v2 import MllpClient, MllpListener, client_context, parse
+from medbridge.connectors.hl7v2 import MllpClient, MllpListener, client_context
 from medbridge.connectors.hl7v2.errors import FramingError
 from medbridge.connectors.hl7v2.outbound import AsyncMllpClient
 from medbridge.observability import metrics
@@ -75,20 +75,6 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
         str(pki.stranger)
     )
     return pki
-
-
-def rds(control_id: str) -> str:
-    return (
-        f"MSH|^~\\&|PYXIS|H1|MEDBRIDGE|NET|20261121083000+0000||RDS^O13^RDS_O13|{control_id}|P|2.5.1\r"
-        "PV1|1|I|ICU^12^A\r"
-        "RXD|1|0069-2587-10^Vancomycin^NDC|20261121082500+0000|1|VIAL|||||||||||||||||||||||||ICU-CAB-1\r"
-    )
-
-
-def ack_code(ack: str) -> tuple[str, str]:
-    msa = parse(ack).first("MSA")
-    assert msa is not None
-    return msa.get(1), msa.get(2)
 
 
 def stored(mb: MedBridge) -> int:

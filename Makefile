@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-stamp
 PG_URL ?= postgresql://postgres@127.0.0.1:5432/postgres
 PYTEST_ARGS ?=
 
-.PHONY: install run test check lint test-sqlite test-postgresql bench fuzz clean
+.PHONY: install run test check lint test-sqlite test-postgresql bench fuzz clean browser
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "MedBridge needs Python 3.11+"'
@@ -27,6 +27,11 @@ run: install
 ## Lint, type-check, the dependency rule, then every test on SQLite and the storage tests on PostgreSQL.
 test: install lint test-sqlite test-postgresql
 
+## Debian's chromium for the browser tests (Playwright drives it; never a downloaded build).
+browser:
+	@test -x /usr/bin/chromium || { echo "installing chromium (Debian package)"; \
+	  apt-get install -y -q chromium >/dev/null || { apt-get update -q && apt-get install -y -q chromium >/dev/null; }; }
+
 ## The inner loop: lint, types, the dependency rule, then the unit and property tests (no peers, no subprocesses).
 check: lint
 	env -u MEDBRIDGE_DATABASE_URL $(BIN)/pytest -q tests/unit tests/property -m "not slow and not peer and not nats" $(PYTEST_ARGS)
@@ -37,7 +42,7 @@ lint: install
 	$(BIN)/mypy
 	$(BIN)/lint-imports --no-cache
 
-test-sqlite: install peers-gnuhealth peers-tryton
+test-sqlite: install peers-gnuhealth peers-tryton browser
 	env -u MEDBRIDGE_DATABASE_URL $(BIN)/pytest $(PYTEST_ARGS)
 
 test-postgresql: install

@@ -33,6 +33,7 @@ from medbridge.api import (
 )
 from medbridge.api.auth import Access
 from medbridge.api.catalog import BusLayout
+from medbridge.api.docs import mount_docs
 from medbridge.api.minimise import Minimise
 from medbridge.api.problems import KEYED
 from medbridge.api.services import Services
@@ -139,6 +140,8 @@ def create_api(
         ),
         lifespan=lifespan,
         max_body_size=max_body,
+        docs_url=None,  # served from the package by mount_docs, not from a CDN
+        redoc_url=None,
         # MedBridge observes its own requests (Observe); FastAPI's native OpenTelemetry hooks
         # looked up the providers on every request (environment reads: measured under load)
         telemetry={"tracing": False, "metrics": False, "logs": False},
@@ -153,6 +156,7 @@ def create_api(
     api.include_router(trade.router)  # X12 and cXML answer in their own formats
 
     _document_raw_bodies(api)
+    mount_docs(api)
     api.add_middleware(Minimise, policy=access.data)
     api.add_middleware(Observe)
 

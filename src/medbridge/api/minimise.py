@@ -21,13 +21,18 @@ class Minimise:
             return
         start: Message | None = None
         chunks: list[bytes] = []
+        shaping = False
 
         async def hold(message: Message) -> None:
-            nonlocal start
+            nonlocal start, shaping
             if message["type"] == "http.response.start":
+                shaping = self._shapes(scope, message)
+                if not shaping:  # not JSON, or nothing to hide: streamed as it comes
+                    await send(message)
+                    return
                 start = message
                 return
-            if message["type"] != "http.response.body" or start is None:
+            if not shaping or message["type"] != "http.response.body" or start is None:
                 await send(message)
                 return
             chunks.append(message.get("body", b""))
@@ -37,20 +42,28 @@ class Minimise:
 
         await self.app(scope, receive, hold)
 
-    async def _answer(self, scope: Scope, start: Message, body: bytes, send: Send) -> None:
+    def _shapes(self, scope: Scope, start: Message) -> bool:
+        """Whether this answer may need fields removed: JSON, to a client with something
+        hidden on this route."""
         principal = (scope.get("state") or {}).get("client")
-        headers = list(start.get("headers", ()))
+        if not isinstance(principal, Principal):
+            return False
         json_answer = any(
-            k.lower() == b"content-type" and v.startswith(b"application/json") for k, v in headers
+            k.lower() == b"content-type" and v.startswith(b"application/json")
+            for k, v in start.get("headers", ())
         )
-        if isinstance(principal, Principal) and json_answer and body:
-            route = getattr(scope.get("route"), "path", "")
-            hidden = self.policy.hidden(principal, route)
-            if hidden:
-                shaped, changed = without(orjson.loads(body), hidden)
-                if changed:
-                    body = orjson.dumps(shaped)
-                    headers = [(k, v) for k, v in headers if k.lower() != b"content-length"]
-                    headers.append((b"content-length", str(len(body)).encode()))
+        route = getattr(scope.get("route"), "path", "")
+        return json_answer and bool(self.policy.hidden(principal, route))
+
+    async def _answer(self, scope: Scope, start: Message, body: bytes, send: Send) -> None:
+        principal = scope["state"]["client"]
+        headers = list(start.get("headers", ()))
+        hidden = self.policy.hidden(principal, getattr(scope.get("route"), "path", ""))
+        if body:
+            shaped, changed = without(orjson.loads(body), hidden)
+            if changed:
+                body = orjson.dumps(shaped)
+                headers = [(k, v) for k, v in headers if k.lower() != b"content-length"]
+                headers.append((b"content-length", str(len(body)).encode()))
         await send({**start, "headers": headers})
         await send({"type": "http.response.body", "body": body, "more_body": False})

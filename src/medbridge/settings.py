@@ -37,6 +37,7 @@ from medbridge.canonical.partners import OwnIdentity, TradingPartner
 from medbridge.canonical.tasks import WorkQueue
 from medbridge.connectors.fhir.config import NAME as FHIR
 from medbridge.connectors.fhir.config import FhirConfig
+from medbridge.domain.alerts import Metric
 
 DEFAULT_VAR_DIR = Path("var")
 
@@ -79,6 +80,14 @@ class FlatFileSource(BaseModel):
     emit_adjustments: bool = False
     locations: list[str] = []
     incomplete_grace_seconds: float = Field(default=300.0, ge=0)
+
+
+class AlertRuleSettings(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    name: str = Field(min_length=1, max_length=100)
+    metric: Metric
+    above: Decimal = Field(default=Decimal(0), ge=0)
 
 
 class Settings(BaseSettings):
@@ -267,6 +276,17 @@ class Settings(BaseSettings):
     ``{"bi-warehouse": {"*": ["correlation_id"]}}`` (governance.minimisation). Encounter
     pseudonyms need ``encounters:read`` whatever this says."""
     max_body_bytes: int = Field(default=16 * 1024 * 1024, ge=1024)
+
+    # --- alerts (flows.alerts) ---------------------------------------------------------------
+    alert_rules: list[AlertRuleSettings] = []
+    """E.g. ``[{"name": "dead-letters", "metric": "dead_letters", "above": 0}]``; metrics:
+    dead_letters, backlog, erp_failed, erp_pending, work_items_open."""
+    alert_interval: float = Field(default=30.0, gt=0)
+    alert_webhook_url: str | None = None
+    alert_smtp_host: str | None = None
+    alert_smtp_port: int = Field(default=25, ge=1, le=65535)
+    alert_smtp_sender: str = "medbridge@localhost"
+    alert_smtp_recipients: list[str] = []
     """The largest request body any route takes (413 beyond)."""
 
     @field_validator("client_rate_limits")

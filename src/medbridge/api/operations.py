@@ -13,6 +13,7 @@ from medbridge.api.auth import require, services
 from medbridge.api.params import BodyId
 from medbridge.bus.port import DeadLetterFilter
 from medbridge.governance.permissions import Permission, Principal
+from medbridge.store import alerts as alert_store
 
 router = APIRouter(prefix="/v1", tags=["operations"])
 
@@ -82,3 +83,29 @@ async def replay_dead_letters(
     )
     report = await run_in_threadpool(partial(consumer.replay, selection, actor=client.name))
     return {"applied": report.applied, "failed": report.failed}
+
+
+@router.get("/alerts")
+async def list_alerts(
+    request: Request,
+    _client: Annotated[Principal, Depends(require(Permission.OPERATIONS_READ, shared=True))],
+) -> dict[str, Any]:
+    """Each alert rule's state: ok or firing, its incident count, the reading that moved it."""
+
+    def query() -> list[alert_store.AlertState]:
+        with services(request).engine.connect() as conn:
+            return sorted(alert_store.states(conn).values(), key=lambda s: s.rule)
+
+    return {
+        "items": [
+            {
+                "rule": s.rule,
+                "state": s.state.value,
+                "incident": s.incident,
+                "reading": str(s.reading),
+                "since": s.since.isoformat(),
+                "notified": s.notified,
+            }
+            for s in await run_in_threadpool(query)
+        ]
+    }

@@ -42,8 +42,11 @@ from medbridge.api.application import create_api
 from medbridge.api.auth import Access
 from medbridge.api.services import Services
 from medbridge.connectors.fhir import FhirConfig
+from medbridge.connectors.notify import Notifier, NotifyConfig
 from medbridge.connectors.tryton.config import TrytonConfig
 from medbridge.demo.wiring import DemoErpLoop, DemoWiring
+from medbridge.domain.alerts import Rule
+from medbridge.flows.alerts import AlertMonitor
 from medbridge.flows.erp_posting import ErpPosting
 from medbridge.governance.limits import RateLimits
 from medbridge.governance.minimisation import DataPolicy
@@ -95,12 +98,30 @@ def worker_loops(mb: Root, demo: DemoWiring | None = None) -> list[Loop]:
     for name, consumer in mb.consumers.items():
         run = partial(consumer.run, idle_sleep=s.consumer_poll_interval)
         loops.append(Loop(f"consumer-{name}", run))
+    if s.alert_rules:
+        loops.append(Loop("alerts", alert_monitor(mb).run))
     poster = ErpPoster(mb)
     if mb.erp_slot.config is not None:
         loops.append(Loop("erp-posting", poster.run))
     elif demo is not None:
         loops.append(Loop("demo-erp", DemoErpLoop(s, mb.erp_slot.attach, poster.run).run))
     return loops
+
+
+def alert_monitor(mb: Root) -> AlertMonitor:
+    """The alert rules of the settings, watched over every consumer group."""
+    s = mb.settings
+    notify = NotifyConfig(
+        webhook_url=s.alert_webhook_url,
+        smtp_host=s.alert_smtp_host,
+        smtp_port=s.alert_smtp_port,
+        smtp_sender=s.alert_smtp_sender,
+        smtp_recipients=tuple(s.alert_smtp_recipients),
+    )
+    rules = [Rule(r.name, r.metric, r.above) for r in s.alert_rules]
+    return AlertMonitor(
+        mb.engine, mb.bus, list(mb.consumers), rules, Notifier(notify), s.alert_interval
+    )
 
 
 def start_loops(

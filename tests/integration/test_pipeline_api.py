@@ -189,6 +189,7 @@ def test_one_bad_movement_refuses_the_whole_batch(client: TestClient, medbridge:
     [
         (b"{not json", "json_invalid"),
         (b"[]", "batch_size"),
+        (b"5", "batch_size"),  # neither a movement nor a list of them
     ],
 )
 def test_malformed_bodies_are_refused(client: TestClient, body: bytes, expected: str) -> None:

@@ -44,19 +44,7 @@ class AuditRow(BaseModel):
 
     @classmethod
     def of(cls, entry: AuditEntry) -> AuditRow:
-        return cls(
-            seq=entry.seq,
-            at=entry.at,
-            actor=entry.actor,
-            action=entry.action,
-            target_type=entry.target_type,
-            target_id=entry.target_id,
-            before_digest=entry.before_digest,
-            after_digest=entry.after_digest,
-            detail=entry.detail,
-            prev_hash=entry.prev_hash,
-            hash=entry.hash,
-        )
+        return cls.model_validate(entry, from_attributes=True)
 
 
 class AuditPage(BaseModel):

@@ -101,20 +101,23 @@ def require(permission: Permission, *, shared: bool = False) -> Callable[..., Aw
         key: Annotated[str | None, Depends(api_key_header)],
         credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
     ) -> Principal:
-        principal = await authenticate(request, key, credentials)
-        if not principal.may(permission):
-            raise HTTPException(
-                status.HTTP_403_FORBIDDEN,
-                detail=f"client {principal.name} lacks the permission {permission.value}",
-            )
-        if shared:
-            unscoped_only(principal, "this resource")
-        return principal
+        return permit(await authenticate(request, key, credentials), permission, shared)
 
     dependency.__name__ = f"require_{permission.name.lower()}"
-    dependency.permission = permission  # type: ignore[attr-defined]  # read by the route table
-    dependency.shared = shared  # type: ignore[attr-defined]
-    return dependency
+    return requires(permission, shared=shared)(dependency)
+
+
+def permit(principal: Principal, permission: Permission, shared: bool = False) -> Principal:
+    """``principal`` if it holds ``permission`` (and, for a ``shared`` resource, is bound to
+    no facility), else 403."""
+    if not principal.may(permission):
+        raise HTTPException(
+            status.HTTP_403_FORBIDDEN,
+            detail=f"client {principal.name} lacks the permission {permission.value}",
+        )
+    if shared:
+        unscoped_only(principal, "this resource")
+    return principal
 
 
 SECURITY: list[dict[str, list[str]]] = [{"APIKeyHeader": []}, {"HTTPBearer": []}]
@@ -133,20 +136,16 @@ async def authorize(request: Request, permission: Permission) -> Principal:
         if scheme.lower() == "bearer" and token:
             credentials = HTTPAuthorizationCredentials(scheme="Bearer", credentials=token)
     principal = await authenticate(request, request.headers.get("x-api-key"), credentials)
-    if not principal.may(permission):
-        raise HTTPException(
-            status.HTTP_403_FORBIDDEN,
-            detail=f"client {principal.name} lacks the permission {permission.value}",
-        )
-    return principal
+    return permit(principal, permission)
 
 
-def requires(permission: Permission) -> Callable[[_F], _F]:
-    """Marks a route that calls ``authorize(request, permission)`` itself."""
+def requires(permission: Permission, *, shared: bool = False) -> Callable[[_F], _F]:
+    """Marks what decides a route's access (its ``require`` dependency, or a route that calls
+    ``authorize`` itself) with the permission it needs: the route table reads it."""
 
     def mark(endpoint: _F) -> _F:
         endpoint.permission = permission  # type: ignore[attr-defined]
-        endpoint.shared = False  # type: ignore[attr-defined]
+        endpoint.shared = shared  # type: ignore[attr-defined]
         return endpoint
 
     return mark

@@ -20,7 +20,7 @@ from pydantic import ValidationError
 from sqlalchemy.exc import InterfaceError, OperationalError
 from starlette.concurrency import run_in_threadpool
 
-from medbridge.api.auth import api_key_header, bearer, require, services
+from medbridge.api.auth import api_key_header, bearer, require, requires, services
 from medbridge.api.services import Services
 from medbridge.bus.port import BusError
 from medbridge.canonical.inbound import InboundOutcome, InboundReceipt, UnresolvedCode
@@ -50,6 +50,7 @@ _FHIR_BODY = {
 }
 
 
+@requires(Permission.MOVEMENTS_WRITE)
 async def fhir_client(
     request: Request,
     key: Annotated[str | None, Depends(api_key_header)],
@@ -60,10 +61,6 @@ async def fhir_client(
         return await _integration(request, key, credentials)
     except HTTPException as refused:
         return refused
-
-
-fhir_client.permission = Permission.MOVEMENTS_WRITE  # type: ignore[attr-defined]  # route table
-fhir_client.shared = False  # type: ignore[attr-defined]
 
 
 class AtomicIntake:

@@ -21,49 +21,50 @@ class Minimise:
             return
         start: Message | None = None
         chunks: list[bytes] = []
-        shaping = False
+        hidden: frozenset[str] = frozenset()
 
         async def hold(message: Message) -> None:
-            nonlocal start, shaping
+            nonlocal start, hidden
             if message["type"] == "http.response.start":
-                shaping = self._shapes(scope, message)
-                if not shaping:  # not JSON, or nothing to hide: streamed as it comes
+                hidden = self._hidden(scope, message)
+                if not hidden:  # not JSON, or nothing to hide: streamed as it comes
                     await send(message)
                     return
                 start = message
                 return
-            if not shaping or message["type"] != "http.response.body" or start is None:
+            if not hidden or message["type"] != "http.response.body" or start is None:
                 await send(message)
                 return
             chunks.append(message.get("body", b""))
             if message.get("more_body"):
                 return
-            await self._answer(scope, start, b"".join(chunks), send)
+            await _reshaped(start, b"".join(chunks), hidden, send)
 
         await self.app(scope, receive, hold)
 
-    def _shapes(self, scope: Scope, start: Message) -> bool:
-        """Whether this answer may need fields removed: JSON, to a client with something
-        hidden on this route."""
+    def _hidden(self, scope: Scope, start: Message) -> frozenset[str]:
+        """The fields to remove from this answer: none unless it is JSON, to a client with
+        something hidden on this route."""
         principal = (scope.get("state") or {}).get("client")
         if not isinstance(principal, Principal):
-            return False
+            return frozenset()
         json_answer = any(
             k.lower() == b"content-type" and v.startswith(b"application/json")
             for k, v in start.get("headers", ())
         )
-        route = getattr(scope.get("route"), "path", "")
-        return json_answer and bool(self.policy.hidden(principal, route))
+        if not json_answer:
+            return frozenset()
+        return self.policy.hidden(principal, getattr(scope.get("route"), "path", ""))
 
-    async def _answer(self, scope: Scope, start: Message, body: bytes, send: Send) -> None:
-        principal = scope["state"]["client"]
-        headers = list(start.get("headers", ()))
-        hidden = self.policy.hidden(principal, getattr(scope.get("route"), "path", ""))
-        if body:
-            shaped, changed = without(orjson.loads(body), hidden)
-            if changed:
-                body = orjson.dumps(shaped)
-                headers = [(k, v) for k, v in headers if k.lower() != b"content-length"]
-                headers.append((b"content-length", str(len(body)).encode()))
-        await send({**start, "headers": headers})
-        await send({"type": "http.response.body", "body": body, "more_body": False})
+
+async def _reshaped(start: Message, body: bytes, hidden: frozenset[str], send: Send) -> None:
+    """``body`` without the ``hidden`` fields (and its length corrected), then sent."""
+    headers = list(start.get("headers", ()))
+    if body:
+        shaped, changed = without(orjson.loads(body), hidden)
+        if changed:
+            body = orjson.dumps(shaped)
+            headers = [(k, v) for k, v in headers if k.lower() != b"content-length"]
+            headers.append((b"content-length", str(len(body)).encode()))
+    await send({**start, "headers": headers})
+    await send({"type": "http.response.body", "body": body, "more_body": False})

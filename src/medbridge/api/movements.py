@@ -76,45 +76,25 @@ async def post_stock_movements(request: Request) -> Response:
         try:
             single = MovementIn.model_validate_json(raw)
         except ValidationError as error:
-            return _unprocessable(
-                [
-                    _problem(["body", *e["loc"]], e["msg"], e["type"])
-                    for e in error.errors(include_url=False)
-                ]
-            )
-        one = Submission(_canonical(single), single.idempotency_key, single.correlation_id)
-        return await _submit(request, client, [one], listed=False)
+            return _unprocessable(_invalid(["body"], error))
+        return await _submit(request, client, [_submission(single)], listed=False)
     try:
         body = orjson.loads(raw)
     except orjson.JSONDecodeError as error:
         return _unprocessable([_problem(["body"], f"invalid JSON: {error}", "json_invalid")])
-    items = body if isinstance(body, list) else [body]
-    if not items or len(items) > MAX_BATCH:
+    if not isinstance(body, list) or not body or len(body) > MAX_BATCH:
         return _unprocessable(
-            [_problem(["body"], f"send 1 to {MAX_BATCH} movements", "batch_size")]
+            [_problem(["body"], f"send a movement, or 1 to {MAX_BATCH} of them", "batch_size")]
         )
-    prefix: list[Any] = ["body"]
     submissions, details = [], []
-    for index, item in enumerate(items):
-        loc = [*prefix, index] if isinstance(body, list) else prefix
+    for index, item in enumerate(body):
         try:
-            movement = MovementIn.model_validate(item)
+            submissions.append(_submission(MovementIn.model_validate(item)))
         except ValidationError as error:
-            details += [
-                _problem([*loc, *e["loc"]], e["msg"], e["type"])
-                for e in error.errors(include_url=False)
-            ]
-            continue
-        submissions.append(
-            Submission(
-                _canonical(movement),
-                movement.idempotency_key,
-                movement.correlation_id,
-            )
-        )
+            details += _invalid(["body", index], error)
     if details:
         return _unprocessable(details)
-    return await _submit(request, client, submissions, listed=isinstance(body, list))
+    return await _submit(request, client, submissions, listed=True)
 
 
 async def _submit(
@@ -164,6 +144,16 @@ async def _submit(
     return Response(  # orjson: the encoder was a visible share of a single request's time
         orjson.dumps(answer), status_code=status.HTTP_202_ACCEPTED, media_type="application/json"
     )
+
+
+def _invalid(loc: list[Any], error: ValidationError) -> list[dict[str, Any]]:
+    return [
+        _problem([*loc, *e["loc"]], e["msg"], e["type"]) for e in error.errors(include_url=False)
+    ]
+
+
+def _submission(movement: MovementIn) -> Submission:
+    return Submission(_canonical(movement), movement.idempotency_key, movement.correlation_id)
 
 
 def _canonical(movement: MovementIn) -> StockMovement:

@@ -3,12 +3,13 @@
 
 Each connection sends random framed junk (MLLP start byte, random bytes without framing
 bytes, end bytes) as fast as the server takes it, and reads whatever comes back. Prints the
-number of frames sent when done."""
+number of frames sent when done: at the end of SECONDS, or at once on SIGTERM."""
 
 from __future__ import annotations
 
 import asyncio
 import random
+import signal
 import sys
 import time
 
@@ -20,7 +21,9 @@ def junk(rng: random.Random) -> bytes:
     return START + body + END
 
 
-async def flood(port: int, seconds: float, rng: random.Random, sent: list[int]) -> None:
+async def flood(
+    port: int, seconds: float, rng: random.Random, sent: list[int], stop: asyncio.Event
+) -> None:
     try:
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
     except OSError:
@@ -33,7 +36,7 @@ async def flood(port: int, seconds: float, rng: random.Random, sent: list[int]) 
 
     reading = asyncio.create_task(drain_acks())
     try:
-        while (left := deadline - time.monotonic()) > 0:
+        while (left := deadline - time.monotonic()) > 0 and not stop.is_set():
             writer.write(b"".join(junk(rng) for _ in range(50)))
             sent[0] += 50
             await asyncio.wait_for(writer.drain(), left)
@@ -47,7 +50,9 @@ async def flood(port: int, seconds: float, rng: random.Random, sent: list[int]) 
 async def main(port: int, connections: int, seconds: float) -> None:
     rng = random.Random(1)
     sent = [0]
-    await asyncio.gather(*(flood(port, seconds, rng, sent) for _ in range(connections)))
+    stop = asyncio.Event()
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
+    await asyncio.gather(*(flood(port, seconds, rng, sent, stop) for _ in range(connections)))
     print(sent[0], flush=True)
 
 

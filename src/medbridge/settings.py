@@ -247,6 +247,11 @@ class Settings(BaseSettings):
     log_json: bool = True
 
     # --- access: OAuth2 tokens, rate limits, body sizes (governance, api.auth) -------------
+    console_session_key: SecretStr | None = None
+    """The key signing the console's session cookies; if unset, generated once into
+    ``var/console_session_key``. Every process serving the console must share it."""
+    console_session_hours: int = Field(default=8, ge=1, le=24 * 7)
+    """How long a console sign-in lasts (the cookie's ``Max-Age``)."""
     oauth_issuer: str = Field(default="medbridge", min_length=1)
     """The ``iss`` of the tokens MedBridge issues at ``POST /oauth/token``."""
     oauth_audience: str = Field(default="medbridge-api", min_length=1)

@@ -12,7 +12,7 @@ import hmac
 import secrets
 import time
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -48,6 +48,12 @@ class ClientRecord:
 
 def hash_key(key: str) -> str:
     return hashlib.sha256(key.encode()).hexdigest()
+
+
+def fingerprint(key_hash: str) -> str:
+    """What a console session keeps of its client's key: enough to notice a re-issued key,
+    never enough to use it (a prefix of a hash of the hash)."""
+    return hashlib.sha256(f"session:{key_hash}".encode()).hexdigest()[:16]
 
 
 def new_key() -> str:
@@ -111,6 +117,7 @@ class ClientRegistry:
         self.engine, self.ttl = engine, ttl
         self._seen: dict[str, tuple[float, Principal | None]] = {}
         self._bound: dict[str, tuple[float, bool, frozenset[str] | None]] = {}
+        self._sessions: dict[str, tuple[float, tuple[Principal, str] | None]] = {}
 
     def register(
         self,
@@ -153,6 +160,7 @@ class ClientRegistry:
             )
         self._seen.clear()
         self._bound.clear()
+        self._sessions.clear()
         return key
 
     def revoke(self, name: str, *, actor: str = "system:clients") -> bool:
@@ -176,6 +184,7 @@ class ClientRegistry:
                 )
         self._seen.clear()
         self._bound.clear()
+        self._sessions.clear()
         return bool(result.rowcount)
 
     def known(self, key: str | None) -> tuple[bool, Principal | None]:
@@ -245,6 +254,38 @@ class ClientRegistry:
         if not hmac.compare_digest(stored, hash_key(secret)) or row is None:
             return None
         return _principal(row, via="token")
+
+    def session(self, name: str, secret: str) -> tuple[Principal, str] | None:
+        """Sign-in to the console with a client's name and key: the principal and the key's
+        fingerprint the session keeps (``current`` ends the session when the key changes)."""
+        principal = self.verify_secret(name, secret)
+        if principal is None:
+            return None
+        return replace(principal, via="session"), fingerprint(hash_key(secret))
+
+    def current(self, name: str, key_fingerprint: str) -> Principal | None:
+        """The principal of a console session: None once the client is revoked or its key
+        re-issued; its roles and facilities as they are now. From memory for ``ttl``."""
+        now = time.monotonic()
+        cached = self._sessions.get(name)
+        if cached is None or now >= cached[0]:
+            with self.engine.connect() as conn:
+                row = conn.execute(
+                    select(
+                        api_clients.c.name,
+                        api_clients.c.roles,
+                        api_clients.c.facilities,
+                        api_clients.c.key_hash,
+                    ).where(api_clients.c.name == name, api_clients.c.revoked_at.is_(None))
+                ).first()
+            found = None if row is None else (_principal(row, via="session"), row.key_hash)
+            if len(self._sessions) > 10_000:
+                self._sessions.clear()
+            self._sessions[name] = cached = (now + self.ttl, found)
+        found = cached[1]
+        if found is None or not hmac.compare_digest(fingerprint(found[1]), key_fingerprint):
+            return None
+        return found[0]
 
     def list(self) -> list[ClientRecord]:
         with self.engine.connect() as conn:

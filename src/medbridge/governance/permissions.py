@@ -158,7 +158,7 @@ class Principal:
     permissions: frozenset[Permission]
     facilities: frozenset[str] | None = None
     roles: tuple[Role, ...] = ()
-    via: str = "api_key"  # api_key | token | external_token
+    via: str = "api_key"  # api_key | token | external_token | session (the console)
 
     def may(self, permission: Permission) -> bool:
         return permission in self.permissions

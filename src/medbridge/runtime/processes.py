@@ -37,6 +37,7 @@ from types import FrameType
 
 import uvicorn
 from fastapi import FastAPI
+from fastapi.responses import RedirectResponse
 
 from medbridge.api.application import create_api
 from medbridge.api.auth import Access
@@ -44,6 +45,8 @@ from medbridge.api.services import Services
 from medbridge.connectors.fhir import FhirConfig
 from medbridge.connectors.notify import Notifier, NotifyConfig
 from medbridge.connectors.tryton.config import TrytonConfig
+from medbridge.console import MOUNT as CONSOLE_MOUNT
+from medbridge.console import create_console
 from medbridge.demo.wiring import DemoErpLoop, DemoWiring
 from medbridge.domain.alerts import Rule
 from medbridge.flows.alerts import AlertMonitor
@@ -58,7 +61,7 @@ from medbridge.runtime.listeners import listener_loops
 from medbridge.runtime.policies import erp_posting_policy
 from medbridge.runtime.root import Root
 from medbridge.runtime.supervisor import Loop, Supervisor
-from medbridge.runtime.var_secrets import oauth_signing_key
+from medbridge.runtime.var_secrets import console_session_key, oauth_signing_key
 from medbridge.settings import Settings, effective_settings, redacted
 from medbridge.settings import fhir_config as settings_fhir_config
 from medbridge.store import audit
@@ -169,12 +172,29 @@ def http_app(mb: Root, *, with_workers: bool, demo: bool = False) -> FastAPI:
         bus_layout=(mb.settings.bus_subject_prefix, mb.settings.bus_partitions),
     )
     api.state.fhir_config = fhir_config(mb)
+    mount_console(api, mb.settings)
 
     def refresh_services(_erp: TrytonConfig) -> None:  # reconciliation and postings answer
         api.state.services = services(mb)
 
     mb.erp_slot.subscribe(refresh_services)
     return api
+
+
+def mount_console(api: FastAPI, settings: Settings) -> None:
+    """The web console at ``/console`` (on the API's current services: an ERP configured at
+    run time reaches it too), and ``/`` leading to it."""
+    console = create_console(
+        lambda: api.state.services,
+        console_session_key(settings),
+        https_only=settings.http_tls_cert is not None,
+        session_hours=settings.console_session_hours,
+    )
+    api.mount("/console", console, name=CONSOLE_MOUNT)
+
+    @api.get("/", include_in_schema=False)
+    async def root() -> RedirectResponse:
+        return RedirectResponse("/console/", 307)
 
 
 def access(settings: Settings) -> Access:

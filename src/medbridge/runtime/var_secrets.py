@@ -43,3 +43,11 @@ def oauth_signing_key(settings: Settings) -> str:
     if settings.oauth_signing_key is not None:
         return settings.oauth_signing_key.get_secret_value()
     return var_secret(settings.var_dir, "oauth_signing_key")[0]
+
+
+def console_session_key(settings: Settings) -> str:
+    """The key signing the console's session cookies: every process serving the console must
+    share it (settings, or the same var directory), or a sign-in holds on one process only."""
+    if settings.console_session_key is not None:
+        return settings.console_session_key.get_secret_value()
+    return var_secret(settings.var_dir, "console_session_key")[0]

@@ -1,0 +1,37 @@
+"""What the console needs from the rest of the system: the same objects the API's routes use
+(the composition root hands the console a getter of the API's current services, so an ERP
+configured at run time reaches both)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Protocol
+
+from sqlalchemy import Engine
+
+from medbridge.bus.consumer import Consumer
+from medbridge.bus.port import Bus
+from medbridge.flows.inbound import InboundIntake
+from medbridge.flows.work_queue import WorkQueues
+from medbridge.governance.clients import ClientRegistry
+from medbridge.masterdata.repository import MasterDataRepository
+
+
+class Backend(Protocol):
+    @property
+    def engine(self) -> Engine: ...
+    @property
+    def bus(self) -> Bus: ...
+    @property
+    def masterdata(self) -> MasterDataRepository: ...
+    @property
+    def inbound(self) -> InboundIntake: ...
+    @property
+    def clients(self) -> ClientRegistry: ...
+    @property
+    def consumers(self) -> Mapping[str, Consumer]: ...
+    @property
+    def work_queues(self) -> WorkQueues | None: ...
+
+
+BackendGetter = Callable[[], Backend]

@@ -1,0 +1,92 @@
+"""Templates, the pages' common context, and errors as pages."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Mapping
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from fastapi import Request
+from fastapi.responses import HTMLResponse
+from fastapi.templating import Jinja2Templates
+from jinja2 import pass_context
+
+from medbridge.governance.permissions import Permission, Principal
+
+HERE = Path(__file__).parent
+templates = Jinja2Templates(directory=HERE / "templates")
+
+NAV: tuple[tuple[str, str, Permission | None], ...] = (
+    ("dashboard", "Dashboard", None),
+    ("work_items", "Work", Permission.WORK_READ),
+    ("dead_letters", "Dead letters", Permission.OPERATIONS_READ),
+    ("exceptions", "Exceptions", Permission.OPERATIONS_READ),
+    ("alerts", "Alerts", Permission.OPERATIONS_READ),
+)
+"""The navigation: (route name, label, the permission that shows it)."""
+
+
+def when(value: datetime | str | None) -> str:
+    """A time as the console shows it: UTC, to the second."""
+    if value is None:
+        return ""
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    return value.strftime("%Y-%m-%d %H:%M:%S")
+
+
+templates.env.filters["when"] = when
+
+
+MOUNT = "console"
+"""The name the console is mounted under (``runtime.processes.mount_console``): its routes are
+named ``console:<name>`` in the application's router."""
+
+
+def link(request: Request, name: str, **params: Any) -> str:
+    """The URL of the console's route ``name`` (as ``url_for`` inside a mounted app)."""
+    return str(request.url_for(f"{MOUNT}:{name}", **params))
+
+
+@pass_context
+def _link(context: Any, name: str, **params: Any) -> str:
+    return link(context["request"], name, **params)
+
+
+templates.env.globals["link"] = _link
+
+
+def csrf_token(request: Request) -> str:
+    """The session's CSRF token (made on first use); every form of a page carries it."""
+    token = request.session.get("csrf")
+    if not isinstance(token, str):
+        token = request.session["csrf"] = secrets.token_urlsafe(24)
+    return token
+
+
+def render(
+    request: Request,
+    template: str,
+    context: Mapping[str, Any] | None = None,
+    status_code: int = 200,
+) -> HTMLResponse:
+    viewer: Principal | None = getattr(request.state, "client", None)
+    nav = [
+        (name, label)
+        for name, label, permission in NAV
+        if viewer is not None and (permission is None or viewer.may(permission))
+    ]
+    base = {"viewer": viewer, "nav": nav, "csrf": csrf_token(request), "flash": None}
+    flash = request.session.pop("flash", None)
+    if isinstance(flash, str):
+        base["flash"] = flash
+    return templates.TemplateResponse(
+        request, template, base | dict(context or {}), status_code=status_code
+    )
+
+
+def flash(request: Request, message: str) -> None:
+    """A one-line notice shown on the next page (after a POST's redirect)."""
+    request.session["flash"] = message

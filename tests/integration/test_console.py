@@ -1,0 +1,176 @@
+"""The console's sign-in, session and CSRF, and its permissions and facility scopes (issue 16),
+over HTTP as a browser speaks it (the browser tests drive the same pages in chromium)."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+
+import httpx
+import pytest
+from fastapi.testclient import TestClient
+
+from medbridge.app import MedBridge
+from medbridge.canonical.tasks import Action, NewTask, TaskStatus, WorkQueue
+from medbridge.flows.work_queue import WorkQueues
+from medbridge.governance.clients import Role
+from medbridge.store import work_items
+
+pytestmark = pytest.mark.db
+
+CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
+
+
+def task(key: str, facility: str | None, queue: WorkQueue = WorkQueue.PHARMACY) -> NewTask:
+    return NewTask(
+        key=key,
+        queue=queue,
+        kind="stock_discrepancy",
+        subject=f"count at {facility}",
+        reason="the cabinet counted 3, the ledger holds 5",
+        actions=(Action.APPROVE, Action.REQUEST_COUNT, Action.CLOSE),
+        facility=facility,
+    )
+
+
+@pytest.fixture
+def browser(medbridge: MedBridge) -> Iterator[TestClient]:
+    with TestClient(medbridge.api(), base_url="http://127.0.0.1") as client:
+        yield client
+
+
+def csrf_of(page: str) -> str:
+    found = CSRF.search(page)
+    assert found, "the page has no form with a CSRF token"
+    return found.group(1)
+
+
+def sign_in(browser: TestClient, client: str, key: str, next: str = "") -> httpx.Response:
+    token = csrf_of(browser.get("/console/sign-in").text)
+    return browser.post(
+        "/console/sign-in",
+        data={"client": client, "key": key, "csrf_token": token, "next": next},
+        follow_redirects=False,
+    )
+
+
+def test_a_page_needs_a_session_and_sign_in_needs_the_right_key_and_csrf(
+    medbridge: MedBridge, browser: TestClient
+) -> None:
+    key = medbridge.clients.register("night-analyst", Role.READER)
+    signed_out = browser.get("/console/work?queue=ap", follow_redirects=False)
+    assert signed_out.status_code == 303
+    assert signed_out.headers["location"].endswith(
+        "/console/sign-in?next=/console/work%3Fqueue%3Dap"
+    )
+    assert browser.get("/", follow_redirects=False).headers["location"] == "/console/"
+
+    page = browser.get("/console/sign-in")
+    assert "default-src 'self'" in page.headers["content-security-policy"]
+    assert page.headers["x-frame-options"] == "DENY"
+    forged = browser.post(
+        "/console/sign-in", data={"client": "night-analyst", "key": key}, follow_redirects=False
+    )
+    assert forged.status_code == 403  # no CSRF token: refused before the key is looked at
+    wrong = sign_in(browser, "night-analyst", key + "x")
+    assert wrong.status_code == 401
+    assert "unknown client or wrong key" in wrong.text
+
+    done = sign_in(browser, "night-analyst", key, next="/console/work?queue=ap")
+    assert done.status_code == 303
+    assert done.headers["location"] == "/console/work?queue=ap"
+    cookie = done.headers["set-cookie"].lower()
+    assert "httponly" in cookie
+    assert "samesite=strict" in cookie
+    assert "path=/console" in cookie
+    dashboard = browser.get("/console/")
+    assert dashboard.status_code == 200
+    assert "night-analyst" in dashboard.text
+    assert "Consumers" in dashboard.text
+
+
+def test_sign_in_never_leads_off_the_console(medbridge: MedBridge, browser: TestClient) -> None:
+    key = medbridge.clients.register("analyst", Role.READER)
+    for target in ("https://elsewhere.example/", "//elsewhere.example/x", "/v1/stock"):
+        answer = sign_in(browser, "analyst", key, next=target)
+        assert answer.headers["location"].endswith("/console/")
+
+
+def test_a_revoked_client_or_a_reissued_key_ends_the_session(
+    medbridge: MedBridge, browser: TestClient
+) -> None:
+    medbridge.clients.ttl = 0  # no cache: the change is seen by the very next request
+    key = medbridge.clients.register("temp", Role.READER)
+    sign_in(browser, "temp", key)
+    assert browser.get("/console/", follow_redirects=False).status_code == 200
+    medbridge.clients.register("temp", Role.READER)  # a new key
+    assert browser.get("/console/", follow_redirects=False).status_code == 303
+    key = medbridge.clients.register("temp", Role.READER)
+    sign_in(browser, "temp", key)
+    assert browser.get("/console/", follow_redirects=False).status_code == 200
+    medbridge.clients.revoke("temp")
+    assert browser.get("/console/", follow_redirects=False).status_code == 303
+
+
+def test_pages_honour_permissions_and_facility_scopes(
+    medbridge: MedBridge, browser: TestClient
+) -> None:
+    queues = WorkQueues(medbridge.engine)
+    mine = queues.open(task("count:H1", "H1"))
+    theirs = queues.open(task("count:H2", "H2"))
+    key = medbridge.clients.register("pharmacist-h1", Role.PHARMACY, facilities=["H1"])
+    sign_in(browser, "pharmacist-h1", key)
+
+    listing = browser.get("/console/work").text
+    assert f"/console/work/{mine.id}" in listing
+    assert f"/console/work/{theirs.id}" not in listing
+    assert browser.get(f"/console/work/{theirs.id}").status_code == 403
+    assert browser.get("/console/dead-letters").status_code == 403  # no operations:read
+    dashboard = browser.get("/console/").text
+    assert "Consumers" not in dashboard
+    assert "Open work items" in dashboard
+    assert ">Dead letters<" not in dashboard  # not offered in the navigation either
+
+    page = browser.get(f"/console/work/{theirs.id}")
+    assert "may not see work item" in page.text
+    token = csrf_of(browser.get(f"/console/work/{mine.id}").text)
+    refused = browser.post(
+        f"/console/work/{theirs.id}/decision",
+        data={"action": "approve", "csrf_token": token},
+        follow_redirects=False,
+    )
+    assert refused.status_code == 403
+    with medbridge.engine.connect() as conn:
+        assert work_items.get(conn, theirs.id).status is TaskStatus.OPEN  # type: ignore[union-attr]
+
+
+def test_deciding_a_task_records_the_signed_in_client(
+    medbridge: MedBridge, browser: TestClient
+) -> None:
+    item = WorkQueues(medbridge.engine).open(task("count:H1", "H1"))
+    key = medbridge.clients.register("pharmacist", Role.PHARMACY)
+    sign_in(browser, "pharmacist", key)
+    page = browser.get(f"/console/work/{item.id}").text
+    token = csrf_of(page)
+    stale = browser.post(
+        f"/console/work/{item.id}/decision",
+        data={"action": "request_count", "csrf_token": "stale"},
+        follow_redirects=False,
+    )
+    assert stale.status_code == 403
+    not_offered = browser.post(
+        f"/console/work/{item.id}/decision", data={"action": "reject", "csrf_token": token}
+    )
+    assert not_offered.status_code == 422
+    assert "action" in not_offered.text
+    decided = browser.post(
+        f"/console/work/{item.id}/decision",
+        data={"action": "request_count", "note": "recount at 6", "csrf_token": token},
+    )
+    assert decided.status_code == 200
+    assert "request_count recorded" in decided.text
+    with medbridge.engine.connect() as conn:
+        found = work_items.get(conn, item.id)
+    assert found is not None
+    assert found.status is TaskStatus.DECIDED
+    assert found.decided_by == "pharmacist"

@@ -174,3 +174,38 @@ def test_deciding_a_task_records_the_signed_in_client(
     assert found is not None
     assert found.status is TaskStatus.DECIDED
     assert found.decided_by == "pharmacist"
+
+
+def test_stock_and_erp_pages_show_only_the_viewers_facilities(
+    medbridge: MedBridge, browser: TestClient
+) -> None:
+    admin = medbridge.clients.register("loader", Role.ADMIN)
+    with TestClient(medbridge.api()) as api:
+        for location, key in (("H1-PHARM", "s-h1"), ("H2-PHARM", "s-h2")):
+            answer = api.post(
+                "/v1/stock-movements",
+                headers={"X-API-Key": admin},
+                json={
+                    "idempotency_key": key,
+                    "kind": "receipt",
+                    "item": "VANCO-1G",
+                    "location": location,
+                    "quantity": "5",
+                    "unit": "VIAL",
+                    "unit_cost": {"amount": "12.40"},
+                    "lot": f"LOT-{location}",
+                    "occurred_at": "2026-11-21T07:00:00Z",
+                },
+            )
+            assert answer.status_code in (201, 202), answer.text
+    medbridge.consumers["ledger"].drain()
+    key = medbridge.clients.register("finance-h1", Role.FINANCE, facilities=["H1"])
+    sign_in(browser, "finance-h1", key)
+    stock = browser.get("/console/stock").text
+    assert "LOT-H1-PHARM" in stock
+    assert "LOT-H2-PHARM" not in stock
+    assert "LOT-H1-PHARM" not in browser.get("/console/stock?lot=LOT-H2-PHARM").text
+    postings = browser.get("/console/erp-postings")
+    assert postings.status_code == 200
+    assert browser.get("/console/reconciliation?period=2026-11").status_code == 403  # shared
+    assert browser.get("/console/stock?item=" + "X" * 65).status_code == 422

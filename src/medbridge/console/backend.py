@@ -11,6 +11,7 @@ from sqlalchemy import Engine
 
 from medbridge.bus.consumer import Consumer
 from medbridge.bus.port import Bus
+from medbridge.canonical.erp import ErpPort
 from medbridge.flows.inbound import InboundIntake
 from medbridge.flows.work_queue import WorkQueues
 from medbridge.governance.clients import ClientRegistry
@@ -32,6 +33,8 @@ class Backend(Protocol):
     def consumers(self) -> Mapping[str, Consumer]: ...
     @property
     def work_queues(self) -> WorkQueues | None: ...
+    @property
+    def erp(self) -> ErpPort | None: ...
 
 
 BackendGetter = Callable[[], Backend]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import secrets
 from collections.abc import Mapping
 from datetime import datetime
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,9 @@ NAV: tuple[tuple[str, str, Permission | None], ...] = (
     ("dead_letters", "Dead letters", Permission.OPERATIONS_READ),
     ("exceptions", "Exceptions", Permission.OPERATIONS_READ),
     ("alerts", "Alerts", Permission.OPERATIONS_READ),
+    ("stock", "Stock", Permission.STOCK_READ),
+    ("erp_postings", "ERP postings", Permission.ERP_READ),
+    ("reconciliation", "Reconciliation", Permission.ERP_READ),
 )
 """The navigation: (route name, label, the permission that shows it)."""
 
@@ -37,7 +41,13 @@ def when(value: datetime | str | None) -> str:
     return value.strftime("%Y-%m-%d %H:%M:%S")
 
 
+def qty(value: Decimal) -> str:
+    """A quantity without trailing zeros or an exponent (``5``, ``2.5``, ``1000``)."""
+    return f"{value.normalize():f}"
+
+
 templates.env.filters["when"] = when
+templates.env.filters["qty"] = qty
 
 
 MOUNT = "console"

@@ -1,0 +1,115 @@
+"""Stock and finance: stock by location and lot, the ERP outbox (requeue a failed posting)
+and the reconciliation of MedBridge's journal with the ERP's ledger for a period."""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, HTTPException, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+
+from medbridge.canonical.erp import ErpError, ErpUnavailable
+from medbridge.console.rendering import flash, link, render
+from medbridge.console.session import Csrf, backend, needs
+from medbridge.flows.erp_posting import requeue
+from medbridge.flows.reconciliation import reconcile_period
+from medbridge.governance.permissions import Permission, Principal
+from medbridge.store import erp_postings
+from medbridge.store import ledger as ledger_store
+from medbridge.store.erp_postings import PostingStatus
+
+router = APIRouter()
+StockReader = Annotated[Principal, Depends(needs(Permission.STOCK_READ))]
+ErpReader = Annotated[Principal, Depends(needs(Permission.ERP_READ))]
+SharedErpReader = Annotated[Principal, Depends(needs(Permission.ERP_READ, shared=True))]
+Requeuer = Annotated[Principal, Depends(needs(Permission.ERP_REQUEUE))]
+PERIOD = re.compile(r"^\d{4}-(0[1-9]|1[0-2])$")
+
+
+def _code(name: str, value: str | None) -> str | None:
+    if value is None or not value.strip():
+        return None
+    if len(value) > 64:
+        raise HTTPException(422, detail=f"{name}: at most 64 characters")
+    return value.strip()
+
+
+@router.get("/stock", response_class=HTMLResponse, name="stock")
+def stock(
+    request: Request,
+    viewer: StockReader,
+    item: str | None = None,
+    location: str | None = None,
+    lot: str | None = None,
+) -> HTMLResponse:
+    filters = {"item": _code("item", item), "location": _code("location", location)}
+    filters["lot"] = _code("lot", lot)
+    with backend(request).engine.connect() as conn:
+        rows = ledger_store.stock(
+            conn,
+            item=filters["item"],
+            location=filters["location"],
+            lot=filters["lot"],
+            facilities=viewer.facilities,
+            limit=2000,
+        )
+    return render(request, "stock.html", {"rows": rows, "filters": filters})
+
+
+@router.get("/erp-postings", response_class=HTMLResponse, name="erp_postings")
+def postings(
+    request: Request, viewer: ErpReader, status: PostingStatus | None = None
+) -> HTMLResponse:
+    with backend(request).engine.connect() as conn:
+        rows = erp_postings.postings(conn, status=status, facilities=viewer.facilities, limit=500)
+        counts = erp_postings.counts(conn, viewer.facilities)
+    return render(
+        request,
+        "erp_postings.html",
+        {
+            "rows": rows,
+            "counts": counts,
+            "status": status,
+            "statuses": list(PostingStatus),
+            "may_requeue": viewer.may(Permission.ERP_REQUEUE),
+        },
+    )
+
+
+@router.post("/erp-postings/{entry_id}/requeue", dependencies=[Csrf], name="requeue_posting")
+def requeue_posting(request: Request, viewer: Requeuer, entry_id: str) -> Response:
+    """As ``POST /v1/erp-postings/{id}/requeue``: a failed posting back in the queue."""
+    engine = backend(request).engine
+    if viewer.scoped:
+        with engine.connect() as conn:
+            facilities = erp_postings.entry_facilities(conn, entry_id)
+        if viewer.outside(facilities or {None}):
+            raise HTTPException(403, detail=f"client {viewer.name} may not requeue {entry_id}")
+    if requeue(engine, entry_id, actor=viewer.name):
+        flash(request, f"{entry_id} is pending again")
+    else:
+        flash(request, f"{entry_id} is not failed (or unknown): nothing requeued")
+    return RedirectResponse(link(request, "erp_postings") + "?status=failed", 303)
+
+
+@router.get("/reconciliation", response_class=HTMLResponse, name="reconciliation")
+def reconciliation(
+    request: Request, viewer: SharedErpReader, period: str | None = None
+) -> HTMLResponse:
+    """MedBridge's journal vs the ERP's ledger for a period (``YYYY-MM``)."""
+    context: dict[str, object] = {"period": period, "report": None, "error": None}
+    if period:
+        if not PERIOD.match(period):
+            raise HTTPException(422, detail=f"period: {period!r} is not YYYY-MM")
+        erp = backend(request).erp
+        if erp is None:
+            context["error"] = "no ERP is configured (MEDBRIDGE_ERP_URL)"
+        else:
+            try:
+                context["report"] = reconcile_period(backend(request).engine, erp, period, None)
+            except ErpUnavailable as error:
+                context["error"] = f"the ERP is unreachable: {error}"
+            except ErpError as error:
+                context["error"] = f"the ERP refused: {type(error).__name__}: {error}"
+    return render(request, "reconciliation.html", context)

@@ -458,3 +458,16 @@ def test_a_connectors_error_rate(watch: Watch, webhook: tuple[str, type[Receiver
         accepted(f"hl7-{n}", "hl7v2/PYXIS@H1", T0 + timedelta(minutes=3))
     rounds(monitor)
     assert notices(hook) == [("firing", 1, "0.5000"), ("recovered", 1, "0.2000")]  # 1 of 5
+
+
+def test_an_outage_is_the_whole_time_the_circuit_is_not_closed(medbridge: MedBridge) -> None:
+    """Open, half-open (a trial), open again: still one outage, from its first opening."""
+    with medbridge.engine.begin() as conn:
+        for state, minutes in (("closed", 0), ("open", 1), ("half_open", 2), ("open", 3)):
+            erp_circuits.record(conn, "tryton", state, T0 + timedelta(minutes=minutes))
+        circuit = erp_circuits.circuits(conn)["tryton"]
+        assert (circuit.state, circuit.changed_at) == ("open", T0 + timedelta(minutes=3))
+        assert circuit.unhealthy_since == T0 + timedelta(minutes=1)
+        erp_circuits.record(conn, "tryton", "closed", T0 + timedelta(minutes=4))
+        erp_circuits.record(conn, "tryton", "open", T0 + timedelta(minutes=5))
+        assert erp_circuits.circuits(conn)["tryton"].unhealthy_since == T0 + timedelta(minutes=5)

@@ -31,6 +31,7 @@ from medbridge.store.tables import (
     journal_lines,
     ledger_movements,
     purchase_orders,
+    replenishment_policies,
     stock_lots,
     stock_valuations,
     work_items,
@@ -48,11 +49,21 @@ def ago(**delta: float) -> datetime:
 
 def _stock(conn: Any) -> None:
     """H1: VANCO-1G 100 at the ICU (below 150), 200 at the pharmacy, -3 in the OR (a dispense
-    beyond the ledger: below and out). Every other position holds nothing."""
+    beyond the ledger: below and out). H2: 7 at the pharmacy, whose policy leaves the reorder
+    point to be computed (below). Every other position holds nothing."""
+    conn.execute(
+        update(replenishment_policies)
+        .where(
+            replenishment_policies.c.item == "VANCO-1G",
+            replenishment_policies.c.location == "H2-PHARM",
+        )
+        .values(reorder_point=None)
+    )
     for location, quantity, value in (
         ("H1-ICU", "100", "500.00"),
         ("H1-PHARM", "200", "1000.00"),
         ("H1-OR", "-3", "-15.00"),
+        ("H2-PHARM", "7", "35.00"),
     ):
         conn.execute(
             insert(stock_lots).values(
@@ -68,12 +79,14 @@ def _stock(conn: Any) -> None:
                 last_unit_cost=D(5),
             )
         )
-    for n, (kind, location, amount, when) in enumerate(
+    for n, (kind, location, quantity, amount, when) in enumerate(
         (
-            ("dispense", "H1-ICU", "120.00", ago(days=5)),
-            ("clinical_consumption", "H1-PHARM", "30.00", ago(days=2)),
-            ("dispense", "H1-ICU", "999.00", ago(days=40)),  # before the window
-            ("wastage", "H1-ICU", "50.00", ago(days=1)),  # not consumption
+            ("dispense", "H1-ICU", "1", "120.00", ago(days=5)),
+            ("clinical_consumption", "H1-PHARM", "1", "30.00", ago(days=2)),
+            ("dispense", "H1-ICU", "1", "999.00", ago(days=40)),  # before the window
+            ("wastage", "H1-ICU", "1", "50.00", ago(days=1)),  # not consumption
+            ("dispense", "H2-PHARM", "10", "50.00", ago(days=1)),
+            ("dispense", "H2-PHARM", "20", "100.00", ago(days=3)),
         )
     ):
         conn.execute(
@@ -83,7 +96,7 @@ def _stock(conn: Any) -> None:
                 item="VANCO-1G",
                 location=location,
                 to_location=None,
-                quantity=D(1),
+                quantity=D(quantity),
                 amount=D(amount),
                 correlation_id=f"c{n}",
                 occurred_at=when,
@@ -325,11 +338,14 @@ H1 = FacilityKpis(
 H2 = FacilityKpis(
     facility="H2",
     positions=14,
+    # the pharmacy's VANCO-1G: 30 days of usage, 10 and 20 on two days, 0 on 28: mean 1,
+    # sample stdev sqrt((28 * 1 + 9^2 + 19^2) / 29) = 4.0258; MCK's lead time 1 day; safety
+    # stock ceil(1.65 * 4.0258 * 1) = 7; reorder point ceil(1 * 1 + 7) = 8 > 7 held
     below_reorder_point=14,
-    stock_outs=14,
-    stock_value=D(0),
-    daily_consumption_value=D("0.00"),
-    days_on_hand=None,
+    stock_outs=13,
+    stock_value=D("35.00"),
+    daily_consumption_value=D("5.00"),  # (50 + 100) / 30
+    days_on_hand=D("7.00"),  # 35 / 5
     order_lines=1,
     order_lines_filled=0,  # 3 of 6 received
     fill_rate=D("0.0000"),
@@ -340,9 +356,9 @@ H2 = FacilityKpis(
     orders_perfect=0,
     perfect_order_rate=D("0.0000"),
     grni_balance=D(0),
-    ledger_value=D(0),
-    gl_inventory=D(0),
-    ledger_gl_difference=D(0),
+    ledger_value=D("35.00"),
+    gl_inventory=D(0),  # no journal in H2
+    ledger_gl_difference=D("35.00"),
 )
 
 
@@ -353,6 +369,12 @@ def dashboard(mb: MedBridge) -> Dashboard:
 def test_business_kpis_per_facility(scenario: MedBridge) -> None:
     assert dashboard(scenario).facilities() == [H1, H2]
     assert dashboard(scenario).facilities(frozenset({"H2"})) == [H2]
+    with scenario.engine.begin() as conn:  # at the computed reorder point (8): not below it
+        conn.execute(
+            update(stock_lots).where(stock_lots.c.location == "H2-PHARM").values(quantity=D(8))
+        )
+    [h2] = dashboard(scenario).facilities(frozenset({"H2"}))
+    assert h2.below_reorder_point == 13
 
 
 def test_consumer_lag_in_events_and_seconds(scenario: MedBridge) -> None:

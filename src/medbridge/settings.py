@@ -85,8 +85,9 @@ class FlatFileSource(BaseModel):
 
 class AlertRuleSettings(BaseModel):
     """One alert rule (``domain.alerts.Rule``): ``metric`` above ``above``; ``hours`` or
-    ``minutes`` is the window of ``acks_overdue`` and ``error_rate``; ``partner`` scopes
-    ``partner_silent_hours`` (default: the most silent configured partner); ``connector``
+    ``minutes`` is the window of ``acks_overdue`` and ``error_rate``; ``partner`` (default: the
+    most silent configured partner) or ``sender`` (an inbound source such as
+    ``hl7v2/PYXIS@H1``) scopes ``partner_silent_hours``; ``connector``
     scopes ``error_rate`` (``hl7v2``, ``fhir``, ``x12``, ``cxml``, or one source of it)."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -97,16 +98,21 @@ class AlertRuleSettings(BaseModel):
     hours: Decimal | None = Field(default=None, gt=0)
     minutes: Decimal | None = Field(default=None, gt=0)
     partner: str | None = Field(default=None, min_length=1, max_length=64)
+    sender: str | None = Field(default=None, pattern=r"^[^/\s]+/\S+$", max_length=200)
     connector: str | None = Field(default=None, min_length=1, max_length=200)
 
     def rule(self) -> Rule:
         """The domain rule; ValueError naming what does not fit the metric."""
         if self.hours is not None and self.minutes is not None:
             raise ValueError(f"alert rule {self.name}: give hours or minutes, not both")
-        if self.partner is not None and self.connector is not None:
-            raise ValueError(f"alert rule {self.name}: give a partner or a connector, not both")
-        if self.partner is not None and self.metric is not Metric.PARTNER_SILENT_HOURS:
-            raise ValueError(f"alert rule {self.name}: only partner_silent_hours takes a partner")
+        scopes = [k for k in ("partner", "sender", "connector") if getattr(self, k) is not None]
+        if len(scopes) > 1:
+            raise ValueError(f"alert rule {self.name}: give one of {', '.join(scopes)}")
+        silent = self.partner is not None or self.sender is not None
+        if silent and self.metric is not Metric.PARTNER_SILENT_HOURS:
+            raise ValueError(
+                f"alert rule {self.name}: only partner_silent_hours takes a partner or sender"
+            )
         if self.connector is not None and self.metric is not Metric.ERROR_RATE:
             raise ValueError(f"alert rule {self.name}: only error_rate takes a connector")
         if self.metric is Metric.ERROR_RATE and self.above > 1:
@@ -118,7 +124,8 @@ class AlertRuleSettings(BaseModel):
             if self.minutes is not None
             else None
         )
-        return Rule(self.name, self.metric, self.above, window, self.partner or self.connector)
+        scope = self.partner or self.sender or self.connector
+        return Rule(self.name, self.metric, self.above, window, scope)
 
     @model_validator(mode="after")
     def _fits_its_metric(self) -> AlertRuleSettings:
@@ -318,7 +325,8 @@ class Settings(BaseSettings):
     """E.g. ``[{"name": "dead-letters", "metric": "dead_letters", "above": 0}]``; metrics:
     dead_letters, backlog, erp_failed, erp_pending, work_items_open, consumer_lag_seconds,
     erp_circuit_open_minutes, acks_overdue (with ``hours``), partner_silent_hours (optional
-    ``partner``), error_rate (``connector`` and ``minutes``; the embedded SQL log only)."""
+    ``partner`` or ``sender``), error_rate (``connector`` and ``minutes``; the embedded SQL
+    log only). README "Alerts" has the syntax."""
     alert_interval: float = Field(default=30.0, gt=0)
     alert_webhook_url: str | None = None
     alert_smtp_host: str | None = None
@@ -354,10 +362,10 @@ class Settings(BaseSettings):
         for r in self.alert_rules:
             if r.partner is not None and r.partner not in self.partners:
                 raise ValueError(f"alert rule {r.name}: {r.partner} is not a configured partner")
-            if r.metric is Metric.ERROR_RATE and self.bus_url:
+            if (r.metric is Metric.ERROR_RATE or r.sender is not None) and self.bus_url:
                 raise ValueError(
-                    f"alert rule {r.name}: error_rate counts what was received in the embedded"
-                    " SQL log; on JetStream (bus_url) nothing durable counts it yet"
+                    f"alert rule {r.name}: {r.metric.value} reads what was received in the"
+                    " embedded SQL log; on JetStream (bus_url) nothing durable counts it yet"
                 )
         return self
 

@@ -471,3 +471,67 @@ def test_an_outage_is_the_whole_time_the_circuit_is_not_closed(medbridge: MedBri
         erp_circuits.record(conn, "tryton", "closed", T0 + timedelta(minutes=4))
         erp_circuits.record(conn, "tryton", "open", T0 + timedelta(minutes=5))
         assert erp_circuits.circuits(conn)["tryton"].unhealthy_since == T0 + timedelta(minutes=5)
+
+
+def test_an_hl7_sender_silent_for_hours(watch: Watch, webhook: tuple[str, type[Receiver]]) -> None:
+    """An inbound sender (here a dispensing cabinet's HL7 source) with no message accepted
+    or parked for the rule's hours; what another sender sends does not count."""
+    mb, monitor, clock = watch(
+        {
+            "name": "cabinet-silent",
+            "metric": "partner_silent_hours",
+            "sender": "hl7v2/PYXIS@H1",
+            "above": 2,
+        }
+    )
+    hook = webhook[1]
+
+    def heard(key: str, source: str, at: datetime) -> None:
+        movement = StockMovement(
+            kind=MovementKind.DISPENSE,
+            item="VANCO-1G",
+            location="H1-ICU",
+            quantity=Decimal(1),
+            unit="VIAL",
+            occurred_at=at,
+        )
+        [result] = mb.bus.append(
+            [
+                EventEnvelope[StockMovement](
+                    type=movement.event_type,
+                    source=source,
+                    subject="VANCO-1G@H1-ICU",
+                    idempotency_key=key,
+                    data=movement,
+                )
+            ]
+        )
+        with mb.engine.begin() as conn:
+            conn.execute(
+                update(bus_events).where(bus_events.c.seq == result.seq).values(appended_at=at)
+            )
+
+    heard("pyxis-1", "hl7v2/PYXIS@H1", T0)
+    heard("omnicell-1", "hl7v2/OMNICELL@H1", T0 + timedelta(hours=2))  # another sender
+    clock.advance(hours=1)
+    rounds(monitor)
+    assert hook.received == []
+    clock.advance(hours=2)
+    rounds(monitor)
+    assert notices(hook) == [("firing", 1, "3.00")]
+    with mb.engine.begin() as conn:  # a message parked for review is a message heard
+        exception_id, _ = exception_store.park(
+            conn,
+            source="hl7v2/PYXIS@H1",
+            source_system="PYXIS",
+            idempotency_key="pyxis-parked",
+            problems=[],
+            drafts=[],
+        )
+        conn.execute(
+            update(inbound_exceptions)
+            .where(inbound_exceptions.c.id == exception_id)
+            .values(created_at=T0 + timedelta(hours=2, minutes=30))
+        )
+    rounds(monitor)
+    assert notices(hook) == [("firing", 1, "3.00"), ("recovered", 1, "0.50")]

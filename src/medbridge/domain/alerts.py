@@ -29,7 +29,7 @@ class Metric(StrEnum):
     CONSUMER_LAG_SECONDS = "consumer_lag_seconds"  # age of the oldest unapplied event, worst group
     ERP_CIRCUIT_OPEN_MINUTES = "erp_circuit_open_minutes"  # minutes an ERP circuit is not closed
     ACKS_OVERDUE = "acks_overdue"  # orders sent more than ``window`` ago, not acknowledged
-    PARTNER_SILENT_HOURS = "partner_silent_hours"  # hours since a partner's last interchange in
+    PARTNER_SILENT_HOURS = "partner_silent_hours"  # hours since a partner / sender last sent
     ERROR_RATE = "error_rate"  # a connector's parked / received over the last ``window``
 
 
@@ -59,7 +59,8 @@ class Rule:
     """``acks_overdue``: how long an order may wait for its acknowledgement; ``error_rate``:
     how far back messages are counted."""
     scope: str | None = None
-    """``partner_silent_hours``: the partner (None: the most silent configured one);
+    """``partner_silent_hours``: the partner (None: the most silent configured one), or an
+    inbound sender's source (``hl7v2/PYXIS@H1``: it has a ``/``);
     ``error_rate``: the connector (``hl7v2``, ``fhir``, ``x12``...) or one source of it."""
 
     def __post_init__(self) -> None:

@@ -45,7 +45,8 @@ def _hours(span: timedelta) -> Decimal:
 
 class AlertMonitor:
     """``partners``: the configured trading partners (``partner_silent_hours`` without a
-    partner watches them all; one never heard from is silent since the monitor started).
+    partner watches them all; one never heard from is silent since the monitor started; a
+    scope with a ``/`` is an inbound sender such as ``hl7v2/PYXIS@H1``).
     ``now`` is injected (tests)."""
 
     def __init__(
@@ -107,6 +108,9 @@ class AlertMonitor:
             )
         if m is Metric.ACKS_OVERDUE and rule.window is not None:  # a rule on it has one
             return Decimal(signals.acks_overdue(conn, now - rule.window))
+        if m is Metric.PARTNER_SILENT_HOURS and rule.scope and "/" in rule.scope:  # a sender
+            last = signals.sender_last_heard(conn, rule.scope)
+            return _hours(now - (last or self.started))
         if m is Metric.PARTNER_SILENT_HOURS:
             partners = (rule.scope,) if rule.scope else self.partners
             heard = signals.last_heard(conn, partners)

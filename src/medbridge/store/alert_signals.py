@@ -46,6 +46,24 @@ def last_heard(conn: Connection, partners: Iterable[str]) -> dict[str, datetime]
     return {str(p): at for p, at in conn.execute(stmt) if at is not None}
 
 
+def sender_last_heard(conn: Connection, source: str) -> datetime | None:
+    """When the inbound sender ``source`` (``hl7v2/<app>@<facility>``, ``fhir/<client>``) last
+    had a message accepted into the embedded SQL log or parked for review (None: never). On
+    JetStream the accepted ones are not in the database: only the parked ones would count."""
+    accepted = conn.execute(
+        select(func.max(bus_events.c.appended_at, type_=bus_events.c.appended_at.type)).where(
+            bus_events.c.source == source
+        )
+    ).scalar_one()
+    parked = conn.execute(
+        select(
+            func.max(inbound_exceptions.c.created_at, type_=inbound_exceptions.c.created_at.type)
+        ).where(inbound_exceptions.c.source == source)
+    ).scalar_one()
+    heard = [at for at in (accepted, parked) if at is not None]
+    return max(heard) if heard else None
+
+
 def _of(column: ColumnElement[str], connector: str) -> ColumnElement[bool]:
     """The sources of ``connector``: itself, ``<connector>/...`` or ``<connector>:...``."""
     return or_(

@@ -216,9 +216,9 @@ def _invoice(
 def _procurement(conn: Any) -> None:
     """H1, in the window: A perfect; B acknowledged short (8 of 10), received 8, invoiced with
     a price variance; C received in full, not invoiced yet; D received in full, invoiced
-    cleanly, but its acknowledgement was overdue (a task); E cancelled; G before the window.
-    H2: F half received (a noticed shipment does not count), invoiced cleanly, plus a credit
-    memo (left out)."""
+    cleanly, but its acknowledgement was overdue (a task of its workflow); E cancelled; G
+    before the window. H2: F half received (a noticed shipment does not count), invoiced
+    cleanly, plus a credit memo (left out)."""
     both = [(1, "10", "10"), (2, "5", "5")]
     _order(conn, "PO-A", "H1", "received", both, [(1, "10"), (2, "5")], ago(days=3))
     _order(conn, "PO-B", "H1", "closed_short", [(1, "10", "8")], [(1, "8")], ago(days=3))
@@ -267,6 +267,7 @@ def _work_items(conn: Any) -> None:
                 actions=[],
                 status=status,
                 correlation_id=None,
+                workflow_id=key.split(":")[0] if key.startswith("PO-") else None,
                 created_at=NOW,
                 facility=facility,
             )

@@ -40,9 +40,10 @@ Each KPI of a facility (``FacilityKpis``), precisely:
 - ``perfect_order_rate``: over the orders counted by the fill rate that have at least one
   invoice: those where PO = acknowledgement = receipt = invoice: every line acknowledged as
   ordered (``expected`` = ``quantity``), every line received in full, no human task opened
-  about the order (``work_items`` keyed ``<order>:...``: an overdue acknowledgement, a refused
-  send...) and no invoice of it with a price, unit or quantity exception (``price_variance``,
-  ``unit_mismatch``, ``quantity_over_received``, ``total_mismatch``).
+  in the order's workflow (``work_items.workflow_id``: an overdue acknowledgement or
+  shipment, a refused send, an ERP refusal) and no invoice of it with a price, unit or
+  quantity exception (``price_variance``, ``unit_mismatch``, ``quantity_over_received``,
+  ``total_mismatch``).
 - ``grni_balance``: goods received not invoiced, from the journal: credits minus debits on
   the facility's GRNI account (``account_assignments`` role ``grni``), all time.
 - ``ledger_value``, ``gl_inventory``, ``ledger_gl_difference``: the reconciliation
@@ -423,12 +424,11 @@ class Dashboard:
             kinds = {e["kind"] for e in _json(r.result).get("exceptions", [])}
             if "credit_memo" not in kinds:
                 billed[r.order_reference].append(kinds)
-        tasked = {
-            str(key).split(":", 1)[0]
-            for key in conn.execute(
-                select(work_items.c.key).where(work_items.c.key.like("%:%"))
+        tasked = set(  # a task of the order's own workflow (flows.escalation.approved)
+            conn.execute(
+                select(work_items.c.workflow_id).where(work_items.c.workflow_id.in_(references))
             ).scalars()
-        }
+        )
         fill: dict[str, list[int]] = defaultdict(lambda: [0, 0])
         perfect: dict[str, list[int]] = defaultdict(lambda: [0, 0])
         for order in ended:

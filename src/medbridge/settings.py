@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+from datetime import timedelta
 from decimal import Decimal
 from enum import Enum
 from pathlib import Path, PurePath
@@ -37,7 +38,7 @@ from medbridge.canonical.partners import OwnIdentity, TradingPartner
 from medbridge.canonical.tasks import WorkQueue
 from medbridge.connectors.fhir.config import NAME as FHIR
 from medbridge.connectors.fhir.config import FhirConfig
-from medbridge.domain.alerts import Metric
+from medbridge.domain.alerts import Metric, Rule
 
 DEFAULT_VAR_DIR = Path("var")
 
@@ -83,11 +84,53 @@ class FlatFileSource(BaseModel):
 
 
 class AlertRuleSettings(BaseModel):
+    """One alert rule (``domain.alerts.Rule``): ``metric`` above ``above``; ``hours`` or
+    ``minutes`` is the window of ``acks_overdue`` and ``error_rate``; ``partner`` (default: the
+    most silent configured partner) or ``sender`` (an inbound source such as
+    ``hl7v2/PYXIS@H1``) scopes ``partner_silent_hours``; ``connector``
+    scopes ``error_rate`` (``hl7v2``, ``fhir``, ``x12``, ``cxml``, or one source of it)."""
+
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     name: str = Field(min_length=1, max_length=100)
     metric: Metric
     above: Decimal = Field(default=Decimal(0), ge=0)
+    hours: Decimal | None = Field(default=None, gt=0)
+    minutes: Decimal | None = Field(default=None, gt=0)
+    partner: str | None = Field(default=None, min_length=1, max_length=64)
+    sender: str | None = Field(default=None, pattern=r"^[^/\s]+/\S+$", max_length=200)
+    connector: str | None = Field(default=None, min_length=1, max_length=200)
+
+    def rule(self) -> Rule:
+        """The domain rule; ValueError naming what does not fit the metric."""
+        if self.hours is not None and self.minutes is not None:
+            raise ValueError(f"alert rule {self.name}: give hours or minutes, not both")
+        scopes = [k for k in ("partner", "sender", "connector") if getattr(self, k) is not None]
+        if len(scopes) > 1:
+            raise ValueError(f"alert rule {self.name}: give one of {', '.join(scopes)}")
+        silent = self.partner is not None or self.sender is not None
+        if silent and self.metric is not Metric.PARTNER_SILENT_HOURS:
+            raise ValueError(
+                f"alert rule {self.name}: only partner_silent_hours takes a partner or sender"
+            )
+        if self.connector is not None and self.metric is not Metric.ERROR_RATE:
+            raise ValueError(f"alert rule {self.name}: only error_rate takes a connector")
+        if self.metric is Metric.ERROR_RATE and self.above > 1:
+            raise ValueError(f"alert rule {self.name}: an error rate is a fraction (0 to 1)")
+        window = (
+            timedelta(hours=float(self.hours))
+            if self.hours is not None
+            else timedelta(minutes=float(self.minutes))
+            if self.minutes is not None
+            else None
+        )
+        scope = self.partner or self.sender or self.connector
+        return Rule(self.name, self.metric, self.above, window, scope)
+
+    @model_validator(mode="after")
+    def _fits_its_metric(self) -> AlertRuleSettings:
+        self.rule()
+        return self
 
 
 class Settings(BaseSettings):
@@ -285,7 +328,10 @@ class Settings(BaseSettings):
     # --- alerts (flows.alerts) ---------------------------------------------------------------
     alert_rules: list[AlertRuleSettings] = []
     """E.g. ``[{"name": "dead-letters", "metric": "dead_letters", "above": 0}]``; metrics:
-    dead_letters, backlog, erp_failed, erp_pending, work_items_open."""
+    dead_letters, backlog, erp_failed, erp_pending, work_items_open, consumer_lag_seconds,
+    erp_circuit_open_minutes, acks_overdue (with ``hours``), partner_silent_hours (optional
+    ``partner`` or ``sender``), error_rate (``connector`` and ``minutes``; the embedded SQL
+    log only). README "Alerts" has the syntax."""
     alert_interval: float = Field(default=30.0, gt=0)
     alert_webhook_url: str | None = None
     alert_smtp_host: str | None = None
@@ -314,6 +360,18 @@ class Settings(BaseSettings):
                 "oauth_external_issuer, oauth_external_jwks_url and oauth_external_audience"
                 " go together"
             )
+        return self
+
+    @model_validator(mode="after")
+    def _alert_rules_fit(self) -> Settings:
+        for r in self.alert_rules:
+            if r.partner is not None and r.partner not in self.partners:
+                raise ValueError(f"alert rule {r.name}: {r.partner} is not a configured partner")
+            if (r.metric is Metric.ERROR_RATE or r.sender is not None) and self.bus_url:
+                raise ValueError(
+                    f"alert rule {r.name}: {r.metric.value} reads what was received in the"
+                    " embedded SQL log; on JetStream (bus_url) nothing durable counts it yet"
+                )
         return self
 
     @classmethod

@@ -19,7 +19,7 @@ import re
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from uuid import UUID, uuid4
 
@@ -445,6 +445,27 @@ class BusContract:
         bus.append([envelope()])
         assert bus.lag("billing") == 1
         assert bus.lag("ledger") == 21
+
+    def test_oldest_unconsumed_is_when_the_first_waiting_event_was_stored(self, bus: Bus) -> None:
+        """The lag in seconds is now minus this; it moves past what a group committed. (The
+        store's clock is the server's: bounds get a second of slack, no duration is asserted.)"""
+        slack = timedelta(seconds=1)
+        assert bus.oldest_unconsumed("billing") is None
+        before = datetime.now(UTC)
+        bus.append([envelope(f"ITEM{i}@LOC4", key=f"first-{i}") for i in range(5)])
+        after = datetime.now(UTC)
+        first = bus.oldest_unconsumed("billing")
+        assert first is not None
+        assert before - slack <= first <= after + slack
+        Consumer(bus, "billing", RecordingHandler(), policy()).drain()
+        assert bus.oldest_unconsumed("billing") is None
+        assert bus.oldest_unconsumed("ledger") == first  # another group's waits still
+
+        later = datetime.now(UTC)
+        bus.append([envelope("ITEM9@LOC4", key="second")])
+        second = bus.oldest_unconsumed("billing")
+        assert second is not None
+        assert second >= max(later - slack, first)
 
     # the consumer loop -------------------------------------------------------------------
 

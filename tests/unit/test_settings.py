@@ -54,3 +54,37 @@ def test_one_config_file_serves_settings_and_the_fhir_table(
     assert fhir.pseudonym_secret is not None
     assert fhir.pseudonym_secret.get_secret_value() == "sixteen-plus-characters"
     assert fhir.timezone == "UTC"
+
+
+@pytest.mark.parametrize(
+    ("rule", "why"),
+    [
+        ({"metric": "acks_overdue"}, "needs window"),
+        ({"metric": "dead_letters", "hours": 1}, "takes no window"),
+        ({"metric": "error_rate", "minutes": 5}, "needs a connector"),
+        ({"metric": "error_rate", "minutes": 5, "connector": "x12", "above": 2}, "a fraction"),
+        ({"metric": "backlog", "connector": "x12"}, "only error_rate takes a connector"),
+        ({"metric": "partner_silent_hours", "partner": "NOPE"}, "not a configured partner"),
+        ({"metric": "acks_overdue", "hours": 1, "minutes": 5}, "hours or minutes"),
+        ({"metric": "backlog", "sender": "hl7v2/PYXIS@H1"}, "takes a partner or sender"),
+        ({"metric": "partner_silent_hours", "sender": "PYXIS"}, "sender"),
+    ],
+)
+def test_an_alert_rule_that_does_not_fit_its_metric_is_refused(
+    monkeypatch: pytest.MonkeyPatch, rule: dict[str, object], why: str
+) -> None:
+    monkeypatch.delenv("MEDBRIDGE_CONFIG_FILE", raising=False)
+    with pytest.raises(ValidationError, match=why):
+        Settings(alert_rules=[{"name": "r", **rule}])
+
+
+def test_the_error_rate_needs_the_embedded_log(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("MEDBRIDGE_CONFIG_FILE", raising=False)
+    rule = {"name": "r", "metric": "error_rate", "minutes": 5, "connector": "hl7v2"}
+    assert Settings(alert_rules=[rule]).alert_rules[0].rule().scope == "hl7v2"
+    with pytest.raises(ValidationError, match="JetStream"):
+        Settings(alert_rules=[rule], bus_url="nats://127.0.0.1:4222")
+    silent = {"name": "s", "metric": "partner_silent_hours", "sender": "hl7v2/PYXIS@H1"}
+    assert Settings(alert_rules=[silent]).alert_rules[0].rule().scope == "hl7v2/PYXIS@H1"
+    with pytest.raises(ValidationError, match="JetStream"):
+        Settings(alert_rules=[silent], bus_url="nats://127.0.0.1:4222")

@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 from uuid import UUID, uuid4
 
@@ -419,6 +420,33 @@ class JetStreamBus(Bus):
             info = await self._js.consumer_info(self.config.stream, name)
             total += (info.num_pending or 0) + (info.num_ack_pending or 0)
         return total
+
+    def oldest_unconsumed(self, group: str) -> datetime | None:
+        oldest: datetime | None = self._run(self._oldest_unconsumed(group))
+        return oldest
+
+    async def _oldest_unconsumed(self, group: str) -> datetime | None:
+        """Per partition, the first message of its subject after the consumer's ack floor
+        (everything at or below the floor is acknowledged); the oldest of them."""
+        found: list[datetime] = []
+        for partition in range(self.partitions):
+            name = await self._consumer(group, partition)
+            info = await self._js.consumer_info(self.config.stream, name)
+            if not (info.num_pending or 0) + (info.num_ack_pending or 0):
+                continue
+            floor = info.ack_floor.stream_seq if info.ack_floor is not None else 0
+            try:
+                message = await self._js.get_msg(
+                    self.config.stream,
+                    seq=(floor or 0) + 1,
+                    subject=self._subject(partition),
+                    next=True,
+                )
+            except nats.js.errors.NotFoundError:
+                continue
+            if message.time is not None:
+                found.append(message.time)
+        return min(found, default=None)
 
     # --- life cycle ------------------------------------------------------------------------
 

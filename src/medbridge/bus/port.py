@@ -43,6 +43,11 @@ dead_letter(group, message, error, attempts, context)
 get(seq) -> BusMessage | None
 lag(group) -> int
     Events not yet committed by the group (JetStream: pending + delivered-but-unacked).
+oldest_unconsumed(group) -> datetime | None
+    When the oldest event the group has not committed was stored (the SQL log: its
+    ``appended_at``; JetStream: the stream's timestamp of the first message after the
+    consumer's ack floor), over every partition; None when the group has nothing waiting.
+    ``now - oldest_unconsumed`` is the group's lag in seconds.
 dead_letters / mark_replayed / record_replay_failure / dead_letter_count
     Thin delegations to ``dead_letter_store`` (callers may use the store itself).
 close()
@@ -263,6 +268,9 @@ class Bus(ABC):
 
     @abstractmethod
     def lag(self, group: str) -> int: ...
+
+    @abstractmethod
+    def oldest_unconsumed(self, group: str) -> datetime | None: ...
 
     def dead_letter(
         self,

@@ -182,6 +182,18 @@ class SqlBus(Bus):
         with self.engine.connect() as conn:
             return int(conn.execute(stmt).scalar_one())
 
+    def oldest_unconsumed(self, group: str) -> datetime | None:
+        p = bus_positions
+        stmt = (
+            select(func.min(bus_events.c.appended_at, type_=bus_events.c.appended_at.type))
+            .select_from(bus_events)
+            .outerjoin(p, and_(p.c.group == group, p.c.partition == bus_events.c.partition))
+            .where(or_(p.c.position.is_(None), bus_events.c.seq > p.c.position))
+        )
+        with self.engine.connect() as conn:
+            oldest: datetime | None = conn.execute(stmt).scalar_one()
+        return oldest
+
 
 _COLUMNS = (
     "id",

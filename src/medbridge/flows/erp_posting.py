@@ -43,7 +43,7 @@ from medbridge.canonical.erp import (
 )
 from medbridge.canonical.finance import JournalEntry
 from medbridge.observability.logging import get_logger
-from medbridge.store import erp_postings
+from medbridge.store import erp_circuits, erp_postings
 from medbridge.store import ledger as ledger_store
 
 log = get_logger(__name__)
@@ -138,6 +138,7 @@ class ErpPosting:
         self.policy = policy = policy or ErpPostingPolicy()
         self._now, self._sleep = now, sleep
         self.limiter = RateLimiter(policy.rate_limit, policy.burst, clock=clock, sleep=sleep)
+        self._circuit_unrecorded: tuple[BreakerState, datetime] | None = None
         gauge = CIRCUIT_STATE.labels(erp=policy.erp_name)
         self.breaker = CircuitBreaker(
             policy.failure_threshold,
@@ -153,6 +154,7 @@ class ErpPosting:
     def _circuit_changed(self, gauge: Gauge) -> Callable[[BreakerState], None]:
         def circuit_changed(state: BreakerState) -> None:
             gauge.set(int(state))
+            self._circuit_unrecorded = (state, self._now())
             log.info("erp.circuit", erp=self.policy.erp_name, state=state.name.lower())
 
         return circuit_changed
@@ -162,8 +164,27 @@ class ErpPosting:
     def held(self) -> bool:
         return self.policy.windows.held(self._now())
 
+    def record_circuit(self) -> None:
+        """Write the breaker's last change to ``erp_circuits`` for the other processes (outside
+        the breaker's lock; a write that fails is tried again after the next round)."""
+        change = self._circuit_unrecorded
+        if change is None:
+            return
+        state, at = change
+        with self.engine.begin() as conn:
+            erp_circuits.record(conn, self.policy.erp_name, state.name.lower(), at)
+        if self._circuit_unrecorded is change:
+            self._circuit_unrecorded = None
+
     def poll_once(self) -> int:
-        """Post at most one batch; return how many postings were settled (posted or failed)."""
+        """Post at most one batch; return how many postings were settled (posted or failed).
+        The circuit's changes are recorded after the round."""
+        try:
+            return self._poll()
+        finally:
+            self.record_circuit()
+
+    def _poll(self) -> int:
         if self.held() or self.breaker.retry_in() > 0:
             return 0
         now = self._now()

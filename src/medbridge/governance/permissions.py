@@ -19,12 +19,13 @@ reader        every ``*:read`` except ``audit:read`` and ``encounters:read``
 integration   reader + ``movements:write``, ``trade:write``, ``receiving:write`` and the
               decisions of every work queue (the integration engine's own account)
 pharmacy      ``stock:read``, ``ledger:read``, ``work:read``, ``work:pharmacy``,
-              ``movements:write``, ``encounters:read``
+              ``movements:write``, ``encounters:read``, ``dashboard:read``
 procurement   ``stock:read``, ``procurement:read``, ``trade:read``, ``work:read``,
-              ``work:procurement``, ``receiving:write``
-ap_clerk      ``procurement:read``, ``trade:read``, ``work:read``, ``work:ap``, ``erp:read``
+              ``work:procurement``, ``receiving:write``, ``dashboard:read``
+ap_clerk      ``procurement:read``, ``trade:read``, ``work:read``, ``work:ap``, ``erp:read``,
+              ``dashboard:read``
 finance       ``stock:read``, ``ledger:read``, ``erp:read``, ``erp:requeue``,
-              ``procurement:read``, ``work:read``, ``work:ap``
+              ``procurement:read``, ``work:read``, ``work:ap``, ``dashboard:read``
 auditor       every ``*:read`` but ``encounters:read``, ``audit:read`` included; changes
               nothing
 admin         every permission
@@ -62,6 +63,7 @@ class Permission(StrEnum):
     WORK_AP = "work:ap"
     AUDIT_READ = "audit:read"
     CATALOG_READ = "catalog:read"  # the API and event catalog, the AsyncAPI document
+    DASHBOARD_READ = "dashboard:read"  # KPIs per facility, consumer lag, ERP outbox, queues
     ENCOUNTERS_READ = "encounters:read"  # see encounter pseudonyms (governance.minimisation)
     CLIENTS_ADMIN = "clients:admin"  # clients, keys, roles
 
@@ -105,6 +107,7 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
             P.WORK_PHARMACY,
             P.MOVEMENTS_WRITE,
             P.ENCOUNTERS_READ,
+            P.DASHBOARD_READ,
         }
     ),
     Role.PROCUREMENT: frozenset(
@@ -115,10 +118,11 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
             P.WORK_READ,
             P.WORK_PROCUREMENT,
             P.RECEIVING_WRITE,
+            P.DASHBOARD_READ,
         }
     ),
     Role.AP_CLERK: frozenset(
-        {P.PROCUREMENT_READ, P.TRADE_READ, P.WORK_READ, P.WORK_AP, P.ERP_READ}
+        {P.PROCUREMENT_READ, P.TRADE_READ, P.WORK_READ, P.WORK_AP, P.ERP_READ, P.DASHBOARD_READ}
     ),
     Role.FINANCE: frozenset(
         {
@@ -129,6 +133,7 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
             P.PROCUREMENT_READ,
             P.WORK_READ,
             P.WORK_AP,
+            P.DASHBOARD_READ,
         }
     ),
     Role.AUDITOR: _READS,

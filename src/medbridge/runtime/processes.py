@@ -29,8 +29,9 @@ import signal
 import socket
 import ssl
 import threading
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from datetime import datetime
 from enum import StrEnum
 from functools import partial
 from types import FrameType
@@ -48,7 +49,6 @@ from medbridge.connectors.tryton.config import TrytonConfig
 from medbridge.console import MOUNT as CONSOLE_MOUNT
 from medbridge.console import create_console
 from medbridge.demo.wiring import DemoErpLoop, DemoWiring
-from medbridge.domain.alerts import Rule
 from medbridge.flows.alerts import AlertMonitor
 from medbridge.flows.erp_posting import ErpPosting
 from medbridge.governance.limits import RateLimits
@@ -111,8 +111,9 @@ def worker_loops(mb: Root, demo: DemoWiring | None = None) -> list[Loop]:
     return loops
 
 
-def alert_monitor(mb: Root) -> AlertMonitor:
-    """The alert rules of the settings, watched over every consumer group."""
+def alert_monitor(mb: Root, now: Callable[[], datetime] | None = None) -> AlertMonitor:
+    """The alert rules of the settings, watched over every consumer group (``now``: a clock
+    for tests; the wall clock otherwise)."""
     s = mb.settings
     notify = NotifyConfig(
         webhook_url=s.alert_webhook_url,
@@ -121,9 +122,16 @@ def alert_monitor(mb: Root) -> AlertMonitor:
         smtp_sender=s.alert_smtp_sender,
         smtp_recipients=tuple(s.alert_smtp_recipients),
     )
-    rules = [Rule(r.name, r.metric, r.above) for r in s.alert_rules]
+    rules = [r.rule() for r in s.alert_rules]
     return AlertMonitor(
-        mb.engine, mb.bus, list(mb.consumers), rules, Notifier(notify), s.alert_interval
+        mb.engine,
+        mb.bus,
+        list(mb.consumers),
+        rules,
+        Notifier(notify),
+        s.alert_interval,
+        partners=list(s.partners),
+        now=now,
     )
 
 

@@ -223,6 +223,18 @@ def counts(conn: Connection, facilities: frozenset[str] | None = None) -> dict[P
     return {s: int(found.get(s.value, 0)) for s in PostingStatus}
 
 
+def oldest_pending(conn: Connection, facilities: frozenset[str] | None = None) -> datetime | None:
+    """When the oldest posting still pending was written (None: nothing pending)."""
+    t = erp_postings
+    stmt = select(func.min(t.c.created_at, type_=t.c.created_at.type)).where(
+        t.c.status == PostingStatus.PENDING.value
+    )
+    if facilities is not None:
+        stmt = stmt.where(t.c.entry_id.not_in(_outside(facilities)))
+    oldest: datetime | None = conn.execute(stmt).scalar_one()
+    return oldest
+
+
 def next_due(conn: Connection) -> datetime | None:
     """When the earliest pending posting is due (None: nothing pending)."""
     t = erp_postings

@@ -337,6 +337,17 @@ erp_postings = Table(
     Index("ix_erp_postings_status_due", "status", "next_attempt_at"),
 )
 
+erp_circuits = Table(
+    "erp_circuits",
+    metadata,
+    Column("erp", String(64), primary_key=True),
+    Column("state", String(12), nullable=False),  # closed | open | half_open
+    Column("changed_at", UTCDateTime, nullable=False),
+    Column("unhealthy_since", UTCDateTime),  # left closed at; NULL while closed
+)
+"""The ERP circuit breaker's state as its posting worker last recorded it, readable by every
+process (the dashboard, the alert monitor); ``store.erp_circuits``."""
+
 
 __all__ = [
     "ExactDecimal",

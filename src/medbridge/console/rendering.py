@@ -50,6 +50,14 @@ templates.env.filters["when"] = when
 templates.env.filters["qty"] = qty
 
 
+def percent(value: Decimal | None) -> str:
+    """A rate as a percentage to one decimal; a dash where there was nothing to measure."""
+    return "-" if value is None else f"{value * 100:.1f} %"
+
+
+templates.env.filters["percent"] = percent
+
+
 MOUNT = "console"
 """The name the console is mounted under (``runtime.processes.mount_console``): its routes are
 named ``console:<name>`` in the application's router."""

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Connection, func, insert, select, update
+from sqlalchemy import Connection, insert, select, update
 
 from medbridge.canonical.tasks import Action, Decision, NewTask, TaskStatus, WorkQueue
 from medbridge.store import audit
@@ -166,14 +166,3 @@ def decide(
         },
     )
     return True
-
-
-def open_by_queue(
-    conn: Connection, facilities: frozenset[str] | None = None
-) -> dict[WorkQueue, int]:
-    """How many tasks are open in each queue (``facilities``: only the tasks about them)."""
-    query = select(t.c.queue, func.count()).where(t.c.status == TaskStatus.OPEN.value)
-    if facilities is not None:
-        query = query.where(t.c.facility.in_(facilities))
-    found = {row[0]: int(row[1]) for row in conn.execute(query.group_by(t.c.queue))}
-    return {queue: found.get(queue.value, 0) for queue in WorkQueue}

@@ -139,6 +139,12 @@ def enabled() -> bool:
     return _tracer is not None
 
 
+def provider() -> TracerProvider | None:
+    """The provider spans go to when tracing is on (for instrumentations that take one,
+    e.g. FastAPI's); None when off."""
+    return _provider if _tracer is not None else None
+
+
 # --- W3C trace context ---------------------------------------------------------------------
 
 
@@ -376,6 +382,7 @@ __all__ = [
     "headers_of",
     "message_spans",
     "propagation_headers",
+    "provider",
     "shutdown_tracing",
     "span",
     "start_span",

@@ -151,7 +151,11 @@ class LedgerPosting:
                     task = discrepancy_task(valued, movement, item, message)
                     tasks.append(task.model_copy(update={"facility": location.facility}))
             ledger_store.save_book(conn, book)
-            traces = {e.entry_id: spans.headers(e.source_event_id) for e in entries}
+            traces = (
+                {e.entry_id: spans.headers(e.source_event_id) for e in entries}
+                if tracing.enabled()
+                else None
+            )
             ledger_store.record(conn, applied, entries, traces)
             opened = [task for task in tasks if work_items.open_task(conn, task)[1]]
         for task in opened:  # said once it is committed, never for a rolled-back batch

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from contextvars import ContextVar
 from typing import Any, Protocol
 
@@ -187,24 +187,25 @@ def carrier_of(traced: Traced) -> tuple[str | None, str | None]:
 # --- spans ---------------------------------------------------------------------------------
 
 
-@contextmanager
+_OFF: AbstractContextManager[None] = nullcontext()
+"""What ``span`` is when tracing is off: one shared no-op, no generator per call."""
+
+
 def span(
     name: str,
     *,
     kind: SpanKind = SpanKind.INTERNAL,
     parent: Context | None = None,
     attributes: Mapping[str, Any] | None = None,
-) -> Iterator[Span | None]:
+) -> AbstractContextManager[Span | None]:
     """A current span around the block (an error recorded and re-raised); None when off.
     ``parent``: continue that context instead of the current one."""
     tracer = _tracer
     if tracer is None:
-        yield None
-        return
-    with tracer.start_as_current_span(
+        return _OFF
+    return tracer.start_as_current_span(
         name, context=parent, kind=kind, attributes=_clean(attributes)
-    ) as current:
-        yield current
+    )
 
 
 def start_span(

@@ -277,6 +277,9 @@ class MllpListener:
         the connection's address is bound to."""
         if tracing.enabled():
             return self._answer_traced(frame, client)
+        return self._answer_now(frame, client)
+
+    def _answer_now(self, frame: bytes, client: str | None) -> tuple[asyncio.Future[bytes], bool]:
         step = self.receiver.begin(frame, sender=client)
         if step.pending is None:
             done: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
@@ -300,14 +303,8 @@ class MllpListener:
                 "messaging.message.body.size": len(frame),
             },
         )
-        with tracing.current(span):
-            step = self.receiver.begin(frame, sender=client)
-            if step.pending is None:
-                done: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
-                done.set_result(self.receiver.ack_now(step))
-                answer, refused = done, step.done is not None and step.done[0] != "AA"
-            else:
-                answer, refused = asyncio.ensure_future(self.receiver.finish_async(step)), False
+        with tracing.current(span):  # the task of a pending outcome copies the context
+            answer, refused = self._answer_now(frame, client)
         answer.add_done_callback(functools.partial(_end_receipt, span))
         return answer, refused
 

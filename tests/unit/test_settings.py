@@ -54,3 +54,16 @@ def test_one_config_file_serves_settings_and_the_fhir_table(
     assert fhir.pseudonym_secret is not None
     assert fhir.pseudonym_secret.get_secret_value() == "sixteen-plus-characters"
     assert fhir.timezone == "UTC"
+
+
+def test_tracing_is_off_unless_an_otlp_endpoint_is_set(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("MEDBRIDGE_OTLP_ENDPOINT", raising=False)
+    assert Settings().otlp_endpoint is None
+    monkeypatch.setenv("MEDBRIDGE_OTLP_ENDPOINT", "http://collector:4318/v1/traces")
+    monkeypatch.setenv("MEDBRIDGE_OTLP_SERVICE_NAME", "medbridge-h1")
+    settings = Settings()
+    assert settings.otlp_endpoint == "http://collector:4318/v1/traces"
+    assert settings.otlp_service_name == "medbridge-h1"
+    monkeypatch.setenv("MEDBRIDGE_OTLP_ENDPOINT", "collector:4317")  # gRPC-style, no scheme
+    with pytest.raises(ValidationError, match="otlp_endpoint"):
+        Settings()

@@ -49,6 +49,7 @@ from medbridge.flows.x12_exchange import X12Exchange, X12FolderChannel
 from medbridge.governance.clients import ClientRegistry, Role, SenderScopes
 from medbridge.masterdata.inbound import InboundResolver
 from medbridge.masterdata.repository import MasterDataRepository
+from medbridge.observability import tracing
 from medbridge.runtime import listeners, policies, var_secrets
 from medbridge.runtime.adapters import ErpSlot, bus_from_settings
 from medbridge.runtime.processes import http_app, start_loops
@@ -85,6 +86,10 @@ class MedBridge:
     @classmethod
     def build(cls, settings: Settings | None = None) -> MedBridge:
         settings = settings or Settings()
+        if settings.otlp_endpoint:
+            tracing.configure_tracing(
+                settings.otlp_endpoint, service_name=settings.otlp_service_name
+            )
         engine = create_db_engine(
             settings.database_url,
             sqlite_synchronous=settings.sqlite_synchronous,
@@ -261,6 +266,7 @@ class MedBridge:
         self.group_commit.close()
         self.bus.close()
         self.engine.dispose()
+        tracing.flush()  # the spans of the last moments, before the process ends
 
     def join_demo(self) -> None:
         """The demo's simulated suppliers become trading partners like any other; its dock

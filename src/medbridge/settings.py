@@ -289,6 +289,12 @@ class Settings(BaseSettings):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_json: bool = True
 
+    otlp_endpoint: str | None = Field(default=None, pattern=r"^https?://")
+    """Export traces by OTLP/HTTP (protobuf) to this URL, e.g.
+    ``http://127.0.0.1:4318/v1/traces``; unset: no tracing at all (nothing is recorded)."""
+    otlp_service_name: str = Field(default="medbridge", min_length=1)
+    """The ``service.name`` of the traces (one per deployment; processes share it)."""
+
     # --- access: OAuth2 tokens, rate limits, body sizes (governance, api.auth) -------------
     console_session_key: SecretStr | None = None
     """The key signing the console's session cookies; if unset, generated once into

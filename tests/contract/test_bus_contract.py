@@ -280,6 +280,22 @@ class BusContract:
         assert first.traceparent.split("-")[2] != second.traceparent.split("-")[2]
         assert reopen(bus).get(second.seq) == second
 
+    def test_an_envelopes_own_trace_context_is_its_messages(self, bus: Bus, reopen: Reopen) -> None:
+        traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+        traced = envelope("ITEM8@LOC8").model_copy(
+            update={"traceparent": traceparent, "tracestate": "vendor=abc,other=1"}
+        )
+        untraced = envelope("ITEM8@LOC8")
+        bus.append([traced, untraced])
+
+        first, second = bus.fetch("g", bus.partition_of("ITEM8@LOC8"), 10)
+
+        assert (first.traceparent, first.tracestate) == (traceparent, "vendor=abc,other=1")
+        assert Envelope.model_validate_json(first.payload).traceparent == traceparent
+        assert second.traceparent == trace_parent(untraced.correlation, untraced.id)
+        assert second.tracestate == ""
+        assert reopen(bus).get(first.seq) == first
+
     def test_append_nothing_returns_nothing(self, bus: Bus) -> None:
         assert bus.append([]) == []
         assert bus.lag("g") == 0

@@ -88,3 +88,16 @@ def test_the_error_rate_needs_the_embedded_log(monkeypatch: pytest.MonkeyPatch) 
     assert Settings(alert_rules=[silent]).alert_rules[0].rule().scope == "hl7v2/PYXIS@H1"
     with pytest.raises(ValidationError, match="JetStream"):
         Settings(alert_rules=[silent], bus_url="nats://127.0.0.1:4222")
+
+
+def test_tracing_is_off_unless_an_otlp_endpoint_is_set(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("MEDBRIDGE_OTLP_ENDPOINT", raising=False)
+    assert Settings().otlp_endpoint is None
+    monkeypatch.setenv("MEDBRIDGE_OTLP_ENDPOINT", "http://collector:4318/v1/traces")
+    monkeypatch.setenv("MEDBRIDGE_OTLP_SERVICE_NAME", "medbridge-h1")
+    settings = Settings()
+    assert settings.otlp_endpoint == "http://collector:4318/v1/traces"
+    assert settings.otlp_service_name == "medbridge-h1"
+    monkeypatch.setenv("MEDBRIDGE_OTLP_ENDPOINT", "collector:4317")  # gRPC-style, no scheme
+    with pytest.raises(ValidationError, match="otlp_endpoint"):
+        Settings()

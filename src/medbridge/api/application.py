@@ -39,7 +39,7 @@ from medbridge.api.minimise import Minimise
 from medbridge.api.problems import KEYED
 from medbridge.api.services import Services
 from medbridge.governance import catalog as catalog_model
-from medbridge.observability import metrics
+from medbridge.observability import metrics, tracing
 from medbridge.observability.logging import correlation, get_logger
 
 log = get_logger(__name__)
@@ -144,8 +144,16 @@ def create_api(
         docs_url=None,  # served from the package by mount_docs, not from a CDN
         redoc_url=None,
         # MedBridge observes its own requests (Observe); FastAPI's native OpenTelemetry hooks
-        # looked up the providers on every request (environment reads: measured under load)
-        telemetry={"tracing": False, "metrics": False, "logs": False},
+        # looked up the providers on every request (environment reads: measured under load),
+        # so only its request spans are on, and only when tracing is (a SERVER span per
+        # request, continuing a caller's traceparent: the ingest's bus.append is its child)
+        telemetry={
+            "tracing": tracing.enabled(),
+            "tracer_provider": tracing.provider(),
+            "operation_spans": False,
+            "metrics": False,
+            "logs": False,
+        },
     )
     api.state.services, api.state.access = svc, access
     api.state.bus_layout = BusLayout(bus_layout[0], bus_layout[1])

@@ -7,6 +7,10 @@ so that one bad message cannot hold back the others: it is retried with backoff 
 message is being retried its partition waits, which keeps per-key order. An infrastructure
 failure (``RetryPolicy.halt_on``) is nobody's message's fault: the round stops, nothing is
 dead-lettered, and ``run`` tries again after a pause.
+
+With tracing on, every handler call is one ``<group> process`` span per message, each a child
+of the producer's context carried in the message's ``traceparent`` (``tracing.deliveries``);
+a retry or a replay is a new span in the same trace.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from medbridge.bus.port import Bus, BusMessage, DeadLetterFilter, Handler, RetryPolicy
-from medbridge.observability import metrics
+from medbridge.observability import metrics, tracing
 from medbridge.observability.logging import get_logger
 
 log = get_logger(__name__)
@@ -79,9 +83,13 @@ class Consumer:
                 stop.wait(idle_sleep)
         log.info("consumer.stopped", group=self.group)
 
+    def _handle(self, messages: list[BusMessage], attempt: int = 1) -> None:
+        with tracing.deliveries(self.group, messages, attempt):
+            self.handler(messages)
+
     def _deliver_batch(self, partition: int, batch: list[BusMessage]) -> None:
         try:
-            self.handler(batch)
+            self._handle(batch)
         except Exception as error:
             if self.retry.halts(error):
                 raise
@@ -103,7 +111,7 @@ class Consumer:
         attempt = 1
         while True:
             try:
-                self.handler([message])
+                self._handle([message], attempt)
             except Exception as error:
                 if self.retry.halts(error):
                     raise
@@ -169,7 +177,7 @@ class Consumer:
                 report.failed[dead.id] = "event no longer in the log"
                 continue
             try:
-                self.handler([message])
+                self._handle([message], dead.attempts + 1)
             except Exception as error:
                 store.record_replay_failure(dead.id, error, dead.attempts + 1, actor=actor)
                 report.failed[dead.id] = f"{type(error).__name__}: {error}"

@@ -3,9 +3,9 @@
 Layout: one stream (``JetStreamConfig.stream``) over the subjects ``<prefix>.<partition>``;
 an event is published to the subject of its partition (``partition_for``), with its idempotency
 key as ``Nats-Msg-Id`` (duplicates recognised for the stream's ``duplicate_window``) and its
-headers (event id, type, subject, correlation, causation, ``traceparent``); the payload is the
-envelope's JSON. ``append`` pipelines the publishes and returns once every PubAck is in: a
-PubAck means the server stored the message (file storage, fsync per the server's
+headers (event id, type, subject, correlation, causation, ``traceparent``, ``tracestate``); the
+payload is the envelope's JSON. ``append`` pipelines the publishes and returns once every
+PubAck is in: a PubAck means the server stored the message (file storage, fsync per the server's
 ``sync_interval``). For a duplicate the PubAck names the original's sequence, from which the
 original's id and correlation are read.
 
@@ -45,7 +45,7 @@ from medbridge.bus.port import (
     BusMessage,
     BusUnavailable,
     DeadLetterStore,
-    trace_parent,
+    trace_headers,
 )
 from medbridge.canonical.events import EventEnvelope
 from medbridge.observability.logging import get_logger
@@ -60,6 +60,7 @@ H_KEY = "MedBridge-Idempotency-Key"
 H_CORRELATION = "MedBridge-Correlation-Id"
 H_CAUSATION = "MedBridge-Causation-Id"
 H_TRACEPARENT = "traceparent"
+H_TRACESTATE = "tracestate"
 H_MSG_ID = "Nats-Msg-Id"
 
 
@@ -93,6 +94,7 @@ class _Held:
 
 
 def _headers(event: EventEnvelope[Any]) -> dict[str, str]:
+    traceparent, tracestate = trace_headers(event)
     headers = {
         H_MSG_ID: event.idempotency_key,
         H_EVENT_ID: str(event.id),
@@ -100,10 +102,12 @@ def _headers(event: EventEnvelope[Any]) -> dict[str, str]:
         H_SUBJECT: event.subject,
         H_KEY: event.idempotency_key,
         H_CORRELATION: str(event.correlation),
-        H_TRACEPARENT: trace_parent(event.correlation, event.id),
+        H_TRACEPARENT: traceparent,
     }
     if event.causation_id is not None:
         headers[H_CAUSATION] = str(event.causation_id)
+    if tracestate:
+        headers[H_TRACESTATE] = tracestate
     for name, value in headers.items():
         if "\r" in value or "\n" in value:
             raise BusError(f"{name} of event {event.id} cannot be a message header: {value!r}")
@@ -122,6 +126,7 @@ def _message(seq: int, subject: str, headers: dict[str, str], data: bytes) -> Bu
         payload=data.decode(),
         causation_id=headers.get(H_CAUSATION),
         traceparent=headers[H_TRACEPARENT],
+        tracestate=headers.get(H_TRACESTATE, ""),
     )
 
 

@@ -54,7 +54,8 @@ close()
     Releases connections and threads; hands back uncommitted messages at once.
 
 Every ``BusMessage`` carries its headers: correlation, causation and the W3C ``traceparent``
-(``trace_parent``: the trace is the business transaction, the span is the event).
+and ``tracestate``: the envelope's own (the span that produced the event, when tracing is on),
+else ``trace_parent`` (the trace is the business transaction, the span is the event).
 
 Errors: ``BusError`` is the root; ``BusUnavailable`` is transient (retry later). Library
 errors (SQLAlchemy, nats-py) are translated at the adapter's boundary.
@@ -107,6 +108,15 @@ class BusMessage:
     payload: str
     causation_id: str | None = None
     traceparent: str = ""
+    tracestate: str = ""
+
+
+def trace_headers(event: EventEnvelope[Any]) -> tuple[str, str]:
+    """The ``(traceparent, tracestate)`` headers of an event: the envelope's trace context
+    when it has one, else ``trace_parent`` of its correlation and id."""
+    if event.traceparent:
+        return event.traceparent, event.tracestate or ""
+    return trace_parent(event.correlation, event.id), ""
 
 
 def trace_parent(correlation_id: UUID | str, event_id: UUID | str) -> str:

@@ -44,6 +44,8 @@ _MESSAGE_COLUMNS = (
     bus_events.c.correlation_id,
     bus_events.c.payload,
     bus_events.c.causation_id,
+    bus_events.c.traceparent,
+    bus_events.c.tracestate,
 )
 
 
@@ -58,7 +60,8 @@ def _message(row: Any) -> BusMessage:
         correlation_id=row.correlation_id,
         payload=row.payload,
         causation_id=row.causation_id,
-        traceparent=trace_parent(row.correlation_id, row.id),
+        traceparent=row.traceparent or trace_parent(row.correlation_id, row.id),
+        tracestate=row.tracestate or "",
     )
 
 
@@ -137,6 +140,8 @@ class SqlBus(Bus):
             "time": event.time,
             "appended_at": now,
             "payload": event.model_dump_json(),
+            "traceparent": event.traceparent,
+            "tracestate": event.tracestate,
         }
 
     def fetch(self, group: str, partition: int, limit: int) -> list[BusMessage]:
@@ -207,11 +212,13 @@ _COLUMNS = (
     "time",
     "appended_at",
     "payload",
+    "traceparent",
+    "tracestate",
 )
 
 
-PER_STATEMENT = 2700
-"""Rows per INSERT: 2,700 x 11 values, well inside SQLite's 32,766 variables."""
+PER_STATEMENT = 2500
+"""Rows per INSERT: 2,500 x 13 values, inside SQLite's 32,766 variables."""
 
 
 class SqliteAppender:

@@ -10,6 +10,12 @@ starts one carries its own id); ``causation_id`` is the event that caused this o
 ``idempotency_key`` is derived from the source's own identity (sending facility + HL7 MSH-10,
 X12 sender + ISA13 + GS06 + ST02, cXML payloadID, or the API client's key). The derivation of
 an idempotency key is frozen once published: changing it would re-apply old messages.
+
+``traceparent`` and ``tracestate`` are the CloudEvents Distributed Tracing extension: the W3C
+trace context of the span that produced the event (the MLLP receipt, the HTTP request), set
+only when tracing is on. Plain strings here: the canonical model knows no tracing library.
+Consumers continue that trace; an event without them is traced under its correlation id
+(``bus.port.trace_parent``).
 """
 
 from __future__ import annotations
@@ -26,6 +32,8 @@ from medbridge.canonical.base import CanonicalModel
 DataT = TypeVar("DataT", bound=CanonicalModel)
 
 EVENT_TYPE_PATTERN = r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+\.v[0-9]+$"
+TRACEPARENT_PATTERN = r"^[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$"
+"""W3C trace context ``traceparent``: version, trace id, parent span id, flags."""
 
 
 def new_event_id() -> UUID:
@@ -69,6 +77,8 @@ class EventEnvelope(CanonicalModel, Generic[DataT]):
         min_length=1, max_length=200, **_extension("idempotencykey", "idempotency_key")
     )
     datacontenttype: Literal["application/json"] = "application/json"
+    traceparent: str | None = Field(default=None, pattern=TRACEPARENT_PATTERN)
+    tracestate: str | None = Field(default=None, max_length=512)
     data: DataT
 
     @model_validator(mode="after")

@@ -18,6 +18,10 @@ is declared here, not improvised:
 Exactly once: ``post_journal_entry`` is idempotent by ``entry_id`` in the ERP (the port's
 contract), so a lost answer, a crash after the call, or a lease that expired only leads to a
 repeat call that finds the move already there.
+
+With tracing on, each call is an ``erp.post`` span (CLIENT), a child of the ledger posting
+that queued it (its trace context is kept in the outbox row): the dispense's trace ends at the
+ERP, however long the posting waited in the buffer.
 """
 
 from __future__ import annotations
@@ -42,6 +46,7 @@ from medbridge.canonical.erp import (
     ErpUnavailable,
 )
 from medbridge.canonical.finance import JournalEntry
+from medbridge.observability import tracing
 from medbridge.observability.logging import get_logger
 from medbridge.store import erp_circuits, erp_postings
 from medbridge.store import ledger as ledger_store
@@ -195,27 +200,45 @@ class ErpPosting:
             if not ids:
                 return 0
             entries = ledger_store.journal(conn, entry_ids=ids, limit=len(ids))
+            traces = erp_postings.trace_contexts(conn, ids) if tracing.enabled() else {}
         settled = 0
         for n, entry in enumerate(entries):
             if self.held() or not self.breaker.allow():
                 with self.engine.begin() as conn:
                     erp_postings.release(conn, [e.entry_id for e in entries[n:]], self._now())
                 break
-            settled += self._post(entry)
+            settled += self._post(entry, traces.get(entry.entry_id))
         return settled
 
-    def _post(self, entry: JournalEntry) -> int:
+    def _post(self, entry: JournalEntry, trace: tuple[str | None, str | None] | None) -> int:
+        if not tracing.enabled():
+            return self._send(entry)
+        with tracing.span(
+            "erp.post",
+            kind=tracing.SpanKind.CLIENT,
+            parent=tracing.context_of(*trace) if trace else None,
+            attributes={
+                "medbridge.erp.name": self.policy.erp_name,
+                "medbridge.journal_entry.id": entry.entry_id,
+                "medbridge.event.id": entry.source_event_id,
+            },
+        ):
+            return self._send(entry)
+
+    def _send(self, entry: JournalEntry) -> int:
         self.limiter.acquire()
         try:
             ref: ErpRef = self.erp.post_journal_entry(entry)
         except ErpUnavailable as error:
             self.breaker.failure()
             self._retry(entry.entry_id, error)
+            tracing.annotate(**{"medbridge.erp.outcome": "unavailable", "error.type": _name(error)})
             return 0
         except ErpAuthError as error:
             self.breaker.trip(self.policy.auth_cool_down)
             self._outcomes["auth_error"].inc()
             log.error("erp.auth_refused", entry_id=entry.entry_id, error=str(error))
+            tracing.annotate(**{"medbridge.erp.outcome": "auth_error", "error.type": _name(error)})
             with self.engine.begin() as conn:
                 erp_postings.release(conn, [entry.entry_id], self._now())
             return 0
@@ -228,14 +251,23 @@ class ErpPosting:
                 erp_postings.mark_failed(conn, entry.entry_id, reason)
             self._outcomes["failed"].inc()
             log.warning("erp.posting_rejected", entry_id=entry.entry_id, reason=reason)
+            tracing.annotate(**{"medbridge.erp.outcome": "rejected", "error.type": _name(error)})
             return 1
         except Exception as error:  # an adapter bug or an unmapped error: bounded retries
             log.exception("erp.posting_error", entry_id=entry.entry_id)
+            tracing.annotate(**{"medbridge.erp.outcome": "error", "error.type": _name(error)})
             return self._retry(entry.entry_id, error, bounded=True)
         self.breaker.success()
         with self.engine.begin() as conn:
             erp_postings.mark_posted(conn, entry.entry_id, ref.erp_id, self._now())
         self._outcomes["posted"].inc()
+        tracing.annotate(
+            **{
+                "medbridge.erp.outcome": "posted",
+                "medbridge.erp.id": ref.erp_id,
+                "medbridge.erp.created": ref.created,
+            }
+        )
         if not ref.created:
             log.info("erp.posting_found", entry_id=entry.entry_id, erp_id=ref.erp_id)
         return 1
@@ -286,6 +318,10 @@ class ErpPosting:
             if not done:
                 stop.wait(idle_sleep)
         log.info("erp_posting.stopped", erp=self.policy.erp_name)
+
+
+def _name(error: BaseException) -> str:
+    return type(error).__name__
 
 
 def requeue(engine: Engine, entry_id: str, *, actor: str) -> bool:

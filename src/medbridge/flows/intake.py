@@ -3,6 +3,10 @@
 Nothing is stored unless every movement of the submission is valid (a batch is all or
 nothing), and the caller is answered only after the append has committed (with the group
 commit, in one transaction with the other callers' appends of the moment).
+
+With tracing on, a submission is a ``bus.append`` span (a child of the receipt's: the MLLP
+message, the HTTP request) and its envelopes carry that span's trace context, which the
+consumers continue.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ from medbridge.canonical.events import EventEnvelope
 from medbridge.canonical.movements import StockMovement
 from medbridge.masterdata.repository import MasterDataRepository
 from medbridge.masterdata.validation import FieldProblem, ResolvedMovements, check_current
-from medbridge.observability import metrics
+from medbridge.observability import metrics, tracing
 
 
 @dataclass(frozen=True)
@@ -77,6 +81,18 @@ def outside_scope(
     return problems
 
 
+def _traced(source: str, submissions: Sequence[Submission]) -> dict[str, object] | None:
+    """The ``bus.append`` span's attributes (None when tracing is off: nothing built)."""
+    if not tracing.enabled():
+        return None
+    return {
+        "messaging.system": "medbridge",
+        "messaging.operation.type": "send",
+        "messaging.batch.message_count": len(submissions),
+        "medbridge.source": source,
+    }
+
+
 def subject_of(movement: StockMovement) -> str:
     """The business key that orders events: item@location (the source, for transfers)."""
     return f"{movement.item}@{movement.location}"
@@ -104,8 +120,11 @@ class MovementIntake:
     ) -> list[Accepted]:
         """Validate and append; the idempotency key is scoped by ``source``. ``facilities``:
         the sender is bound to them (``MovementsOutsideScope`` for a movement elsewhere)."""
-        envelopes = self.prepare(submissions, source, facilities)
-        return self.accepted(submissions, self.appender.append(envelopes))
+        with tracing.span(
+            "bus.append", kind=tracing.SpanKind.PRODUCER, attributes=_traced(source, submissions)
+        ):
+            envelopes = self.prepare(submissions, source, facilities)
+            return self.accepted(submissions, self.appender.append(envelopes))
 
     async def submit_async(
         self,
@@ -115,13 +134,16 @@ class MovementIntake:
     ) -> list[Accepted]:
         """``submit`` on an event loop: validation now (``MovementsRejected``), then the
         group commit's wait, without a thread."""
-        envelopes = self.prepare(submissions, source, facilities)
-        if isinstance(self.appender, GroupCommit):
-            results = await self.appender.submit_async(envelopes)
-        else:
-            loop = asyncio.get_running_loop()
-            results = await loop.run_in_executor(None, self.appender.append, envelopes)
-        return self.accepted(submissions, results)
+        with tracing.span(
+            "bus.append", kind=tracing.SpanKind.PRODUCER, attributes=_traced(source, submissions)
+        ):
+            envelopes = self.prepare(submissions, source, facilities)
+            if isinstance(self.appender, GroupCommit):
+                results = await self.appender.submit_async(envelopes)
+            else:
+                loop = asyncio.get_running_loop()
+                results = await loop.run_in_executor(None, self.appender.append, envelopes)
+            return self.accepted(submissions, results)
 
     def prepare(
         self,
@@ -139,6 +161,7 @@ class MovementIntake:
         if foreign:
             metrics.stage("intake", "refused").inc(len(submissions))
             raise MovementsOutsideScope(foreign)
+        traceparent, tracestate = tracing.headers_of()  # (None, None) unless tracing is on
         return [
             EventEnvelope[StockMovement](
                 type=s.movement.event_type,
@@ -147,6 +170,8 @@ class MovementIntake:
                 correlation_id=s.correlation_id,
                 causation_id=s.causation_id,
                 idempotency_key=f"{source}:{s.idempotency_key}",
+                traceparent=traceparent,
+                tracestate=tracestate,
                 data=s.movement,
             )
             for s in submissions

@@ -12,6 +12,10 @@ refused for want of stock. When it takes more than the ledger holds (or names a 
 has never seen), it is applied, leaving a negative balance, posted like any other, and a
 ``stock_discrepancy`` task is opened in the pharmacy work queue, keyed by the event, in the
 same transaction: a redelivery finds the task already there and the event already applied.
+
+With tracing on, each movement is a ``ledger.post`` span under its delivery, ended when the
+batch's transaction ends; the ERP posting outbox row of its journal entry keeps that span's
+trace context, so the ERP call, later and elsewhere, joins the same trace.
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ from medbridge.domain.ledger import NO_LOT, ValuedMovement, from_canonical
 from medbridge.domain.posting import PostingContext, journal_entry_for
 from medbridge.masterdata.repository import MasterDataRepository
 from medbridge.masterdata.validation import check_current
+from medbridge.observability import tracing
 from medbridge.observability.logging import get_logger
 from medbridge.store import dedup, work_items
 from medbridge.store import ledger as ledger_store
@@ -78,6 +83,10 @@ class LedgerPosting:
         messages = [m for m in messages if m.type in MOVEMENT_EVENTS]  # demand etc. is not ours
         if not messages:
             return
+        with tracing.message_spans("ledger.post", messages) as spans:
+            self._post(messages, spans)
+
+    def _post(self, messages: Sequence[BusMessage], spans: tracing.MessageSpans) -> None:
         envelopes = {
             m.event_id: EventEnvelope[StockMovement].model_validate_json(m.payload)
             for m in messages
@@ -142,7 +151,12 @@ class LedgerPosting:
                     task = discrepancy_task(valued, movement, item, message)
                     tasks.append(task.model_copy(update={"facility": location.facility}))
             ledger_store.save_book(conn, book)
-            ledger_store.record(conn, applied, entries)
+            traces = (
+                {e.entry_id: spans.headers(e.source_event_id) for e in entries}
+                if tracing.enabled()
+                else None
+            )
+            ledger_store.record(conn, applied, entries, traces)
             opened = [task for task in tasks if work_items.open_task(conn, task)[1]]
         for task in opened:  # said once it is committed, never for a rolled-back batch
             log.warning(

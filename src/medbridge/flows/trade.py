@@ -37,6 +37,7 @@ from medbridge.canonical.trade import (
     TradeDocument,
     document_number,
 )
+from medbridge.observability import tracing
 from medbridge.observability.logging import get_logger
 from medbridge.store import trade as store
 
@@ -98,6 +99,7 @@ class TradeInbox:
         answer is recorded). An interchange received before gets its first answer back."""
         with self.engine.connect() as conn:
             correlations = [self._correlation(conn, partner.code, d.document) for d in documents]
+        traceparent, tracestate = tracing.headers_of()  # the request's span, when tracing is on
         envelopes = [
             EventEnvelope[TradeDocument](
                 type=event_type(d.document),
@@ -105,6 +107,8 @@ class TradeInbox:
                 subject=f"{partner.code}:{document_number(d.document)}",
                 correlation_id=correlation,
                 idempotency_key=d.idempotency_key,
+                traceparent=traceparent,
+                tracestate=tracestate,
                 data=d.document,
             )
             for d, correlation in zip(documents, correlations, strict=True)

@@ -28,6 +28,7 @@ from medbridge.flows import procurement_runtime
 from medbridge.flows.escalation import decision_message
 from medbridge.flows.invoice_settlement import start_invoice
 from medbridge.flows.procurement import Procurement
+from medbridge.observability import tracing
 from medbridge.observability.logging import get_logger
 from medbridge.store import procurement as store
 from medbridge.store.work_items import WorkItem
@@ -69,7 +70,9 @@ class Workflows:
             "application_version": application_version,
             "notification_listener_polling_interval_sec": poll,
             "log_level": "WARNING",
-            "enable_otlp": False,
+            # DBOS traces its workflows and steps into the process's tracer provider (ours,
+            # see observability.tracing): they join the traces of what started them
+            "enable_otlp": tracing.enabled(),
         }
         self.launched = False
 
@@ -110,10 +113,15 @@ class ProcurementRouter:
 
     def __call__(self, messages: Sequence[BusMessage]) -> None:
         for message in messages:
-            if message.type == INVOICE:
-                self._invoice(message)
-            elif message.type in ROUTED:
-                self._route(message, ROUTED[message.type])
+            if message.type != INVOICE and message.type not in ROUTED:
+                continue
+            # under the message's delivery span: the workflow it starts or resumes (DBOS
+            # traces into the same provider) joins the document's trace
+            with tracing.span("procurement.route", parent=tracing.delivery_context(message)):
+                if message.type == INVOICE:
+                    self._invoice(message)
+                else:
+                    self._route(message, ROUTED[message.type])
 
     def _invoice(self, message: BusMessage) -> None:
         envelope = json.loads(message.payload)

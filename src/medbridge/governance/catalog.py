@@ -243,6 +243,10 @@ def asyncapi(version: str, subject_prefix: str, partitions: int) -> dict[str, An
                             "description": "the idempotency key (JetStream duplicate window)",
                         },
                         "traceparent": {"type": "string", "description": "W3C trace context"},
+                        "tracestate": {
+                            "type": "string",
+                            "description": "W3C trace context (vendor state), when any",
+                        },
                     },
                 },
                 "payload": payload,

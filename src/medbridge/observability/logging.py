@@ -1,5 +1,6 @@
 """structlog set-up: JSON lines to stderr, with the correlation id bound per request or per
-message through contextvars.
+message through contextvars, and the trace and span ids of the current span (when tracing is
+on and a span is current: ``add_trace_ids``).
 
 PHI rule: connectors never log patient identity; only ids, codes and pseudonyms are logged.
 """
@@ -15,7 +16,9 @@ from contextlib import contextmanager
 from typing import Any
 
 import structlog
+from opentelemetry import trace
 from structlog.contextvars import bound_contextvars
+from structlog.typing import EventDict, WrappedLogger
 
 
 def configure_logging(level: str = "INFO", json: bool = True) -> None:
@@ -25,6 +28,7 @@ def configure_logging(level: str = "INFO", json: bool = True) -> None:
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,
+            add_trace_ids,
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
             structlog.processors.format_exc_info,
@@ -35,6 +39,16 @@ def configure_logging(level: str = "INFO", json: bool = True) -> None:
         # not cached: the logger follows sys.stderr when it is swapped (test runners, CLIs)
         cache_logger_on_first_use=False,
     )
+
+
+def add_trace_ids(_logger: WrappedLogger, _method: str, event: EventDict) -> EventDict:
+    """``trace_id`` and ``span_id`` (W3C hex) of the current span, if one is valid: a log line
+    is found from its trace in the tracing backend, and the other way round."""
+    context = trace.get_current_span().get_span_context()
+    if context.is_valid:
+        event.setdefault("trace_id", format(context.trace_id, "032x"))
+        event.setdefault("span_id", format(context.span_id, "016x"))
+    return event
 
 
 def _stderr_logger(*_args: Any) -> structlog.PrintLogger:

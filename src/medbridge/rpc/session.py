@@ -26,6 +26,7 @@ from typing import Any, Protocol, Self
 import httpx
 from pydantic import SecretStr
 
+from medbridge.observability import tracing
 from medbridge.observability.logging import get_logger
 from medbridge.rpc.tryton import TrytonValueError, decode, encode
 
@@ -207,8 +208,25 @@ class TrytonRpcSession:
     # --- transport -------------------------------------------------------------------------
 
     def _post(self, method: str, params: list[Any], *, login: bool = False) -> Any:
+        """One JSON-RPC call; with tracing on, a CLIENT span whose context goes along in the
+        request's ``traceparent`` header."""
+        if not tracing.enabled():
+            return self._send(method, params, login=login, headers={})
+        attributes = {
+            "rpc.system": "jsonrpc",
+            "rpc.method": method,
+            "db.namespace": self.database,
+            "url.full": self.rpc_url,
+        }
+        with tracing.span(
+            f"{self._name} {method}", kind=tracing.SpanKind.CLIENT, attributes=attributes
+        ):
+            return self._send(method, params, login=login, headers=tracing.propagation_headers())
+
+    def _send(self, method: str, params: list[Any], *, login: bool, headers: dict[str, str]) -> Any:
         db = self.database
-        headers = {} if login or self._auth is None else {"Authorization": self._auth}
+        if not login and self._auth is not None:
+            headers["Authorization"] = self._auth
         body = {"id": next(self._ids), "method": method, "params": encode(params)}
         try:
             response = self._http.post(self.rpc_url, json=body, headers=headers)

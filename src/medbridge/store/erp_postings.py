@@ -10,7 +10,7 @@ dies mid-batch only delays them: the ERP's idempotency by entry id makes the rep
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from decimal import Decimal
@@ -43,13 +43,31 @@ class Posting:
 
 
 _insert_postings = BulkInsert(
-    erp_postings, ("entry_id", "status", "attempts", "next_attempt_at", "created_at")
+    erp_postings,
+    (
+        "entry_id",
+        "status",
+        "attempts",
+        "next_attempt_at",
+        "created_at",
+        "traceparent",
+        "tracestate",
+    ),
 )
 
+_UNTRACED: tuple[str | None, str | None] = (None, None)
 
-def enqueue(conn: Connection, entry_ids: Sequence[str], now: datetime) -> None:
-    """A pending posting per journal entry; call in the transaction that inserts them."""
+
+def enqueue(
+    conn: Connection,
+    entry_ids: Sequence[str],
+    now: datetime,
+    traces: Mapping[str, tuple[str | None, str | None]] | None = None,
+) -> None:
+    """A pending posting per journal entry; call in the transaction that inserts them.
+    ``traces``: per entry id, the W3C ``(traceparent, tracestate)`` its ERP call continues."""
     if entry_ids:
+        traces = traces or {}
         _insert_postings(
             conn,
             [
@@ -59,10 +77,29 @@ def enqueue(conn: Connection, entry_ids: Sequence[str], now: datetime) -> None:
                     "attempts": 0,
                     "next_attempt_at": now,
                     "created_at": now,
+                    "traceparent": trace[0],
+                    "tracestate": trace[1],
                 }
                 for entry_id in entry_ids
+                for trace in (traces.get(entry_id, _UNTRACED),)
             ],
         )
+
+
+def trace_contexts(
+    conn: Connection, entry_ids: Sequence[str]
+) -> dict[str, tuple[str | None, str | None]]:
+    """The ``(traceparent, tracestate)`` of the traced postings among ``entry_ids``."""
+    t = erp_postings
+    found: dict[str, tuple[str | None, str | None]] = {}
+    for chunk in chunks(entry_ids):
+        rows = conn.execute(
+            select(t.c.entry_id, t.c.traceparent, t.c.tracestate).where(
+                t.c.entry_id.in_(chunk), t.c.traceparent.is_not(None)
+            )
+        )
+        found.update({r.entry_id: (r.traceparent, r.tracestate) for r in rows})
+    return found
 
 
 def claim(conn: Connection, limit: int, now: datetime, lease: timedelta) -> list[str]:

@@ -40,7 +40,7 @@ from medbridge.connectors.hl7v2.errors import (
 )
 from medbridge.connectors.hl7v2.mapping import DISPENSE, Header, Mapped, map_message
 from medbridge.connectors.hl7v2.strict import validate_strict
-from medbridge.observability import metrics
+from medbridge.observability import metrics, tracing
 from medbridge.observability.logging import BoundedLog, get_logger
 
 log = get_logger(__name__)
@@ -186,6 +186,16 @@ class Hl7Receiver:
     def _ack(self, message: Message | None, outcome: Outcome) -> bytes:
         code, error, text = outcome
         metrics.stage("hl7v2", code).inc()
+        if tracing.enabled():
+            tracing.annotate(
+                **{
+                    "hl7.ack_code": code,
+                    "hl7.message_control_id": message.msh.get(10) if message else None,
+                    "hl7.message_type": (
+                        f"{message.msh.get(9)}^{message.msh.get(9, 2)}" if message else None
+                    ),
+                }
+            )
         ack = build_ack(
             message,
             code,

@@ -28,12 +28,16 @@ What the listener promises:
   that check comes after the handshake: asyncio hands a TLS connection over only then.
 - **Nothing acknowledged early.** An ACK is written only once the receiver's outcome is
   durable; a connection closed before its ACK gets none, and the sender resends.
+- **Traced when tracing is on.** Each message is an ``mllp.receive`` span (SERVER), from its
+  frame to its ACK, the root of its dispense's trace: the events it yields carry its context.
+  Off, the listener does not touch the tracing library.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import ssl
 import threading
 import time
@@ -43,7 +47,7 @@ from typing import Any
 from medbridge.connectors.hl7v2.config import Hl7Config, MllpTls
 from medbridge.connectors.hl7v2.inbound import Hl7Receiver
 from medbridge.connectors.hl7v2.tls import bound_client, server_context, source_allowed
-from medbridge.observability import metrics
+from medbridge.observability import metrics, tracing
 from medbridge.observability.logging import BoundedLog, get_logger
 
 log = get_logger(__name__)
@@ -134,6 +138,11 @@ def _client_certificates(tls: MllpTls | None) -> str:
     if tls is None or tls.ca_file is None:
         return "not asked"
     return "required" if tls.require_client_cert else "verified if presented"
+
+
+def _end_receipt(span: tracing.Span | None, answer: asyncio.Future[bytes]) -> None:
+    error = None if answer.cancelled() else answer.exception()
+    tracing.end(span, error)
 
 
 def _new_loop() -> asyncio.AbstractEventLoop:
@@ -266,12 +275,38 @@ class MllpListener:
         """The ACK of ``frame``: at once for a refusal (no task, no thread), else once its
         outcome is durable; and whether it was refused at once. ``client``: the API client
         the connection's address is bound to."""
+        if tracing.enabled():
+            return self._answer_traced(frame, client)
+        return self._answer_now(frame, client)
+
+    def _answer_now(self, frame: bytes, client: str | None) -> tuple[asyncio.Future[bytes], bool]:
         step = self.receiver.begin(frame, sender=client)
         if step.pending is None:
             done: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
             done.set_result(self.receiver.ack_now(step))
             return done, step.done is not None and step.done[0] != "AA"
         return asyncio.ensure_future(self.receiver.finish_async(step)), False
+
+    def _answer_traced(
+        self, frame: bytes, client: str | None
+    ) -> tuple[asyncio.Future[bytes], bool]:
+        """``_answer`` inside an ``mllp.receive`` span, current while the message is mapped
+        and handed over (its task keeps it), ended when its ACK is ready."""
+        span = tracing.start_span(
+            "mllp.receive",
+            kind=tracing.SpanKind.SERVER,
+            attributes={
+                "network.transport": "tcp",
+                "server.port": self.port,
+                "medbridge.connector": "hl7v2",
+                "medbridge.client": client,
+                "messaging.message.body.size": len(frame),
+            },
+        )
+        with tracing.current(span):  # the task of a pending outcome copies the context
+            answer, refused = self._answer_now(frame, client)
+        answer.add_done_callback(functools.partial(_end_receipt, span))
+        return answer, refused
 
     async def _send_acks(
         self, answers: asyncio.Queue[asyncio.Future[bytes] | None], writer: asyncio.StreamWriter

@@ -203,6 +203,9 @@ bus_events = Table(
     Column("time", UTCDateTime, nullable=False),
     Column("appended_at", UTCDateTime, nullable=False),
     Column("payload", Text, nullable=False),  # the whole envelope, JSON
+    # the envelope's W3C trace context (CloudEvents distributed tracing), when it has one
+    Column("traceparent", String(55)),
+    Column("tracestate", String(512)),
     Index("ix_bus_events_partition_seq", "partition", "seq"),
 )
 
@@ -334,6 +337,9 @@ erp_postings = Table(
     Column("next_attempt_at", UTCDateTime, nullable=False),
     Column("posted_at", UTCDateTime),
     Column("created_at", UTCDateTime, nullable=False),
+    # the W3C trace context of the ledger posting that wrote it: the ERP call joins its trace
+    Column("traceparent", String(55)),
+    Column("tracestate", String(512)),
     Index("ix_erp_postings_status_due", "status", "next_attempt_at"),
 )
 

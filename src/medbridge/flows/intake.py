@@ -17,6 +17,7 @@ from sqlalchemy import Engine
 from medbridge.bus.group_commit import Appender, GroupCommit
 from medbridge.bus.port import AppendResult, Bus
 from medbridge.canonical.events import EventEnvelope
+from medbridge.canonical.messages import MessageRecord
 from medbridge.canonical.movements import StockMovement
 from medbridge.masterdata.repository import MasterDataRepository
 from medbridge.masterdata.validation import FieldProblem, ResolvedMovements, check_current
@@ -101,10 +102,15 @@ class MovementIntake:
         submissions: Sequence[Submission],
         source: str,
         facilities: frozenset[str] | None = None,
+        message: MessageRecord | None = None,
     ) -> list[Accepted]:
         """Validate and append; the idempotency key is scoped by ``source``. ``facilities``:
-        the sender is bound to them (``MovementsOutsideScope`` for a movement elsewhere)."""
-        envelopes = self.prepare(submissions, source, facilities)
+        the sender is bound to them (``MovementsOutsideScope`` for a movement elsewhere).
+        ``message``: the record of the message the movements came from, written with them
+        (``GroupCommit``: in their transaction)."""
+        envelopes = self.prepare(submissions, source, facilities, message)
+        if message is not None and isinstance(self.appender, GroupCommit):
+            return self.accepted(submissions, self.appender.append(envelopes, message))
         return self.accepted(submissions, self.appender.append(envelopes))
 
     async def submit_async(
@@ -112,12 +118,13 @@ class MovementIntake:
         submissions: Sequence[Submission],
         source: str,
         facilities: frozenset[str] | None = None,
+        message: MessageRecord | None = None,
     ) -> list[Accepted]:
         """``submit`` on an event loop: validation now (``MovementsRejected``), then the
         group commit's wait, without a thread."""
-        envelopes = self.prepare(submissions, source, facilities)
+        envelopes = self.prepare(submissions, source, facilities, message)
         if isinstance(self.appender, GroupCommit):
-            results = await self.appender.submit_async(envelopes)
+            results = await self.appender.submit_async(envelopes, message)
         else:
             loop = asyncio.get_running_loop()
             results = await loop.run_in_executor(None, self.appender.append, envelopes)
@@ -128,9 +135,11 @@ class MovementIntake:
         submissions: Sequence[Submission],
         source: str,
         facilities: frozenset[str] | None = None,
+        message: MessageRecord | None = None,
     ) -> list[EventEnvelope[StockMovement]]:
         """The envelopes of a valid submission; ``MovementsRejected`` naming every problem,
-        ``MovementsOutsideScope`` for a movement outside the sender's ``facilities``."""
+        ``MovementsOutsideScope`` for a movement outside the sender's ``facilities``. The
+        ``message``'s facility becomes its first movement's."""
         resolved, problems, _ = check_current(self.masterdata, [s.movement for s in submissions])
         if problems:
             metrics.stage("intake", "rejected").inc(len(submissions))
@@ -139,6 +148,10 @@ class MovementIntake:
         if foreign:
             metrics.stage("intake", "refused").inc(len(submissions))
             raise MovementsOutsideScope(foreign)
+        if message is not None and resolved.movements:
+            info = resolved.locations.get(resolved.movements[0].location)
+            if info is not None:
+                message.facility = info.facility
         return [
             EventEnvelope[StockMovement](
                 type=s.movement.event_type,

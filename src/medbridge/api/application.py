@@ -23,6 +23,7 @@ from medbridge.api import (
     erp,
     exceptions,
     fhir,
+    messages,
     movements,
     oauth,
     operations,
@@ -149,7 +150,18 @@ def create_api(
     api.state.services, api.state.access = svc, access
     api.state.bus_layout = BusLayout(bus_layout[0], bus_layout[1])
     api.include_router(oauth.router)
-    keyed = (movements, reads, operations, exceptions, erp, work_items, procurement, catalog, audit)
+    keyed = (
+        movements,
+        reads,
+        operations,
+        exceptions,
+        messages,
+        erp,
+        work_items,
+        procurement,
+        catalog,
+        audit,
+    )
     for module in keyed:
         api.include_router(module.router, responses=KEYED)
     api.include_router(fhir.router)  # answers OperationOutcomes, documented per route

@@ -90,6 +90,7 @@ APIS: Final = (
     Api("work queues", "v1", "operations", "human tasks of pharmacy, procurement and AP"),
     Api("exceptions and cross-references", "v1", "operations", "parked messages, code maps"),
     Api("operations", "v1", "operations", "dead letters"),
+    Api("messages", "v1", "operations", "every message in and out: search, detail, reprocess"),
     Api("erp", "v1", "finance-integration", "ERP postings and the ERP ledger reconciliation"),
     Api("audit", "v1", "security", "the hash-chained audit log"),
     Api("catalog", "v1", "platform", "this catalog and the AsyncAPI document"),

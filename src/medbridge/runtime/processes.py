@@ -31,30 +31,37 @@ import ssl
 import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import replace
 from enum import StrEnum
 from functools import partial
 from types import FrameType
 
 import uvicorn
 from fastapi import FastAPI
+from pydantic import ValidationError
 
 from medbridge.api.application import create_api
 from medbridge.api.auth import Access
+from medbridge.api.fhir import AtomicIntake
 from medbridge.api.services import Services
-from medbridge.connectors.fhir import FhirConfig
+from medbridge.connectors.fhir import FhirConfig, FhirReceiver
+from medbridge.connectors.hl7v2 import Hl7Receiver
 from medbridge.connectors.notify import Notifier, NotifyConfig
 from medbridge.connectors.tryton.config import TrytonConfig
 from medbridge.demo.wiring import DemoErpLoop, DemoWiring
 from medbridge.domain.alerts import Rule
 from medbridge.flows.alerts import AlertMonitor
+from medbridge.flows.demand import DemandRecorder
 from medbridge.flows.erp_posting import ErpPosting
+from medbridge.flows.message_reprocessors import FhirReprocessor, Hl7Reprocessor
+from medbridge.flows.messages import MessageBrowser, Reprocessor
 from medbridge.governance.limits import RateLimits
 from medbridge.governance.minimisation import DataPolicy
 from medbridge.governance.tokens import ExternalIssuer, TokenAuthority
 from medbridge.observability.logging import get_logger
 from medbridge.observability.metrics import BusCollector, register_bus_collector
 from medbridge.runtime.adapters import serialized
-from medbridge.runtime.listeners import listener_loops
+from medbridge.runtime.listeners import hl7_config, listener_loops
 from medbridge.runtime.policies import erp_posting_policy
 from medbridge.runtime.root import Root
 from medbridge.runtime.supervisor import Loop, Supervisor
@@ -203,7 +210,7 @@ def access(settings: Settings) -> Access:
 
 def services(mb: Root) -> Services:
     """What the API's routers use."""
-    return Services(
+    svc = Services(
         engine=mb.engine,
         bus=mb.bus,
         masterdata=mb.masterdata,
@@ -216,6 +223,20 @@ def services(mb: Root) -> Services:
         cxml=mb.cxml_exchange(),
         work_queues=mb.work_queues(),
     )
+    return replace(svc, messages=message_browser(mb, svc))
+
+
+def message_browser(mb: Root, svc: Services) -> MessageBrowser:
+    """The message browser, with the inbound paths a stored message is fed back through."""
+    hl7 = Hl7Receiver(mb.inbound, DemandRecorder(mb.bus), hl7_config(mb.settings))
+    reprocessors: dict[str, Reprocessor] = {"hl7v2": Hl7Reprocessor(hl7)}
+    try:
+        fhir = FhirReceiver(mb.inbound, AtomicIntake(svc), fhir_config(mb))
+    except ValidationError as error:  # the FHIR routes answer 503 for it too
+        log.warning("messages.fhir_reprocess_unavailable", error=str(error))
+    else:
+        reprocessors["fhir"] = FhirReprocessor(fhir)
+    return MessageBrowser(mb.engine, reprocessors)
 
 
 def fhir_config(mb: Root) -> FhirConfig:

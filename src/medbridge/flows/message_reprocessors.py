@@ -1,0 +1,35 @@
+"""What feeds a stored raw message back through its connector's inbound path (the message
+browser's ``Reprocessor``): the same receiver a new message meets, so the idempotency key is
+derived from the message again (the original one) and the outcome is recorded like any
+other message's."""
+
+from __future__ import annotations
+
+from medbridge.canonical.messages import MessageRecord
+from medbridge.connectors.fhir import FhirReceiver
+from medbridge.connectors.hl7v2 import Hl7Receiver
+from medbridge.flows.messages import MessageSummary
+
+
+class Hl7Reprocessor:
+    """An HL7 v2 message, as if it came over MLLP again (its ACK is recorded, not sent)."""
+
+    def __init__(self, receiver: Hl7Receiver) -> None:
+        self.receiver = receiver
+
+    def __call__(self, raw: str, media_type: str, original: MessageSummary) -> MessageRecord | None:
+        return self.receiver.handle_recorded(raw.encode("utf-8"))[1]
+
+
+class FhirReprocessor:
+    """A FHIR body, as if its client posted it to the same URL again."""
+
+    def __init__(self, receiver: FhirReceiver) -> None:
+        self.receiver = receiver
+
+    def __call__(self, raw: str, media_type: str, original: MessageSummary) -> MessageRecord | None:
+        expected = original.message_type or None
+        _, record = self.receiver.handle_recorded(
+            raw.encode("utf-8"), media_type, client=original.sender, expected=expected
+        )
+        return record

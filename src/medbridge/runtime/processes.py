@@ -55,6 +55,7 @@ from medbridge.flows.demand import DemandRecorder
 from medbridge.flows.erp_posting import ErpPosting
 from medbridge.flows.message_reprocessors import FhirReprocessor, Hl7Reprocessor
 from medbridge.flows.messages import MessageBrowser, Reprocessor
+from medbridge.flows.retention import MessageRetention, retention_ages
 from medbridge.governance.limits import RateLimits
 from medbridge.governance.minimisation import DataPolicy
 from medbridge.governance.tokens import ExternalIssuer, TokenAuthority
@@ -107,6 +108,8 @@ def worker_loops(mb: Root, demo: DemoWiring | None = None) -> list[Loop]:
         loops.append(Loop(f"consumer-{name}", run))
     if s.alert_rules:
         loops.append(Loop("alerts", alert_monitor(mb).run))
+    if s.message_retention_days:
+        loops.append(Loop("message-retention", message_retention(mb).run))
     poster = ErpPoster(mb)
     if mb.erp_slot.config is not None:
         loops.append(Loop("erp-posting", poster.run))
@@ -128,6 +131,19 @@ def alert_monitor(mb: Root) -> AlertMonitor:
     rules = [Rule(r.name, r.metric, r.above) for r in s.alert_rules]
     return AlertMonitor(
         mb.engine, mb.bus, list(mb.consumers), rules, Notifier(notify), s.alert_interval
+    )
+
+
+def message_retention(mb: Root) -> MessageRetention:
+    """The pruning of raw message bodies, as the settings say (``message_retention_days``)."""
+    s = mb.settings
+    return MessageRetention(
+        mb.engine,
+        retention_ages(s.message_retention_days),
+        archive_dir=s.message_archive_dir,
+        batch=s.message_prune_batch,
+        max_batches=s.message_prune_max_batches,
+        interval=s.message_prune_interval,
     )
 
 

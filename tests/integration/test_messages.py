@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import func, select
+from sqlalchemy import func, insert, select
 
 from hl7_support import ack_code, map_hl7_sources, rds, running_listener
 from medbridge.app import MedBridge
@@ -23,7 +23,7 @@ from medbridge.governance.clients import Role
 from medbridge.masterdata.repository import CrossReferences
 from medbridge.store import audit as audit_store
 from medbridge.store import messages as message_store
-from medbridge.store.tables import bus_events, messages
+from medbridge.store.tables import bus_dead_letters, bus_events, messages
 
 pytestmark = pytest.mark.db
 
@@ -321,3 +321,36 @@ def test_fhir_resources_are_recorded(medbridge: MedBridge, api: TestClient) -> N
     assert "Jane Doe" not in detail["raw"]
     assert "Patient/p-1" not in detail["raw"]
     assert detail["ack"] == "201 applied"
+
+
+def test_a_dead_lettered_event_shows_on_its_message(medbridge: MedBridge) -> None:
+    at = datetime(2026, 12, 1, tzinfo=UTC)
+    records = [synthetic(n, at, correlation_id=f"c-{n}") for n in range(3)]
+    with medbridge.engine.begin() as conn:
+        message_store.write(conn, records)
+        conn.execute(
+            insert(bus_dead_letters).values(
+                group="ledger",
+                event_seq=1,
+                event_id="e-1",
+                event_type="inventory.dispensed.v1",
+                subject="X@Y",
+                correlation_id="c-1",
+                error_type="LedgerError",
+                error="no such lot",
+                traceback="",
+                attempts=3,
+                context={},
+                status="dead",
+                dead_at=at,
+            )
+        )
+    browser = MessageBrowser(medbridge.engine)
+    [dead] = browser.search(MessageFilter(status="dead_lettered")).items
+    assert dead.control_id == "C0001"
+    assert dead.effective_status == "dead_lettered"
+    others = [m for m in browser.search(MessageFilter()).items if m.id != dead.id]
+    assert not any(m.dead_lettered for m in others)
+    detail = browser.get(dead.id)
+    assert detail is not None
+    assert [d.error for d in detail.dead_letters] == ["no such lot"]

@@ -42,14 +42,13 @@ from datetime import datetime
 from typing import Any, Protocol
 
 import orjson
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine
 
 from medbridge.canonical.messages import MessageFilter, MessageRecord, MessageStatus
 from medbridge.observability.logging import get_logger
 from medbridge.store import audit
 from medbridge.store import messages as store
 from medbridge.store.db import read_only
-from medbridge.store.tables import bus_events
 
 log = get_logger(__name__)
 
@@ -292,8 +291,7 @@ class MessageBrowser:
             raise InvalidCursor(str(error), "after") from error
         with self.reader.connect() as conn:
             rows = store.search(conn, filters, cursor, limit)
-            dead = store.dead_lettered(conn, (r.correlation_id for r in rows))
-        items = [_summary(r, dead) for r in rows]
+        items = [_summary(r, {r.correlation_id} if r.dead_lettered else set()) for r in rows]
         next_cursor = None
         if len(rows) == limit:
             next_cursor = store.Cursor(rows[-1].received_at, rows[-1].id).encode()
@@ -327,14 +325,6 @@ class MessageBrowser:
 
     @staticmethod
     def _events(conn: Any, row: Any) -> list[EventView]:
-        if not row.idempotency_key or not row.event_count:
-            return []
-        keys = [f"{row.idempotency_key}#{n}" for n in range(min(row.event_count, 500))]
-        query = (
-            select(bus_events)
-            .where(bus_events.c.idempotency_key.in_(keys))
-            .order_by(bus_events.c.seq)
-        )
         return [
             EventView(
                 seq=e.seq,
@@ -345,7 +335,7 @@ class MessageBrowser:
                 time=e.time,
                 payload=orjson.loads(e.payload),
             )
-            for e in conn.execute(query)
+            for e in store.events_of(conn, row)
         ]
 
     def preview(self, filters: MessageFilter) -> int:

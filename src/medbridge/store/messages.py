@@ -31,7 +31,13 @@ from sqlalchemy import (
 
 from medbridge.canonical.messages import MessageFilter, MessageRecord, MessageStatus
 from medbridge.store.sql import BulkInsert, chunks
-from medbridge.store.tables import bus_dead_letters, message_bodies, messages
+from medbridge.store.tables import (
+    bus_dead_letters,
+    bus_events,
+    message_bodies,
+    messages,
+    trade_documents,
+)
 
 MAX_BODY_CHARS = 4_000_000
 """A body longer than this is stored cut (junk floods must not fill the disk)."""
@@ -79,7 +85,7 @@ def message_row(r: MessageRecord) -> dict[str, Any]:
         "business_key": _cut(r.business_key, 200),
         "facility": r.facility[:64] if r.facility else None,
         "status": str(r.status),
-        "correlation_id": r.correlation_id,
+        "correlation_id": r.correlation_id[:36] if r.correlation_id else None,
         "idempotency_key": r.idempotency_key[:200] if r.idempotency_key else None,
         "event_count": r.event_count,
         "ack": r.ack,
@@ -204,15 +210,22 @@ def _after(cursor: Cursor) -> ColumnElement[bool]:
     )
 
 
+def _dead_letter_waiting() -> Any:
+    d = bus_dead_letters.c
+    waiting = select(d.id).where(d.correlation_id == messages.c.correlation_id, d.status == "dead")
+    return waiting.exists().label("dead_lettered")
+
+
 def search(
     conn: Connection, f: MessageFilter, after: Cursor | None = None, limit: int = 50
 ) -> list[Any]:
-    """Rows matching ``f``, newest first, ``limit`` of them after ``after``."""
+    """Rows matching ``f``, newest first, ``limit`` of them after ``after``; each with
+    ``dead_lettered`` (a dead letter of its correlation is waiting)."""
     where = conditions(f)
     if after is not None:
         where.append(_after(after))
     query = (
-        select(messages)
+        select(messages, _dead_letter_waiting())
         .where(*where)
         .order_by(messages.c.received_at.desc(), messages.c.id.desc())
         .limit(limit)
@@ -245,16 +258,28 @@ def body(conn: Connection, message_id: str) -> Any | None:
     return conn.execute(query).first()
 
 
-def dead_lettered(conn: Connection, correlation_ids: Iterable[str | None]) -> set[str]:
-    """Which of ``correlation_ids`` have a dead letter waiting."""
-    wanted = sorted({c for c in correlation_ids if c})
-    found: set[str] = set()
-    for chunk in chunks(wanted):
-        query = select(bus_dead_letters.c.correlation_id).where(
-            bus_dead_letters.c.status == "dead", bus_dead_letters.c.correlation_id.in_(chunk)
+TRADE_PROTOCOLS = ("x12", "cxml")
+MAX_EVENTS = 500
+
+
+def events_of(conn: Connection, row: Any) -> list[Any]:
+    """The events a message appended (a duplicate: the original's), oldest first: by key
+    (``<idempotency_key>#<n>``, the inbound intake's), or for an interchange through its
+    trade documents."""
+    if not row.idempotency_key or not row.event_count:
+        return []
+    if row.protocol in TRADE_PROTOCOLS:
+        ids = select(trade_documents.c.event_id).where(
+            trade_documents.c.interchange == row.idempotency_key
         )
-        found.update(r.correlation_id for r in conn.execute(query))
-    return found
+        where = bus_events.c.id.in_(ids)
+    else:
+        count = min(row.event_count, MAX_EVENTS)
+        where = bus_events.c.idempotency_key.in_(
+            [f"{row.idempotency_key}#{n}" for n in range(count)]
+        )
+    query = select(bus_events).where(where).order_by(bus_events.c.seq).limit(MAX_EVENTS)
+    return list(conn.execute(query))
 
 
 def dead_letters_of(conn: Connection, correlation_id: str) -> list[Any]:

@@ -236,6 +236,7 @@ bus_dead_letters = Table(
     Column("replayed_at", UTCDateTime),
     UniqueConstraint("group", "event_id", name="uq_bus_dead_letters_group_event"),
     Index("ix_bus_dead_letters_status", "group", "status"),
+    Index("ix_bus_dead_letters_correlation", "correlation_id"),  # the message browser's
 )
 
 consumer_dedup = Table(

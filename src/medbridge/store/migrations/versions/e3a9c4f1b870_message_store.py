@@ -1,4 +1,5 @@
-"""message store: one row per message that crossed the edge, its raw body apart
+"""message store: one row per message that crossed the edge, its raw body apart; dead
+letters by correlation
 
 Revision ID: e3a9c4f1b870
 Revises: 5d8f1b3e7a90
@@ -68,8 +69,12 @@ def upgrade() -> None:
         batch_op.create_index(
             "ix_message_bodies_connector_received", ["connector", "received_at"], unique=False
         )
+    with op.batch_alter_table("bus_dead_letters", schema=None) as batch_op:
+        batch_op.create_index("ix_bus_dead_letters_correlation", ["correlation_id"], unique=False)
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("bus_dead_letters", schema=None) as batch_op:
+        batch_op.drop_index("ix_bus_dead_letters_correlation")
     op.drop_table("message_bodies")
     op.drop_table("messages")

@@ -261,11 +261,10 @@ class SqliteAppender:
         rows = [to_row(e, now) for e in events]
         with self._lock, APPEND_SECONDS.time():
             try:
-                conn = self._connection()
-                raw = conn.connection.driver_connection
+                raw = self._connection().connection.driver_connection
                 assert raw is not None
                 if recorded:
-                    return self._append_recorded(conn, raw, events, rows, recorded)
+                    return self._append_recorded(raw, events, rows, recorded)
                 new = self._insert(raw, rows)
                 missing = sorted({e.idempotency_key for e in events} - new.keys())
                 known = self._originals(raw, missing)
@@ -278,7 +277,6 @@ class SqliteAppender:
 
     def _append_recorded(
         self,
-        conn: Connection,
         raw: Any,
         events: Sequence[EventEnvelope[Any]],
         rows: list[dict[str, Any]],
@@ -291,7 +289,7 @@ class SqliteAppender:
             new = self._insert(raw, rows, in_transaction=True)
             missing = sorted({e.idempotency_key for e in events} - new.keys())
             results = _results(events, new, self._originals(raw, missing))
-            message_store.write_driver(conn, raw, settle(recorded, events, results))
+            message_store.write_sqlite(raw, settle(recorded, events, results))
             raw.execute("COMMIT")
         except BaseException:
             if raw.in_transaction:

@@ -4,7 +4,9 @@ and keep the row.
 
 Every search runs newest first on the keyset (received_at, id): each filter has an index that
 ends in those two columns, so a filtered page is an index range read on SQLite and
-PostgreSQL alike, however many rows are stored.
+PostgreSQL alike, however many rows are stored. Each index costs the hot path about 3 us a
+message on SQLite (measured): there is none on ``idempotency_key`` (only an exception's
+replay looks it up, among the parked rows of ``ix_messages_status``).
 """
 
 from __future__ import annotations
@@ -42,7 +44,6 @@ messages = Table(
     Index("ix_messages_protocol", "protocol", "received_at", "id"),
     Index("ix_messages_facility", "facility", "received_at", "id"),
     Index("ix_messages_correlation", "correlation_id"),
-    Index("ix_messages_idempotency", "idempotency_key"),
 )
 
 message_bodies = Table(

@@ -28,7 +28,6 @@ _INDEXES = (
     ("ix_messages_protocol", ["protocol", "received_at", "id"]),
     ("ix_messages_facility", ["facility", "received_at", "id"]),
     ("ix_messages_correlation", ["correlation_id"]),
-    ("ix_messages_idempotency", ["idempotency_key"]),
 )
 
 

@@ -72,6 +72,10 @@ class CxmlExchange:
     def receive(self, raw: bytes) -> Answer:
         """Receive one cXML request; recorded as a message with the Response it was
         answered (a refused one too: its sender is unknown until authenticated)."""
+        return self.receive_recorded(raw)[0]
+
+    def receive_recorded(self, raw: bytes) -> tuple[Answer, MessageRecord]:
+        """``receive``, and the request's message record."""
         record = MessageRecord(
             protocol="cxml",
             connector="cxml",
@@ -81,7 +85,7 @@ class CxmlExchange:
         given = self._receive(raw, record)
         if record.status is None:  # not written with the request: a resend, a refusal
             self.inbox.record(record, given)
-        return given
+        return given, record
 
     def _receive(self, raw: bytes, record: MessageRecord) -> Answer:
         try:

@@ -16,12 +16,14 @@ from sqlalchemy import Engine
 
 from medbridge.bus.group_commit import Appender, GroupCommit
 from medbridge.bus.port import AppendResult, Bus
+from medbridge.bus.recorded import Recorded, settle
 from medbridge.canonical.events import EventEnvelope
 from medbridge.canonical.messages import MessageRecord
 from medbridge.canonical.movements import StockMovement
 from medbridge.masterdata.repository import MasterDataRepository
 from medbridge.masterdata.validation import FieldProblem, ResolvedMovements, check_current
 from medbridge.observability import metrics
+from medbridge.store import messages as message_store
 
 
 @dataclass(frozen=True)
@@ -111,7 +113,9 @@ class MovementIntake:
         envelopes = self.prepare(submissions, source, facilities, message)
         if message is not None and isinstance(self.appender, GroupCommit):
             return self.accepted(submissions, self.appender.append(envelopes, message))
-        return self.accepted(submissions, self.appender.append(envelopes))
+        results = self.appender.append(envelopes)
+        self._record_after(envelopes, results, message)
+        return self.accepted(submissions, results)
 
     async def submit_async(
         self,
@@ -128,7 +132,19 @@ class MovementIntake:
         else:
             loop = asyncio.get_running_loop()
             results = await loop.run_in_executor(None, self.appender.append, envelopes)
+            self._record_after(envelopes, results, message)
         return self.accepted(submissions, results)
+
+    def _record_after(
+        self,
+        envelopes: Sequence[EventEnvelope[StockMovement]],
+        results: Sequence[AppendResult],
+        message: MessageRecord | None,
+    ) -> None:
+        """Without a group commit (a bare log): the message's row after its events."""
+        if message is not None:
+            settle([Recorded(message, 0, len(envelopes))], envelopes, results)
+            message_store.MessageRecorder(self.engine).write([message])
 
     def prepare(
         self,

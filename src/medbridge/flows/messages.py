@@ -4,8 +4,9 @@ reprocessed exactly once in effect. The API (``api/messages.py``) and the web co
 this one service; its interface is stable:
 
 ``MessageBrowser(engine, reprocessors=None, *, max_reprocess=1000)``
-    ``reprocessors``: per connector name (``hl7v2``, ``fhir`` ...), what feeds a stored raw
-    message back through that connector's inbound path (``Reprocessor``).
+    ``reprocessors``: per connector name (``hl7v2``, ``fhir``, ``x12``, ``x12-folder``,
+    ``cxml``), what feeds a stored raw message back through that connector's inbound path
+    (``Reprocessor``; ``runtime.processes.message_browser`` wires them).
 
 ``search(filters: MessageFilter, after: str | None = None, limit: int = 50) -> MessagePage``
     Newest first on the keyset (received_at, id); ``after`` is the previous page's
@@ -24,13 +25,28 @@ this one service; its interface is stable:
     Feeds each stored raw message (oldest first; ids OR filters; at most ``max_reprocess``)
     back through its connector's inbound path, where its idempotency key is derived from
     the message again, so it is the original key: an applied message comes back
-    ``duplicate``, a parked or refused one is applied once its cause is fixed. Each
-    attempt writes a new message row (``new_message_id``) and one audit row
-    (``message.reprocess``, by ``actor``, with the reason and the outcome). A message whose
-    body was pruned, or whose connector has no reprocessor, is ``skipped`` with the reason.
+    ``duplicate``, a parked or refused one is applied once its cause is fixed (a parked
+    one's rows then say ``applied``). Each attempt writes a new message row
+    (``new_message_id``) through its connector's path, then one audit row
+    (``message.reprocess``, by ``actor``, with the reason and the outcome) in a transaction
+    of its own. A message whose body was pruned, outbound, or whose connector has no
+    reprocessor is ``skipped`` with the reason; one its connector failed on is ``failed``.
 
-Errors: ``InvalidCursor`` (a cursor not made here), ``ReprocessRefused`` (no reason, no
-selection, or neither/both of ids and filters) — each names the field at fault in ``field``.
+What they answer (frozen dataclasses):
+
+- ``MessagePage(items: list[MessageSummary], next_cursor: str | None)``
+- ``MessageSummary``: id, received_at, direction, protocol, connector, sender,
+  message_type, control_id, business_key, facility, status (as stored), dead_lettered,
+  correlation_id, idempotency_key, event_count, error; ``effective_status`` is
+  ``dead_lettered`` when a dead letter waits, else ``status``.
+- ``MessageDetail(message, raw, media_type, ack, events: list[EventView],
+  dead_letters: list[DeadLetterView], trace_path)``; ``raw`` None once pruned.
+- ``ReprocessReport(selected, outcomes: list[ReprocessOutcome])`` with ``counts()``;
+  ``ReprocessOutcome(message_id, outcome, new_message_id, detail)``.
+
+Errors: ``BrowserError`` is the root, with ``field`` naming the input at fault:
+``InvalidCursor`` (``after``: a cursor not made here), ``ReprocessRefused`` (``reason``
+blank; ``ids`` empty, too many, or given with filters or neither), a ``limit`` out of range.
 """
 
 from __future__ import annotations
@@ -166,7 +182,7 @@ class ReprocessReport:
 class Reprocessor(Protocol):
     """Feeds ``raw`` (as stored, of ``media_type``) back through a connector's inbound path,
     as if ``original`` had come again; returns the new attempt's record (None: not
-    recorded). ``flows.message_reprocessors`` has HL7 v2's and FHIR's."""
+    recorded). ``flows.message_reprocessors`` has HL7 v2's, FHIR's, X12's and cXML's."""
 
     def __call__(
         self, raw: str, media_type: str, original: MessageSummary
@@ -183,6 +199,7 @@ _HL7_MASKED = {
     "IN1": {16, 18, 19, 36, 49},
     "IN2": set(range(1, 80)),
     "MRG": set(range(1, 8)),
+    "PV1": {19, 50},  # visit number, alternate visit id
 }
 """Per segment, the fields naming, locating or identifying a patient (or kin, guarantor,
 insured): names, birth date, address, phone, identifiers, account and licence numbers."""
@@ -342,6 +359,16 @@ class MessageBrowser:
         with self.reader.connect() as conn:
             return store.count(conn, filters)
 
+    def _applied(self, row: Any, record: MessageRecord | None) -> None:
+        """A parked message applied by its reprocess: its parked rows say applied now (its
+        exception, if still open, replays as a duplicate)."""
+        if record is None or not row.idempotency_key or not record.correlation_id:
+            return
+        with self.engine.begin() as conn:
+            store.applied_after_park(
+                conn, row.idempotency_key, record.correlation_id, record.event_count
+            )
+
     def reprocess(
         self,
         *,
@@ -400,6 +427,8 @@ class MessageBrowser:
                 outcome = ReprocessOutcome(message_id, "failed", detail=str(error)[:500])
             else:
                 status = str(record.status) if record and record.status else "unrecorded"
+                if row.status == MessageStatus.PARKED and status == MessageStatus.APPLIED:
+                    self._applied(row, record)
                 outcome = ReprocessOutcome(
                     message_id,
                     status,

@@ -66,6 +66,12 @@ class X12Exchange:
         (the ISA sender must then be that partner). ``client``: the API client that posted it
         (a partner bound to another client refuses it). Recorded as a message (``x12``; from
         a folder, connector ``x12-folder``), with the 997 or the refusal it was answered."""
+        return self.receive_recorded(raw, partner=partner, client=client)[0]
+
+    def receive_recorded(
+        self, raw: bytes, *, partner: TradingPartner | None = None, client: str | None = None
+    ) -> tuple[Answer, MessageRecord]:
+        """``receive``, and the interchange's message record."""
         record = MessageRecord(
             protocol="x12",
             connector="x12-folder" if partner is not None else "x12",
@@ -76,7 +82,7 @@ class X12Exchange:
         given = self._receive(raw, partner, client, record)
         if record.status is None:  # not written with the interchange: a resend, a refusal
             self.inbox.record(record, given)
-        return given
+        return given, record
 
     def _receive(
         self,

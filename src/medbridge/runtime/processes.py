@@ -53,7 +53,12 @@ from medbridge.domain.alerts import Rule
 from medbridge.flows.alerts import AlertMonitor
 from medbridge.flows.demand import DemandRecorder
 from medbridge.flows.erp_posting import ErpPosting
-from medbridge.flows.message_reprocessors import FhirReprocessor, Hl7Reprocessor
+from medbridge.flows.message_reprocessors import (
+    CxmlReprocessor,
+    FhirReprocessor,
+    Hl7Reprocessor,
+    X12Reprocessor,
+)
 from medbridge.flows.messages import MessageBrowser, Reprocessor
 from medbridge.flows.retention import MessageRetention, retention_ages
 from medbridge.governance.limits import RateLimits
@@ -246,6 +251,10 @@ def message_browser(mb: Root, svc: Services) -> MessageBrowser:
     """The message browser, with the inbound paths a stored message is fed back through."""
     hl7 = Hl7Receiver(mb.inbound, DemandRecorder(mb.bus), hl7_config(mb.settings))
     reprocessors: dict[str, Reprocessor] = {"hl7v2": Hl7Reprocessor(hl7)}
+    if svc.x12 is not None:  # a folder's interchange goes back the API's way
+        reprocessors["x12"] = reprocessors["x12-folder"] = X12Reprocessor(svc.x12)
+    if svc.cxml is not None:
+        reprocessors["cxml"] = CxmlReprocessor(svc.cxml)
     try:
         fhir = FhirReceiver(mb.inbound, AtomicIntake(svc), fhir_config(mb))
     except ValidationError as error:  # the FHIR routes answer 503 for it too

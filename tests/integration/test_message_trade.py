@@ -18,6 +18,7 @@ from medbridge.canonical.partners import OwnIdentity, TradingPartner
 from medbridge.connectors.tryton.fake import FakeErp
 from medbridge.flows.erp_posting import ErpPosting, ErpPostingPolicy
 from medbridge.flows.messages import MessageBrowser
+from medbridge.flows.workflows import ReceiptRefused, submit_receipt
 from medbridge.store import ledger as ledger_store
 from medbridge.store.tables import trade_interchanges
 from paths import SAMPLES
@@ -135,3 +136,23 @@ def replace_account(line: JournalLine) -> JournalLine:
     if line.account == "5100-H1":
         return line.model_copy(update={"account": "9999-H1"})
     return line
+
+
+def test_a_dock_receipt_is_recorded_even_when_refused(medbridge: MedBridge) -> None:
+    with pytest.raises(ReceiptRefused):
+        submit_receipt(
+            medbridge.engine,
+            "PO-NONE",
+            shipment_id="SH-1",
+            lines=[{"line": 1, "quantity": "5"}],
+            received_by="dock-1",
+        )
+    [row] = MessageBrowser(medbridge.engine).search(MessageFilter(protocol="scan")).items
+    assert (row.status, row.control_id, row.business_key, row.sender) == (
+        "refused",
+        "SH-1",
+        "PO-NONE",
+        "dock-1",
+    )
+    assert row.error is not None
+    assert "no purchase order" in row.error

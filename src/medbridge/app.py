@@ -58,6 +58,7 @@ from medbridge.runtime.workflows import ROUTER, build_workflows
 from medbridge.settings import Settings
 from medbridge.store import migrate
 from medbridge.store.db import create_db_engine
+from medbridge.store.messages import MessageRecorder
 from medbridge.store.work_items import WorkItem
 
 ADMIN_CLIENT = "admin"
@@ -100,7 +101,7 @@ class MedBridge:
         ledger = LedgerPosting(engine, masterdata)
         retry = policies.ledger_retry(settings)
         size = settings.consumer_batch_size
-        group_commit = GroupCommit(bus)
+        group_commit = GroupCommit(bus, recorder=MessageRecorder(engine))
         intake = MovementIntake(engine, bus, masterdata, group_commit)
         clients = ClientRegistry(engine)
         scopes = SenderScopes(clients, settings.sender_clients)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Annotated
@@ -19,12 +20,13 @@ from medbridge.flows.erp_posting import requeue
 from medbridge.flows.erp_sync import sync_from_erp
 from medbridge.flows.inbound import ExceptionNotOpen
 from medbridge.flows.reconciliation import reconcile_period
+from medbridge.flows.retention import EVERY_CONNECTOR
 from medbridge.flows.work_queue import TaskError
 from medbridge.governance.clients import Role
 from medbridge.masterdata.repository import CrossReferences
 from medbridge.observability.logging import configure_logging
 from medbridge.runtime.processes import Role as Process
-from medbridge.runtime.processes import serve_background, serve_http
+from medbridge.runtime.processes import message_retention, serve_background, serve_http
 from medbridge.runtime.tuning import tune_interpreter
 from medbridge.settings import Settings
 from medbridge.store import audit as audit_store
@@ -59,6 +61,8 @@ snapshot_app = typer.Typer(help="Nightly inventory snapshots (flat files).", no_
 app.add_typer(snapshot_app, name="snapshot")
 audit_app = typer.Typer(help="The hash-chained audit log of changes.", no_args_is_help=True)
 app.add_typer(audit_app, name="audit")
+messages_app = typer.Typer(help="The message store: retention of raw bodies.", no_args_is_help=True)
+app.add_typer(messages_app, name="messages")
 
 console = Console()
 
@@ -588,3 +592,49 @@ def audit_list(
 
 if __name__ == "__main__":
     app()
+
+
+@messages_app.command("prune")
+def messages_prune(
+    older_than_days: Annotated[
+        float | None,
+        typer.Option(help="Prune bodies older than this, every connector (default: settings)."),
+    ] = None,
+    connector: Annotated[
+        str | None, typer.Option(help="Only this connector (with --older-than-days).")
+    ] = None,
+    archive: Annotated[
+        Path | None, typer.Option(help="Archive bodies here first (default: settings).")
+    ] = None,
+) -> None:
+    """Prune raw message bodies past their retention (archived first if configured), in
+    bounded rounds until none is left; rows, events, ledger and journals are kept."""
+    mb = _build()
+    retention = message_retention(mb)
+    if older_than_days is not None:
+        if older_than_days <= 0:
+            console.print("[red]--older-than-days must be > 0[/red]")
+            raise typer.Exit(2)
+        retention.ages = {connector or EVERY_CONNECTOR: timedelta(days=older_than_days)}
+    elif connector is not None:
+        console.print("[red]--connector needs --older-than-days[/red]")
+        raise typer.Exit(2)
+    if archive is not None:
+        retention.archive_dir = archive
+    if not retention.ages:
+        console.print("no retention configured (MEDBRIDGE_MESSAGE_RETENTION_DAYS): nothing pruned")
+        return
+    pruned: dict[str, int] = {}
+    files = 0
+    while True:
+        report = retention.prune_once()
+        for name, count in report.pruned.items():
+            pruned[name] = pruned.get(name, 0) + count
+        files += len(report.archived)
+        if report.complete:
+            break
+    total = sum(pruned.values())
+    detail = ", ".join(f"{name} {count}" for name, count in sorted(pruned.items()))
+    console.print(
+        f"{total} body(ies) pruned{f' ({detail})' if detail else ''}; {files} archive file(s)"
+    )

@@ -346,6 +346,28 @@ class Settings(BaseSettings):
     alert_smtp_recipients: list[str] = []
     """The largest request body any route takes (413 beyond)."""
 
+    # --- the message store's retention (flows.retention) -----------------------------------
+    message_retention_days: dict[str, float] = {}
+    """Days a raw message body is kept, per connector (``hl7v2``, ``fhir``, ``x12`` ...);
+    ``"*"`` for every connector not named. Unset: bodies are kept. The message's row, its
+    events, the ledger and the journals are always kept."""
+    message_archive_dir: Path | None = None
+    """Where bodies are archived before they are pruned (gzip JSON lines, one file per
+    batch, under ``<dir>/<connector>/``); unset: pruned without an archive."""
+    message_prune_interval: float = Field(default=3600.0, gt=0)
+    message_prune_batch: int = Field(default=1000, ge=1, le=50_000)
+    """Bodies per pruning transaction (short: ingest never waits long for the lock)."""
+    message_prune_max_batches: int = Field(default=100, ge=1)
+    """Batches per pruning round, at most (a round is bounded; the next one continues)."""
+
+    @field_validator("message_retention_days")
+    @classmethod
+    def _retention_positive(cls, value: dict[str, float]) -> dict[str, float]:
+        for connector, days in value.items():
+            if days <= 0:
+                raise ValueError(f"message_retention_days[{connector!r}] must be > 0")
+        return value
+
     @field_validator("client_rate_limits")
     @classmethod
     def _rate_limits(cls, value: dict[str, str]) -> dict[str, str]:

@@ -22,6 +22,7 @@ from typer.testing import CliRunner
 
 from medbridge.app import MedBridge
 from medbridge.canonical.base import Money
+from medbridge.canonical.messages import MessageFilter
 from medbridge.canonical.movements import MovementKind, StockMovement
 from medbridge.cli import app as cli
 from medbridge.connectors.flatfile import (
@@ -32,6 +33,7 @@ from medbridge.connectors.flatfile import (
     WatchedFolder,
 )
 from medbridge.flows.intake import Submission
+from medbridge.flows.messages import MessageBrowser
 from medbridge.flows.stock_snapshots import SnapshotReconciler
 from medbridge.settings import Settings
 from medbridge.store import ledger as ledger_store
@@ -309,3 +311,21 @@ def test_cli_reconciles_a_snapshot_file(
     unknown = runner.invoke(cli, ["snapshot", "reconcile", str(path), "--source", "x"], env=env)
     assert unknown.exit_code == 2
     assert "known: legacy" in unknown.output
+
+
+def test_each_snapshot_file_is_a_message(seeded: MedBridge, tmp_path: Path) -> None:
+    rec = reconciler(seeded, emit=True)
+    path = write(tmp_path, "snap.csv", PLANTED)
+    rec.reconcile(path)
+    rec.reconcile(path)  # the same adjustments again: a duplicate
+    with pytest.raises(SnapshotRefused):
+        rec.reconcile(write(tmp_path, "bad.csv", b"ITEM,STORE\n"))
+    found = MessageBrowser(seeded.engine).search(MessageFilter(protocol="flatfile")).items
+    assert [(m.control_id, m.status) for m in found] == [
+        ("bad.csv", "refused"),
+        ("snap.csv", "duplicate"),
+        ("snap.csv", "applied"),
+    ]
+    assert found[2].sender == "legacy"
+    assert found[2].event_count == 3
+    assert found[0].error

@@ -36,6 +36,7 @@ PATH_VALUES = {
     "entry_id": "JE-unknown",
     "item_id": "1",
     "reference": "PO00000001",
+    "message_id": "unknown",
 }
 NOW = "2026-11-20T09:30:00+00:00"
 

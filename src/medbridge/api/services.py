@@ -13,6 +13,7 @@ from medbridge.canonical.erp import ErpPort
 from medbridge.flows.cxml_exchange import CxmlExchange
 from medbridge.flows.inbound import InboundIntake
 from medbridge.flows.intake import MovementIntake
+from medbridge.flows.messages import MessageBrowser
 from medbridge.flows.work_queue import WorkQueues
 from medbridge.flows.x12_exchange import X12Exchange
 from medbridge.governance.clients import ClientRegistry
@@ -32,3 +33,4 @@ class Services:
     x12: X12Exchange | None = None
     cxml: CxmlExchange | None = None
     work_queues: WorkQueues | None = None
+    messages: MessageBrowser | None = None  # None: GET /v1/messages answers 503

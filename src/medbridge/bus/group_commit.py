@@ -22,6 +22,14 @@ Promises, stated:
   the second caller is told ``duplicate`` with the original's id.
 - Order: callers are committed in the order they were queued; a caller's events stay in the
   order given (per-key order is the log's partition order).
+- Messages: a caller may hand the record of the message its events came from
+  (``canonical.messages.MessageRecord``); its row is written in the transaction of the batch
+  when the log is in the database (``SqlBus.append_recorded``), so that a message is never
+  applied without its row nor recorded applied without its events. With a log elsewhere
+  (JetStream) the rows are written by ``recorder`` after the log stored the events and before
+  any caller of the batch is released; a crash between the two loses those rows (never the
+  events), and a failure to write them is logged, not the callers'. A record without events
+  (a refusal) is written with the batch; its caller need not wait.
 """
 
 from __future__ import annotations
@@ -37,7 +45,9 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from medbridge.bus.port import AppendResult, BusError, BusUnavailable
+from medbridge.bus.recorded import Recorded, RecordingLog, RowWriter, settle
 from medbridge.canonical.events import EventEnvelope
+from medbridge.canonical.messages import MessageRecord
 from medbridge.observability import metrics
 from medbridge.observability.logging import get_logger
 
@@ -60,6 +70,7 @@ class _Request:
     """A thread's future; or, for an event-loop caller:"""
     loop: asyncio.AbstractEventLoop | None = None
     waiter: asyncio.Future[list[AppendResult]] | None = None
+    record: MessageRecord | None = None
 
 
 def _settle_on_loop(pairs: list[tuple[asyncio.Future[list[AppendResult]], Outcome]]) -> None:
@@ -85,8 +96,10 @@ class GroupCommit:
         name: str = "group-commit",
         idle_exit: float = 5.0,
         clock: Callable[[], float] = time.monotonic,
+        recorder: RowWriter | None = None,
     ) -> None:
         self.log, self.max_events, self.linger, self.name = log_, max_events, linger, name
+        self.recorder = recorder
         self.idle_exit = idle_exit
         self._clock = clock
         self._queue: queue.SimpleQueue[_Request | None] = queue.SimpleQueue()
@@ -96,22 +109,25 @@ class GroupCommit:
 
     # --- callers ---------------------------------------------------------------------------
 
-    def submit(self, events: Sequence[EventEnvelope[Any]]) -> Future[list[AppendResult]]:
-        """Queue ``events`` (one caller's all-or-nothing unit); the future resolves once they
-        are committed (or raises what the log raised)."""
+    def submit(
+        self, events: Sequence[EventEnvelope[Any]], record: MessageRecord | None = None
+    ) -> Future[list[AppendResult]]:
+        """Queue ``events`` (one caller's all-or-nothing unit) and the ``record`` of their
+        message; the future resolves once they are committed (or raises what the log
+        raised)."""
         future: Future[list[AppendResult]] = Future()
-        if not events:
+        if not events and record is None:
             future.set_result([])
             return future
         if self._closed:
             future.set_exception(BusUnavailable("the writer is stopped"))
             return future
-        self._queue.put(_Request(events, future))
+        self._queue.put(_Request(events, future, record=record))
         self._ensure_started()
         return future
 
     def submit_async(
-        self, events: Sequence[EventEnvelope[Any]]
+        self, events: Sequence[EventEnvelope[Any]], record: MessageRecord | None = None
     ) -> asyncio.Future[list[AppendResult]]:
         """``submit`` for a caller on an event loop (call it on the loop): the waiters of one
         batch on one loop are settled together, with one wake-up of the loop, not one per
@@ -119,18 +135,30 @@ class GroupCommit:
         listener's system time)."""
         loop = asyncio.get_running_loop()
         waiter: asyncio.Future[list[AppendResult]] = loop.create_future()
-        if not events:
+        if not events and record is None:
             waiter.set_result([])
         elif self._closed:
             waiter.set_exception(BusUnavailable("the writer is stopped"))
         else:
-            self._queue.put(_Request(events, loop=loop, waiter=waiter))
+            self._queue.put(_Request(events, loop=loop, waiter=waiter, record=record))
             self._ensure_started()
         return waiter
 
-    def append(self, events: Sequence[EventEnvelope[Any]]) -> list[AppendResult]:
+    def append(
+        self, events: Sequence[EventEnvelope[Any]], record: MessageRecord | None = None
+    ) -> list[AppendResult]:
         """``submit`` and wait: the ``Appender`` protocol, for threads."""
-        return self.submit(events).result()
+        return self.submit(events, record).result()
+
+    def flush(self, timeout: float = 10.0) -> None:
+        """Wait until everything queued before this call is committed (batches commit in
+        queue order): e.g. the records of refusals, which nobody waits for."""
+        if self._closed:
+            return
+        future: Future[list[AppendResult]] = Future()
+        self._queue.put(_Request([], future))
+        self._ensure_started()
+        future.result(timeout)
 
     def close(self, timeout: float = 10.0) -> None:
         """Commit what is queued, then stop the writer."""
@@ -185,10 +213,32 @@ class GroupCommit:
                 size += len(item.events)
             self._commit(batch)
 
+    def _append(
+        self, events: list[EventEnvelope[Any]], recorded: list[Recorded]
+    ) -> list[AppendResult]:
+        if not recorded:
+            return self.log.append(events)
+        if isinstance(self.log, RecordingLog):
+            return self.log.append_recorded(events, recorded)
+        results = self.log.append(events) if events else []
+        if self.recorder is not None:
+            try:
+                self.recorder.write(settle(recorded, events, results))
+            except Exception as error:  # the events are stored: their callers are answered
+                log.error(
+                    "group_commit.messages_not_recorded", count=len(recorded), error=str(error)
+                )
+        return results
+
     def _commit(self, batch: list[_Request]) -> None:
         events = [e for r in batch for e in r.events]
+        recorded, at = [], 0
+        for r in batch:
+            if r.record is not None:
+                recorded.append(Recorded(r.record, at, len(r.events)))
+            at += len(r.events)
         try:
-            results = self.log.append(events)
+            results = self._append(events, recorded)
         except BusUnavailable as error:
             self._settle([(r, error) for r in batch])
             return

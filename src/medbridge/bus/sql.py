@@ -29,8 +29,10 @@ from medbridge.bus.port import (
     DeadLetterStore,
     trace_parent,
 )
+from medbridge.bus.recorded import Recorded, settle
 from medbridge.canonical.events import EventEnvelope
 from medbridge.observability.metrics import APPEND_SECONDS
+from medbridge.store import messages as message_store
 from medbridge.store.sql import chunks, upsert
 from medbridge.store.tables import bus_events, bus_positions
 
@@ -80,10 +82,17 @@ class SqlBus(Bus):
         self._sqlite = SqliteAppender(engine)
 
     def append(self, events: Sequence[EventEnvelope[Any]]) -> list[AppendResult]:
-        if not events:
+        return self.append_recorded(events, ())
+
+    def append_recorded(
+        self, events: Sequence[EventEnvelope[Any]], recorded: Sequence[Recorded]
+    ) -> list[AppendResult]:
+        """``append``, and the rows of the messages ``recorded`` in the same transaction
+        (each settled from its events' results: ``bus.recorded.settle``)."""
+        if not events and not recorded:
             return []
         if self.engine.dialect.name == "sqlite":
-            return self._sqlite.append(events, self._row)
+            return self._sqlite.append(events, self._row, recorded)
         try:
             with APPEND_SECONDS.time(), self.engine.begin() as conn:
                 if conn.dialect.name == "postgresql":
@@ -120,12 +129,14 @@ class SqlBus(Bus):
                     inserted = conn.execute(stmt, fresh).all()
                 else:
                     inserted = []
+                new = {r.idempotency_key: (r.id, r.seq, r.correlation_id) for r in inserted}
+                results = _results(events, new, known)
+                message_store.write(conn, settle(recorded, events, results))
         except OperationalError as error:
             raise BusUnavailable(f"event log unavailable: {error.orig}") from error
         except DBAPIError as error:  # e.g. a constraint violation: the batch was rolled back
             raise BusError(f"event log refused the batch: {error.orig}") from error
-        new = {r.idempotency_key: (r.id, r.seq, r.correlation_id) for r in inserted}
-        return _results(events, new, known)
+        return results
 
     def _row(self, event: EventEnvelope[Any], now: datetime) -> dict[str, Any]:
         return {
@@ -263,6 +274,7 @@ class SqliteAppender:
         self,
         events: Sequence[EventEnvelope[Any]],
         to_row: Callable[[EventEnvelope[Any], datetime], dict[str, Any]],
+        recorded: Sequence[Recorded] = (),
     ) -> list[AppendResult]:
         now = datetime.now(UTC)
         rows = [to_row(e, now) for e in events]
@@ -270,6 +282,8 @@ class SqliteAppender:
             try:
                 raw = self._connection().connection.driver_connection
                 assert raw is not None
+                if recorded:
+                    return self._append_recorded(raw, events, rows, recorded)
                 new = self._insert(raw, rows)
                 missing = sorted({e.idempotency_key for e in events} - new.keys())
                 known = self._originals(raw, missing)
@@ -280,12 +294,36 @@ class SqliteAppender:
                 raise BusError(f"event log refused the batch: {error}") from error
         return _results(events, new, known)
 
-    def _insert(self, raw: Any, rows: list[dict[str, Any]]) -> dict[str, tuple[str, int, str]]:
+    def _append_recorded(
+        self,
+        raw: Any,
+        events: Sequence[EventEnvelope[Any]],
+        rows: list[dict[str, Any]],
+        recorded: Sequence[Recorded],
+    ) -> list[AppendResult]:
+        """The events and the rows of their messages in ONE transaction: a message is never
+        applied without its row, nor has a row without its events."""
+        raw.execute("BEGIN IMMEDIATE")
+        try:
+            new = self._insert(raw, rows, in_transaction=True)
+            missing = sorted({e.idempotency_key for e in events} - new.keys())
+            results = _results(events, new, self._originals(raw, missing))
+            message_store.write_sqlite(raw, settle(recorded, events, results))
+            raw.execute("COMMIT")
+        except BaseException:
+            if raw.in_transaction:
+                raw.execute("ROLLBACK")
+            raise
+        return results
+
+    def _insert(
+        self, raw: Any, rows: list[dict[str, Any]], *, in_transaction: bool = False
+    ) -> dict[str, tuple[str, int, str]]:
         """One statement, its own transaction (autocommit: one call into SQLite, and one
         wait for the GIL after the fsync, not three); a batch too large for one statement
         runs in an explicit transaction."""
         new: dict[str, tuple[str, int, str]] = {}
-        single = len(rows) <= PER_STATEMENT
+        single = len(rows) <= PER_STATEMENT or in_transaction
         if not single:
             raw.execute("BEGIN IMMEDIATE")
         try:

@@ -22,6 +22,7 @@ from uuid import UUID
 from pydantic import AwareDatetime, Field
 
 from medbridge.canonical.base import CanonicalModel, Code, Money
+from medbridge.canonical.messages import MessageRecord
 from medbridge.canonical.movements import MovementKind
 
 
@@ -103,7 +104,9 @@ class InboundSink(Protocol):
     idempotency key. Returns only once the outcome is durable (appended, or parked), or
     ``REFUSED`` (nothing stored) for a movement of a facility the sender may not post for.
     ``sender``: the API client the connection is bound to (an MLLP source address), beside
-    whatever the ``source`` itself is bound to."""
+    whatever the ``source`` itself is bound to. ``message``: the record of the message for
+    the message store, written with the outcome (applied, duplicate, parked); a ``REFUSED``
+    one the connector records itself (``canonical.messages.MessageLog``), with its NAK."""
 
     def receive(
         self,
@@ -113,6 +116,7 @@ class InboundSink(Protocol):
         idempotency_key: str,
         correlation_id: UUID | None = None,
         sender: str | None = None,
+        message: MessageRecord | None = None,
     ) -> InboundReceipt: ...
 
 
@@ -129,4 +133,5 @@ class AsyncInboundSink(Protocol):
         idempotency_key: str,
         correlation_id: UUID | None = None,
         sender: str | None = None,
+        message: MessageRecord | None = None,
     ) -> InboundReceipt: ...

@@ -23,6 +23,7 @@ from datetime import UTC, datetime
 import httpx
 from sqlalchemy import Connection
 
+from medbridge.canonical.messages import MessageRecord
 from medbridge.canonical.partners import OwnIdentity, PartnerDirectory, TradingPartner
 from medbridge.canonical.trade import OrderDocument
 from medbridge.connectors.cxml import (
@@ -38,6 +39,7 @@ from medbridge.connectors.cxml import (
 )
 from medbridge.flows.trade import Answer, ChannelError, ReceivedDocument, SendReceipt, TradeInbox
 from medbridge.observability.logging import get_logger
+from medbridge.store.messages import MAX_BODY_CHARS
 
 log = get_logger(__name__)
 
@@ -68,11 +70,31 @@ class CxmlExchange:
         return Answer(error.status, body.decode())
 
     def receive(self, raw: bytes) -> Answer:
+        """Receive one cXML request; recorded as a message with the Response it was
+        answered (a refused one too: its sender is unknown until authenticated)."""
+        return self.receive_recorded(raw)[0]
+
+    def receive_recorded(self, raw: bytes) -> tuple[Answer, MessageRecord]:
+        """``receive``, and the request's message record."""
+        record = MessageRecord(
+            protocol="cxml",
+            connector="cxml",
+            raw=raw[:MAX_BODY_CHARS].decode("utf-8", "replace"),
+            media_type="text/xml",
+        )
+        given = self._receive(raw, record)
+        if record.status is None:  # not written with the request: a resend, a refusal
+            self.inbox.record(record, given)
+        return given, record
+
+    def _receive(self, raw: bytes, record: MessageRecord) -> Answer:
         try:
             envelope = parse_envelope(raw, max_bytes=self.max_bytes)
+            record.control_id = envelope.payload_id[:200]
             partner = self._authenticate(envelope)
         except CxmlError as error:
             return self._refuse(error)
+        record.sender = partner.code
         key = f"cxml:{partner.code}:{envelope.payload_id}"
         answered = self.inbox.answered(key)
         if answered is not None:
@@ -81,6 +103,7 @@ class CxmlExchange:
             message = parse(raw, max_bytes=self.max_bytes)
         except CxmlError as error:
             return self._refuse(error)
+        record.message_type = str(message.kind)
 
         def answer(_conn: Connection) -> Answer:
             body = render_response(
@@ -94,6 +117,7 @@ class CxmlExchange:
             interchange_key=key,
             documents=[ReceivedDocument(message.document, key)],
             answer=answer,
+            message=record,
         )
 
     def _authenticate(self, envelope: CxmlEnvelope) -> TradingPartner:

@@ -15,6 +15,10 @@ is declared here, not improvised:
   answered, so the circuit notes a success.
 - any other error: pending with backoff, failed after ``retry.max_attempts``.
 
+Every call that ends (posted, rejected) is an outbound message of the message store
+(``acknowledged`` with the ERP's move, ``failed`` with the reason), written in the
+transaction of its outcome; retried calls are not.
+
 Exactly once: ``post_journal_entry`` is idempotent by ``entry_id`` in the ERP (the port's
 contract), so a lost answer, a crash after the call, or a lease that expired only leads to a
 repeat call that finds the move already there.
@@ -34,7 +38,7 @@ from datetime import UTC, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 from prometheus_client import Counter, Gauge
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine
 
 from medbridge.bus.outbound import BreakerState, CircuitBreaker, RateLimiter
 from medbridge.bus.port import RetryPolicy
@@ -46,10 +50,12 @@ from medbridge.canonical.erp import (
     ErpUnavailable,
 )
 from medbridge.canonical.finance import JournalEntry
+from medbridge.canonical.messages import Direction, MessageRecord, MessageStatus
 from medbridge.observability import tracing
 from medbridge.observability.logging import get_logger
 from medbridge.store import erp_circuits, erp_postings
 from medbridge.store import ledger as ledger_store
+from medbridge.store import messages as message_store
 
 log = get_logger(__name__)
 
@@ -249,6 +255,7 @@ class ErpPosting:
             )
             with self.engine.begin() as conn:
                 erp_postings.mark_failed(conn, entry.entry_id, reason)
+                self._record(conn, entry, MessageStatus.FAILED, error=reason)
             self._outcomes["failed"].inc()
             log.warning("erp.posting_rejected", entry_id=entry.entry_id, reason=reason)
             tracing.annotate(**{"medbridge.erp.outcome": "rejected", "error.type": _name(error)})
@@ -260,6 +267,9 @@ class ErpPosting:
         self.breaker.success()
         with self.engine.begin() as conn:
             erp_postings.mark_posted(conn, entry.entry_id, ref.erp_id, self._now())
+            found = "created" if ref.created else "found already posted"
+            ack = f"{self.policy.erp_name} move {ref.erp_id} ({found})"
+            self._record(conn, entry, MessageStatus.ACKNOWLEDGED, ack=ack)
         self._outcomes["posted"].inc()
         tracing.annotate(
             **{
@@ -271,6 +281,37 @@ class ErpPosting:
         if not ref.created:
             log.info("erp.posting_found", entry_id=entry.entry_id, erp_id=ref.erp_id)
         return 1
+
+    def _record(
+        self,
+        conn: Connection,
+        entry: JournalEntry,
+        status: MessageStatus,
+        *,
+        ack: str | None = None,
+        error: str | None = None,
+    ) -> None:
+        """The call as an outbound message of the message store, in the transaction of its
+        outcome (acknowledged: the ERP holds the move; failed: it refused the entry)."""
+        facilities = erp_postings.entry_facilities(conn, entry.entry_id)
+        record = MessageRecord(
+            protocol="erp",
+            connector=self.policy.erp_name,
+            raw=entry.model_dump_json(),
+            direction=Direction.OUT,
+            sender=self.policy.erp_name,
+            message_type="journal_entry",
+            control_id=entry.entry_id,
+            business_key=entry.source_event_id,
+            facility=next(iter(facilities)) if len(facilities) == 1 else None,
+            idempotency_key=f"erp:{self.policy.erp_name}:{entry.entry_id}",
+            correlation_id=entry.correlation_id,
+            media_type="application/json",
+            status=status,
+            ack=ack,
+            error=error,
+        )
+        message_store.write(conn, [record])
 
     def _retry(self, entry_id: str, error: Exception, bounded: bool = False) -> int:
         reason = f"{type(error).__name__}: {error}"

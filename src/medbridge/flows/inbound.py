@@ -5,6 +5,12 @@ Every connector calls ``InboundIntake.receive`` with the movements of ONE source
 that message's idempotency key (sending facility + MSH-10, FHIR resource id, GNU Health move
 id ...). The movements are appended as ``<key>#<n>``, so a resent message changes nothing,
 and a parked message replayed after the fix is applied exactly once.
+
+With the message's record (``message=``), the message store gets its row: applied or
+duplicate in the transaction of its events (the group commit), parked in the transaction of
+its exception (and applied there when the exception is replayed). A refusal stores nothing
+else: its connector records it, with the negative acknowledgement, through ``MessageLog``
+(``record_message``), which this class implements.
 """
 
 from __future__ import annotations
@@ -17,7 +23,9 @@ from uuid import UUID
 
 from sqlalchemy import Engine
 
+from medbridge.bus.group_commit import GroupCommit
 from medbridge.canonical.inbound import InboundMovement, InboundOutcome, InboundReceipt
+from medbridge.canonical.messages import MessageRecord, MessageStatus
 from medbridge.canonical.movements import StockMovement
 from medbridge.flows.intake import (
     Accepted,
@@ -30,6 +38,7 @@ from medbridge.masterdata.inbound import InboundResolver, Unmapped
 from medbridge.observability import metrics
 from medbridge.observability.logging import get_logger
 from medbridge.store import exceptions as exception_store
+from medbridge.store import messages as message_store
 
 log = get_logger(__name__)
 
@@ -63,6 +72,7 @@ class InboundIntake:
     ) -> None:
         self.engine, self.intake, self.resolver, self.scopes = engine, intake, resolver, scopes
         self._parking = ThreadPoolExecutor(max_workers=2, thread_name_prefix="inbound-park")
+        self._recorder = message_store.MessageRecorder(engine)
 
     def receive(
         self,
@@ -72,22 +82,24 @@ class InboundIntake:
         idempotency_key: str,
         correlation_id: UUID | None = None,
         sender: str | None = None,
+        message: MessageRecord | None = None,
     ) -> InboundResult:
         """Resolve (from memory) and append through the group commit, or park the message;
         returns once the outcome is durable. A resend of a parked message that resolves by
         now (its codes were mapped) is applied at once; the parked copy then replays as a
-        duplicate."""
+        duplicate. ``message``: its record, written with the outcome (but a refusal's)."""
+        _key(message, source, idempotency_key)
         movements, problems = self.resolver.resolve_current(drafts)
         if not problems:
             submissions = _submissions(movements, idempotency_key, correlation_id)
             try:
                 facilities = self.scope(source, sender)
-                return _outcome(self.intake.submit(submissions, source, facilities))
+                return _outcome(self.intake.submit(submissions, source, facilities, message))
             except MovementsOutsideScope as refused:
                 return _refused(refused)
             except MovementsRejected as rejected:
                 problems = _refusals(rejected)
-        return self._park(drafts, problems, source, idempotency_key)
+        return self._park(drafts, problems, source, idempotency_key, message)
 
     async def receive_async(
         self,
@@ -97,15 +109,17 @@ class InboundIntake:
         idempotency_key: str,
         correlation_id: UUID | None = None,
         sender: str | None = None,
+        message: MessageRecord | None = None,
     ) -> InboundResult:
         """``receive`` on an event loop: resolution and the group commit's wait happen on the
         loop, parking (a write) on a worker thread."""
+        _key(message, source, idempotency_key)
         movements, problems = self.resolver.resolve_current(drafts)
         if not problems:
             submissions = _submissions(movements, idempotency_key, correlation_id)
             try:
                 facilities = self.scope(source, sender)
-                accepted = await self.intake.submit_async(submissions, source, facilities)
+                accepted = await self.intake.submit_async(submissions, source, facilities, message)
                 return _outcome(accepted)
             except MovementsOutsideScope as refused:
                 return _refused(refused)
@@ -113,8 +127,21 @@ class InboundIntake:
                 problems = _refusals(rejected)
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(
-            self._parking, self._park, drafts, problems, source, idempotency_key
+            self._parking, self._park, drafts, problems, source, idempotency_key, message
         )
+
+    # --- MessageLog: what stores nothing else ------------------------------------------------
+
+    def record_message(self, record: MessageRecord) -> object:
+        """Queue ``record`` (settled: a status) for the next group commit; the future of its
+        write is returned, not waited for."""
+        if isinstance(self.intake.appender, GroupCommit):
+            return self.intake.appender.submit([], record)
+        return self._parking.submit(self._recorder.write, [record])
+
+    def record_ack(self, message_id: str, ack: str) -> object:
+        """Set the acknowledgement of a recorded message (a parked one), on a worker thread."""
+        return self._parking.submit(self._recorder.set_ack, message_id, ack)
 
     def scope(self, source: str, sender: str | None = None) -> frozenset[str] | None:
         """The facilities ``source`` (and the client ``sender``, if bound) may post for:
@@ -130,7 +157,12 @@ class InboundIntake:
         return found & bound
 
     def _park(
-        self, drafts: Sequence[InboundMovement], problems: Sequence[Unmapped], source: str, key: str
+        self,
+        drafts: Sequence[InboundMovement],
+        problems: Sequence[Unmapped],
+        source: str,
+        key: str,
+        message: MessageRecord | None = None,
     ) -> InboundResult:
         with self.engine.begin() as conn:
             exception_id, new = exception_store.park(
@@ -141,6 +173,9 @@ class InboundIntake:
                 problems=[p.as_dict() for p in problems],
                 drafts=[d.model_dump(mode="json") for d in drafts],
             )
+            if message is not None:
+                _parked(message, drafts, problems, exception_id)
+                message_store.write(conn, [message])
         if not new:  # parked before: answered as it was then
             return InboundResult(InboundOutcome.EXCEPTION, exception_id=exception_id)
         metrics.stage("inbound", "exception").inc()
@@ -189,6 +224,10 @@ class InboundIntake:
                 actor=actor,
                 action="inbound_exception.replay",
             )
+            if accepted:
+                correlation = str(accepted[0].correlation_id)
+                key = f"{parked.source}:{parked.idempotency_key}"
+                message_store.applied_after_park(conn, key, correlation, len(accepted))
         log.info(
             "inbound.exception_applied", exception_id=exception_id, events=len(result.event_ids)
         )
@@ -208,6 +247,26 @@ class InboundIntake:
                 actor=actor,
                 action="inbound_exception.discard",
             )
+
+
+def _key(message: MessageRecord | None, source: str, idempotency_key: str) -> None:
+    """The message's key as its events carry it (``<source>:<key>``, each event
+    ``#<n>`` after it), so that its events are found by key."""
+    if message is not None:
+        message.idempotency_key = f"{source}:{idempotency_key}"
+
+
+def _parked(
+    message: MessageRecord,
+    drafts: Sequence[InboundMovement],
+    problems: Sequence[Unmapped],
+    exception_id: int,
+) -> None:
+    if not message.business_key and drafts:
+        message.business_key = f"{drafts[0].item.code}@{drafts[0].location}"
+    reasons = "; ".join(f"{p.field} {p.value!r}: {p.reason}" for p in problems)
+    message.error = f"exception {exception_id}: {reasons}"
+    message.settle(MessageStatus.PARKED)
 
 
 def _submissions(

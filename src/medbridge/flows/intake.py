@@ -20,11 +20,14 @@ from sqlalchemy import Engine
 
 from medbridge.bus.group_commit import Appender, GroupCommit
 from medbridge.bus.port import AppendResult, Bus
+from medbridge.bus.recorded import Recorded, settle
 from medbridge.canonical.events import EventEnvelope
+from medbridge.canonical.messages import MessageRecord
 from medbridge.canonical.movements import StockMovement
 from medbridge.masterdata.repository import MasterDataRepository
 from medbridge.masterdata.validation import FieldProblem, ResolvedMovements, check_current
 from medbridge.observability import metrics, tracing
+from medbridge.store import messages as message_store
 
 
 @dataclass(frozen=True)
@@ -117,42 +120,64 @@ class MovementIntake:
         submissions: Sequence[Submission],
         source: str,
         facilities: frozenset[str] | None = None,
+        message: MessageRecord | None = None,
     ) -> list[Accepted]:
         """Validate and append; the idempotency key is scoped by ``source``. ``facilities``:
-        the sender is bound to them (``MovementsOutsideScope`` for a movement elsewhere)."""
+        the sender is bound to them (``MovementsOutsideScope`` for a movement elsewhere).
+        ``message``: the record of the message the movements came from, written with them
+        (``GroupCommit``: in their transaction)."""
         with tracing.span(
             "bus.append", kind=tracing.SpanKind.PRODUCER, attributes=_traced(source, submissions)
         ):
-            envelopes = self.prepare(submissions, source, facilities)
-            return self.accepted(submissions, self.appender.append(envelopes))
+            envelopes = self.prepare(submissions, source, facilities, message)
+            if message is not None and isinstance(self.appender, GroupCommit):
+                return self.accepted(submissions, self.appender.append(envelopes, message))
+            results = self.appender.append(envelopes)
+            self._record_after(envelopes, results, message)
+            return self.accepted(submissions, results)
 
     async def submit_async(
         self,
         submissions: Sequence[Submission],
         source: str,
         facilities: frozenset[str] | None = None,
+        message: MessageRecord | None = None,
     ) -> list[Accepted]:
         """``submit`` on an event loop: validation now (``MovementsRejected``), then the
         group commit's wait, without a thread."""
         with tracing.span(
             "bus.append", kind=tracing.SpanKind.PRODUCER, attributes=_traced(source, submissions)
         ):
-            envelopes = self.prepare(submissions, source, facilities)
+            envelopes = self.prepare(submissions, source, facilities, message)
             if isinstance(self.appender, GroupCommit):
-                results = await self.appender.submit_async(envelopes)
+                results = await self.appender.submit_async(envelopes, message)
             else:
                 loop = asyncio.get_running_loop()
                 results = await loop.run_in_executor(None, self.appender.append, envelopes)
+                self._record_after(envelopes, results, message)
             return self.accepted(submissions, results)
+
+    def _record_after(
+        self,
+        envelopes: Sequence[EventEnvelope[StockMovement]],
+        results: Sequence[AppendResult],
+        message: MessageRecord | None,
+    ) -> None:
+        """Without a group commit (a bare log): the message's row after its events."""
+        if message is not None:
+            settle([Recorded(message, 0, len(envelopes))], envelopes, results)
+            message_store.MessageRecorder(self.engine).write([message])
 
     def prepare(
         self,
         submissions: Sequence[Submission],
         source: str,
         facilities: frozenset[str] | None = None,
+        message: MessageRecord | None = None,
     ) -> list[EventEnvelope[StockMovement]]:
         """The envelopes of a valid submission; ``MovementsRejected`` naming every problem,
-        ``MovementsOutsideScope`` for a movement outside the sender's ``facilities``."""
+        ``MovementsOutsideScope`` for a movement outside the sender's ``facilities``. The
+        ``message``'s facility becomes its first movement's."""
         resolved, problems, _ = check_current(self.masterdata, [s.movement for s in submissions])
         if problems:
             metrics.stage("intake", "rejected").inc(len(submissions))
@@ -161,6 +186,10 @@ class MovementIntake:
         if foreign:
             metrics.stage("intake", "refused").inc(len(submissions))
             raise MovementsOutsideScope(foreign)
+        if message is not None and resolved.movements:
+            info = resolved.locations.get(resolved.movements[0].location)
+            if info is not None:
+                message.facility = info.facility
         traceparent, tracestate = tracing.headers_of()  # (None, None) unless tracing is on
         return [
             EventEnvelope[StockMovement](

@@ -10,6 +10,11 @@ from or handed to anyone. The connector's ``WatchedFolder`` feeds it files.
 
 The comparison is against the ledger as applied when the file is read: movements still on
 the bus (not yet drained) show as variances.
+
+Every file is a message of the message store (``flatfile``, its source as sender): applied
+(duplicate when every adjustment it emits was emitted before) with its report's summary as
+the acknowledgement, or refused with the reason; the row is written once the outcome is
+known, after the adjustments' own transaction.
 """
 
 from __future__ import annotations
@@ -24,9 +29,11 @@ from uuid import UUID
 
 from sqlalchemy import Engine
 
+from medbridge.canonical.messages import MessageRecord, MessageStatus
 from medbridge.canonical.movements import StockMovement
 from medbridge.connectors.flatfile import (
     FlatFileConfig,
+    FlatFileError,
     SnapshotRefused,
     Variance,
     VarianceReport,
@@ -37,6 +44,8 @@ from medbridge.connectors.flatfile.mapping import adjustment_key, count_adjustme
 from medbridge.masterdata.repository import MasterDataRepository
 from medbridge.observability.logging import get_logger
 from medbridge.store import ledger
+from medbridge.store import messages as message_store
+from medbridge.store.messages import MAX_BODY_CHARS
 
 log = get_logger(__name__)
 
@@ -83,6 +92,38 @@ class SnapshotReconciler:
         return self.reconcile_bytes(raw, path.name)
 
     def reconcile_bytes(self, raw: bytes, name: str) -> VarianceReport:
+        record = MessageRecord(
+            protocol="flatfile",
+            connector="flatfile",
+            raw=raw[:MAX_BODY_CHARS].decode(self.config.encoding, "replace"),
+            sender=self.config.source,
+            message_type="snapshot",
+            control_id=name[:200],
+            media_type="text/csv",
+        )
+        try:
+            report = self._reconcile_bytes(raw, name)
+        except FlatFileError as error:
+            record.error = str(error)[:2000]
+            record.ack = f"refused: {record.error}"
+            record.settle(MessageStatus.REFUSED)
+            message_store.MessageRecorder(self.engine).write([record])
+            raise
+        emitted = report.adjustments_emitted + report.adjustments_duplicate
+        record.business_key = report.sha256
+        record.idempotency_key = f"flatfile:{self.config.source}:{name}:{report.sha256}"[:200]
+        record.event_count = emitted
+        record.ack = (
+            f"{report.rows} row(s), {len(report.variances)} variance(s),"
+            f" {report.adjustments_emitted} adjustment(s) emitted,"
+            f" {report.adjustments_duplicate} already emitted"
+        )
+        duplicate = emitted > 0 and report.adjustments_emitted == 0
+        record.settle(MessageStatus.DUPLICATE if duplicate else MessageStatus.APPLIED)
+        message_store.MessageRecorder(self.engine).write([record])
+        return report
+
+    def _reconcile_bytes(self, raw: bytes, name: str) -> VarianceReport:
         config = self.config
         if len(raw) > config.max_bytes:
             raise SnapshotRefused(f"file over {config.max_bytes} bytes")

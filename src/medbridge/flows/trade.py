@@ -8,6 +8,11 @@ with the interchange. A resent interchange is answered with the recorded answer 
 nothing. A crash between the append and the record is healed by the partner's resend: the
 append deduplicates, the record is written then.
 
+Every interchange received is also a message of the message store (``canonical.messages``):
+the caller's record is written in the recording transaction (applied; refused when the answer
+is 4xx), or alone for what is answered without one (a resend: duplicate; a refusal before
+anything is stored), with the answer given as its acknowledgement (``TradeInbox.record``).
+
 A document answering one of OUR orders (acknowledgement, ship notice, invoice) travels under
 the order's correlation id, so that the whole procure-to-pay chain shares one id.
 
@@ -27,6 +32,7 @@ from sqlalchemy import Connection, Engine
 
 from medbridge.bus.port import Bus
 from medbridge.canonical.events import EventEnvelope, new_event_id
+from medbridge.canonical.messages import MessageRecord, MessageStatus
 from medbridge.canonical.partners import TradingPartner
 from medbridge.canonical.trade import (
     KIND_OF,
@@ -39,6 +45,7 @@ from medbridge.canonical.trade import (
 )
 from medbridge.observability import tracing
 from medbridge.observability.logging import get_logger
+from medbridge.store import messages as message_store
 from medbridge.store import trade as store
 
 log = get_logger(__name__)
@@ -93,6 +100,7 @@ class TradeInbox:
         interchange_key: str,
         documents: Sequence[ReceivedDocument],
         answer: Callable[[Connection], Answer],
+        message: MessageRecord | None = None,
     ) -> Answer:
         """Append and record ``documents``; record and return ``answer(conn)``, computed in
         the recording transaction (so that control numbers it allocates are kept only if the
@@ -146,6 +154,17 @@ class TradeInbox:
                 status=given.status,
                 answer=given.body,
             )
+            if message is not None:
+                message.sender = partner.code
+                message.event_count = len(results)
+                message.idempotency_key = interchange_key
+                if results:
+                    message.correlation_id = str(results[0].correlation_id)
+                if documents and not message.business_key:
+                    message.business_key = document_number(documents[0].document)
+                message.ack = given.body
+                message.settle(_status(given))
+                message_store.write(conn, [message])
         log.info(
             "trade.received",
             partner=partner.code,
@@ -156,6 +175,15 @@ class TradeInbox:
         )
         return given
 
+    def record(self, message: MessageRecord, given: Answer) -> None:
+        """Write ``message`` answered ``given`` without an accept (a resend, a refusal)."""
+        message.ack = message.ack if message.ack is not None else given.body
+        if message.status is None:
+            message.settle(MessageStatus.DUPLICATE if given.duplicate else _status(given))
+        if message.status is MessageStatus.REFUSED and message.error is None:
+            message.error = given.body[:2000]
+        message_store.MessageRecorder(self.engine).write([message])
+
     @staticmethod
     def _correlation(conn: Connection, partner: str, document: TradeDocument) -> UUID | None:
         for number in orders_answered(document):
@@ -165,6 +193,10 @@ class TradeInbox:
             if sent:
                 return UUID(sent[0].correlation_id)
         return None
+
+
+def _status(given: Answer) -> MessageStatus:
+    return MessageStatus.REFUSED if given.status >= 400 else MessageStatus.APPLIED
 
 
 # --- outbound -------------------------------------------------------------------------------

@@ -24,6 +24,7 @@ from dbos import DBOS
 from sqlalchemy import make_url
 
 from medbridge.bus.port import BusMessage
+from medbridge.canonical.messages import MessageRecord, MessageStatus
 from medbridge.flows import procurement_runtime
 from medbridge.flows.escalation import decision_message
 from medbridge.flows.invoice_settlement import start_invoice
@@ -31,6 +32,7 @@ from medbridge.flows.procurement import Procurement
 from medbridge.observability import tracing
 from medbridge.observability.logging import get_logger
 from medbridge.store import procurement as store
+from medbridge.store.messages import MessageRecorder
 from medbridge.store.work_items import WorkItem
 
 log = get_logger(__name__)
@@ -175,12 +177,60 @@ def submit_receipt(
     reason: str | None = None,
 ) -> dict[str, Any]:
     """Hand a dock's receipt (or refusal) of a shipment to the order's workflow, once per
-    shipment. Checked first: the order exists and is ours, each line is one of its lines."""
+    shipment. Checked first: the order exists and is ours, each line is one of its lines.
+    Recorded as a message of the message store (``scan``, connector ``receiving``: the
+    dock's count), applied once handed over or refused with the reason."""
+    record = MessageRecord(
+        protocol="scan",
+        connector="receiving",
+        raw=json.dumps(
+            {
+                "shipment_id": shipment_id,
+                "lines": list(lines),
+                "rejected": rejected,
+                "reason": reason,
+            },
+            default=str,
+        ),
+        sender=received_by,
+        message_type="rejection" if rejected else "receipt",
+        control_id=shipment_id,
+        business_key=reference,
+        idempotency_key=f"receipt:{reference}:{shipment_id}",
+        media_type="application/json",
+    )
+    try:
+        message = _submit_receipt(
+            engine, reference, shipment_id, lines, received_by, rejected, reason, record
+        )
+    except ReceiptRefused as refused:
+        record.error = str(refused)
+        record.ack = f"{refused.status} {refused}"
+        record.settle(MessageStatus.REFUSED)
+        MessageRecorder(engine).write([record])
+        raise
+    record.ack = "202 handed to the order's workflow"
+    record.settle(MessageStatus.APPLIED)
+    MessageRecorder(engine).write([record])
+    return message
+
+
+def _submit_receipt(
+    engine: Any,
+    reference: str,
+    shipment_id: str,
+    lines: Sequence[dict[str, Any]],
+    received_by: str,
+    rejected: bool,
+    reason: str | None,
+    record: MessageRecord,
+) -> dict[str, Any]:
     with engine.connect() as conn:
         po = store.order(conn, reference)
         done = store.receipt(conn, f"{reference}:{shipment_id}")
     if po is None:
         raise ReceiptRefused(f"no purchase order {reference}", "reference", status=404)
+    record.facility = po.get("facility")
     if not po["workflow_started"]:
         raise ReceiptRefused(
             f"purchase order {reference} is not under way yet", "reference", status=409

@@ -21,6 +21,7 @@ from datetime import UTC, datetime
 
 from sqlalchemy import Connection
 
+from medbridge.canonical.messages import MessageRecord
 from medbridge.canonical.partners import OwnIdentity, PartnerDirectory, TradingPartner
 from medbridge.canonical.trade import OrderDocument
 from medbridge.connectors.x12 import (
@@ -35,6 +36,7 @@ from medbridge.flows.partner_folders import write_atomically
 from medbridge.flows.trade import Answer, ChannelError, ReceivedDocument, SendReceipt, TradeInbox
 from medbridge.observability.logging import get_logger
 from medbridge.store import trade as store
+from medbridge.store.messages import MAX_BODY_CHARS
 
 log = get_logger(__name__)
 
@@ -62,7 +64,33 @@ class X12Exchange:
     ) -> Answer:
         """Receive one interchange. ``partner``: the partner whose folder the file came from
         (the ISA sender must then be that partner). ``client``: the API client that posted it
-        (a partner bound to another client refuses it)."""
+        (a partner bound to another client refuses it). Recorded as a message (``x12``; from
+        a folder, connector ``x12-folder``), with the 997 or the refusal it was answered."""
+        return self.receive_recorded(raw, partner=partner, client=client)[0]
+
+    def receive_recorded(
+        self, raw: bytes, *, partner: TradingPartner | None = None, client: str | None = None
+    ) -> tuple[Answer, MessageRecord]:
+        """``receive``, and the interchange's message record."""
+        record = MessageRecord(
+            protocol="x12",
+            connector="x12-folder" if partner is not None else "x12",
+            raw=raw[:MAX_BODY_CHARS].decode("utf-8", "replace"),
+            sender=partner.code if partner is not None else (client or ""),
+            media_type="application/edi-x12",
+        )
+        given = self._receive(raw, partner, client, record)
+        if record.status is None:  # not written with the interchange: a resend, a refusal
+            self.inbox.record(record, given)
+        return given, record
+
+    def _receive(
+        self,
+        raw: bytes,
+        partner: TradingPartner | None,
+        client: str | None,
+        record: MessageRecord,
+    ) -> Answer:
         if len(raw) > self.max_bytes:
             return Answer(413, f"interchange of {len(raw)} bytes exceeds {self.max_bytes}")
         try:
@@ -71,7 +99,13 @@ class X12Exchange:
             log.warning("x12.refused", reason=str(error))
             return Answer(400, str(error))
         i = parsed.interchange
+        record.control_id = i.control_number
+        record.sender = f"{i.sender_qualifier}:{i.sender_id}"
+        kinds = dict.fromkeys(s.set_id for g in parsed.groups for s in g.sets)
+        record.message_type = ",".join(kinds)[:64]
         sender = self.partners.x12_sender(i.sender_qualifier, i.sender_id)
+        if sender is not None:
+            record.sender = sender.code
         if sender is None or (partner is not None and sender.code != partner.code):
             return Answer(
                 403,
@@ -130,6 +164,7 @@ class X12Exchange:
             interchange_key=key,
             documents=documents,
             answer=answer,
+            message=record,
         )
 
 

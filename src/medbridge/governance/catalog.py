@@ -91,6 +91,7 @@ APIS: Final = (
     Api("exceptions and cross-references", "v1", "operations", "parked messages, code maps"),
     Api("operations", "v1", "operations", "dead letters"),
     Api("dashboard", "v1", "operations", "KPIs per facility, consumer lag, ERP outbox, queues"),
+    Api("messages", "v1", "operations", "every message in and out: search, detail, reprocess"),
     Api("erp", "v1", "finance-integration", "ERP postings and the ERP ledger reconciliation"),
     Api("audit", "v1", "security", "the hash-chained audit log"),
     Api("catalog", "v1", "platform", "this catalog and the AsyncAPI document"),

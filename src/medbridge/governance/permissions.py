@@ -16,8 +16,9 @@ The roles (the README has the same table):
 role          permissions
 ============  ==================================================================================
 reader        every ``*:read`` except ``audit:read`` and ``encounters:read``
-integration   reader + ``movements:write``, ``trade:write``, ``receiving:write`` and the
-              decisions of every work queue (the integration engine's own account)
+integration   reader + ``movements:write``, ``trade:write``, ``receiving:write``,
+              ``messages:reprocess`` and the decisions of every work queue (the
+              integration engine's own account)
 pharmacy      ``stock:read``, ``ledger:read``, ``work:read``, ``work:pharmacy``,
               ``movements:write``, ``encounters:read``, ``dashboard:read``
 procurement   ``stock:read``, ``procurement:read``, ``trade:read``, ``work:read``,
@@ -66,6 +67,8 @@ class Permission(StrEnum):
     DASHBOARD_READ = "dashboard:read"  # KPIs per facility, consumer lag, ERP outbox, queues
     ENCOUNTERS_READ = "encounters:read"  # see encounter pseudonyms (governance.minimisation)
     CLIENTS_ADMIN = "clients:admin"  # clients, keys, roles
+    MESSAGES_READ = "messages:read"  # the message browser: inbound and outbound messages
+    MESSAGES_REPROCESS = "messages:reprocess"  # feed stored messages back through their path
 
 
 WORK_DECISIONS = {
@@ -98,7 +101,13 @@ P = Permission
 ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
     Role.READER: _READS - {P.AUDIT_READ},
     Role.INTEGRATION: (_READS - {P.AUDIT_READ})
-    | {P.MOVEMENTS_WRITE, P.TRADE_WRITE, P.RECEIVING_WRITE, *WORK_DECISIONS.values()},
+    | {
+        P.MOVEMENTS_WRITE,
+        P.TRADE_WRITE,
+        P.RECEIVING_WRITE,
+        P.MESSAGES_REPROCESS,
+        *WORK_DECISIONS.values(),
+    },
     Role.PHARMACY: frozenset(
         {
             P.STOCK_READ,

@@ -31,6 +31,7 @@ import ssl
 import threading
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from dataclasses import replace
 from datetime import datetime
 from enum import StrEnum
 from functools import partial
@@ -39,25 +40,37 @@ from types import FrameType
 import uvicorn
 from fastapi import FastAPI
 from fastapi.responses import RedirectResponse
+from pydantic import ValidationError
 
 from medbridge.api.application import create_api
 from medbridge.api.auth import Access
+from medbridge.api.fhir import AtomicIntake
 from medbridge.api.services import Services
-from medbridge.connectors.fhir import FhirConfig
+from medbridge.connectors.fhir import FhirConfig, FhirReceiver
+from medbridge.connectors.hl7v2 import Hl7Receiver
 from medbridge.connectors.notify import Notifier, NotifyConfig
 from medbridge.connectors.tryton.config import TrytonConfig
 from medbridge.console import MOUNT as CONSOLE_MOUNT
 from medbridge.console import create_console
 from medbridge.demo.wiring import DemoErpLoop, DemoWiring
 from medbridge.flows.alerts import AlertMonitor
+from medbridge.flows.demand import DemandRecorder
 from medbridge.flows.erp_posting import ErpPosting
+from medbridge.flows.message_reprocessors import (
+    CxmlReprocessor,
+    FhirReprocessor,
+    Hl7Reprocessor,
+    X12Reprocessor,
+)
+from medbridge.flows.messages import MessageBrowser, Reprocessor
+from medbridge.flows.retention import MessageRetention, retention_ages
 from medbridge.governance.limits import RateLimits
 from medbridge.governance.minimisation import DataPolicy
 from medbridge.governance.tokens import ExternalIssuer, TokenAuthority
 from medbridge.observability.logging import get_logger
 from medbridge.observability.metrics import BusCollector, register_bus_collector
 from medbridge.runtime.adapters import serialized
-from medbridge.runtime.listeners import listener_loops
+from medbridge.runtime.listeners import hl7_config, listener_loops
 from medbridge.runtime.policies import erp_posting_policy
 from medbridge.runtime.root import Root
 from medbridge.runtime.supervisor import Loop, Supervisor
@@ -103,6 +116,8 @@ def worker_loops(mb: Root, demo: DemoWiring | None = None) -> list[Loop]:
         loops.append(Loop(f"consumer-{name}", run))
     if s.alert_rules:
         loops.append(Loop("alerts", alert_monitor(mb).run))
+    if s.message_retention_days:
+        loops.append(Loop("message-retention", message_retention(mb).run))
     poster = ErpPoster(mb)
     if mb.erp_slot.config is not None:
         loops.append(Loop("erp-posting", poster.run))
@@ -132,6 +147,19 @@ def alert_monitor(mb: Root, now: Callable[[], datetime] | None = None) -> AlertM
         s.alert_interval,
         partners=list(s.partners),
         now=now,
+    )
+
+
+def message_retention(mb: Root) -> MessageRetention:
+    """The pruning of raw message bodies, as the settings say (``message_retention_days``)."""
+    s = mb.settings
+    return MessageRetention(
+        mb.engine,
+        retention_ages(s.message_retention_days),
+        archive_dir=s.message_archive_dir,
+        batch=s.message_prune_batch,
+        max_batches=s.message_prune_max_batches,
+        interval=s.message_prune_interval,
     )
 
 
@@ -231,7 +259,7 @@ def access(settings: Settings) -> Access:
 
 def services(mb: Root) -> Services:
     """What the API's routers use."""
-    return Services(
+    svc = Services(
         engine=mb.engine,
         bus=mb.bus,
         masterdata=mb.masterdata,
@@ -244,6 +272,24 @@ def services(mb: Root) -> Services:
         cxml=mb.cxml_exchange(),
         work_queues=mb.work_queues(),
     )
+    return replace(svc, messages=message_browser(mb, svc))
+
+
+def message_browser(mb: Root, svc: Services) -> MessageBrowser:
+    """The message browser, with the inbound paths a stored message is fed back through."""
+    hl7 = Hl7Receiver(mb.inbound, DemandRecorder(mb.bus), hl7_config(mb.settings))
+    reprocessors: dict[str, Reprocessor] = {"hl7v2": Hl7Reprocessor(hl7)}
+    if svc.x12 is not None:  # a folder's interchange goes back the API's way
+        reprocessors["x12"] = reprocessors["x12-folder"] = X12Reprocessor(svc.x12)
+    if svc.cxml is not None:
+        reprocessors["cxml"] = CxmlReprocessor(svc.cxml)
+    try:
+        fhir = FhirReceiver(mb.inbound, AtomicIntake(svc), fhir_config(mb))
+    except ValidationError as error:  # the FHIR routes answer 503 for it too
+        log.warning("messages.fhir_reprocess_unavailable", error=str(error))
+    else:
+        reprocessors["fhir"] = FhirReprocessor(fhir)
+    return MessageBrowser(mb.engine, reprocessors)
 
 
 def fhir_config(mb: Root) -> FhirConfig:

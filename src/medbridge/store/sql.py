@@ -45,8 +45,15 @@ class BulkInsert:
     applying 20,000 movements on SQLite): Core's per-row parameter construction and
     processing for executemany was 40% of the consumer's time."""
 
-    def __init__(self, table: Table, columns: Sequence[str]) -> None:
+    def __init__(
+        self, table: Table, columns: Sequence[str], *, dialect_binds: bool = False
+    ) -> None:
+        """``dialect_binds``: bind through the dialect's own types, as Core does (on SQLite
+        a datetime becomes the same text a Core comparison binds, microseconds included;
+        without it the driver's adapter drops a zero fraction, and equal times compare
+        unequal)."""
         self.table, self.columns = table, tuple(columns)
+        self.dialect_binds = dialect_binds
         self._by_dialect: dict[str, tuple[str, list[Any]]] = {}
 
     def _prepared(self, conn: Connection) -> tuple[str, list[Any]]:
@@ -61,13 +68,21 @@ class BulkInsert:
             names = ", ".join(dialect.identifier_preparer.quote(c) for c in self.columns)
             table = dialect.identifier_preparer.format_table(self.table)
             sql = f"INSERT INTO {table} ({names}) VALUES ({marks})"  # noqa: S608 (no input)
-            binds = [self.table.c[c].type.bind_processor(dialect) for c in self.columns]
+            types = [self.table.c[c].type for c in self.columns]
+            if self.dialect_binds:
+                types = [t.dialect_impl(dialect) for t in types]
+            binds = [t.bind_processor(dialect) for t in types]
             found = self._by_dialect[dialect.name] = (sql, binds)
         return found
 
     def __call__(self, conn: Connection, rows: Sequence[dict[str, Any]]) -> None:
         if not rows:
             return
+        conn.exec_driver_sql(*self.statement(conn, rows))
+
+    def statement(self, conn: Connection, rows: Sequence[dict[str, Any]]) -> tuple[str, Any]:
+        """The statement text and its driver-level parameters (for a caller that runs them
+        on the driver's connection itself, inside its own transaction)."""
         sql, binds = self._prepared(conn)
         columns = self.columns
         if conn.dialect.paramstyle == "pyformat":
@@ -80,4 +95,4 @@ class BulkInsert:
                 tuple(b(r[c]) if b else r[c] for c, b in zip(columns, binds, strict=True))
                 for r in rows
             ]
-        conn.exec_driver_sql(sql, params)
+        return sql, params

@@ -13,6 +13,12 @@ Bundles: ``batch`` answers each entry on its own (``batch-response``). ``transac
 every entry first (valid R4, mappable, every code resolving) and appends all of them in one
 commit, or stores nothing and answers 4xx naming each problem.
 
+Every request body is recorded for the message browser (``canonical.messages``), with the
+client as its sender: a single resource with its movements (applied, duplicate: in their
+transaction; parked: in its exception's), a refused body or a Bundle through the sink's
+``MessageLog`` once answered (a Bundle's row is written after its outcome, not in its
+transaction). The stored acknowledgement is the answer's status and OperationOutcome.
+
 Idempotency key (frozen: never change this derivation): ``fhir:<client>:<type>/<id>``; without
 an id, the first identifier as an HMAC with the pseudonym secret (an identifier may be a
 patient's number; so rotating the secret changes these keys); without either, the SHA-256 of
@@ -40,6 +46,7 @@ from medbridge.canonical.inbound import (
     InboundSink,
     UnresolvedCode,
 )
+from medbridge.canonical.messages import MessageLog, MessageRecord, MessageStatus
 from medbridge.connectors.fhir.codec import Payload, decode, recognise
 from medbridge.connectors.fhir.config import FhirConfig
 from medbridge.connectors.fhir.errors import (
@@ -116,6 +123,15 @@ def idempotency_key(client: str, resource: Resource, secret: bytes) -> str:
     return key
 
 
+def _summary(status: MessageStatus) -> str | None:
+    """The acknowledgement of a resource applied (201) or already applied (200)."""
+    if status is MessageStatus.APPLIED:
+        return "201 applied"
+    if status is MessageStatus.DUPLICATE:
+        return "200 duplicate: already applied"
+    return None
+
+
 def _information(text: str, severity: str = "information", code: str = "informational") -> Issue:
     return Issue(severity, code, text)
 
@@ -125,11 +141,59 @@ class FhirReceiver:
 
     def __init__(self, sink: InboundSink, atomic: AtomicSink, config: FhirConfig) -> None:
         self.sink, self.atomic, self.config = sink, atomic, config
+        self._log = sink if isinstance(sink, MessageLog) else None
 
     def handle(
         self, raw: bytes, content_type: str | None, *, client: str, expected: str | None
     ) -> Answer:
         """``expected``: the resource type the URL names (None: the base, a Bundle)."""
+        answer, _ = self.handle_recorded(raw, content_type, client=client, expected=expected)
+        return answer
+
+    def handle_recorded(
+        self, raw: bytes, content_type: str | None, *, client: str, expected: str | None
+    ) -> tuple[Answer, MessageRecord | None]:
+        """``handle``, and the message's record (None: the sink keeps no message log)."""
+        record = None
+        if self._log is not None:
+            record = MessageRecord(
+                protocol="fhir",
+                connector="fhir",
+                raw=raw.decode("utf-8", "replace"),
+                sender=client,
+                message_type=expected or "Bundle",
+                media_type=(content_type or "application/fhir+json")[:64],
+            )
+        answer = self._handle(raw, content_type, client, expected, record)
+        if record is not None:
+            self._recorded(record, answer)
+        return answer, record
+
+    def _recorded(self, record: MessageRecord, answer: Answer) -> None:
+        assert self._log is not None
+        ack = f"{answer.status} {orjson.dumps(answer.body).decode()}"
+        if record.status is None:
+            duplicate = answer.status == 200 and "duplicate" in ack
+            status = MessageStatus.DUPLICATE if duplicate else MessageStatus.APPLIED
+            if answer.status >= 400:
+                status = MessageStatus.REFUSED
+                record.error = "; ".join(
+                    str(i.get("diagnostics", "")) for i in answer.body.get("issue", [])
+                )[:2000]
+            record.ack = ack
+            record.settle(status)
+            self._log.record_message(record)
+        elif record.status is MessageStatus.PARKED:
+            self._log.record_ack(record.id, ack)
+
+    def _handle(
+        self,
+        raw: bytes,
+        content_type: str | None,
+        client: str,
+        expected: str | None,
+        record: MessageRecord | None,
+    ) -> Answer:
         try:
             if self.config.pseudonym_secret is None:
                 raise NotConfigured(
@@ -147,8 +211,10 @@ class FhirReceiver:
             if wanted == "Bundle":
                 return self._bundle(payload, client)
             resource = recognise(payload)
+            if record is not None:
+                record.control_id = resource.id or ""
             ctx = self._context(client)
-            return self._apply(resource, map_resource(resource, ctx), ctx, client)
+            return self._apply(resource, map_resource(resource, ctx), ctx, client, record)
         except FhirError as error:
             log.warning(
                 "fhir.refused",
@@ -179,15 +245,25 @@ class FhirReceiver:
 
     # --- one resource ------------------------------------------------------------------------
 
-    def _apply(self, resource: Resource, mapped: Mapped, ctx: Context, client: str) -> Answer:
+    def _apply(
+        self,
+        resource: Resource,
+        mapped: Mapped,
+        ctx: Context,
+        client: str,
+        record: MessageRecord | None = None,
+    ) -> Answer:
         rt = mapped.resource_type
         if not mapped.drafts:
             return Answer(200, operation_outcome([_information(mapped.note or "nothing to apply")]))
         key = idempotency_key(client, resource, ctx.secret)
+        if record is not None:
+            record.acknowledge = _summary
         receipt = self.sink.receive(
             [d.movement for d in mapped.drafts],
             source=self.config.event_source(client),
             idempotency_key=key,
+            message=record,
         )
         log.info(
             "fhir.received",

@@ -9,6 +9,13 @@ cannot be reached, so that the sender keeps the message and sends it again. ``AR
 for what a resend can cure (or what the standard rejects in MSH): a message the mapping fails
 on, even through a fault of ours, is ``AE`` with code 207, never ``AR``, which would have the
 sender resend the same bytes for ever.
+
+Every message is recorded for the message browser (``canonical.messages``): with its
+movements (applied or duplicate, in their transaction; parked, in its exception's), or, for a
+refusal, through the sink's ``MessageLog`` with the NAK sent. The ACK of an applied or
+duplicate message is built once, when its row is written, and that is the ACK sent. A
+message answered ``AR`` because the store was unreachable is not recorded (nothing was
+stored: the sender sends it again).
 """
 
 from __future__ import annotations
@@ -29,6 +36,7 @@ from medbridge.canonical.inbound import (
     InboundReceipt,
     InboundSink,
 )
+from medbridge.canonical.messages import MessageLog, MessageRecord, MessageStatus
 from medbridge.connectors.hl7v2.ack import build_ack
 from medbridge.connectors.hl7v2.codec import Message, decode, parse
 from medbridge.connectors.hl7v2.config import Hl7Config, UnmappedAck
@@ -68,6 +76,9 @@ class DemandSink(Protocol):
     ) -> list[AppendResult]: ...
 
 
+_DUPLICATE = "duplicate: already applied"
+_STORED = (MessageStatus.APPLIED, MessageStatus.DUPLICATE)
+
 Outcome = tuple[str, Hl7Error | None, str]
 """An ACK code, the error for its ERR segment, and MSA-3's text."""
 
@@ -83,6 +94,7 @@ class _Step:
     message: Message | None
     done: Outcome | None = None
     pending: Pending | None = None
+    record: MessageRecord | None = None
 
 
 class Hl7Receiver:
@@ -107,8 +119,13 @@ class Hl7Receiver:
         self._executor = executor or ThreadPoolExecutor(max_workers=8, thread_name_prefix="hl7")
         self._refusals = BoundedLog(log)
         self._async = inbound if isinstance(inbound, AsyncInboundSink) else None
+        self._log = inbound if isinstance(inbound, MessageLog) else None
 
     def handle(self, raw: bytes) -> bytes:
+        return self.handle_recorded(raw)[0]
+
+    def handle_recorded(self, raw: bytes) -> tuple[bytes, MessageRecord | None]:
+        """``handle``, and the message's record (None: the sink keeps no message log)."""
         step = self._begin(raw, on_loop=False)
         outcome = step.done
         if isinstance(step.pending, Future):
@@ -117,7 +134,7 @@ class Hl7Receiver:
             except Exception as problem:
                 outcome = self._failed(problem)
         assert outcome is not None
-        return self._ack(step.message, outcome)
+        return self._ack(step.message, outcome, step.record), step.record
 
     async def handle_async(self, raw: bytes) -> bytes:
         step = self.begin(raw)
@@ -131,7 +148,7 @@ class Hl7Receiver:
 
     def ack_now(self, step: _Step) -> bytes:
         assert step.done is not None
-        return self._ack(step.message, step.done)
+        return self._ack(step.message, step.done, step.record)
 
     async def finish_async(self, step: _Step) -> bytes:
         pending = step.pending
@@ -143,10 +160,11 @@ class Hl7Receiver:
                 outcome = await pending
         except Exception as problem:
             outcome = self._failed(problem)
-        return self._ack(step.message, outcome)
+        return self._ack(step.message, outcome, step.record)
 
     def _begin(self, raw: bytes, *, on_loop: bool, sender: str | None = None) -> _Step:
         message: Message | None = None
+        text: str | None = None
         try:
             text = decode(raw)
             message = parse(text)
@@ -161,19 +179,70 @@ class Hl7Receiver:
                 location=problem.location,
                 reason=str(problem),
             )
-            return _Step(message, done=(problem.ack_code, problem, ""))
+            record = self._refused(raw, text, message, str(problem))
+            return _Step(message, done=(problem.ack_code, problem, ""), record=record)
         except Exception as problem:
             # a fault of ours on this content: the same bytes would fail again, so AE (AR
             # would have the sender resend them for ever)
             log.error("hl7.internal_error", error_type=type(problem).__name__, error=str(problem))
-            return _Step(message, done=("AE", Hl7Error("application internal error"), ""))
+            record = self._refused(raw, text, message, "application internal error")
+            return _Step(
+                message, done=("AE", Hl7Error("application internal error"), ""), record=record
+            )
+        record = self._record(text, message, mapped.header)
         try:
-            applied = self._apply(mapped, on_loop, sender)
+            applied = self._apply(mapped, on_loop, sender, record)
         except Exception as problem:
-            return _Step(message, done=self._failed(problem))
+            return _Step(message, done=self._failed(problem), record=record)
         if isinstance(applied, tuple):
-            return _Step(message, done=applied)
-        return _Step(message, pending=applied)
+            return _Step(message, done=applied, record=record)
+        return _Step(message, pending=applied, record=record)
+
+    # --- the message store's record ------------------------------------------------------
+
+    def _record(self, text: str, message: Message, header: Header) -> MessageRecord | None:
+        if self._log is None:
+            return None
+        record = MessageRecord(
+            protocol="hl7v2",
+            connector="hl7v2",
+            raw=text,
+            sender=f"hl7v2/{header.sending_application}@{header.sending_facility}",
+            message_type=f"{header.message_type}^{header.trigger}",
+            control_id=header.control_id,
+            facility=header.sending_facility or None,
+            media_type="x-application/hl7-v2+er7",
+        )
+
+        def acknowledge(status: MessageStatus) -> str | None:
+            if status is MessageStatus.APPLIED:
+                return self._ack_text(message, ("AA", None, ""))
+            if status is MessageStatus.DUPLICATE:
+                return self._ack_text(message, ("AA", None, _DUPLICATE))
+            return None
+
+        record.acknowledge = acknowledge
+        return record
+
+    def _refused(
+        self, raw: bytes, text: str | None, message: Message | None, reason: str
+    ) -> MessageRecord | None:
+        if self._log is None:
+            return None
+        msh = message.msh if message else None
+        kind = f"{msh.get(9, 1)}^{msh.get(9, 2)}" if msh else ""
+        return MessageRecord(
+            protocol="hl7v2",
+            connector="hl7v2",
+            raw=text if text is not None else raw.decode("utf-8", "replace"),
+            sender=f"hl7v2/{msh.get(3)}@{msh.get(4)}" if msh else "",
+            message_type=kind.strip("^"),
+            control_id=(msh.get(10) if msh else "") or "",
+            facility=(msh.get(4) if msh else None) or None,
+            media_type="x-application/hl7-v2+er7",
+            status=MessageStatus.REFUSED,
+            error=reason,
+        )
 
     def _failed(self, problem: BaseException) -> Outcome:
         if isinstance(problem, (BusError, OperationalError, InterfaceError, OSError)):
@@ -183,8 +252,21 @@ class Hl7Receiver:
         log.error("hl7.internal_error", error_type=type(problem).__name__, error=str(problem))
         return "AR", Hl7Error("application internal error: send again"), ""
 
-    def _ack(self, message: Message | None, outcome: Outcome) -> bytes:
+    def _ack_text(self, message: Message | None, outcome: Outcome) -> str:
         code, error, text = outcome
+        return build_ack(
+            message,
+            code,
+            error=error,
+            text=text,
+            receiving_application=self.config.receiving_application,
+            receiving_facility=self.config.receiving_facility,
+        )
+
+    def _ack(
+        self, message: Message | None, outcome: Outcome, record: MessageRecord | None = None
+    ) -> bytes:
+        code = outcome[0]
         metrics.stage("hl7v2", code).inc()
         if tracing.enabled():
             tracing.annotate(
@@ -196,17 +278,30 @@ class Hl7Receiver:
                     ),
                 }
             )
-        ack = build_ack(
-            message,
-            code,
-            error=error,
-            text=text,
-            receiving_application=self.config.receiving_application,
-            receiving_facility=self.config.receiving_facility,
-        )
+        if (
+            record is not None
+            and record.ack is not None
+            and code == "AA"
+            and record.status in _STORED
+        ):
+            return record.ack.encode("utf-8")  # built when its row was written
+        ack = self._ack_text(message, outcome)
+        if record is not None and self._log is not None:
+            if record.status is MessageStatus.REFUSED and record.ack is None:
+                record.ack = ack
+                self._log.record_message(record)
+            elif record.status is MessageStatus.PARKED:
+                self._log.record_ack(record.id, ack)
+            elif record.status is None and code == "AA":  # orders, or nothing to store
+                record.ack = ack
+                duplicate = outcome[2].startswith("duplicate")
+                record.settle(MessageStatus.DUPLICATE if duplicate else MessageStatus.APPLIED)
+                self._log.record_message(record)
         return ack.encode("utf-8")
 
-    def _apply(self, mapped: Mapped, on_loop: bool, sender: str | None) -> Outcome | Pending:
+    def _apply(
+        self, mapped: Mapped, on_loop: bool, sender: str | None, record: MessageRecord | None
+    ) -> Outcome | Pending:
         header = mapped.header
         source = f"hl7v2/{header.sending_application}@{header.sending_facility}"
         if mapped.orders:
@@ -216,30 +311,39 @@ class Hl7Receiver:
         if not mapped.movements:
             return "AA", None, "no stock movement in this message"
         if on_loop and self._async is not None:
-            return self._receive_async(self._async, mapped, source, sender)
+            return self._receive_async(self._async, mapped, source, sender, record)
         if on_loop:
-            return self._executor.submit(self._receive, mapped, source, sender)
-        return self._receive(mapped, source, sender)
+            return self._executor.submit(self._receive, mapped, source, sender, record)
+        return self._receive(mapped, source, sender, record)
 
-    def _receive(self, mapped: Mapped, source: str, sender: str | None) -> Outcome:
+    def _receive(
+        self, mapped: Mapped, source: str, sender: str | None, record: MessageRecord | None
+    ) -> Outcome:
         result = self.inbound.receive(
             mapped.movements,
             source=source,
             idempotency_key=mapped.header.idempotency_key,
             sender=sender,
+            message=record,
         )
-        return self._received(mapped, result)
+        return self._received(mapped, result, record)
 
     async def _receive_async(
-        self, sink: AsyncInboundSink, mapped: Mapped, source: str, sender: str | None
+        self,
+        sink: AsyncInboundSink,
+        mapped: Mapped,
+        source: str,
+        sender: str | None,
+        record: MessageRecord | None,
     ) -> Outcome:
         result = await sink.receive_async(
             mapped.movements,
             source=source,
             idempotency_key=mapped.header.idempotency_key,
             sender=sender,
+            message=record,
         )
-        return self._received(mapped, result)
+        return self._received(mapped, result, record)
 
     def _record_orders(self, mapped: Mapped, source: str) -> Outcome:
         header = mapped.header
@@ -253,14 +357,16 @@ class Hl7Receiver:
             "duplicate: already recorded" if duplicate else "order recorded as demand",
         )
 
-    def _received(self, mapped: Mapped, result: InboundReceipt) -> Outcome:
+    def _received(
+        self, mapped: Mapped, result: InboundReceipt, record: MessageRecord | None = None
+    ) -> Outcome:
         # no log line per message: the trace (GET /v1/trace) and the stage counters say it,
         # and a structlog call cost more than the parse
         header = mapped.header
         if result.outcome is InboundOutcome.ACCEPTED:
             return "AA", None, ""
         if result.outcome is InboundOutcome.DUPLICATE:
-            return "AA", None, "duplicate: already applied"
+            return "AA", None, _DUPLICATE
         if result.outcome is InboundOutcome.REFUSED:
             problem = result.problems[0] if result.problems else None
             fields = (
@@ -268,6 +374,8 @@ class Hl7Receiver:
             )
             segment, number = fields.get(problem.field if problem else "", ("MSH", 4))
             reason = problem.reason if problem else "outside the sender's facilities"
+            if record is not None:
+                record.status, record.error = MessageStatus.REFUSED, reason
             error = OutsideSenderScope(reason, segment=segment, field=number)
             return "AE", error, "refused: nothing stored"
         return self._exception_ack(header, result)

@@ -1,6 +1,7 @@
 """The tables (SQLAlchemy Core): master data, cross-references, clients, the event log, the
 stock ledger and journal, the ERP outbox here; the business processes' tables in
-``tables.processes``, re-exported below (import every table from ``medbridge.store.tables``).
+``tables.processes`` and the message store's in ``tables.messages``, re-exported below
+(import every table from ``medbridge.store.tables``).
 Migrations in ``store/migrations`` must match them: a test compares them."""
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from sqlalchemy import (
 )
 
 from medbridge.store.tables.base import SeqId, metadata
+from medbridge.store.tables.messages import message_bodies, messages
 from medbridge.store.tables.processes import (
     alert_states,
     audit_chain_head,
@@ -237,6 +239,7 @@ bus_dead_letters = Table(
     Column("replayed_at", UTCDateTime),
     UniqueConstraint("group", "event_id", name="uq_bus_dead_letters_group_event"),
     Index("ix_bus_dead_letters_status", "group", "status"),
+    Index("ix_bus_dead_letters_correlation", "correlation_id"),  # the message browser's
 )
 
 consumer_dedup = Table(
@@ -363,6 +366,8 @@ __all__ = [
     "audit_log",
     "goods_receipts",
     "invoice_matches",
+    "message_bodies",
+    "messages",
     "metadata",
     "purchase_orders",
     "replenishment_lines",

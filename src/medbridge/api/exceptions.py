@@ -13,7 +13,7 @@ from starlette.concurrency import run_in_threadpool
 from medbridge.api.auth import require, services
 from medbridge.api.params import RowId
 from medbridge.api.problems import answers
-from medbridge.canonical.codes import CodeError
+from medbridge.canonical.codes import CodeError, NdcShape, ndc_readings
 from medbridge.canonical.masterdata import CodeSystem, ItemCode
 from medbridge.flows.inbound import ExceptionNotOpen, InboundResult
 from medbridge.governance.permissions import Permission, Principal
@@ -108,6 +108,10 @@ class ItemCrossReference(BaseModel):
     code: str = Field(min_length=1, max_length=64)
     issuer: str | None = Field(default=None, max_length=64)
     item: str = Field(min_length=1, max_length=64)
+    ndc_shape: NdcShape | None = None
+    """An undashed 10-digit NDC's shape (else read in the item's labeler's, if one fits)."""
+    replace: bool = False
+    """Move the code from the item it maps to now (correcting a wrong mapping)."""
 
 
 class SourceCrossReference(BaseModel):
@@ -130,11 +134,18 @@ async def add_item_code(
     svc = services(request)
 
     def write() -> ItemCode:
-        code = ItemCode(system=body.system, code=body.code, issuer=body.issuer)
+        given = body.code
+        if body.system is CodeSystem.NDC:
+            ndc_readings(given)  # what is no NDC at all is refused before the item is looked at
+        else:
+            ItemCode(system=body.system, code=given, issuer=body.issuer)
         with svc.engine.begin() as conn:
             if not svc.masterdata.items(conn, [body.item]):
                 raise MasterDataError("item", f"unknown item {body.item!r}")
-            svc.masterdata.link_code(conn, body.item, code, actor=client.name)
+            if body.system is CodeSystem.NDC:
+                given = svc.masterdata.item_ndc(conn, body.item, given, body.ndc_shape)
+            code = ItemCode(system=body.system, code=given, issuer=body.issuer)
+            svc.masterdata.link_code(conn, body.item, code, actor=client.name, replace=body.replace)
         return code
 
     try:

@@ -273,3 +273,33 @@ def test_an_order_that_cannot_be_sent_asks_procurement_and_closing_cancels_it(
     h.cycle.run_until(lambda: h.get(f"/v1/purchase-orders/{reference}")["status"] == "closed")
     po = h.get(f"/v1/purchase-orders/{reference}")
     assert h.erp.purchase_order_state(po["erp_id"]) == "cancelled"
+
+
+def test_a_receipt_for_an_order_received_in_full_is_refused_naming_the_line(
+    harness_for: Any,
+) -> None:
+    h = harness_for(auto_receive=False)
+    reference = h.order()
+    h.cycle.run_until(lambda: h.get(f"/v1/purchase-orders/{reference}")["status"] == "shipped")
+    po = h.get(f"/v1/purchase-orders/{reference}")
+    (noticed,) = po["receipts"]
+    ordered = po["lines"][0]["quantity"]
+    counted = h.post(
+        f"/v1/purchase-orders/{reference}/receipts",
+        {"shipment_id": noticed["shipment_id"], "lines": [{"line": 1, "quantity": ordered}]},
+    )
+    assert counted.status_code == 202, counted.text
+    h.cycle.run_until(lambda: h.get(f"/v1/purchase-orders/{reference}")["status"] == "received")
+
+    more = h.post(
+        f"/v1/purchase-orders/{reference}/receipts",
+        {"shipment_id": "SH-AGAIN", "lines": [{"line": 1, "quantity": "5"}]},
+    )
+    assert more.status_code == 409, more.text
+    [problem] = more.json()["detail"]
+    assert problem["loc"] == ["body", "lines[0]", "line"]
+    assert f"{reference} line 1 is received in full" in problem["msg"]
+    with h.mb.engine.connect() as conn:
+        assert [r["shipment_id"] for r in store.receipts(conn, reference)] == [
+            noticed["shipment_id"]
+        ]

@@ -15,9 +15,15 @@ import pytest
 from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
+from hl7_support import running_listener
 from medbridge.app import MedBridge
 from medbridge.cli import app as cli
 from medbridge.cli import main
+from medbridge.connectors.hl7v2 import MllpClient
+from medbridge.demo import cabinets as cabinets_module
+from medbridge.demo.cabinets import DemoCabinets
+from medbridge.demo.traffic import DemoTraffic
+from medbridge.store import exceptions as exception_store
 
 pytestmark = pytest.mark.db
 
@@ -251,3 +257,35 @@ def test_a_busy_port_stops_the_start_before_it_announces_anything(
     assert "admin API key" not in out
     assert "Traceback" not in err + out
     assert not (tmp_path / "var" / "admin_api_key").exists()
+
+
+def test_the_demo_cabinets_unknown_ndc_replays_once_mapped_as_the_tour_says(
+    medbridge: MedBridge, database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The README: ``xref item VANCO-1G --system ndc --code 12345-6789-01`` then
+    ``exceptions replay 1`` applies the parked dispense (it failed: unit=CAP, the unknown
+    code came with whatever drug the cabinet had picked)."""
+    monkeypatch.setattr(cabinets_module, "UNKNOWN_NDC_SHARE", 1.0)
+    DemoTraffic(medbridge.intake, rate=1, seed=5).open_stock()
+    medbridge.consumers["ledger"].drain()
+    cabinets = DemoCabinets(medbridge.engine, "127.0.0.1", 0, rate=1, seed=5)
+    with running_listener(medbridge) as listener, MllpClient("127.0.0.1", listener.port) as client:
+        for source in ("hl7:PYXIS@H1", "hl7:PYXIS@H2", "hl7:PYXIS@H1", "hl7:PYXIS@H2"):
+            message = cabinets.message(source)
+            assert message is not None
+            assert "12345-6789-01" in message
+            client.send(message)
+    runner, env = CliRunner(), cli_env(database_url)
+    listed = runner.invoke(cli, ["exceptions", "list"], env=env)
+    assert "4 exception(s)" in listed.output, listed.output
+    mapped = runner.invoke(
+        cli, ["xref", "item", "VANCO-1G", "--system", "ndc", "--code", "12345-6789-01"], env=env
+    )
+    assert mapped.exit_code == 0, mapped.output
+    with medbridge.engine.connect() as conn:
+        parked = [str(e.id) for e in exception_store.listing(conn, status="open")]
+    replayed = runner.invoke(cli, ["exceptions", "replay", *parked], env=env)
+    assert replayed.exit_code == 0, replayed.output
+    assert replayed.output.count("accepted") == 4
+    medbridge.consumers["ledger"].drain()
+    assert medbridge.bus.dead_letter_count("ledger") == 0

@@ -18,9 +18,11 @@ from sqlalchemy.exc import ArgumentError, OperationalError
 from medbridge.app import MedBridge
 from medbridge.bus.port import DeadLetterFilter
 from medbridge.canonical.codes import CodeError, NdcShape, ndc_readings
+from medbridge.canonical.erp import ErpPort
 from medbridge.canonical.masterdata import AccountRole, CodeSystem, ItemCode
 from medbridge.canonical.tasks import Action, Decision, WorkQueue
 from medbridge.connectors.flatfile import FlatFileError
+from medbridge.demo.wiring import running_demo_erp
 from medbridge.flows.erp_posting import requeue
 from medbridge.flows.erp_sync import sync_from_erp
 from medbridge.flows.inbound import ExceptionNotOpen
@@ -517,6 +519,21 @@ def xref_unit(source_system: str, code: str, unit: str) -> None:
         CrossReferences.map_unit(conn, source_system, code, unit, actor=cli_actor())
 
 
+def _erp(mb: MedBridge) -> ErpPort:
+    """The configured ERP, else the one a demo running beside this ``var/`` started."""
+    if mb.erp_slot.config is None:
+        demo = running_demo_erp(mb.settings)
+        if demo is not None:
+            mb.erp_slot.attach(demo)
+    erp = mb.erp()
+    if erp is None:
+        raise UsageError(
+            "no ERP: set MEDBRIDGE_ERP_URL (with _DATABASE, _USER, _PASSWORD), or run this"
+            f" beside a running demo (medbridge run --demo, var {mb.settings.var_dir})"
+        )
+    return erp
+
+
 @erp_app.command("postings")
 def erp_postings() -> None:
     """How many journal entries are pending, posted and failed (with the failures' reasons)."""
@@ -533,10 +550,7 @@ def erp_postings() -> None:
 def erp_sync() -> None:
     """Read the ERP's products and suppliers into MedBridge's master data."""
     mb = _build()
-    erp = mb.erp()
-    if erp is None:
-        console.print("[red]no ERP configured (MEDBRIDGE_ERP_URL)[/red]")
-        raise typer.Exit(2)
+    erp = _erp(mb)
     issuer = f"tryton:{mb.settings.erp_database}"
     report = sync_from_erp(mb.engine, mb.masterdata, erp, issuer, actor=cli_actor())
     console.print(
@@ -570,10 +584,7 @@ def erp_reconcile(
     the period; inventory, GRNI and AP per supplier balances to its end); exit 1 on a
     difference."""
     mb = _build()
-    erp = mb.erp()
-    if erp is None:
-        console.print("[red]no ERP configured (MEDBRIDGE_ERP_URL)[/red]")
-        raise typer.Exit(2)
+    erp = _erp(mb)
     try:
         report = reconcile_period(mb.engine, erp, period, through)
     except ValueError as error:

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from medbridge.cli import main
-from medbridge.demo.erp import CONNECTION, DemoErp, connection
+from medbridge.demo.erp import CONNECTION, DemoErp, _is_trytond, connection
 from medbridge.demo.wiring import running_demo_erp
 from medbridge.settings import Settings
 
@@ -149,11 +149,13 @@ def test_a_server_left_by_a_killed_run_is_stopped_and_a_new_one_dies_with_its_pa
         """
     )
     killed = subprocess.Popen([sys.executable, "-c", run], stdout=subprocess.PIPE)
-    assert killed.stdout is not None
-    first = next(int(ln.split()[1]) for ln in killed.stdout if ln.startswith(b"pid "))
-    assert alive(first)
-    killed.send_signal(signal.SIGKILL)
-    killed.wait(15)
+    try:
+        assert killed.stdout is not None
+        first = next(int(ln.split()[1]) for ln in killed.stdout if ln.startswith(b"pid "))
+        assert alive(first)
+    finally:
+        killed.send_signal(signal.SIGKILL)
+        killed.wait(15)
     assert gone(first)  # the kernel told it: its parent died (PR_SET_PDEATHSIG)
 
     # one that outlived its run anyway (started before this release, or the signal missed)
@@ -162,6 +164,8 @@ def test_a_server_left_by_a_killed_run_is_stopped_and_a_new_one_dies_with_its_pa
         env={**os.environ, "FAKE_TRYTOND_SILENT": "1"},
         start_new_session=True,
     )
+    while not _is_trytond(stale.pid):  # exec'd (a stale server has run for a while)
+        threading.Event().wait(0.01)
     (var / "tryton").mkdir(parents=True, exist_ok=True)
     (var / "tryton" / CONNECTION).write_text(
         json.dumps(
@@ -175,14 +179,16 @@ def test_a_server_left_by_a_killed_run_is_stopped_and_a_new_one_dies_with_its_pa
         )
     )
     demo = DemoErp(var, peer)
-    server = demo.start()
     try:
+        server = demo.start()
         assert gone(stale)
         found = connection(var)
         assert found is not None
         assert found["url"] == server.url
     finally:
         demo.stop()
+        stale.kill()
+        stale.wait(15)
 
 
 def test_erp_commands_without_an_erp_say_what_to_set(

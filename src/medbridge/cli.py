@@ -11,6 +11,7 @@ from typing import Annotated, Any, cast, get_args
 import typer
 from pydantic import ValidationError
 from rich.console import Console
+from rich.progress import track
 from rich.table import Table
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, OperationalError
@@ -70,6 +71,10 @@ app.add_typer(audit_app, name="audit")
 
 console = Console()
 errors = Console(stderr=True, soft_wrap=True)
+
+
+REPLAY_PROGRESS_FROM = 10
+"""From this many parked messages on, ``exceptions replay`` shows a progress bar (on stderr)."""
 
 
 class UsageError(Exception):
@@ -401,7 +406,13 @@ def exceptions_replay(exception_ids: list[int]) -> None:
     """Resolve parked messages again and apply each once if every code now resolves."""
     mb = _build()
     failed = False
-    for exception_id in exception_ids:
+    for exception_id in track(
+        exception_ids,
+        description="replaying",
+        console=errors,
+        transient=True,
+        disable=len(exception_ids) < REPLAY_PROGRESS_FROM,
+    ):
         try:
             result = mb.inbound.replay(exception_id, actor=cli_actor())
         except ExceptionNotOpen as error:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import socket
+import tomllib
 from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Any, cast, get_args
@@ -131,7 +132,10 @@ def _build() -> MedBridge:
     except ValueError as error:  # pydantic's ValidationError is one; a TOML file's too
         if isinstance(error, ValidationError):
             raise
-        raise UsageError(f"settings: {error}") from error
+        if isinstance(error, tomllib.TOMLDecodeError):
+            where = os.environ.get("MEDBRIDGE_CONFIG_FILE")
+            raise UsageError(f"MEDBRIDGE_CONFIG_FILE={where}: {error}") from None
+        raise UsageError(str(error)) from None
     configure_logging(settings.log_level, settings.log_json)
     return MedBridge.build(settings)
 

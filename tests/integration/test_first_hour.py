@@ -196,6 +196,8 @@ def test_cli_mistakes_are_one_line_naming_the_setting_or_argument(
 ) -> None:
     monkeypatch.setenv("MEDBRIDGE_LOG_JSON", "false")
     monkeypatch.setenv("MEDBRIDGE_DATABASE_URL", database_url)
+    broken = tmp_path / "broken.toml"
+    broken.write_text("http_port =\n")
     cases: list[tuple[dict[str, str], list[str], str]] = [
         ({"MEDBRIDGE_HTTP_PORT": "eighty"}, ["dlq", "list"], "MEDBRIDGE_HTTP_PORT='eighty'"),
         (
@@ -207,6 +209,13 @@ def test_cli_mistakes_are_one_line_naming_the_setting_or_argument(
             {"MEDBRIDGE_DATABASE_URL": f"sqlite:///{tmp_path / 'empty.db'}"},
             ["exceptions", "list"],
             "medbridge db upgrade",
+        ),
+        ({"MEDBRIDGE_CONFIG_FILE": str(tmp_path / "nope.toml")}, ["dlq", "list"], "nope.toml"),
+        ({"MEDBRIDGE_CONFIG_FILE": str(broken)}, ["dlq", "list"], "broken.toml: "),
+        (
+            {"MEDBRIDGE_FLATFILE_SOURCES": '{"pyxis": {}}'},
+            ["snapshot", "reconcile", str(tmp_path / "missing.csv"), "--source", "pyxis"],
+            "missing.csv: No such file or directory",
         ),
         ({}, ["xref", "item", "NOPE", "--system", "ndc", "--code", "0069-2587-10"], "item: "),
         ({}, ["xref", "item", "VANCO-1G", "--system", "ndc", "--code", "12-34"], "NDC '12-34'"),

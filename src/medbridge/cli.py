@@ -150,8 +150,9 @@ def _ports_free(settings: Settings, *, http: bool, mllp: bool) -> None:
         wanted.append(("MEDBRIDGE_MLLP_PORT", settings.mllp_host, settings.mllp_port))
     for name, host, port in wanted:
         try:
-            with socket.create_server((host, port), reuse_port=False) as probe:
-                probe.close()
+            family = socket.AF_INET6 if ":" in host else socket.AF_INET
+            with socket.create_server((host, port), family=family):
+                pass
         except OSError as error:
             raise UsageError(
                 f"{name}: cannot listen on {host}:{port} ({error.strerror or error}); stop what"

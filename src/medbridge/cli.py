@@ -89,8 +89,15 @@ def main() -> None:
     try:
         app()  # typer's own: a wrong argument or option is its one-line usage error, exit 2
     except (UsageError, ValidationError, OperationalError, OSError, MasterDataError) as error:
+        if isinstance(error, OSError) and not _users_file_or_peer(error):
+            raise  # not a user's mistake: its traceback is wanted
         errors.print(f"[red]medbridge: {_one_line(error)}[/red]", highlight=False)
         raise SystemExit(2) from None
+
+
+def _users_file_or_peer(error: OSError) -> bool:
+    """A file the user named (missing, unreadable) or a server the settings name refusing."""
+    return error.filename is not None or isinstance(error, ConnectionError)
 
 
 def _one_line(error: Exception) -> str:

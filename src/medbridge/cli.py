@@ -289,15 +289,16 @@ def dlq_replay(
             f"[red]unknown consumer group {group!r}[/red] (known: {', '.join(mb.consumers)})"
         )
         raise typer.Exit(2)
-    report = consumer.replay(
-        DeadLetterFilter(
-            ids=tuple(ids) if ids else None,
-            event_type=event_type,
-            subject=subject,
-            error_type=error_type,
-        ),
-        actor=cli_actor(),
-    )
+    with errors.status(f"replaying dead letters of {group}"):
+        report = consumer.replay(
+            DeadLetterFilter(
+                ids=tuple(ids) if ids else None,
+                event_type=event_type,
+                subject=subject,
+                error_type=error_type,
+            ),
+            actor=cli_actor(),
+        )
     console.print(f"replayed: {len(report.applied)} applied, {len(report.failed)} failed")
     for dead_id, error in report.failed.items():
         console.print(f"  [red]{dead_id}[/red]: {error}")
@@ -609,7 +610,9 @@ def erp_reconcile(
     mb = _build()
     erp = _erp(mb)
     try:
-        report = reconcile_period(mb.engine, erp, period, through)
+        span = f"{period} to {through}" if through else period
+        with errors.status(f"reconciling {span} with the ERP"):
+            report = reconcile_period(mb.engine, erp, period, through)
     except ValueError as error:
         console.print(f"[red]{error}[/red]")
         raise typer.Exit(2) from None

@@ -318,7 +318,9 @@ def ledger_show(
         rows = ledger_store.stock(conn, item=item, location=location)
         count = ledger_store.counts(conn)
         total = count["journal_entries"]
-        latest = ledger_store.journal(conn, location=location, newest_first=True, limit=journal)
+        latest = ledger_store.journal(
+            conn, location=location, item=item, newest_first=True, limit=journal
+        )
         entries = list(reversed(latest))  # the latest ``journal``, in the order they were made
         accounts = mb.masterdata.account_map(conn)
         checks = ledger_store.facility_checks(
@@ -330,7 +332,7 @@ def ledger_show(
             r.item, r.location, r.lot or "-", str(r.expiry or "-"), f"{r.quantity.normalize():f}"
         )
     console.print(stock)
-    title = "Recent journal" + (f" ({location})" if location else "")
+    title = "Recent journal" + "".join(f" {f}" for f in (item, location) if f)
     recent = Table("entry", "date", "description", "account", "debit", "credit", title=title)
     for e in entries:
         for line in e.lines:

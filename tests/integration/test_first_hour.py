@@ -94,10 +94,12 @@ def test_journal_period_is_the_posting_month(admin: TestClient, journal: list[st
         assert refused.json()["detail"][0]["loc"] == ["query", "period"]
 
 
-def test_journal_filters_by_location(admin: TestClient, journal: list[str]) -> None:
+def test_journal_filters_by_location_and_item(admin: TestClient, journal: list[str]) -> None:
     at_icu = descriptions(admin, location="H1-ICU", order="asc")
     assert at_icu == [journal[1], journal[3]]
     assert all("@ H1-ICU" in d for d in at_icu)
+    assert descriptions(admin, item="VANCO-1G", location="H1-PHARM") == [journal[2], journal[0]]
+    assert descriptions(admin, item="AMOX-500") == []
 
 
 def test_ledger_show_location_filters_the_journal_lines(

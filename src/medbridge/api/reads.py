@@ -75,6 +75,7 @@ async def get_journal_entries(
         str | None, Query(pattern=r"^\d{4}-(0[1-9]|1[0-2])$", description="YYYY-MM")
     ] = None,
     location: Code = None,
+    item: Code = None,
     order: Annotated[
         Literal["desc", "asc"],
         Query(description="desc: the newest entries first (default); asc: the oldest first"),
@@ -83,7 +84,8 @@ async def get_journal_entries(
     offset: Offset = 0,
 ) -> dict[str, Any]:
     """Journal entries, the newest first unless ``order=asc``; ``period`` (the posting
-    date's month), ``account`` (any line on it), ``location`` (its movement's) filter."""
+    date's month), ``account`` (any line on it), ``location`` and ``item`` (its movement's)
+    filter."""
 
     def query() -> list[dict[str, Any]]:
         with services(request).engine.connect() as conn:
@@ -94,6 +96,7 @@ async def get_journal_entries(
                 period=period,
                 facilities=client.facilities,
                 location=location,
+                item=item,
                 newest_first=order == "desc",
                 limit=limit,
                 offset=offset,

@@ -245,19 +245,21 @@ def journal(
     entry_ids: Sequence[str] | None = None,
     facilities: frozenset[str] | None = None,
     location: str | None = None,
+    item: str | None = None,
     newest_first: bool = False,
     limit: int = 200,
     offset: int = 0,
 ) -> list[JournalEntry]:
     """Journal entries, oldest first (``newest_first``: the latest first); ``facilities``:
-    only those whose every line is of these facilities; ``location``: only those of a stock
-    movement at (or transferred to) that location."""
-    e, ln = journal_entries, journal_lines
+    only those whose every line is of these facilities; ``location``, ``item``: only those
+    of a stock movement at (or transferred to) that location, of that item."""
+    e, ln, m = journal_entries, journal_lines, ledger_movements
     conditions: list[Any] = []
     if location is not None:
-        m = ledger_movements
         at = select(m.c.event_id).where(or_(m.c.location == location, m.c.to_location == location))
         conditions.append(e.c.source_event_id.in_(at))
+    if item is not None:
+        conditions.append(e.c.source_event_id.in_(select(m.c.event_id).where(m.c.item == item)))
     if facilities is not None:
         conditions.append(e.c.entry_id.not_in(entries_outside(facilities)))
     if correlation_id is not None:

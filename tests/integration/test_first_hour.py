@@ -147,6 +147,27 @@ def test_a_wrong_item_cross_reference_is_replaced_or_removed_from_the_cli(
         json={"system": "ndc", "code": "12345-6789-01", "item": "AMOX-500"},
     )
     assert answer.status_code == 201  # free again
+    taken = admin.post(
+        "/v1/cross-references/items",
+        json={"system": "ndc", "code": "12345-6789-01", "item": "VANCO-1G"},
+    )
+    assert taken.status_code == 422
+    assert taken.json()["detail"][0]["loc"] == ["body", "code"]
+    moved = admin.post(
+        "/v1/cross-references/items",
+        json={"system": "ndc", "code": "12345-6789-01", "item": "VANCO-1G", "replace": True},
+    )
+    assert moved.status_code == 201, moved.text
+    params = {"system": "ndc", "code": "12345-6789-01"}
+    removed = admin.delete("/v1/cross-references/items", params=params)
+    assert removed.status_code == 200, removed.text
+    assert removed.json()["removed_from"] == "VANCO-1G"
+    assert admin.delete("/v1/cross-references/items", params=params).status_code == 404
+    undashed = admin.delete(
+        "/v1/cross-references/items", params={"system": "ndc", "code": "1234567890"}
+    )
+    assert undashed.status_code == 422
+    assert undashed.json()["detail"][0]["loc"] == ["query", "code"]
 
 
 def test_an_undashed_ten_digit_ndc_maps_when_its_shape_is_known(

@@ -152,6 +152,7 @@ async def add_item_code(
         code = await run_in_threadpool(write)
     except (CodeError, ValueError, MasterDataError) as error:
         field = getattr(error, "field", "code")
+        field = "code" if field == "codes" else field  # the code maps to another item already
         raise _unprocessable(field if isinstance(field, str) else "code", str(error)) from error
     return {
         "system": code.system.value,
@@ -159,6 +160,38 @@ async def add_item_code(
         "issuer": code.issuer,
         "item": body.item,
     }
+
+
+@router.delete("/cross-references/items", responses=answers(404))
+async def remove_item_code(
+    request: Request,
+    client: XrefWriter,
+    system: CodeSystem,
+    code: Annotated[str, Query(min_length=1, max_length=64)],
+    issuer: Annotated[str | None, Query(max_length=64)] = None,
+) -> dict[str, Any]:
+    """Remove a wrong cross-reference (audited): messages carrying the code are parked for
+    review again until it is mapped. An NDC is given dashed or as 11 digits."""
+    svc = services(request)
+
+    def write() -> tuple[ItemCode, str | None]:
+        if system is CodeSystem.NDC and len(ndc_readings(code)) > 1:
+            raise MasterDataError("code", f"NDC {code!r}: give it dashed (its shape is lost)")
+        item_code = ItemCode(system=system, code=code, issuer=issuer)
+        with svc.engine.begin() as conn:
+            return item_code, svc.masterdata.unlink_code(conn, item_code, actor=client.name)
+
+    try:
+        item_code, was = await run_in_threadpool(write)
+    except (CodeError, ValueError, MasterDataError) as error:
+        field = getattr(error, "field", "code")
+        raise HTTPException(
+            422,
+            detail=[{"loc": ["query", str(field)], "msg": str(error), "type": "value_error"}],
+        ) from error
+    if was is None:
+        raise HTTPException(404, detail=f"{system.value} {item_code.code} maps to no item")
+    return {"system": system.value, "code": item_code.code, "issuer": issuer, "removed_from": was}
 
 
 def _source_route(kind: str, writer: Any) -> Any:

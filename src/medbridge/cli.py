@@ -2,20 +2,30 @@
 
 from __future__ import annotations
 
+import os
+import socket
+import tomllib
 from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any, cast, get_args
 
 import typer
+from pydantic import ValidationError
 from rich.console import Console
+from rich.progress import track
 from rich.table import Table
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError, OperationalError
 
 from medbridge.app import MedBridge
 from medbridge.bus.port import DeadLetterFilter
+from medbridge.canonical.codes import CodeError, NdcShape, ndc_readings
+from medbridge.canonical.erp import ErpPort
 from medbridge.canonical.masterdata import AccountRole, CodeSystem, ItemCode
 from medbridge.canonical.tasks import Action, Decision, WorkQueue
 from medbridge.connectors.flatfile import FlatFileError
+from medbridge.demo.wiring import running_demo_erp
 from medbridge.flows.erp_posting import requeue
 from medbridge.flows.erp_sync import sync_from_erp
 from medbridge.flows.inbound import ExceptionNotOpen
@@ -23,7 +33,7 @@ from medbridge.flows.reconciliation import reconcile_period
 from medbridge.flows.retention import EVERY_CONNECTOR
 from medbridge.flows.work_queue import TaskError
 from medbridge.governance.clients import Role
-from medbridge.masterdata.repository import CrossReferences
+from medbridge.masterdata.repository import CrossReferences, MasterDataError
 from medbridge.observability.logging import configure_logging
 from medbridge.runtime.processes import Role as Process
 from medbridge.runtime.processes import message_retention, serve_background, serve_http
@@ -65,12 +75,100 @@ messages_app = typer.Typer(help="The message store: retention of raw bodies.", n
 app.add_typer(messages_app, name="messages")
 
 console = Console()
+errors = Console(stderr=True, soft_wrap=True)
+
+
+REPLAY_PROGRESS_FROM = 10
+"""From this many parked messages on, ``exceptions replay`` shows a progress bar (on stderr)."""
+
+
+class UsageError(Exception):
+    """A user's mistake (a setting, an argument, a file), told in one line: no traceback."""
+
+
+def main() -> None:
+    """The ``medbridge`` command: a user's mistake (a bad setting value, a missing file, a
+    wrong argument, an unreachable database) ends in one line naming it and exit 2; a
+    traceback is left for what is MedBridge's own fault."""
+    try:
+        app()  # typer's own: a wrong argument or option is its one-line usage error, exit 2
+    except (UsageError, ValidationError, OperationalError, OSError, MasterDataError) as error:
+        if isinstance(error, OSError) and not _users_file_or_peer(error):
+            raise  # not a user's mistake: its traceback is wanted
+        errors.print(f"[red]medbridge: {_one_line(error)}[/red]", highlight=False)
+        raise SystemExit(2) from None
+
+
+def _users_file_or_peer(error: OSError) -> bool:
+    """A file the user named (missing, unreadable) or a server the settings name refusing."""
+    return error.filename is not None or isinstance(error, ConnectionError)
+
+
+def _one_line(error: Exception) -> str:
+    if isinstance(error, ValidationError):
+        return "; ".join(_setting_problem(problem) for problem in error.errors())
+    if isinstance(error, OperationalError):
+        reason = str(error.orig).strip().splitlines()[0] if error.orig else str(error)
+        if "no such table" in reason or "does not exist" in reason:
+            reason += " (migrate it first: medbridge db upgrade)"
+        return f"cannot use the database (MEDBRIDGE_DATABASE_URL={_redacted_url()}): {reason}"
+    if isinstance(error, MasterDataError):
+        return f"{error.field}: {error}"
+    if isinstance(error, OSError) and error.filename is not None:
+        return f"{error.filename}: {error.strerror}"
+    return str(error)
+
+
+def _setting_problem(problem: Any) -> str:
+    """A settings error as the variable a user sets: ``MEDBRIDGE_HTTP_PORT='abc': ...``."""
+    where = [str(part) for part in problem.get("loc", ())]
+    name = "MEDBRIDGE_" + where[0].upper() if where else "settings"
+    inner = "".join(f"[{part}]" for part in where[1:])
+    given = problem.get("input")
+    shown = f"={given!r}" if isinstance(given, str | int | float) else ""
+    return f"{name}{inner}{shown}: {problem.get('msg', 'invalid')}"
+
+
+def _redacted_url() -> str:
+    url = os.environ.get("MEDBRIDGE_DATABASE_URL", Settings.model_fields["database_url"].default)
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return "(unreadable)"
 
 
 def _build() -> MedBridge:
-    settings = Settings()
+    try:
+        settings = Settings()
+    except ValueError as error:  # pydantic's ValidationError is one; a TOML file's too
+        if isinstance(error, ValidationError):
+            raise
+        if isinstance(error, tomllib.TOMLDecodeError):
+            where = os.environ.get("MEDBRIDGE_CONFIG_FILE")
+            raise UsageError(f"MEDBRIDGE_CONFIG_FILE={where}: {error}") from None
+        raise UsageError(str(error)) from None
     configure_logging(settings.log_level, settings.log_json)
     return MedBridge.build(settings)
+
+
+def _ports_free(settings: Settings, *, http: bool, mllp: bool) -> None:
+    """Stop before anything is printed or started if a port this process serves is taken
+    (the servers themselves would fail later, with a traceback, after the announcement)."""
+    wanted = []
+    if http:
+        wanted.append(("MEDBRIDGE_HTTP_PORT", settings.http_host, settings.http_port))
+    if mllp and settings.mllp_enabled and settings.mllp_port:
+        wanted.append(("MEDBRIDGE_MLLP_PORT", settings.mllp_host, settings.mllp_port))
+    for name, host, port in wanted:
+        try:
+            family = socket.AF_INET6 if ":" in host else socket.AF_INET
+            with socket.create_server((host, port), family=family):
+                pass
+        except OSError as error:
+            raise UsageError(
+                f"{name}: cannot listen on {host}:{port} ({error.strerror or error}); stop what"
+                f" uses it or choose another port"
+            ) from None
 
 
 @app.command()
@@ -82,6 +180,7 @@ def run(
     first)."""
     tune_interpreter()
     mb = _build()
+    _ports_free(mb.settings, http=True, mllp=True)
     mb.upgrade_database()
     key, generated = mb.ensure_admin_key()
     demo = demo or mb.settings.demo
@@ -97,6 +196,7 @@ def api() -> None:
     migrated: ``medbridge db upgrade``)."""
     tune_interpreter()
     mb = _build()
+    _ports_free(mb.settings, http=True, mllp=False)
     key, generated = mb.ensure_admin_key()
     _announce(mb, key if generated else None)
     serve_http(mb, with_workers=False)
@@ -107,7 +207,9 @@ def listen() -> None:
     """Run the MLLP listener, the watched folders and the pollers: no HTTP API, no
     consumers (scale-out). Stops cleanly on SIGTERM/SIGINT."""
     tune_interpreter()
-    serve_background(_build(), Process.LISTEN)
+    mb = _build()
+    _ports_free(mb.settings, http=False, mllp=True)
+    serve_background(mb, Process.LISTEN)
 
 
 @app.command()
@@ -122,10 +224,14 @@ def worker() -> None:
 def _announce(mb: MedBridge, key: str | None) -> None:
     scheme = "http" if mb.settings.http_tls_cert is None else "https"
     where = f"{scheme}://{mb.settings.http_host}:{mb.settings.http_port}"
-    console.print(f"[bold]MedBridge[/bold] on {where}  (database {mb.settings.database_url})")
-    if key is not None:
+    console.print(
+        f"[bold]MedBridge[/bold] on {where}  (database {mb.settings.database_url})",
+        soft_wrap=True,
+    )
+    if key is not None:  # one line, however narrow the terminal: it is copied from there
         console.print(
-            f"admin API key: [bold]{key}[/bold]  (also in {mb.settings.var_dir}/admin_api_key)"
+            f"admin API key: [bold]{key}[/bold]  (also in {mb.settings.var_dir}/admin_api_key)",
+            soft_wrap=True,
         )
 
 
@@ -187,15 +293,16 @@ def dlq_replay(
             f"[red]unknown consumer group {group!r}[/red] (known: {', '.join(mb.consumers)})"
         )
         raise typer.Exit(2)
-    report = consumer.replay(
-        DeadLetterFilter(
-            ids=tuple(ids) if ids else None,
-            event_type=event_type,
-            subject=subject,
-            error_type=error_type,
-        ),
-        actor=cli_actor(),
-    )
+    with errors.status(f"replaying dead letters of {group}"):
+        report = consumer.replay(
+            DeadLetterFilter(
+                ids=tuple(ids) if ids else None,
+                event_type=event_type,
+                subject=subject,
+                error_type=error_type,
+            ),
+            actor=cli_actor(),
+        )
     console.print(f"replayed: {len(report.applied)} applied, {len(report.failed)} failed")
     for dead_id, error in report.failed.items():
         console.print(f"  [red]{dead_id}[/red]: {error}")
@@ -215,7 +322,10 @@ def ledger_show(
         rows = ledger_store.stock(conn, item=item, location=location)
         count = ledger_store.counts(conn)
         total = count["journal_entries"]
-        entries = ledger_store.journal(conn, limit=journal, offset=max(0, total - journal))
+        latest = ledger_store.journal(
+            conn, location=location, item=item, newest_first=True, limit=journal
+        )
+        entries = list(reversed(latest))  # the latest ``journal``, in the order they were made
         accounts = mb.masterdata.account_map(conn)
         checks = ledger_store.facility_checks(
             conn, {f: a for (f, role), a in accounts.items() if role is AccountRole.INVENTORY}
@@ -226,9 +336,8 @@ def ledger_show(
             r.item, r.location, r.lot or "-", str(r.expiry or "-"), f"{r.quantity.normalize():f}"
         )
     console.print(stock)
-    recent = Table(
-        "entry", "date", "description", "account", "debit", "credit", title="Recent journal"
-    )
+    title = "Recent journal" + "".join(f" {f}" for f in (item, location) if f)
+    recent = Table("entry", "date", "description", "account", "debit", "credit", title=title)
     for e in entries:
         for line in e.lines:
             recent.add_row(
@@ -316,7 +425,13 @@ def exceptions_replay(exception_ids: list[int]) -> None:
     """Resolve parked messages again and apply each once if every code now resolves."""
     mb = _build()
     failed = False
-    for exception_id in exception_ids:
+    for exception_id in track(
+        exception_ids,
+        description="replaying",
+        console=errors,
+        transient=True,
+        disable=len(exception_ids) < REPLAY_PROGRESS_FROM,
+    ):
         try:
             result = mb.inbound.replay(exception_id, actor=cli_actor())
         except ExceptionNotOpen as error:
@@ -347,14 +462,67 @@ def xref_item(
     system: Annotated[CodeSystem, typer.Option(help="ndc, gtin, local, supplier_sku, erp.")],
     code: Annotated[str, typer.Option(help="The external code.")],
     issuer: Annotated[str | None, typer.Option(help="The source system (local codes).")] = None,
+    ndc_shape: Annotated[
+        str | None,
+        typer.Option(help="An undashed 10-digit NDC's shape: 4-4-2, 5-3-2 or 5-4-1."),
+    ] = None,
+    replace: Annotated[
+        bool, typer.Option(help="Move the code from the item it maps to now (a wrong mapping).")
+    ] = False,
 ) -> None:
     """Map an external item code (NDC, GTIN, a source's local code) to an item."""
     mb = _build()
     with mb.engine.begin() as conn:
-        mb.masterdata.link_code(
-            conn, item, ItemCode(system=system, code=code, issuer=issuer), actor=cli_actor()
-        )
-    console.print(f"{system.value} {code} -> {item}")
+        item_code = _item_code(mb, conn, item, system, code, issuer, ndc_shape)
+        mb.masterdata.link_code(conn, item, item_code, actor=cli_actor(), replace=replace)
+    console.print(f"{system.value} {item_code.code} -> {item}")
+
+
+@xref_app.command("remove")
+def xref_remove(
+    system: Annotated[CodeSystem, typer.Option(help="ndc, gtin, local, supplier_sku, erp.")],
+    code: Annotated[str, typer.Option(help="The external code.")],
+    issuer: Annotated[str | None, typer.Option(help="The source system (local codes).")] = None,
+) -> None:
+    """Remove an item code's cross-reference (a wrong one): messages carrying it are parked
+    for review again until it is mapped."""
+    mb = _build()
+    with mb.engine.begin() as conn:
+        item_code = _item_code(mb, conn, None, system, code, issuer, None)
+        was = mb.masterdata.unlink_code(conn, item_code, actor=cli_actor())
+    if was is None:
+        raise UsageError(f"--code: {system.value} {item_code.code} maps to no item")
+    console.print(f"{system.value} {item_code.code} no longer maps to {was}")
+
+
+def _item_code(
+    mb: MedBridge,
+    conn: Any,
+    item: str | None,
+    system: CodeSystem,
+    code: str,
+    issuer: str | None,
+    ndc_shape: str | None,
+) -> ItemCode:
+    """The code as given, an NDC read in its shape (``--ndc-shape``, or the item's labeler)."""
+    if ndc_shape is not None and ndc_shape not in get_args(NdcShape):
+        raise UsageError(f"--ndc-shape {ndc_shape!r}: one of 4-4-2, 5-3-2, 5-4-1")
+    try:
+        if system is CodeSystem.NDC:
+            if item is None:
+                readings = ndc_readings(code)
+                if len(readings) > 1:
+                    raise UsageError(f"--code {code!r}: give the NDC dashed (its shape is lost)")
+                code = next(iter(readings.values()))
+            else:
+                code = mb.masterdata.item_ndc(conn, item, code, cast(Any, ndc_shape))
+        return ItemCode(system=system, code=code, issuer=issuer)
+    except CodeError as error:
+        raise UsageError(f"--code: {error}") from None
+    except ValidationError as error:
+        problem = error.errors()[0]
+        where = problem["loc"][0] if problem["loc"] else "code"
+        raise UsageError(f"--{where}: {problem['msg']}") from None
 
 
 @xref_app.command("location")
@@ -381,6 +549,21 @@ def xref_unit(source_system: str, code: str, unit: str) -> None:
         CrossReferences.map_unit(conn, source_system, code, unit, actor=cli_actor())
 
 
+def _erp(mb: MedBridge) -> ErpPort:
+    """The configured ERP, else the one a demo running beside this ``var/`` started."""
+    if mb.erp_slot.config is None:
+        demo = running_demo_erp(mb.settings)
+        if demo is not None:
+            mb.erp_slot.attach(demo)
+    erp = mb.erp()
+    if erp is None:
+        raise UsageError(
+            "no ERP: set MEDBRIDGE_ERP_URL (with _DATABASE, _USER, _PASSWORD), or run this"
+            f" beside a running demo (medbridge run --demo, var {mb.settings.var_dir})"
+        )
+    return erp
+
+
 @erp_app.command("postings")
 def erp_postings() -> None:
     """How many journal entries are pending, posted and failed (with the failures' reasons)."""
@@ -397,10 +580,7 @@ def erp_postings() -> None:
 def erp_sync() -> None:
     """Read the ERP's products and suppliers into MedBridge's master data."""
     mb = _build()
-    erp = mb.erp()
-    if erp is None:
-        console.print("[red]no ERP configured (MEDBRIDGE_ERP_URL)[/red]")
-        raise typer.Exit(2)
+    erp = _erp(mb)
     issuer = f"tryton:{mb.settings.erp_database}"
     report = sync_from_erp(mb.engine, mb.masterdata, erp, issuer, actor=cli_actor())
     console.print(
@@ -434,12 +614,11 @@ def erp_reconcile(
     the period; inventory, GRNI and AP per supplier balances to its end); exit 1 on a
     difference."""
     mb = _build()
-    erp = mb.erp()
-    if erp is None:
-        console.print("[red]no ERP configured (MEDBRIDGE_ERP_URL)[/red]")
-        raise typer.Exit(2)
+    erp = _erp(mb)
     try:
-        report = reconcile_period(mb.engine, erp, period, through)
+        span = f"{period} to {through}" if through else period
+        with errors.status(f"reconciling {span} with the ERP"):
+            report = reconcile_period(mb.engine, erp, period, through)
     except ValueError as error:
         console.print(f"[red]{error}[/red]")
         raise typer.Exit(2) from None
@@ -590,10 +769,6 @@ def audit_list(
     console.print(table)
 
 
-if __name__ == "__main__":
-    app()
-
-
 @messages_app.command("prune")
 def messages_prune(
     older_than_days: Annotated[
@@ -638,3 +813,7 @@ def messages_prune(
     console.print(
         f"{total} body(ies) pruned{f' ({detail})' if detail else ''}; {files} archive file(s)"
     )
+
+
+if __name__ == "__main__":
+    main()

@@ -54,6 +54,8 @@ def config_sources(
     sources: tuple[PydanticBaseSettingsSource, ...] = (init_settings, env_settings)
     config_file = os.environ.get("MEDBRIDGE_CONFIG_FILE")
     if config_file:
+        if not Path(config_file).is_file():  # a typo must not start a process on defaults
+            raise ValueError(f"MEDBRIDGE_CONFIG_FILE={config_file}: no such file")
         header = (table,) if table else None
         sources += (
             TomlConfigSettingsSource(

@@ -6,6 +6,7 @@ shares the real adapter's contract suite; the suppliers are simulated over the r
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from datetime import date
 from decimal import Decimal
@@ -13,7 +14,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from dbos import DBOS
 
+from medbridge.canonical.movements import MovementKind
 from medbridge.canonical.trade import InvoiceDocument, InvoiceLine, PartnerItem
 from medbridge.demo.procurement import demo_partners
 from medbridge.demo.supplier_behaviour import Fault, Faults
@@ -273,3 +276,72 @@ def test_an_order_that_cannot_be_sent_asks_procurement_and_closing_cancels_it(
     h.cycle.run_until(lambda: h.get(f"/v1/purchase-orders/{reference}")["status"] == "closed")
     po = h.get(f"/v1/purchase-orders/{reference}")
     assert h.erp.purchase_order_state(po["erp_id"]) == "cancelled"
+
+
+def test_a_receipt_for_an_order_received_in_full_is_refused_naming_the_line(
+    harness_for: Any,
+) -> None:
+    h = harness_for(auto_receive=False)
+    reference = h.order()
+    h.cycle.run_until(lambda: h.get(f"/v1/purchase-orders/{reference}")["status"] == "shipped")
+    po = h.get(f"/v1/purchase-orders/{reference}")
+    (noticed,) = po["receipts"]
+    ordered = po["lines"][0]["quantity"]
+    counted = h.post(
+        f"/v1/purchase-orders/{reference}/receipts",
+        {"shipment_id": noticed["shipment_id"], "lines": [{"line": 1, "quantity": ordered}]},
+    )
+    assert counted.status_code == 202, counted.text
+    h.cycle.run_until(lambda: h.get(f"/v1/purchase-orders/{reference}")["status"] == "received")
+
+    more = h.post(
+        f"/v1/purchase-orders/{reference}/receipts",
+        {"shipment_id": "SH-AGAIN", "lines": [{"line": 1, "quantity": "5"}]},
+    )
+    assert more.status_code == 409, more.text
+    [problem] = more.json()["detail"]
+    assert problem["loc"] == ["body", "lines[0]", "line"]
+    assert f"{reference} line 1 is received in full" in problem["msg"]
+    with h.mb.engine.connect() as conn:
+        assert [r["shipment_id"] for r in store.receipts(conn, reference)] == [
+            noticed["shipment_id"]
+        ]
+
+
+def test_an_order_whose_erp_call_is_retried_at_a_stop_goes_on_after_the_restart(
+    harness_for: Any,
+) -> None:
+    """Issue 16: stopping the process while a step retried an unreachable ERP (the demo's
+    ERP stops with it) recorded the transient error as the step's outcome; on the next start
+    DBOS replayed it and the order stayed where it was. The step now ends without an
+    outcome and is run again after the restart."""
+    h = harness_for()
+    h.cycle.stock("VANCO-1G", "H1-PHARM", 200)
+    h.cycle.pump()
+    h.cycle.movement(MovementKind.DISPENSE, "VANCO-1G", "H1-PHARM", 60)
+    h.cycle.pump()
+    h.erp.go_down()
+    (reference,) = h.cycle.runtime.plan_and_start()
+    deadline = time.monotonic() + 30
+    while not any(c.outcome == "down" for c in h.erp.calls) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert any(c.outcome == "down" for c in h.erp.calls), "the workflow called the ERP"
+
+    h.cycle.runtime.stopping.set()  # the process stops: the retries end at once
+    status = "PENDING"
+    settle = time.monotonic() + 3
+    while time.monotonic() < settle and status == "PENDING":
+        found = DBOS.get_workflow_status(reference)
+        status = found.status if found is not None else "PENDING"
+        time.sleep(0.05)
+    assert status == "PENDING", "no outcome recorded for a step the stop interrupted"
+    h.mb.stop_workers()
+
+    h.erp.come_up()
+    again = Harness(h.mb.settings, Faults(), h.erp)  # the next start, same databases
+    try:
+        again.cycle.run_until(
+            lambda: again.get(f"/v1/purchase-orders/{reference}")["status"] == "received"
+        )
+    finally:
+        again.mb.stop_workers()

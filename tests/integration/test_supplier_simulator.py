@@ -154,3 +154,48 @@ def test_the_demo_orders_from_both_simulated_suppliers(medbridge: MedBridge) -> 
         rows = store.find_documents(conn, direction="in", limit=1000)
     assert {r.partner for r in rows} == {"MCK", "MEDSURG"}
     assert {r.wire_format for r in rows} == {"x12", "cxml"}
+
+
+def test_orders_in_flight_at_a_stop_are_answered_after_the_restart(medbridge: MedBridge) -> None:
+    """Issue 16: the simulated suppliers held their pending answers in memory only, so
+    orders sent before a stop stayed ``sent``/``confirmed`` after a restart. A supplier keeps
+    its orders: the demo's suppliers take up the ones not answered in full, once."""
+    medbridge.api(demo=True)
+    x12, cxml = medbridge.x12_exchange(), medbridge.cxml_exchange()
+
+    def deliver(wire: str, body: bytes) -> Answer:
+        return (x12 if wire == "x12" else cxml).receive(body)
+
+    before = DemoProcurement(medbridge.engine, medbridge.settings.own_identity, deliver, seed=4)
+    sent = {}
+    for supplier in ("MCK", "MEDSURG"):
+        order = before.order(supplier)
+        before.outbox.send(order, partner=before.partners[supplier], correlation_id=None)
+        sent[supplier] = order.order_number
+    mck = before.simulators["MCK"]
+    mck._pending[1:] = []  # the ack answered, the rest lost with the process
+    assert mck.pump(all_due=True) == 1
+    # MEDSURG's answers: all lost (the process stopped before any was due)
+
+    def kinds(supplier: str) -> list[str]:
+        with medbridge.engine.connect() as conn:
+            rows = store.find_documents(conn, partner=supplier, direction="in", limit=1000)
+        return [r.kind for r in rows]
+
+    assert kinds("MCK") == ["acknowledgement"]
+    assert kinds("MEDSURG") == []
+
+    after = DemoProcurement(medbridge.engine, medbridge.settings.own_identity, deliver, seed=9)
+    assert after.resume() == 2
+    for sim in after.simulators.values():
+        sim.pump(all_due=True)
+        assert {a.status for _, a in sim.answers} == {200}
+    assert kinds("MCK")[0] == "acknowledgement"
+    assert kinds("MCK").count("acknowledgement") == 1  # not sent twice
+    assert "invoice" in kinds("MCK")
+    assert kinds("MEDSURG")[:2] == ["acknowledgement", "ship_notice"]
+    assert "invoice" in kinds("MEDSURG")
+    # another restart: everything is answered, nothing is sent again
+    again = DemoProcurement(medbridge.engine, medbridge.settings.own_identity, deliver)
+    assert again.resume() == 0
+    assert all(sim.pending == 0 for sim in again.simulators.values())

@@ -13,7 +13,7 @@ from starlette.concurrency import run_in_threadpool
 from medbridge.api.auth import require, services
 from medbridge.api.params import RowId
 from medbridge.api.problems import answers
-from medbridge.canonical.codes import CodeError
+from medbridge.canonical.codes import CodeError, NdcShape, ndc_readings
 from medbridge.canonical.masterdata import CodeSystem, ItemCode
 from medbridge.flows.inbound import ExceptionNotOpen, InboundResult
 from medbridge.governance.permissions import Permission, Principal
@@ -108,6 +108,10 @@ class ItemCrossReference(BaseModel):
     code: str = Field(min_length=1, max_length=64)
     issuer: str | None = Field(default=None, max_length=64)
     item: str = Field(min_length=1, max_length=64)
+    ndc_shape: NdcShape | None = None
+    """An undashed 10-digit NDC's shape (else read in the item's labeler's, if one fits)."""
+    replace: bool = False
+    """Move the code from the item it maps to now (correcting a wrong mapping)."""
 
 
 class SourceCrossReference(BaseModel):
@@ -130,17 +134,25 @@ async def add_item_code(
     svc = services(request)
 
     def write() -> ItemCode:
-        code = ItemCode(system=body.system, code=body.code, issuer=body.issuer)
+        given = body.code
+        if body.system is CodeSystem.NDC:
+            ndc_readings(given)  # what is no NDC at all is refused before the item is looked at
+        else:
+            ItemCode(system=body.system, code=given, issuer=body.issuer)
         with svc.engine.begin() as conn:
             if not svc.masterdata.items(conn, [body.item]):
                 raise MasterDataError("item", f"unknown item {body.item!r}")
-            svc.masterdata.link_code(conn, body.item, code, actor=client.name)
+            if body.system is CodeSystem.NDC:
+                given = svc.masterdata.item_ndc(conn, body.item, given, body.ndc_shape)
+            code = ItemCode(system=body.system, code=given, issuer=body.issuer)
+            svc.masterdata.link_code(conn, body.item, code, actor=client.name, replace=body.replace)
         return code
 
     try:
         code = await run_in_threadpool(write)
     except (CodeError, ValueError, MasterDataError) as error:
         field = getattr(error, "field", "code")
+        field = "code" if field == "codes" else field  # the code maps to another item already
         raise _unprocessable(field if isinstance(field, str) else "code", str(error)) from error
     return {
         "system": code.system.value,
@@ -148,6 +160,38 @@ async def add_item_code(
         "issuer": code.issuer,
         "item": body.item,
     }
+
+
+@router.delete("/cross-references/items", responses=answers(404))
+async def remove_item_code(
+    request: Request,
+    client: XrefWriter,
+    system: CodeSystem,
+    code: Annotated[str, Query(min_length=1, max_length=64)],
+    issuer: Annotated[str | None, Query(max_length=64)] = None,
+) -> dict[str, Any]:
+    """Remove a wrong cross-reference (audited): messages carrying the code are parked for
+    review again until it is mapped. An NDC is given dashed or as 11 digits."""
+    svc = services(request)
+
+    def write() -> tuple[ItemCode, str | None]:
+        if system is CodeSystem.NDC and len(ndc_readings(code)) > 1:
+            raise MasterDataError("code", f"NDC {code!r}: give it dashed (its shape is lost)")
+        item_code = ItemCode(system=system, code=code, issuer=issuer)
+        with svc.engine.begin() as conn:
+            return item_code, svc.masterdata.unlink_code(conn, item_code, actor=client.name)
+
+    try:
+        item_code, was = await run_in_threadpool(write)
+    except (CodeError, ValueError, MasterDataError) as error:
+        field = getattr(error, "field", "code")
+        raise HTTPException(
+            422,
+            detail=[{"loc": ["query", str(field)], "msg": str(error), "type": "value_error"}],
+        ) from error
+    if was is None:
+        raise HTTPException(404, detail=f"{system.value} {item_code.code} maps to no item")
+    return {"system": system.value, "code": item_code.code, "issuer": issuer, "removed_from": was}
 
 
 def _source_route(kind: str, writer: Any) -> Any:

@@ -1,7 +1,9 @@
 """Procure-to-pay over HTTP: ``GET /v1/purchase-orders`` (and one), ``GET /v1/invoices``, and
 the receiving dock: ``POST /v1/purchase-orders/{reference}/receipts`` hands a counted shipment
 (or its refusal) to the order's workflow: 202, then the workflow records it (ERP goods receipt,
-stock, GRNI). A refusal of the whole delivery unwinds what is open of the order."""
+stock, GRNI). A refusal of the whole delivery unwinds what is open of the order. A receipt
+naming a line received in full, or an order whose workflow has ended, is a 409 naming the
+line (or the order): its workflow would never take it."""
 
 from __future__ import annotations
 

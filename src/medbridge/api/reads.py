@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request
 from starlette.concurrency import run_in_threadpool
@@ -71,10 +71,22 @@ async def get_journal_entries(
     client: LedgerReader,
     correlation_id: Annotated[str | None, Query(max_length=36)] = None,
     account: Code = None,
-    period: Annotated[str | None, Query(pattern=r"^\d{4}-\d{2}$")] = None,
+    period: Annotated[
+        str | None, Query(pattern=r"^\d{4}-(0[1-9]|1[0-2])$", description="YYYY-MM")
+    ] = None,
+    location: Code = None,
+    item: Code = None,
+    order: Annotated[
+        Literal["desc", "asc"],
+        Query(description="desc: the newest entries first (default); asc: the oldest first"),
+    ] = "desc",
     limit: Annotated[int, Query(ge=1, le=1000)] = 200,
     offset: Offset = 0,
 ) -> dict[str, Any]:
+    """Journal entries, the newest first unless ``order=asc``; ``period`` (the posting
+    date's month), ``account`` (any line on it), ``location`` and ``item`` (its movement's)
+    filter."""
+
     def query() -> list[dict[str, Any]]:
         with services(request).engine.connect() as conn:
             entries = ledger_store.journal(
@@ -83,6 +95,9 @@ async def get_journal_entries(
                 account=account,
                 period=period,
                 facilities=client.facilities,
+                location=location,
+                item=item,
+                newest_first=order == "desc",
                 limit=limit,
                 offset=offset,
             )

@@ -12,7 +12,7 @@ GTIN: GTIN-8/12/13/14 share the GS1 mod-10 check digit; the canonical form is GT
 from __future__ import annotations
 
 import re
-from typing import Literal
+from typing import Literal, get_args
 
 NdcShape = Literal["4-4-2", "5-3-2", "5-4-1"]
 
@@ -48,6 +48,16 @@ def normalize_ndc(raw: str, shape: NdcShape | None = None) -> str:
         a, b, _c = (int(part) for part in shape.split("-"))
         return code[:a].zfill(5) + code[a : a + b].zfill(4) + code[a + b :].zfill(2)
     raise CodeError(f"NDC {raw!r}: {len(code)} digits; an NDC has 10 or 11")
+
+
+def ndc_readings(raw: str) -> dict[str, str]:
+    """Every 11-digit NDC an NDC spelling can mean, by shape: one for a dashed or 11-digit
+    code, three for an undashed 10-digit one (``4-4-2``, ``5-3-2``, ``5-4-1``); CodeError
+    for what is no NDC at all."""
+    code = raw.strip()
+    if code.isascii() and code.isdigit() and len(code) == 10:
+        return {shape: normalize_ndc(code, shape) for shape in get_args(NdcShape)}
+    return {"": normalize_ndc(code)}
 
 
 def gs1_check_digit(body: str) -> int:

@@ -22,6 +22,12 @@ log = get_logger(__name__)
 UNKNOWN_NDC_SHARE = 0.02
 """How often a cabinet dispenses a drug missing from the item master (-> exception queue)."""
 
+UNKNOWN_NDC = "12345-6789-01"
+"""The code of that drug: vancomycin 1 g vials of a second labeler, stocked in the cabinet as
+VANCO-1G (a vial, of a VANCO-1G lot) but not yet cross-referenced in the item master. Mapping
+it to VANCO-1G (the README's tour) is the right fix, and the parked message then applies."""
+UNKNOWN_SOURCED_AS = "VANCO-1G"
+
 
 def _coded(codes: tuple[ItemCode, ...], name: str) -> str:
     """The item as a cabinet codes it (an NDC, else RxNorm) in an HL7 CWE."""
@@ -57,8 +63,11 @@ class DemoCabinets:
         lot = self.rng.choice(lots)
         item = drugs[lot.item]
         code = _coded(item.codes, item.name)
-        if self.rng.random() < UNKNOWN_NDC_SHARE:  # a drug the item master does not know yet
-            code = "12345-6789-01^Heparin 5000 units/mL vial^NDC"
+        second_source = [r for r in lots if r.item == UNKNOWN_SOURCED_AS]
+        if second_source and self.rng.random() < UNKNOWN_NDC_SHARE:  # a code not mapped yet
+            lot = self.rng.choice(second_source)
+            item = drugs[lot.item]
+            code = f"{UNKNOWN_NDC}^Vancomycin 1 g vial (second labeler)^NDC"
         self._n += 1
         now = datetime.now(UTC).strftime("%Y%m%d%H%M%S+0000")
         control = f"{cabinet}-{datetime.now(UTC):%Y%m%d%H%M%S%f}-{self._n}"

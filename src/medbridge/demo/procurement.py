@@ -10,20 +10,32 @@ from __future__ import annotations
 
 import random
 import threading
+from collections.abc import Callable
 from datetime import UTC, datetime
 from decimal import Decimal
 
 from pydantic import SecretStr
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine, select
 
 from medbridge.canonical.partners import OwnIdentity, TradingPartner, WireFormat
-from medbridge.canonical.trade import OrderDocument, OrderLine, PartnerItem, Party, PartyRole
+from medbridge.canonical.trade import (
+    KIND_OF,
+    OrderDocument,
+    OrderLine,
+    PartnerItem,
+    Party,
+    PartyRole,
+    TradeDocument,
+    document_number,
+)
 from medbridge.demo.network import ITEMS, UNIT_PRICES
-from medbridge.demo.supplier_behaviour import Faults
+from medbridge.demo.supplier_behaviour import Faults, answer
 from medbridge.demo.supplier_simulator import Deliver, SimulatedSupplier
 from medbridge.flows.replenishment import wire_unit
 from medbridge.flows.trade import ChannelError, SupplierChannel, TradeOutbox
 from medbridge.observability.logging import get_logger
+from medbridge.store import trade as trade_store
+from medbridge.store.tables import trade_interchanges
 
 log = get_logger(__name__)
 
@@ -49,6 +61,10 @@ def demo_partners() -> dict[str, TradingPartner]:
     }
 
 
+RESUME_LIMIT = 10_000
+"""The most orders per simulated supplier looked at again after a restart."""
+
+
 class DemoProcurement:
     def __init__(
         self,
@@ -66,6 +82,7 @@ class DemoProcurement:
             code: SimulatedSupplier(own, deliver, DEMO_FAULTS, delay=answer_delay)
             for code in self.partners
         }
+        self.engine = engine
         self.outbox = TradeOutbox(engine, lambda partner: self.simulators[partner.code])
         self.interval = interval
         self.rng = random.Random(seed)  # noqa: S311 - simulated orders, not security
@@ -108,9 +125,47 @@ class DemoProcurement:
         """How an order reaches ``partner``: its simulator."""
         return self.simulators[partner.code]
 
+    def resume(self) -> int:
+        """After a restart, answer the orders sent before it whose answers MedBridge has not
+        all received (those the stopped process still held in memory): a real supplier keeps
+        its orders. Returns how many orders were taken up again."""
+        resumed = 0
+        with self.engine.connect() as conn:
+            for code, partner in self.partners.items():
+                simulator = self.simulators[code]
+                # its interchange numbers go on from the last one MedBridge has (a resent
+                # number would be taken for a resend of that interchange and ignored)
+                simulator.continue_after(_last_control(conn, code))
+                for sent in trade_store.find_documents(
+                    conn, partner=code, kind="order", direction="out", limit=RESUME_LIMIT
+                ):
+                    wire = trade_store.answer_of(conn, sent.idempotency_key)
+                    if wire is None or wire.status != 200:  # never sent: its workflow resends
+                        continue
+                    received = {
+                        (r.kind, r.number)
+                        for r in trade_store.find_documents(
+                            conn, partner=code, direction="in", correlation_id=sent.correlation_id
+                        )
+                    }
+                    order = OrderDocument.model_validate(sent.document)
+                    answers = {_identity(d) for d in answer(order, simulator.faults)}
+                    if answers <= received:
+                        continue
+                    simulator.resume(order, partner, wire.answer, _among(received))
+                    resumed += 1
+        if resumed:
+            log.info("demo.supplier_orders_resumed", orders=resumed)
+        return resumed
+
     def run(self, stop: threading.Event, ordering: bool = True) -> None:
         """Pump the simulators' answers; with ``ordering``, also order every ``interval``
-        (when no replenishment workflow orders)."""
+        (when no replenishment workflow orders). Orders sent before a restart and not
+        answered in full are answered first (``resume``)."""
+        try:
+            self.resume()
+        except Exception:  # the database busy or down: those orders wait for their timeouts
+            log.exception("demo.supplier_resume_failed")
         for simulator in self.simulators.values():
             threading.Thread(target=simulator.run, args=(stop, 1.0), daemon=True).start()
         if not ordering:
@@ -121,3 +176,26 @@ class DemoProcurement:
                 self.step()
             except Exception:  # the database busy or down: the next order tries again
                 log.exception("demo.procurement_failed")
+
+
+def _identity(document: TradeDocument) -> tuple[str, str]:
+    return KIND_OF[type(document)].value, document_number(document)
+
+
+def _among(received: set[tuple[str, str]]) -> Callable[[TradeDocument], bool]:
+    def delivered(document: TradeDocument) -> bool:
+        return _identity(document) in received
+
+    return delivered
+
+
+def _last_control(conn: Connection, partner: str) -> int:
+    """The highest X12 interchange control number (ISA13) received from ``partner``."""
+    ix = trade_interchanges
+    keys = conn.execute(
+        select(ix.c.key).where(
+            ix.c.partner == partner, ix.c.direction == "in", ix.c.key.like("x12:%")
+        )
+    ).scalars()
+    numbers = [int(k.rsplit(":", 1)[-1]) for k in keys if k.rsplit(":", 1)[-1].isdigit()]
+    return max(numbers, default=0)

@@ -121,7 +121,13 @@ class SimulatedSupplier:
         folder), ``identity`` its wire identity (ISA13): answered once per identity."""
         self._take(order, partner, identity)
 
-    def _take(self, order: OrderDocument, partner: TradingPartner, identity: str) -> None:
+    def _take(
+        self,
+        order: OrderDocument,
+        partner: TradingPartner,
+        identity: str,
+        delivered: Callable[[TradeDocument], bool] | None = None,
+    ) -> None:
         with self._lock:
             self.received.append((identity, order))
             if identity in self._seen:  # a resend of what we already have: answered once
@@ -129,8 +135,26 @@ class SimulatedSupplier:
             self._seen.add(identity)
             self.orders.append(order)
             start = self.clock()
-            for n, document in enumerate(answer(order, self.faults)):
+            due = [d for d in answer(order, self.faults) if delivered is None or not delivered(d)]
+            for n, document in enumerate(due):
                 self._pending.append(Delivery(start + self.delay * (n + 1), partner, document))
+
+    def continue_after(self, control: int) -> None:
+        """Number the next interchanges after ``control`` (the last one MedBridge has)."""
+        with self._lock:
+            self._control = max(self._control, control % 999_999_999)
+
+    def resume(
+        self,
+        order: OrderDocument,
+        partner: TradingPartner,
+        identity: str,
+        delivered: Callable[[TradeDocument], bool],
+    ) -> None:
+        """An order taken before a restart (the supplier's books outlive MedBridge's process):
+        the answers ``delivered`` says MedBridge has not received yet are sent again, in turn.
+        The answers are the same ones: they are drawn from the order number."""
+        self._take(order, partner, identity, delivered)
 
     # --- answering ----------------------------------------------------------------------
 

@@ -21,6 +21,7 @@ from medbridge.canonical.partners import TradingPartner
 from medbridge.connectors.tryton.config import TrytonConfig
 from medbridge.demo.cabinets import DemoCabinets
 from medbridge.demo.erp import DemoErp
+from medbridge.demo.erp import connection as erp_connection
 from medbridge.demo.procurement import DemoProcurement, demo_partners
 from medbridge.demo.traffic import DemoTraffic
 from medbridge.flows.intake import MovementIntake
@@ -31,6 +32,20 @@ from medbridge.settings import Settings
 log = get_logger(__name__)
 
 NamedLoop = tuple[str, Callable[[threading.Event], None]]
+
+
+def running_demo_erp(settings: Settings) -> TrytonConfig | None:
+    """The ERP of a demo running beside these settings (``medbridge run --demo`` started it
+    on a port of its own), for the CLI's ``erp`` commands; None if none runs."""
+    found = erp_connection(settings.var_dir)
+    if found is None:
+        return None
+    return TrytonConfig(
+        url=found["url"],
+        database=found["database"],
+        user=found["user"],
+        password=SecretStr(found["password"]),
+    )
 
 
 def with_demo_partners(partners: dict[str, TradingPartner]) -> dict[str, TradingPartner]:
@@ -91,7 +106,9 @@ class DemoErpLoop:
         try:
             server = demo.wait_and_start(stop)
         except (OSError, RuntimeError, ValueError) as error:
-            log.error("demo.erp_unavailable", error=str(error))
+            demo.stop()  # a server that started but did not answer (or was stopped meanwhile)
+            if not stop.is_set():
+                log.error("demo.erp_unavailable", error=str(error))
             return
         if server is None:
             return

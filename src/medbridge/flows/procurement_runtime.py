@@ -68,6 +68,15 @@ class ProcurementPolicy:
     long as it fails so, until the process stops)."""
 
 
+class StepInterrupted(BaseException):
+    """The process stopped while a step was retrying a transient failure (an ERP or a
+    supplier out of reach; the demo's ERP stops with the process). Not an ``Exception``, on
+    purpose: DBOS records a step's or a workflow's outcome only for an ``Exception``, and a
+    recorded transient error would be replayed on the next start and end the workflow for
+    good (orders left at sent/confirmed). Without an outcome, the workflow is recovered on
+    the next start and the step is run again."""
+
+
 @dataclass
 class ProcurementRuntime:
     """What the workflow steps work with (installed once per process: DBOS is global)."""
@@ -89,10 +98,16 @@ class ProcurementRuntime:
         self, what: str, call: Callable[[], T], transient: Callable[[BaseException], bool]
     ) -> T:
         """``call()``, repeated while it fails with a ``transient`` error, as ``policy.retry``
-        says (until the process stops); any other error goes to the workflow."""
-        return retrying(what, transient=transient, backoff=self.policy.retry, until=self.stopping)(
-            call
-        )
+        says; any other error goes to the workflow. When the process stops during the
+        retries, ``StepInterrupted``: the step ends without an outcome."""
+        try:
+            return retrying(
+                what, transient=transient, backoff=self.policy.retry, until=self.stopping
+            )(call)
+        except Exception as error:
+            if self.stopping.is_set() and transient(error):
+                raise StepInterrupted(what) from error
+            raise
 
     def call_erp(self, what: str, call: Callable[[ErpPort], T]) -> T:
         """One ERP call, retried while the ERP is unreachable (or not attached yet);

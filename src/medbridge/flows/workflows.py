@@ -29,6 +29,7 @@ from medbridge.flows import procurement_runtime
 from medbridge.flows.escalation import decision_message
 from medbridge.flows.invoice_settlement import start_invoice
 from medbridge.flows.procurement import Procurement
+from medbridge.flows.receiving import outstanding
 from medbridge.observability import tracing
 from medbridge.observability.logging import get_logger
 from medbridge.store import procurement as store
@@ -228,6 +229,7 @@ def _submit_receipt(
     with engine.connect() as conn:
         po = store.order(conn, reference)
         done = store.receipt(conn, f"{reference}:{shipment_id}")
+        expected = outstanding(conn, reference) if po is not None else {}
     if po is None:
         raise ReceiptRefused(f"no purchase order {reference}", "reference", status=404)
     record.facility = po.get("facility")
@@ -247,6 +249,19 @@ def _submit_receipt(
             raise ReceiptRefused(
                 f"purchase order {reference} has no line {line['line']}", f"lines[{n}].line"
             )
+        if line["line"] not in expected:  # its workflow expects nothing more of it
+            raise ReceiptRefused(
+                f"purchase order {reference} line {line['line']} is received in full"
+                f" (order status {po['status']}): nothing more is expected of it",
+                f"lines[{n}].line",
+                status=409,
+            )
+    if po["status"] in procurement_runtime.TERMINAL:
+        raise ReceiptRefused(
+            f"purchase order {reference} is {po['status']}: it expects no more goods",
+            "reference",
+            status=409,
+        )
     message = {
         "kind": "receipt",
         "shipment_id": shipment_id,

@@ -12,6 +12,7 @@ from typing import Any
 from sqlalchemy import Connection, Engine, select
 
 from medbridge.canonical.base import Money
+from medbridge.canonical.codes import CodeError, NdcShape, ndc_readings, normalize_ndc
 from medbridge.canonical.masterdata import (
     AccountAssignment,
     AccountRole,
@@ -141,15 +142,27 @@ class MasterDataRepository:
             self.link_code(conn, item.code, code, actor=actor)
 
     def link_code(
-        self, conn: Connection, item: str, code: ItemCode, *, actor: str = SYSTEM
+        self,
+        conn: Connection,
+        item: str,
+        code: ItemCode,
+        *,
+        actor: str = SYSTEM,
+        replace: bool = False,
     ) -> None:
-        """Cross-reference an external code to an item (a code maps to one item only)."""
+        """Cross-reference an external code to an item (a code maps to one item only; one
+        that maps to another item already is refused unless ``replace``: a wrong mapping
+        corrected, audited with the item it mapped to before)."""
         touch(conn)
         row = {"system": code.system.value, "issuer": code.issuer or "", "code": code.code}
+        if not conn.execute(select(items.c.code).where(items.c.code == item)).first():
+            raise MasterDataError("item", f"unknown item {item!r}")
         current = conn.execute(select(item_codes.c.item).filter_by(**row)).scalar_one_or_none()
-        if current is not None and current != item:
+        if current is not None and current != item and not replace:
             raise MasterDataError(
-                "codes", f"{code.system.value} {code.code} already maps to {current}"
+                "codes",
+                f"{code.system.value} {code.code} already maps to {current}"
+                " (replace it to correct a wrong mapping)",
             )
         audit.upsert_audited(
             conn,
@@ -160,6 +173,61 @@ class MasterDataRepository:
             action="xref.item_code.link",
             target_type="item_code",
         )
+
+    def item_ndc(self, conn: Connection, item: str, raw: str, shape: NdcShape | None = None) -> str:
+        """The 11-digit NDC meant by ``raw`` for ``item``: an undashed 10-digit code (shape
+        lost) is read in the one shape whose labeler is one of the item's other NDCs' (or
+        ``shape`` as given); MasterDataError naming ``code`` if none or several fit."""
+        if shape is not None:
+            try:
+                return normalize_ndc(raw, shape)
+            except CodeError as error:
+                raise MasterDataError("code", str(error)) from None
+        try:
+            readings = ndc_readings(raw)
+        except CodeError as error:
+            raise MasterDataError("code", str(error)) from None
+        if len(readings) == 1:
+            return next(iter(readings.values()))
+        known = conn.execute(
+            select(item_codes.c.code).where(
+                item_codes.c.item == item, item_codes.c.system == CodeSystem.NDC.value
+            )
+        ).scalars()
+        labelers = {code[:5] for code in known}
+        fits = {ndc for ndc in readings.values() if ndc[:5] in labelers}
+        if len(fits) == 1:
+            return fits.pop()
+        why = "several of its shapes" if fits else "none of its shapes"
+        raise MasterDataError(
+            "code",
+            f"NDC {raw!r}: an undashed 10-digit NDC is ambiguous (4-4-2, 5-3-2 or 5-4-1) and"
+            f" {why} share a labeler with {item}'s NDCs; give it dashed or name its shape",
+        )
+
+    def unlink_code(self, conn: Connection, code: ItemCode, *, actor: str = SYSTEM) -> str | None:
+        """Remove a code's cross-reference (audited); the item it mapped to, or None if it
+        mapped to none. Messages carrying the code are parked for review again."""
+        touch(conn)
+        row: dict[str, Any] = {
+            "system": code.system.value,
+            "issuer": code.issuer or "",
+            "code": code.code,
+        }
+        before = audit.row_state(conn, item_codes, **row)
+        if before is None:
+            return None
+        conn.execute(item_codes.delete().filter_by(**row))
+        audit.record_change(
+            conn,
+            actor=actor,
+            action="xref.item_code.unlink",
+            target_type="item_code",
+            target_id="/".join((row["system"], row["issuer"], row["code"])),
+            before=before,
+            after=None,
+        )
+        return str(before["item"])
 
     def save_cost_center(
         self, conn: Connection, center: CostCenter, *, actor: str = SYSTEM

@@ -9,7 +9,7 @@ from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Connection, func, select, tuple_
+from sqlalchemy import Connection, func, or_, select, tuple_
 
 from medbridge.canonical.finance import BookedBy, JournalEntry, JournalLine
 from medbridge.domain.ledger import StockBook, Valuation, ValuedMovement
@@ -249,12 +249,22 @@ def journal(
     period: str | None = None,
     entry_ids: Sequence[str] | None = None,
     facilities: frozenset[str] | None = None,
+    location: str | None = None,
+    item: str | None = None,
+    newest_first: bool = False,
     limit: int = 200,
     offset: int = 0,
 ) -> list[JournalEntry]:
-    """Journal entries; ``facilities``: only those whose every line is of these facilities."""
-    e, ln = journal_entries, journal_lines
+    """Journal entries, oldest first (``newest_first``: the latest first); ``facilities``:
+    only those whose every line is of these facilities; ``location``, ``item``: only those
+    of a stock movement at (or transferred to) that location, of that item."""
+    e, ln, m = journal_entries, journal_lines, ledger_movements
     conditions: list[Any] = []
+    if location is not None:
+        at = select(m.c.event_id).where(or_(m.c.location == location, m.c.to_location == location))
+        conditions.append(e.c.source_event_id.in_(at))
+    if item is not None:
+        conditions.append(e.c.source_event_id.in_(select(m.c.event_id).where(m.c.item == item)))
     if facilities is not None:
         conditions.append(e.c.entry_id.not_in(entries_outside(facilities)))
     if correlation_id is not None:
@@ -268,7 +278,13 @@ def journal(
     heads = conn.execute(
         select(e)
         .where(*conditions)
-        .order_by(e.c.created_at, e.c.entry_id)
+        .order_by(
+            *(
+                (e.c.created_at.desc(), e.c.entry_id.desc())
+                if newest_first
+                else (e.c.created_at, e.c.entry_id)
+            )
+        )
         .limit(limit)
         .offset(offset)
     ).all()

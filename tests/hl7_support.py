@@ -9,7 +9,7 @@ from contextlib import contextmanager
 
 from medbridge.app import MedBridge
 from medbridge.canonical.masterdata import CodeSystem, ItemCode
-from medbridge.connectors.hl7v2 import Hl7Config, MllpListener
+from medbridge.connectors.hl7v2 import Hl7Config, MllpClient, MllpListener
 from medbridge.connectors.hl7v2.codec import parse
 from medbridge.masterdata.repository import CrossReferences
 
@@ -62,6 +62,29 @@ def rds(control_id: str) -> str:
         "PV1|1|I|ICU^12^A\r"
         "RXD|1|0069-2587-10^Vancomycin^NDC|20261121082500+0000|1|VIAL|||||||||||||||||||||||||ICU-CAB-1\r"
     )
+
+
+def rds_with_patient(control_id: str, ndc: str = "0069-2587-10") -> str:
+    """A one-vial RDS^O13 of the H1 ICU cabinet with a patient (PID) to mask."""
+    return (
+        f"MSH|^~\\&|PYXIS|H1|MEDBRIDGE|NET|20261121083000+0000||RDS^O13^RDS_O13|{control_id}"
+        "|P|2.5.1\r"
+        "PID|1||MRN-4711^^^H1^MR||DOE^JANE^Q||19800101|F|||1 MAIN ST^^SPRINGFIELD^IL^62701"
+        "||555-0100\r"
+        "PV1|1|I|ICU^12^A\r"
+        f"RXD|1|{ndc}^Vancomycin^NDC|20261121082500+0000|1|VIAL"
+        "|||||||||||||||||||||||||ICU-CAB-1\r"
+    )
+
+
+def send(mb: MedBridge, *messages_: str) -> list[bytes]:
+    """``messages_`` over MLLP to a listener of ``mb``; their ACKs, once every row is written."""
+    acks = []
+    with running_listener(mb) as listener, MllpClient("127.0.0.1", listener.port) as client:
+        for m in messages_:
+            acks.append(client.send(m.encode()).encode())
+    mb.group_commit.flush()  # the refusals' rows, which nobody waits for
+    return acks
 
 
 def ack_code(ack: str) -> tuple[str, str]:

@@ -9,12 +9,15 @@ from collections.abc import Iterator
 import httpx
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy import select
 
+from hl7_support import rds_with_patient, send
 from medbridge.app import MedBridge
 from medbridge.canonical.tasks import Action, NewTask, TaskStatus, WorkQueue
 from medbridge.flows.work_queue import WorkQueues
 from medbridge.governance.clients import Role
 from medbridge.store import work_items
+from medbridge.store.tables import messages
 
 pytestmark = pytest.mark.db
 
@@ -209,3 +212,27 @@ def test_stock_and_erp_pages_show_only_the_viewers_facilities(
     assert postings.status_code == 200
     assert browser.get("/console/reconciliation?period=2026-11").status_code == 403  # shared
     assert browser.get("/console/stock?item=" + "X" * 65).status_code == 422
+
+
+def test_the_message_pages_honour_scopes_and_the_dashboard_charts_the_last_hour(
+    medbridge: MedBridge, browser: TestClient
+) -> None:
+    send(medbridge, rds_with_patient("SCOPE-1"))  # an H1 cabinet's dispense
+    h2 = medbridge.clients.register("reader-h2", Role.READER, facilities=["H2"])
+    sign_in(browser, "reader-h2", h2)
+    assert "SCOPE-1" not in browser.get("/console/messages").text
+    assert "No message matches." in browser.get("/console/messages?control_id=SCOPE-1").text
+    with medbridge.engine.connect() as conn:
+        message_id = conn.execute(select(messages.c.id)).scalar_one()
+    assert browser.get(f"/console/messages/{message_id}").status_code == 404  # not H2's
+    assert browser.get("/console/messages/preview").status_code == 403  # reader: no reprocess
+    assert browser.get("/console/messages?status=lost").status_code == 422
+    assert browser.get("/console/messages?after=not-a-cursor").status_code == 422
+
+    browser.cookies.clear()
+    h1 = medbridge.clients.register("reader-h1", Role.READER, facilities=["H1"])
+    sign_in(browser, "reader-h1", h1)
+    assert browser.get(f"/console/messages/{message_id}").status_code == 200
+    dashboard = browser.get("/console/").text
+    assert 'data-chart="chart-hl7v2"' in dashboard
+    assert '"series": ["applied"]' in dashboard or '"series":["applied"]' in dashboard

@@ -12,12 +12,17 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import func, insert, select
 
-from hl7_support import ack_code, map_hl7_sources, rds, running_listener
+from hl7_support import (
+    ack_code,
+    map_hl7_sources,
+    rds,
+    rds_with_patient,
+    send,
+)
 from medbridge.app import MedBridge
 from medbridge.canonical.masterdata import CodeSystem, ItemCode
 from medbridge.canonical.messages import MessageFilter, MessageRecord, MessageStatus
 from medbridge.connectors.fhir import FhirConfig
-from medbridge.connectors.hl7v2 import MllpClient
 from medbridge.flows.messages import InvalidCursor, MessageBrowser, ReprocessRefused, mask_hl7
 from medbridge.governance.clients import Role
 from medbridge.masterdata.repository import CrossReferences
@@ -28,27 +33,6 @@ from medbridge.store.tables import bus_dead_letters, bus_events, messages
 pytestmark = pytest.mark.db
 
 UNKNOWN_NDC = "12345-6789-01"
-
-
-def rds_with_patient(control_id: str, ndc: str = "0069-2587-10") -> str:
-    return (
-        f"MSH|^~\\&|PYXIS|H1|MEDBRIDGE|NET|20261121083000+0000||RDS^O13^RDS_O13|{control_id}"
-        "|P|2.5.1\r"
-        "PID|1||MRN-4711^^^H1^MR||DOE^JANE^Q||19800101|F|||1 MAIN ST^^SPRINGFIELD^IL^62701"
-        "||555-0100\r"
-        "PV1|1|I|ICU^12^A\r"
-        f"RXD|1|{ndc}^Vancomycin^NDC|20261121082500+0000|1|VIAL"
-        "|||||||||||||||||||||||||ICU-CAB-1\r"
-    )
-
-
-def send(mb: MedBridge, *messages_: str) -> list[bytes]:
-    acks = []
-    with running_listener(mb) as listener, MllpClient("127.0.0.1", listener.port) as client:
-        for m in messages_:
-            acks.append(client.send(m.encode()).encode())
-    mb.group_commit.flush()  # the refusals' rows, which nobody waits for
-    return acks
 
 
 def rows(mb: MedBridge) -> dict[str, list[str]]:

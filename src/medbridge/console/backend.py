@@ -13,6 +13,7 @@ from medbridge.bus.consumer import Consumer
 from medbridge.bus.port import Bus
 from medbridge.canonical.erp import ErpPort
 from medbridge.flows.inbound import InboundIntake
+from medbridge.flows.messages import MessageBrowser
 from medbridge.flows.work_queue import WorkQueues
 from medbridge.governance.clients import ClientRegistry
 from medbridge.masterdata.repository import MasterDataRepository
@@ -35,6 +36,8 @@ class Backend(Protocol):
     def work_queues(self) -> WorkQueues | None: ...
     @property
     def erp(self) -> ErpPort | None: ...
+    @property
+    def messages(self) -> MessageBrowser | None: ...
 
 
 BackendGetter = Callable[[], Backend]

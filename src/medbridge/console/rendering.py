@@ -20,7 +20,8 @@ HERE = Path(__file__).parent
 templates = Jinja2Templates(directory=HERE / "templates")
 
 NAV: tuple[tuple[str, str, Permission | None], ...] = (
-    ("dashboard", "Dashboard", None),
+    ("dashboard", "Dashboard", Permission.DASHBOARD_READ),
+    ("messages", "Messages", Permission.MESSAGES_READ),
     ("work_items", "Work", Permission.WORK_READ),
     ("dead_letters", "Dead letters", Permission.OPERATIONS_READ),
     ("exceptions", "Exceptions", Permission.OPERATIONS_READ),

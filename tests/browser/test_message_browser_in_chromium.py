@@ -73,6 +73,11 @@ def test_a_parked_message_is_found_shown_masked_and_reprocessed_once_fixed(
     assert browser_page.inner_text("dd.status") == "applied"  # the new attempt's page
     assert browser_page.locator("table.events tbody tr").count() == 1
     shot(browser_page, screenshots, "reprocessed")
+
+    browser_page.click("nav >> text=Dashboard")  # the messages per minute, drawn by uPlot
+    browser_page.wait_for_selector("#chart-hl7v2 .uplot canvas")
+    assert "applied" in browser_page.inner_text("#chart-hl7v2 .u-legend")  # the parked one too
+    shot(browser_page, screenshots, "dashboard-chart")
     assert problems == []
 
 

@@ -236,3 +236,18 @@ def test_the_message_pages_honour_scopes_and_the_dashboard_charts_the_last_hour(
     dashboard = browser.get("/console/").text
     assert 'data-chart="chart-hl7v2"' in dashboard
     assert '"series": ["applied"]' in dashboard or '"series":["applied"]' in dashboard
+
+
+def test_partners_show_each_sender_with_its_counts_and_last_error(
+    medbridge: MedBridge, browser: TestClient
+) -> None:
+    send(medbridge, rds_with_patient("P-1"), rds_with_patient("P-2"), "MSH|not hl7 at all")
+    key = medbridge.clients.register("watcher", Role.READER)
+    sign_in(browser, "watcher", key)
+    page = browser.get("/console/partners").text
+    row = page.split("hl7v2/PYXIS@H1</a>")[1].split("</tr>")[0]
+    cells = re.findall(r'<td class="n">(\d+)</td>', row)
+    assert cells[:2] == ["2", "0"]  # applied, duplicate
+    garbage = page.split("(unidentified")[1].split("</tr>")[0]
+    assert "do not declare five distinct delimiters" in garbage  # its last error
+    assert browser.get("/console/partners?hours=0").status_code == 422

@@ -6,7 +6,7 @@ with ``/v1/messages``."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Form, HTTPException, Request
@@ -18,6 +18,7 @@ from medbridge.console.rendering import flash, link, render
 from medbridge.console.session import Csrf, backend, needs
 from medbridge.flows.messages import BrowserError, MessageBrowser
 from medbridge.governance.permissions import Permission, Principal
+from medbridge.store import messages as message_store
 
 router = APIRouter()
 Reader = Annotated[Principal, Depends(needs(Permission.MESSAGES_READ))]
@@ -132,6 +133,21 @@ async def reprocess_filtered(request: Request, viewer: Reprocessor) -> Response:
 def _summary(selected: int, counts: dict[str, int]) -> str:
     outcomes = ", ".join(f"{n} {outcome}" for outcome, n in sorted(counts.items()))
     return f"{selected} reprocessed: {outcomes or 'nothing'}"
+
+
+@router.get("/partners", response_class=HTMLResponse, name="partners")
+def partners(request: Request, viewer: Reader, hours: int = 24) -> HTMLResponse:
+    """Partners and connectors: every sender (and outbound partner) heard from in the last
+    ``hours``, its messages by status, its last message and its last error."""
+    if not 1 <= hours <= 24 * 31:
+        raise HTTPException(422, detail="hours: 1 to 744")
+    since = datetime.now(UTC) - timedelta(hours=hours)
+    with backend(request).engine.connect() as conn:
+        found = message_store.senders(conn, since, viewer.facilities)
+    statuses = [s.value for s in MessageStatus if s is not MessageStatus.DEAD_LETTERED]
+    return render(
+        request, "partners.html", {"senders": found, "hours": hours, "statuses": statuses}
+    )
 
 
 @router.get("/messages/{message_id}", response_class=HTMLResponse, name="message")

@@ -22,6 +22,7 @@ templates = Jinja2Templates(directory=HERE / "templates")
 NAV: tuple[tuple[str, str, Permission | None], ...] = (
     ("dashboard", "Dashboard", Permission.DASHBOARD_READ),
     ("messages", "Messages", Permission.MESSAGES_READ),
+    ("partners", "Partners", Permission.MESSAGES_READ),
     ("work_items", "Work", Permission.WORK_READ),
     ("dead_letters", "Dead letters", Permission.OPERATIONS_READ),
     ("exceptions", "Exceptions", Permission.OPERATIONS_READ),

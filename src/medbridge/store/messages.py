@@ -395,3 +395,67 @@ def per_minute(
             minute = minute.replace(tzinfo=UTC)
         found.append(MinuteCount(minute, row.protocol, row.status, int(row.n)))
     return found
+
+
+@dataclass(frozen=True)
+class SenderActivity:
+    """One partner or sender of one protocol over a window: its messages by stored status,
+    its last message and its last error."""
+
+    protocol: str
+    connector: str
+    sender: str
+    counts: dict[str, int]
+    last_at: datetime
+    last_error: str | None
+    last_error_at: datetime | None
+
+
+def senders(
+    conn: Connection, since: datetime, facilities: frozenset[str] | None = None
+) -> list[SenderActivity]:
+    """Every sender (and outbound partner) with a message from ``since``: the console's
+    partners and connectors page (two range scans of ``ix_messages_received``)."""
+    m = messages.c
+    scope = [m.received_at >= since]
+    if facilities is not None:
+        scope.append(m.facility.in_(sorted(facilities)))
+    totals: dict[tuple[str, str, str], dict[str, Any]] = {}
+    grouped = (
+        select(m.protocol, m.connector, m.sender, m.status, func.count(), func.max(m.received_at))
+        .where(*scope)
+        .group_by(m.protocol, m.connector, m.sender, m.status)
+    )
+    for protocol, connector, sender, status, n, last in conn.execute(grouped):
+        key = (protocol, connector, sender)
+        entry = totals.setdefault(key, {"counts": {}, "last": last})
+        entry["counts"][status] = int(n)
+        entry["last"] = max(entry["last"], last)
+    errors: dict[tuple[str, str, str], tuple[str | None, datetime | None]] = {}
+    failed = (
+        select(m.protocol, m.connector, m.sender, m.error, m.received_at)
+        .where(*scope, m.error.is_not(None))
+        .order_by(m.received_at.desc())
+        .limit(2000)
+    )
+    for protocol, connector, sender, error, at in conn.execute(failed):
+        errors.setdefault((protocol, connector, sender), (error, at))
+    found = []
+    for key, entry in sorted(totals.items()):
+        error, error_at = errors.get(key, (None, None))
+        found.append(
+            SenderActivity(
+                *key,
+                counts=entry["counts"],
+                last_at=_aware(entry["last"]),
+                last_error=error,
+                last_error_at=None if error_at is None else _aware(error_at),
+            )
+        )
+    return found
+
+
+def _aware(at: datetime | str) -> datetime:
+    if isinstance(at, str):  # SQLite's aggregate answers the stored text
+        at = datetime.fromisoformat(at)
+    return at if at.tzinfo else at.replace(tzinfo=UTC)

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Page
 
+from browser_support import shot, sign_in
 from medbridge.app import MedBridge
 from medbridge.canonical.base import Money
 from medbridge.canonical.events import EventEnvelope
@@ -23,21 +24,6 @@ from medbridge.governance.clients import Role
 from medbridge.store import work_items
 
 pytestmark = [pytest.mark.db, pytest.mark.browser]
-
-
-def signed_in(page: Page, served: str, medbridge: MedBridge, role: Role = Role.ADMIN) -> None:
-    key = medbridge.clients.register(f"night-{role.value}", role)
-    page.goto(f"{served}/console/")  # signed out: the sign-in page
-    page.fill("input[name=client]", f"night-{role.value}")
-    page.fill("input[name=key]", key)
-    page.click("button:has-text('Sign in')")
-    page.wait_for_selector("h1:has-text('Dashboard')")
-
-
-def shot(page: Page, screenshots: Path, name: str) -> None:
-    path = screenshots / f"{name}.png"
-    page.screenshot(path=str(path), full_page=True)
-    print(f"screenshot: {path}")
 
 
 def test_sign_in_leads_to_the_dashboard(
@@ -54,7 +40,7 @@ def test_sign_in_leads_to_the_dashboard(
     assert "unknown client or wrong key" in browser_page.inner_text("[role=alert]")
     problems.clear()  # that 401 was the point
 
-    signed_in(browser_page, served, medbridge)
+    sign_in(browser_page, served, medbridge, "night-admin", Role.ADMIN)
     for heading in ("Consumers", "ERP outbox", "Open work items", "Alerts"):
         assert browser_page.locator(f"h2:has-text('{heading}')").count() == 1
     assert "ledger" in browser_page.inner_text("section:has(h2:has-text('Consumers'))")
@@ -77,7 +63,7 @@ def test_a_work_item_is_decided_in_the_console(
             facility="H1",
         )
     )
-    signed_in(browser_page, served, medbridge, Role.PHARMACY)
+    sign_in(browser_page, served, medbridge, "night-pharmacy", Role.PHARMACY)
     browser_page.click("nav >> text=Work")
     browser_page.click(f"a[href$='/console/work/{item.id}']")
     browser_page.select_option("select[name=action]", "request_count")
@@ -144,7 +130,7 @@ def test_a_dead_letter_is_replayed_and_its_trace_reaches_the_journal(
         )
     receipt = at_the_new_store(MovementKind.RECEIPT, 7, unit_cost=Money(amount=Decimal("12.40")))
     appended(medbridge, receipt, "console-receipt-1")
-    signed_in(browser_page, served, medbridge)
+    sign_in(browser_page, served, medbridge, "night-admin", Role.ADMIN)
     browser_page.click("section:has(h2:has-text('Consumers')) >> a:has-text('1')")
     assert "UnknownLocation" in browser_page.inner_text("table.list") or "H1-NEWSTORE" in (
         browser_page.inner_text("table.list")

@@ -13,6 +13,7 @@ import pytest
 from playwright.sync_api import Page
 from sqlalchemy import func, select
 
+from browser_support import shot, sign_in
 from hl7_support import rds_with_patient, send
 from medbridge.app import MedBridge
 from medbridge.canonical.masterdata import CodeSystem, ItemCode
@@ -24,27 +25,13 @@ pytestmark = [pytest.mark.db, pytest.mark.browser]
 UNKNOWN_NDC = "12345-6789-01"
 
 
-def sign_in(page: Page, served: str, medbridge: MedBridge) -> None:
-    key = medbridge.clients.register("integration-desk", Role.INTEGRATION)
-    page.goto(f"{served}/console/messages")
-    page.fill("input[name=client]", "integration-desk")
-    page.fill("input[name=key]", key)
-    page.click("button:has-text('Sign in')")
-    page.wait_for_selector("h1:has-text('Messages')")
-
-
-def shot(page: Page, folder: Path, name: str) -> None:
-    path = folder / f"{name}.png"
-    page.screenshot(path=str(path), full_page=True)
-    print(f"screenshot: {path}")
-
-
 def test_a_parked_message_is_found_shown_masked_and_reprocessed_once_fixed(
     served: str, page: tuple[Page, list[str]], medbridge: MedBridge, screenshots: Path
 ) -> None:
     browser_page, problems = page
     send(medbridge, rds_with_patient("BROWSE-1"), rds_with_patient("BROWSE-2", ndc=UNKNOWN_NDC))
-    sign_in(browser_page, served, medbridge)
+    sign_in(browser_page, served, medbridge, "integration-desk", Role.INTEGRATION)
+    browser_page.click("nav >> text=Messages")
     assert browser_page.locator("table.messages tbody tr").count() == 2  # newest first, both
 
     browser_page.fill("input[name=control_id]", "BROWSE-2")
@@ -86,7 +73,8 @@ def test_a_filtered_reprocess_shows_its_count_first_and_changes_nothing_applied(
 ) -> None:
     browser_page, problems = page
     send(medbridge, rds_with_patient("AGAIN-1"), rds_with_patient("AGAIN-2"))
-    sign_in(browser_page, served, medbridge)
+    sign_in(browser_page, served, medbridge, "integration-desk", Role.INTEGRATION)
+    browser_page.click("nav >> text=Messages")
     browser_page.select_option("select[name=status]", "applied")
     browser_page.click("button:has-text('Search')")
     assert browser_page.locator("table.messages tbody tr").count() == 2

@@ -238,11 +238,10 @@ class ClientRegistry:
         self._bound[name] = (now + self.ttl, row is not None, facilities)
         return row is not None, facilities
 
-    def verify_secret(self, name: str, secret: str) -> Principal | None:
-        """The client ``name`` if ``secret`` is its current key (OAuth2 client credentials);
-        compared in constant time, the same answer for an unknown name and a wrong secret."""
+    def _active(self, name: str) -> Any:
+        """The row (name, roles, facilities, key hash) of the active client ``name``, or None."""
         with self.engine.connect() as conn:
-            row = conn.execute(
+            return conn.execute(
                 select(
                     api_clients.c.name,
                     api_clients.c.roles,
@@ -250,6 +249,11 @@ class ClientRegistry:
                     api_clients.c.key_hash,
                 ).where(api_clients.c.name == name, api_clients.c.revoked_at.is_(None))
             ).first()
+
+    def verify_secret(self, name: str, secret: str) -> Principal | None:
+        """The client ``name`` if ``secret`` is its current key (OAuth2 client credentials);
+        compared in constant time, the same answer for an unknown name and a wrong secret."""
+        row = self._active(name)
         stored = row.key_hash if row is not None else hash_key(new_key())
         if not hmac.compare_digest(stored, hash_key(secret)) or row is None:
             return None
@@ -269,15 +273,7 @@ class ClientRegistry:
         now = time.monotonic()
         cached = self._sessions.get(name)
         if cached is None or now >= cached[0]:
-            with self.engine.connect() as conn:
-                row = conn.execute(
-                    select(
-                        api_clients.c.name,
-                        api_clients.c.roles,
-                        api_clients.c.facilities,
-                        api_clients.c.key_hash,
-                    ).where(api_clients.c.name == name, api_clients.c.revoked_at.is_(None))
-                ).first()
+            row = self._active(name)
             found = None if row is None else (_principal(row, via="session"), row.key_hash)
             if len(self._sessions) > 10_000:
                 self._sessions.clear()

@@ -11,8 +11,12 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine
 
+from hl7_support import ack_code, map_hl7_sources, rds, running_listener
 from medbridge.app import MedBridge
 from medbridge.bus.jetstream import JetStreamBus, JetStreamConfig
+from medbridge.canonical.messages import MessageFilter
+from medbridge.connectors.hl7v2 import MllpClient
+from medbridge.flows.messages import MessageBrowser
 from medbridge.governance.clients import Role
 from medbridge.settings import Settings
 
@@ -83,3 +87,19 @@ def test_movements_flow_through_jetstream_once(on_nats: MedBridge) -> None:
     assert again["results"][0]["event_id"] == first["results"][0]["event_id"]
     assert len(entries.json()["items"]) == 1
     assert on_nats.bus.lag("ledger") == 0
+
+
+def test_hl7_messages_are_recorded_on_jetstream_too(on_nats: MedBridge) -> None:
+    """The log is not in the database: the rows are written right after the server stored
+    the batch, before the ACK (``GroupCommit``'s recorder)."""
+    map_hl7_sources(on_nats)
+    with running_listener(on_nats) as listener, MllpClient("127.0.0.1", listener.port) as c:
+        acks = [ack_code(c.send(rds(n).encode()))[0] for n in ("J-1", "J-1", "J-2")]
+    assert acks == ["AA", "AA", "AA"]
+    found = MessageBrowser(on_nats.engine).search(MessageFilter(protocol="hl7v2")).items
+    assert [(m.control_id, m.status) for m in found] == [
+        ("J-2", "applied"),
+        ("J-1", "duplicate"),
+        ("J-1", "applied"),
+    ]
+    assert found[1].correlation_id == found[2].correlation_id

@@ -76,6 +76,9 @@ class DemandSink(Protocol):
     ) -> list[AppendResult]: ...
 
 
+REFUSED_BODY_CHARS = 65_536
+"""A refused message's body is kept this long at most: a flood of junk must not fill the disk."""
+
 _DUPLICATE = "duplicate: already applied"
 _STORED = (MessageStatus.APPLIED, MessageStatus.DUPLICATE)
 
@@ -231,10 +234,11 @@ class Hl7Receiver:
             return None
         msh = message.msh if message else None
         kind = f"{msh.get(9, 1)}^{msh.get(9, 2)}" if msh else ""
+        body = text if text is not None else raw[:REFUSED_BODY_CHARS].decode("utf-8", "replace")
         return MessageRecord(
             protocol="hl7v2",
             connector="hl7v2",
-            raw=text if text is not None else raw.decode("utf-8", "replace"),
+            raw=body[:REFUSED_BODY_CHARS],
             sender=f"hl7v2/{msh.get(3)}@{msh.get(4)}" if msh else "",
             message_type=kind.strip("^"),
             control_id=(msh.get(10) if msh else "") or "",

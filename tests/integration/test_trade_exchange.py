@@ -30,7 +30,7 @@ from medbridge.flows.trade import (
     event_type,
 )
 from medbridge.store import trade as store
-from medbridge.store.tables import bus_events, trade_control_numbers
+from medbridge.store.tables import bus_events, messages, trade_control_numbers
 
 pytestmark = pytest.mark.db
 
@@ -167,3 +167,47 @@ def test_control_numbers_wrap_after_nine_digits(engine: Engine) -> None:
             .where(trade_control_numbers.c.partner == "ACME")
         )
         assert store.next_control_number(conn, "ACME", "isa") == 1
+
+
+class Refusing:
+    """A channel whose partner refuses the order for good."""
+
+    def send(
+        self, document: OrderDocument, *, partner: TradingPartner, control: int
+    ) -> SendReceipt:
+        raise ChannelError("400: unknown buyer", permanent=True)
+
+
+def test_an_order_sent_is_an_outbound_message_once_it_ends(engine: Engine) -> None:
+    """The message browser's outbound orders: a transient failure records nothing (it is
+    retried), the delivery records one ``sent`` message with its control number, a refusal for
+    good one ``failed`` message with the reason."""
+    channel = Recording(fail_first=True)
+    outbox = TradeOutbox(engine, lambda partner: channel)
+    with pytest.raises(ChannelError):
+        outbox.send(ORDER, partner=ACME, correlation_id=None)
+    outbox.send(ORDER, partner=ACME, correlation_id=None)
+    outbox.send(ORDER, partner=ACME, correlation_id=None)  # sent before: no second message
+    refused = ORDER.model_copy(update={"order_number": "PO-9"})
+    with pytest.raises(ChannelError):
+        TradeOutbox(engine, lambda partner: Refusing()).send(
+            refused, partner=ACME, correlation_id=None
+        )
+    with engine.connect() as conn:
+        rows = conn.execute(
+            select(
+                messages.c.direction,
+                messages.c.business_key,
+                messages.c.status,
+                messages.c.control_id,
+                messages.c.error,
+                messages.c.correlation_id,
+            ).order_by(messages.c.received_at)
+        ).all()
+    assert [(r.direction, r.business_key, r.status) for r in rows] == [
+        ("out", "PO-7", "sent"),
+        ("out", "PO-9", "failed"),
+    ]
+    assert rows[0].control_id == "000000001"
+    assert rows[0].correlation_id is not None  # its trace: the order's correlation
+    assert rows[1].error == "400: unknown buyer"

@@ -32,7 +32,7 @@ from sqlalchemy import Connection, Engine
 
 from medbridge.bus.port import Bus
 from medbridge.canonical.events import EventEnvelope, new_event_id
-from medbridge.canonical.messages import MessageRecord, MessageStatus
+from medbridge.canonical.messages import Direction, MessageRecord, MessageStatus
 from medbridge.canonical.partners import TradingPartner
 from medbridge.canonical.trade import (
     KIND_OF,
@@ -46,6 +46,7 @@ from medbridge.canonical.trade import (
 from medbridge.observability import tracing
 from medbridge.observability.logging import get_logger
 from medbridge.store import messages as message_store
+from medbridge.store import procurement as procurement_store
 from medbridge.store import trade as store
 
 log = get_logger(__name__)
@@ -286,9 +287,21 @@ class TradeOutbox:
                     status=PENDING,
                     answer=str(control),
                 )
-        receipt = self.channels(partner).send(document, partner=partner, control=control)
+        try:
+            receipt = self.channels(partner).send(document, partner=partner, control=control)
+        except ChannelError as error:
+            if error.permanent:  # a transient one is retried: recorded once it ends
+                with self.engine.begin() as conn:
+                    message_store.write(
+                        conn,
+                        [self._sent(conn, document, partner, key, MessageStatus.FAILED, error)],
+                    )
+            raise
         with self.engine.begin() as conn:
             store.complete_interchange(conn, key, status=200, answer=receipt.control)
+            message_store.write(
+                conn, [self._sent(conn, document, partner, key, MessageStatus.SENT, receipt)]
+            )
         log.info(
             "trade.sent",
             partner=partner.code,
@@ -297,6 +310,47 @@ class TradeOutbox:
             control=receipt.control,
         )
         return receipt
+
+    @staticmethod
+    def _sent(
+        conn: Connection,
+        document: OrderDocument,
+        partner: TradingPartner,
+        key: str,
+        status: MessageStatus,
+        outcome: SendReceipt | ChannelError,
+    ) -> MessageRecord:
+        """The order as an outbound message of the message store (sent, with the partner's
+        control number; or failed for good, with the reason). Its raw form is the canonical
+        order the channel rendered in the partner's format (an 850, a cXML OrderRequest)."""
+        order = procurement_store.order(conn, document.order_number) or {}
+        documents = store.find_documents(
+            conn,
+            partner=partner.code,
+            kind="order",
+            number=document.order_number,
+            direction="out",
+            limit=1,
+        )
+        return MessageRecord(
+            protocol=partner.wire_format.value,
+            connector=f"{partner.wire_format.value}-out",
+            raw=document.model_dump_json(),
+            direction=Direction.OUT,
+            sender=partner.code,
+            message_type="850" if partner.wire_format.value == "x12" else "OrderRequest",
+            control_id=outcome.control if isinstance(outcome, SendReceipt) else key,
+            business_key=document.order_number,
+            facility=order.get("facility"),
+            idempotency_key=key,
+            correlation_id=documents[0].correlation_id if documents else None,
+            media_type="application/json",
+            status=status,
+            ack=f"delivered: control {outcome.control}"
+            if isinstance(outcome, SendReceipt)
+            else None,
+            error=outcome.reason if isinstance(outcome, ChannelError) else None,
+        )
 
 
 __all__ = [

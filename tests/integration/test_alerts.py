@@ -293,6 +293,9 @@ def test_erp_circuit_open_for_minutes(watch: Watch, webhook: tuple[str, type[Rec
                 )
             ],
         )
+    # the entry was queued due now (the wall clock): T0 was taken at import, which in a long
+    # suite run can be minutes ago, so the test's clock starts from the wall clock here
+    clock.at = max(clock.at, datetime.now(UTC) + timedelta(seconds=1))
     erp = FakeErp()
     erp.refuse_credentials()  # trips the circuit at once
     monotonic = [0.0]

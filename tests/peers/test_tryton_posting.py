@@ -351,7 +351,10 @@ def test_rate_limit_holds_at_the_erp(
             groups.append(0)
         groups[-1] += 1
     assert max(groups) <= 6  # JSON-RPC calls per post_journal_entry
-    assert max_in_window([t for t, _ in calls], 1.0 - TRANSPORT_JITTER) <= limit * 6
+    # a window holds the calls of at most ``limit`` postings whose token it holds, plus the
+    # tail of the one before (its token taken just before the window; on a loaded machine
+    # its later calls arrive inside it): ``limit * 6`` failed CI at 13 calls with 2/s
+    assert max_in_window([t for t, _ in calls], 1.0 - TRANSPORT_JITTER) <= (limit + 1) * 6
     assert_exactly_once(medbridge, direct, n)
 
 

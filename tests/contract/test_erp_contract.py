@@ -302,7 +302,8 @@ class ErpContract:
         ]
         for je, ref in zip(batch, first, strict=True):
             found = erp.find_journal_entry(je.entry_id)
-            assert found is not None and isinstance(ref, ErpRef)
+            assert found is not None
+            assert isinstance(ref, ErpRef)
             assert found.erp_id == ref.erp_id
         day = batch[0].posting_date
         mine = [ln for ln in erp.ledger_lines(day, day) if ln.reference.startswith("JE-")]

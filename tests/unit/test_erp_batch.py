@@ -8,10 +8,14 @@ from datetime import date
 from decimal import Decimal
 
 import pytest
+from pydantic import SecretStr
 
 from medbridge.canonical.erp import ErpRef, ErpRejected, ErpUnavailable, post_each
 from medbridge.canonical.finance import JournalEntry, JournalLine
+from medbridge.connectors.tryton.client import TrytonClient
+from medbridge.connectors.tryton.config import TrytonConfig
 from medbridge.connectors.tryton.fake import FakeErp
+from medbridge.connectors.tryton.moves import MovePosting
 
 
 def entry(n: int, account: str = "5100-H1") -> JournalEntry:
@@ -47,3 +51,44 @@ def test_an_outage_is_raised_and_a_repeat_finds_what_was_posted() -> None:
         ("JE-1", False),
         ("JE-2", True),
     ]
+
+
+# --- Tryton: a list call refused as a whole is split down to the items at fault ------------
+
+
+class ListCall:
+    """Stands for a Tryton list ``create``/``post``: one transaction, refused whole (and
+    nothing applied) when it holds a bad item, as measured on trytond 7.0."""
+
+    def __init__(self, bad: set[int]) -> None:
+        self.bad = bad
+        self.calls: list[list[int]] = []
+        self.applied: list[int] = []
+
+    def __call__(self, items: list[int]) -> list[int]:
+        self.calls.append(items)
+        if self.bad & set(items):
+            raise ErpRejected(f"UserError: item {min(self.bad & set(items))}")
+        self.applied.extend(items)
+        return [i * 10 for i in items]
+
+
+@pytest.mark.parametrize("bad", [set(), {7}, {0, 49}, {3, 4, 5}])
+def test_a_refused_list_call_is_split_down_to_each_bad_item(bad: set[int]) -> None:
+    config = TrytonConfig(url="http://127.0.0.1:9/", database="none", password=SecretStr("x"))
+    moves = MovePosting(TrytonClient(config), config, journal=lambda: 1)  # never connects
+    call = ListCall(bad)
+    try:
+        outcomes = moves._in_halves([(f"JE-{i}", i) for i in range(50)], call)
+    finally:
+        moves.client.close()
+    assert list(outcomes) == [f"JE-{i}" for i in range(50)]
+    for i in range(50):
+        outcome = outcomes[f"JE-{i}"]
+        if i in bad:
+            assert isinstance(outcome, ErpRejected)
+            assert f"item {i}" in str(outcome)  # its own reason, not a neighbour's
+        else:
+            assert outcome == i * 10
+    assert sorted(call.applied) == [i for i in range(50) if i not in bad]  # each once
+    assert len(call.calls) <= 1 + 2 * len(bad) * 6  # halves: about 2 log2(50) per bad item

@@ -223,9 +223,10 @@ class Settings(BaseSettings):
     erp_user: str = "admin"
     erp_password: SecretStr | None = None
     erp_rate_limit: float = Field(default=10.0, gt=0)
-    """Calls per second to the ERP, at most."""
+    """Calls per second to the ERP, at most (port calls: one posts a batch of entries)."""
     erp_burst: int = Field(default=1, ge=1)
     erp_batch_size: int = Field(default=50, ge=1, le=1000)
+    """Journal entries posted per ERP call (claimed per round of the posting worker)."""
     erp_hold_windows: list[str] = []
     """Daily windows with no posting, e.g. ``["23:30-00:30"]`` for a nightly close."""
     erp_hold_timezone: str = "UTC"

@@ -23,6 +23,7 @@ from medbridge.canonical.erp import (
     ErpAuthError,
     ErpPort,
     ErpProduct,
+    ErpRef,
     ErpRejected,
     ErpSupplier,
     ErpUnavailable,
@@ -288,6 +289,44 @@ class ErpContract:
         assert caught.value.field == "account"
         assert "9999-H9" in str(caught.value)
         assert erp.find_journal_entry(je.entry_id) is None
+
+    def test_a_batch_of_journal_entries_lands_once_each(self, erp: ErpPort) -> None:
+        batch = [entry() for _ in range(5)]
+        first = erp.post_journal_entries(batch)
+        assert [r.reference for r in first if isinstance(r, ErpRef)] == [e.entry_id for e in batch]
+        assert all(isinstance(r, ErpRef) and r.created for r in first)
+        assert len({r.erp_id for r in first if isinstance(r, ErpRef)}) == 5
+        again = erp.post_journal_entries(batch)  # e.g. after a lost answer
+        assert [(r.erp_id, r.created) for r in again if isinstance(r, ErpRef)] == [
+            (r.erp_id, False) for r in first if isinstance(r, ErpRef)
+        ]
+        for je, ref in zip(batch, first, strict=True):
+            found = erp.find_journal_entry(je.entry_id)
+            assert found is not None
+            assert isinstance(ref, ErpRef)
+            assert found.erp_id == ref.erp_id
+        day = batch[0].posting_date
+        mine = [ln for ln in erp.ledger_lines(day, day) if ln.reference.startswith("JE-")]
+        ids = {je.entry_id for je in batch}
+        assert len([ln for ln in mine if ln.reference in ids]) == 10  # 2 lines each, once
+
+    def test_an_entry_refused_in_a_batch_does_not_sink_the_others(self, erp: ErpPort) -> None:
+        posted_before = entry()
+        erp.post_journal_entry(posted_before)
+        bad = entry(expense_account="9999-H9")
+        batch = [entry(), posted_before, bad, entry()]
+        results = erp.post_journal_entries(batch)
+        assert len(results) == 4
+        refused = results[2]
+        assert isinstance(refused, ErpRejected)
+        assert refused.field == "account"
+        assert "9999-H9" in str(refused)
+        assert erp.find_journal_entry(bad.entry_id) is None
+        assert [type(r) for r in results] == [ErpRef, ErpRef, ErpRejected, ErpRef]
+        assert [r.created for r in results if isinstance(r, ErpRef)] == [True, False, True]
+        for je in (batch[0], batch[3]):
+            assert erp.find_journal_entry(je.entry_id) is not None
+        assert erp.post_journal_entries([]) == []
 
     # --- failures --------------------------------------------------------------------------
 

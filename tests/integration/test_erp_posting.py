@@ -182,29 +182,51 @@ class FakeClock:
 
 @pytest.mark.parametrize("limit", [4, 8])
 def test_rate_limit_holds_in_every_one_second_window(engine: Engine, limit: int) -> None:
+    """One token per port call: each call posts a batch (here of 2), and no one-second window
+    holds more calls than the limit."""
     record(engine, *(entry(n) for n in range(1, 41)))
     clock = FakeClock()
     fake = FakeErp(clock=clock.now)
     worker = ErpPosting(
         engine,
         fake,
-        policy(rate_limit=float(limit), batch_size=7),
+        policy(rate_limit=float(limit), batch_size=2),
         clock=clock.now,
         sleep=clock.sleep,
     )
     assert worker.drain() == 40
-    times = fake.call_times("post_journal_entry")
-    assert len(times) == 40
+    times = fake.call_times("post_journal_entries")
+    assert len(times) == 20  # 40 entries, 2 per call
+    assert fake.call_times() == times  # no other call reached the ERP
     assert max_in_window(times) == limit
+    assert len(fake.moves()) == 40
 
 
 def test_rate_limit_holds_in_real_time(engine: Engine) -> None:
-    record(engine, *(entry(n) for n in range(1, 31)))
+    record(engine, *(entry(n) for n in range(1, 61)))
     fake = FakeErp()
-    ErpPosting(engine, fake, policy(rate_limit=20.0, batch_size=10)).drain()
-    times = fake.call_times("post_journal_entry")
+    ErpPosting(engine, fake, policy(rate_limit=20.0, batch_size=2)).drain()
+    times = fake.call_times("post_journal_entries")
     assert len(times) == 30
     assert max_in_window(times) <= 20  # the ERP's own clock; no assertion on durations
+
+
+def test_a_batch_is_one_call_and_an_entry_refused_in_it_fails_alone(engine: Engine) -> None:
+    """Ten entries, one on an account the ERP does not know: one call; nine posted, the one
+    refused is a dead letter with its reason, each with its own outbound message."""
+    record(engine, *(entry(n) for n in range(1, 10)), entry(10, account="9999-H9"))
+    fake = FakeErp(accounts=("5100-H1", "1300-H1"))
+    worker = ErpPosting(engine, fake, policy(batch_size=10))
+    assert worker.poll_once() == 10
+    assert [c.method for c in fake.calls] == ["post_journal_entries"]
+    with engine.connect() as conn:
+        found = {p.entry_id: p for p in erp_postings.postings(conn)}
+    refused = found.pop(entry(10).entry_id)
+    assert refused.status is PostingStatus.FAILED
+    assert "9999-H9" in (refused.last_error or "")
+    assert {p.status for p in found.values()} == {PostingStatus.POSTED}
+    assert len(fake.moves()) == 9
+    assert worker.breaker.state is BreakerState.CLOSED
 
 
 # --- hold windows --------------------------------------------------------------------------

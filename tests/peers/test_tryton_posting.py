@@ -277,14 +277,19 @@ def test_tryton_killed_under_a_stream_then_restarted_loses_nothing_and_duplicate
 @dataclass
 class CountingProxy(Proxy):
     """Records, for each request, the moment its request line arrived and the JSON-RPC
-    method."""
+    method, and how many records each ``create`` or button call carried."""
 
     calls: list[tuple[float, str]] = field(default_factory=list)
+    sizes: list[tuple[str, int]] = field(default_factory=list)
 
     def on_request(self, arrived: float, body: bytes) -> None:
-        method = str(httpx.Response(200, content=body).json().get("method"))
+        request = httpx.Response(200, content=body).json()
+        method = str(request.get("method"))
+        params = request.get("params") or []
         with self.lock:
             self.calls.append((arrived, method))
+            if method.endswith((".create", ".post")) and params and isinstance(params[0], list):
+                self.sizes.append((method, len(params[0])))
 
 
 @pytest.fixture
@@ -302,38 +307,46 @@ def max_in_window(times: list[float], width: float) -> int:
 # the count. It cannot hide a breach: with a limit of 2/s calls are 500 ms apart, so a 3rd call
 # inside one second would have to come about 500 ms early, not a few milliseconds.
 TRANSPORT_JITTER = 0.02
-OPENER = "model.account.move.search_read"  # the idempotency lookup each posting starts with
+OPENER = "model.account.move.search_read"  # the idempotency lookup each batch call starts with
 
 
 def test_rate_limit_holds_at_the_erp(
     medbridge: MedBridge, tryton: TrytonPeer, proxy: tuple[CountingProxy, str], direct: TrytonErp
 ) -> None:
     """The limit is per ERP port call: ``ErpPosting`` takes one token of its ``RateLimiter``
-    before each ``post_journal_entry`` (``_post``), and the adapter then makes several
-    JSON-RPC calls for it (the move lookup by reference, the account and cost-center codes, the
-    period, create, post). So the unit measured is the port call, counted where it reaches
-    trytond: each ``post_journal_entry`` opens with exactly one ``account.move`` search_read.
-    No sliding one-second window may hold more of them than the configured limit.
+    before each ``post_journal_entries`` (``_send``), which posts the round's batch, and the
+    adapter then makes a few JSON-RPC calls for it (one search of the moves by reference, the
+    account, cost-center and period lookups not cached yet, one create, one post). So the unit
+    measured is the port call, counted where it reaches trytond: each batch call opens with
+    exactly one ``account.move`` search_read. No sliding one-second window may hold more of
+    them than the configured limit, and each carries the whole batch (one create and one post
+    of ``batch_size`` moves), so the limit buys ``limit x batch_size`` entries/s.
 
-    The limit is 2/s: one posting costs this peer about 150-300 ms of JSON-RPC, so at 5/s
-    trytond itself would be the bottleneck and the limiter would never have to wait."""
-    limit, n = 2, 16
+    The limit is 2/s with batches of 2: 8 calls, so that the limiter has to wait (one batch
+    costs this peer well under 500 ms of JSON-RPC) and several windows are measured."""
+    limit, batch, n = 2, 2, 16
     produce(medbridge, range(n))
     assert counts(medbridge)[PostingStatus.PENDING] == n
     erp = TrytonErp(tryton.config(url=proxy[1]))
     erp.find_journal_entry("warm-up")  # log in and cache the journal outside the measurement
     proxy[0].calls.clear()
     try:
-        worker = ErpPosting(medbridge.engine, erp, policy(rate_limit=float(limit), batch_size=7))
+        worker = ErpPosting(
+            medbridge.engine, erp, policy(rate_limit=float(limit), batch_size=batch)
+        )
         assert worker.drain(timeout=DEADLINE) == n
     finally:
         erp.close()
 
     calls = list(proxy[0].calls)
     methods = Counter(method for _, method in calls)
-    assert methods[OPENER] == n  # one per posting: no retries, nothing else searched moves
-    assert methods["model.account.move.create"] == n
-    assert methods["model.account.move.post"] == n
+    assert methods[OPENER] == n // batch  # one per call: no retries, nothing else searched moves
+    assert methods["model.account.move.create"] == n // batch
+    assert methods["model.account.move.post"] == n // batch
+    assert set(proxy[0].sizes) == {  # every create and post carried the whole batch
+        ("model.account.move.create", batch),
+        ("model.account.move.post", batch),
+    }
     assert set(methods) <= {
         OPENER,
         "model.account.account.search_read",
@@ -350,8 +363,8 @@ def test_rate_limit_holds_at_the_erp(
         if method == OPENER:
             groups.append(0)
         groups[-1] += 1
-    assert max(groups) <= 6  # JSON-RPC calls per post_journal_entry
-    # a window holds the calls of at most ``limit`` postings whose token it holds, plus the
+    assert max(groups) <= 6  # JSON-RPC calls per post_journal_entries
+    # a window holds the calls of at most ``limit`` batch calls whose token it holds, plus the
     # tail of the one before (its token taken just before the window; on a loaded machine
     # its later calls arrive inside it): ``limit * 6`` failed CI at 13 calls with 2/s
     assert max_in_window([t for t, _ in calls], 1.0 - TRANSPORT_JITTER) <= (limit + 1) * 6

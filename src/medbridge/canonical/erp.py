@@ -13,6 +13,14 @@ Contract (every adapter passes ``tests/contract/test_erp_contract.py``):
 - ``post_journal_entry`` writes a balanced move in the ERP's general ledger (per line:
   account code, debit, credit, cost center as an analytic account) and posts it; idempotent
   by ``entry.entry_id``.
+- ``post_journal_entries(entries)`` does the same for many entries in one port call (a batch:
+  the ERP's list create and post) and answers one result per entry, in order: its ``ErpRef``,
+  or the ``ErpRejected`` that refused that entry alone. An entry the ERP refuses never sinks
+  the others of its batch. The batch is idempotent per entry: a repeat (after a lost answer)
+  finds every entry already in the ERP (``created`` False) and creates only the missing ones.
+  Errors that concern the whole call (``ErpUnavailable``, ``ErpAuthError``) are raised, and
+  then any part of the batch may have been applied, which the per-entry idempotency makes
+  safe. ``post_each`` is the batch in terms of the single call, for adapters without lists.
 - ``cancel_purchase_order(erp_id, reason)`` is the compensation for a purchase order: it cancels
   what is still open of it and returns the order's resulting state; safe to repeat. A draft or
   quoted order becomes ``cancelled``. On a confirmed order the lines not yet received are
@@ -70,6 +78,10 @@ class ErpRef:
     erp_id: str
     reference: str
     created: bool
+
+
+PostResult = ErpRef | ErpRejected
+"""What a batch posting answers for one entry: the move, or why the ERP refused that entry."""
 
 
 @dataclass(frozen=True)
@@ -130,6 +142,11 @@ class ErpPort(Protocol):
 
     def post_journal_entry(self, entry: JournalEntry) -> ErpRef: ...
 
+    def post_journal_entries(self, entries: Sequence[JournalEntry]) -> list[PostResult]:
+        """Post many entries in one call; one result per entry, in order (see the module's
+        contract)."""
+        ...
+
     def find_journal_entry(self, entry_id: str) -> ErpRef | None: ...
 
     def ledger_lines(
@@ -138,3 +155,20 @@ class ErpPort(Protocol):
         """Lines of posted moves dated ``start``..``end`` (inclusive), every journal; only
         those on ``accounts`` (codes) when given."""
         ...
+
+
+class _PostsOne(Protocol):
+    def post_journal_entry(self, entry: JournalEntry) -> ErpRef: ...
+
+
+def post_each(erp: _PostsOne, entries: Sequence[JournalEntry]) -> list[PostResult]:
+    """``post_journal_entries`` in terms of ``post_journal_entry``: one call per entry, a
+    rejection kept for its entry, anything else raised (the entries before it are posted,
+    which a repeat finds)."""
+    results: list[PostResult] = []
+    for entry in entries:
+        try:
+            results.append(erp.post_journal_entry(entry))
+        except ErpRejected as error:
+            results.append(error)
+    return results

@@ -2,30 +2,38 @@
 outbox (written with each journal entry, see ``store.erp_postings``).
 
 Each round: nothing during a hold window or while the circuit is open; otherwise claim up to
-``batch_size`` due postings, and post each through the rate limiter. What happens after a call
-is declared here, not improvised:
+``batch_size`` due postings and post them in ONE port call, ``post_journal_entries`` (the
+adapter's list create and post: for Tryton one search, one create, one post for the batch),
+after taking ONE token of the rate limiter. The limit is therefore in ERP calls (port calls)
+per second, and a token buys a batch: at ``rate_limit`` r and ``batch_size`` b the worker
+posts up to r x b entries/s while the ERP sees at most r calls/s from it (each call a few
+JSON-RPC requests, see the adapter). What happens after the call is declared here, per entry
+where the ERP answered per entry, for the whole batch where the call itself failed:
 
-- ``ErpRef`` (created, or already there): posted with the ERP's id; the circuit notes a
-  success.
-- ``ErpUnavailable``: pending, retried after ``RetryPolicy.backoff`` and never dead-lettered
-  (an outage fills the buffer, it must not empty it into the dead letters); a circuit failure.
-- ``ErpAuthError``: pending and untouched (not the document's fault); the circuit is tripped
-  for ``auth_cool_down``: N tries with refused credentials would only lock the account.
-- ``ErpRejected``: failed with the reason, a dead letter (``requeue`` after the fix); the ERP
-  answered, so the circuit notes a success.
-- any other error: pending with backoff, failed after ``retry.max_attempts``.
+- ``ErpRef`` (created, or already there): posted with the ERP's id.
+- ``ErpRejected`` for an entry (the others of the batch post): failed with the reason, a dead
+  letter (``requeue`` after the fix).
+- The call answered: the circuit notes one success (also when it rejected some entries).
+- ``ErpUnavailable`` raised: every entry pending, retried after ``RetryPolicy.backoff`` and
+  never dead-lettered (an outage fills the buffer, it must not empty it into the dead
+  letters); one circuit failure per call.
+- ``ErpAuthError`` raised: every entry pending and untouched (not the documents' fault); the
+  circuit is tripped for ``auth_cool_down``: N tries with refused credentials would only lock
+  the account.
+- any other error: every entry pending with backoff, failed after ``retry.max_attempts``.
 
 Every call that ends (posted, rejected) is an outbound message of the message store
 (``acknowledged`` with the ERP's move, ``failed`` with the reason), written in the
 transaction of its outcome; retried calls are not.
 
-Exactly once: ``post_journal_entry`` is idempotent by ``entry_id`` in the ERP (the port's
+Exactly once: ``post_journal_entries`` is idempotent per ``entry_id`` in the ERP (the port's
 contract), so a lost answer, a crash after the call, or a lease that expired only leads to a
-repeat call that finds the move already there.
+repeat call that finds the moves already there and creates only the missing ones.
 
-With tracing on, each call is an ``erp.post`` span (CLIENT), a child of the ledger posting
-that queued it (its trace context is kept in the outbox row): the dispense's trace ends at the
-ERP, however long the posting waited in the buffer.
+With tracing on, each entry of a call is an ``erp.post`` span (CLIENT), a child of the ledger
+posting that queued it (its trace context is kept in the outbox row): the dispense's trace ends
+at the ERP, however long the posting waited in the buffer (see ``_Spans`` for the JSON-RPC
+calls of a batch of several).
 """
 
 from __future__ import annotations
@@ -33,8 +41,10 @@ from __future__ import annotations
 import threading
 import time as _time
 from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, time, timedelta
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from prometheus_client import Counter, Gauge
@@ -207,80 +217,79 @@ class ErpPosting:
                 return 0
             entries = ledger_store.journal(conn, entry_ids=ids, limit=len(ids))
             traces = erp_postings.trace_contexts(conn, ids) if tracing.enabled() else {}
-        settled = 0
-        for n, entry in enumerate(entries):
-            if self.held() or not self.breaker.allow():
-                with self.engine.begin() as conn:
-                    erp_postings.release(conn, [e.entry_id for e in entries[n:]], self._now())
-                break
-            settled += self._post(entry, traces.get(entry.entry_id))
-        return settled
+        if self.held() or not self.breaker.allow():
+            with self.engine.begin() as conn:
+                erp_postings.release(conn, [e.entry_id for e in entries], self._now())
+            return 0
+        with _Spans(entries, traces, self.policy.erp_name) as spans:
+            return self._send(entries, spans)
 
-    def _post(self, entry: JournalEntry, trace: tuple[str | None, str | None] | None) -> int:
-        if not tracing.enabled():
-            return self._send(entry)
-        with tracing.span(
-            "erp.post",
-            kind=tracing.SpanKind.CLIENT,
-            parent=tracing.context_of(*trace) if trace else None,
-            attributes={
-                "medbridge.erp.name": self.policy.erp_name,
-                "medbridge.journal_entry.id": entry.entry_id,
-                "medbridge.event.id": entry.source_event_id,
-            },
-        ):
-            return self._send(entry)
-
-    def _send(self, entry: JournalEntry) -> int:
+    def _send(self, entries: Sequence[JournalEntry], spans: _Spans) -> int:
+        """One port call (one rate-limit token) for the whole batch, its outcome per entry."""
         self.limiter.acquire()
         try:
-            ref: ErpRef = self.erp.post_journal_entry(entry)
+            results = self.erp.post_journal_entries(entries)
+            if len(results) != len(entries):
+                raise TypeError(f"{len(results)} results for {len(entries)} entries")
         except ErpUnavailable as error:
             self.breaker.failure()
-            self._retry(entry.entry_id, error)
-            tracing.annotate(**{"medbridge.erp.outcome": "unavailable", "error.type": _name(error)})
-            return 0
+            spans.annotate_all(
+                **{"medbridge.erp.outcome": "unavailable", "error.type": _name(error)}
+            )
+            return self._retry(entries, error)
         except ErpAuthError as error:
             self.breaker.trip(self.policy.auth_cool_down)
-            self._outcomes["auth_error"].inc()
-            log.error("erp.auth_refused", entry_id=entry.entry_id, error=str(error))
-            tracing.annotate(**{"medbridge.erp.outcome": "auth_error", "error.type": _name(error)})
-            with self.engine.begin() as conn:
-                erp_postings.release(conn, [entry.entry_id], self._now())
-            return 0
-        except ErpRejected as error:
-            self.breaker.success()
-            reason = f"{type(error).__name__}: {error}" + (
-                f" (field {error.field})" if error.field else ""
+            self._outcomes["auth_error"].inc(len(entries))
+            log.error("erp.auth_refused", entries=len(entries), error=str(error))
+            spans.annotate_all(
+                **{"medbridge.erp.outcome": "auth_error", "error.type": _name(error)}
             )
             with self.engine.begin() as conn:
-                erp_postings.mark_failed(conn, entry.entry_id, reason)
-                self._record(conn, entry, MessageStatus.FAILED, error=reason)
-            self._outcomes["failed"].inc()
-            log.warning("erp.posting_rejected", entry_id=entry.entry_id, reason=reason)
-            tracing.annotate(**{"medbridge.erp.outcome": "rejected", "error.type": _name(error)})
-            return 1
+                erp_postings.release(conn, [e.entry_id for e in entries], self._now())
+            return 0
         except Exception as error:  # an adapter bug or an unmapped error: bounded retries
-            log.exception("erp.posting_error", entry_id=entry.entry_id)
-            tracing.annotate(**{"medbridge.erp.outcome": "error", "error.type": _name(error)})
-            return self._retry(entry.entry_id, error, bounded=True)
-        self.breaker.success()
+            log.exception("erp.posting_error", entries=[e.entry_id for e in entries])
+            spans.annotate_all(**{"medbridge.erp.outcome": "error", "error.type": _name(error)})
+            return self._retry(entries, error, bounded=True)
+        self.breaker.success()  # the ERP answered, also for the entries it refused
         with self.engine.begin() as conn:
-            erp_postings.mark_posted(conn, entry.entry_id, ref.erp_id, self._now())
-            found = "created" if ref.created else "found already posted"
-            ack = f"{self.policy.erp_name} move {ref.erp_id} ({found})"
-            self._record(conn, entry, MessageStatus.ACKNOWLEDGED, ack=ack)
+            for entry, result in zip(entries, results, strict=True):
+                if isinstance(result, ErpRejected):
+                    self._rejected(conn, entry, result, spans)
+                else:
+                    self._posted(conn, entry, result, spans)
+        return len(entries)
+
+    def _posted(self, conn: Connection, entry: JournalEntry, ref: ErpRef, spans: _Spans) -> None:
+        erp_postings.mark_posted(conn, entry.entry_id, ref.erp_id, self._now())
+        found = "created" if ref.created else "found already posted"
+        ack = f"{self.policy.erp_name} move {ref.erp_id} ({found})"
+        self._record(conn, entry, MessageStatus.ACKNOWLEDGED, ack=ack)
         self._outcomes["posted"].inc()
-        tracing.annotate(
+        spans.annotate(
+            entry.entry_id,
             **{
                 "medbridge.erp.outcome": "posted",
                 "medbridge.erp.id": ref.erp_id,
                 "medbridge.erp.created": ref.created,
-            }
+            },
         )
         if not ref.created:
             log.info("erp.posting_found", entry_id=entry.entry_id, erp_id=ref.erp_id)
-        return 1
+
+    def _rejected(
+        self, conn: Connection, entry: JournalEntry, error: ErpRejected, spans: _Spans
+    ) -> None:
+        reason = f"{type(error).__name__}: {error}" + (
+            f" (field {error.field})" if error.field else ""
+        )
+        erp_postings.mark_failed(conn, entry.entry_id, reason)
+        self._record(conn, entry, MessageStatus.FAILED, error=reason)
+        self._outcomes["failed"].inc()
+        log.warning("erp.posting_rejected", entry_id=entry.entry_id, reason=reason)
+        spans.annotate(
+            entry.entry_id, **{"medbridge.erp.outcome": "rejected", "error.type": _name(error)}
+        )
 
     def _record(
         self,
@@ -313,19 +322,26 @@ class ErpPosting:
         )
         message_store.write(conn, [record])
 
-    def _retry(self, entry_id: str, error: Exception, bounded: bool = False) -> int:
+    def _retry(
+        self, entries: Sequence[JournalEntry], error: Exception, bounded: bool = False
+    ) -> int:
+        """Every entry of the call back to pending with backoff (one transaction); with
+        ``bounded``, failed once ``retry.max_attempts`` is reached. Returns how many failed."""
         reason = f"{type(error).__name__}: {error}"
+        failed = 0
         with self.engine.begin() as conn:
-            posting = erp_postings.get(conn, entry_id)
-            attempts = (posting.attempts if posting else 0) + 1
-            if bounded and attempts >= self.policy.retry.max_attempts:
-                erp_postings.mark_failed(conn, entry_id, reason)
-                self._outcomes["failed"].inc()
-                return 1
-            delay = timedelta(seconds=self.policy.retry.backoff(attempts))
-            erp_postings.mark_retry(conn, entry_id, reason, self._now() + delay)
-        self._outcomes["retried"].inc()
-        return 0
+            for entry in entries:
+                posting = erp_postings.get(conn, entry.entry_id)
+                attempts = (posting.attempts if posting else 0) + 1
+                if bounded and attempts >= self.policy.retry.max_attempts:
+                    erp_postings.mark_failed(conn, entry.entry_id, reason)
+                    failed += 1
+                    continue
+                delay = timedelta(seconds=self.policy.retry.backoff(attempts))
+                erp_postings.mark_retry(conn, entry.entry_id, reason, self._now() + delay)
+        self._outcomes["failed"].inc(failed)
+        self._outcomes["retried"].inc(len(entries) - failed)
+        return failed
 
     # --- loops ---------------------------------------------------------------------------
 
@@ -363,6 +379,75 @@ class ErpPosting:
 
 def _name(error: BaseException) -> str:
     return type(error).__name__
+
+
+class _Spans:
+    """One ``erp.post`` span (CLIENT) per entry of a batch call, each the child of the ledger
+    posting that queued its entry (the trace context kept in the outbox row), ended together
+    when the call's outcome is written. The JSON-RPC calls of the batch are children of the
+    entry's span when the batch holds one entry, else of one ``erp.post_batch`` span, the root
+    of a trace of its own, LINKED to every entry's ``erp.post`` span (a call serves many
+    traces: the OpenTelemetry way for a batch, as messaging batches do). Nothing when tracing
+    is off.
+    """
+
+    def __init__(
+        self,
+        entries: Sequence[JournalEntry],
+        traces: dict[str, tuple[str | None, str | None]],
+        erp_name: str,
+    ) -> None:
+        self._spans: dict[str, tracing.Span] = {}
+        self._batch: tracing.Span | None = None
+        if not tracing.enabled():
+            return
+        for entry in entries:
+            trace = traces.get(entry.entry_id)
+            span = tracing.start_span(
+                "erp.post",
+                kind=tracing.SpanKind.CLIENT,
+                parent=tracing.context_of(*trace) if trace else None,
+                attributes={
+                    "medbridge.erp.name": erp_name,
+                    "medbridge.journal_entry.id": entry.entry_id,
+                    "medbridge.event.id": entry.source_event_id,
+                    "medbridge.erp.batch_size": len(entries),
+                },
+            )
+            if span is not None:
+                self._spans[entry.entry_id] = span
+        if len(entries) > 1:
+            self._batch = tracing.start_span(
+                "erp.post_batch",
+                kind=tracing.SpanKind.INTERNAL,
+                attributes={
+                    "medbridge.erp.name": erp_name,
+                    "medbridge.erp.batch_size": len(entries),
+                    "medbridge.journal_entry.ids": [e.entry_id for e in entries],
+                },
+                links=list(self._spans.values()),
+            )
+        self._scope: AbstractContextManager[None] = nullcontext()
+
+    def __enter__(self) -> _Spans:
+        current = self._batch or next(iter(self._spans.values()), None)
+        self._scope = tracing.current(current)
+        self._scope.__enter__()
+        return self
+
+    def __exit__(self, kind: object, error: BaseException | None, tb: object) -> None:
+        self._scope.__exit__(None, None, None)
+        for span in [*self._spans.values(), self._batch]:
+            tracing.end(span, error)
+
+    def annotate(self, entry_id: str, **attributes: Any) -> None:
+        span = self._spans.get(entry_id)
+        if span is not None:
+            span.set_attributes({k: v for k, v in attributes.items() if v is not None})
+
+    def annotate_all(self, **attributes: Any) -> None:
+        for entry_id in self._spans:
+            self.annotate(entry_id, **attributes)
 
 
 def requeue(engine: Engine, entry_id: str, *, actor: str) -> bool:

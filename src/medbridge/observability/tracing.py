@@ -214,12 +214,20 @@ def start_span(
     kind: SpanKind = SpanKind.INTERNAL,
     parent: Context | None = None,
     attributes: Mapping[str, Any] | None = None,
+    links: Sequence[Span] = (),
 ) -> Span | None:
-    """A span the caller ends (one that outlives a block: an MLLP message until its ACK)."""
+    """A span the caller ends (one that outlives a block: an MLLP message until its ACK).
+    ``links``: spans of other traces it serves (a batch call's, one per message)."""
     tracer = _tracer
     if tracer is None:
         return None
-    return tracer.start_span(name, context=parent, kind=kind, attributes=_clean(attributes))
+    return tracer.start_span(
+        name,
+        context=parent,
+        kind=kind,
+        attributes=_clean(attributes),
+        links=[trace.Link(s.get_span_context()) for s in links] or None,
+    )
 
 
 @contextmanager

@@ -34,6 +34,7 @@ from medbridge.canonical.erp import (
     ErpRejected,
     ErpSupplier,
     ErpUnavailable,
+    PostResult,
 )
 from medbridge.canonical.finance import JournalEntry
 from medbridge.canonical.procurement import GoodsReceipt, PurchaseOrder, SupplierInvoice
@@ -341,39 +342,56 @@ class FakeErp:
         method = "post_journal_entry"
         with self._lock:
             at = self._enter(method)
-            existing = self._by_reference.get(("move", entry.entry_id))
-            if existing is not None:
-                self._leave(at, method)
-                return ErpRef(existing, entry.entry_id, created=False)
-            for n, line in enumerate(entry.lines, start=1):
-                if self._accounts is not None and line.account not in self._accounts:
-                    raise self._reject(
-                        at, method, f"line {n}: unknown account {line.account!r}", "account"
-                    )
-                if (
-                    self._cost_centers is not None
-                    and line.cost_center is not None
-                    and line.cost_center not in self._cost_centers
-                ):
-                    raise self._reject(
-                        at,
-                        method,
-                        f"line {n}: unknown cost center {line.cost_center!r}",
-                        "cost_center",
-                    )
-            move_id = f"move-{next(self._ids)}"
-            self._moves[move_id] = FakeMove(
-                move_id,
-                entry.entry_id,
-                entry.posting_date,
-                tuple(
-                    FakeMoveLine(ln.account, ln.cost_center, ln.debit, ln.credit, ln.party)
-                    for ln in entry.lines
-                ),
-            )
-            self._by_reference[("move", entry.entry_id)] = move_id
+            try:
+                ref = self._book(entry)
+            except ErpRejected as error:
+                self.calls.append(ErpCall(at, method, "rejected"))
+                raise error from None
             self._leave(at, method)
-            return ErpRef(move_id, entry.entry_id, created=True)
+            return ref
+
+    def post_journal_entries(self, entries: Sequence[JournalEntry]) -> list[PostResult]:
+        """One call (one entry in ``calls``, one lost answer, one refusal while down) for the
+        whole batch; a rejected entry is answered alone and the others are booked."""
+        method = "post_journal_entries"
+        with self._lock:
+            at = self._enter(method)
+            results: list[PostResult] = []
+            for entry in entries:
+                try:
+                    results.append(self._book(entry))
+                except ErpRejected as error:
+                    results.append(error)
+            self._leave(at, method)
+            return results
+
+    def _book(self, entry: JournalEntry) -> ErpRef:
+        existing = self._by_reference.get(("move", entry.entry_id))
+        if existing is not None:
+            return ErpRef(existing, entry.entry_id, created=False)
+        for n, line in enumerate(entry.lines, start=1):
+            if self._accounts is not None and line.account not in self._accounts:
+                raise ErpRejected(f"line {n}: unknown account {line.account!r}", field="account")
+            if (
+                self._cost_centers is not None
+                and line.cost_center is not None
+                and line.cost_center not in self._cost_centers
+            ):
+                raise ErpRejected(
+                    f"line {n}: unknown cost center {line.cost_center!r}", field="cost_center"
+                )
+        move_id = f"move-{next(self._ids)}"
+        self._moves[move_id] = FakeMove(
+            move_id,
+            entry.entry_id,
+            entry.posting_date,
+            tuple(
+                FakeMoveLine(ln.account, ln.cost_center, ln.debit, ln.credit, ln.party)
+                for ln in entry.lines
+            ),
+        )
+        self._by_reference[("move", entry.entry_id)] = move_id
+        return ErpRef(move_id, entry.entry_id, created=True)
 
     def find_journal_entry(self, entry_id: str) -> ErpRef | None:
         method = "find_journal_entry"

@@ -10,6 +10,9 @@ reference field, and every create first searches for it:
 | supplier invoice, credit | ``account.invoice`` (``in``) | ``reference`` = ``invoice.reference`` |
 | journal entry | ``account.move`` (MedBridge's journal) | ``description`` = ``entry.entry_id`` |
 
+Journal entries go many per call (``post_journal_entries``, see ``moves``): one search for all
+their ids, one ``create``, one ``post``; a single entry is a batch of one.
+
 A retry after a lost answer therefore finds the document and returns it (``created`` False);
 a found document that is not yet as far as the call takes it (a draft move whose ``post``
 answer was lost, a shipment not yet done) is carried on from where it stopped, so every call
@@ -37,12 +40,14 @@ from medbridge.canonical.erp import (
     ErpRef,
     ErpRejected,
     ErpSupplier,
+    PostResult,
 )
 from medbridge.canonical.finance import JournalEntry
 from medbridge.canonical.procurement import GoodsReceipt, PurchaseOrder, SupplierInvoice
 from medbridge.connectors.tryton.client import TrytonClient
 from medbridge.connectors.tryton.config import TrytonConfig
 from medbridge.connectors.tryton.errors import TrytonProtocolError
+from medbridge.connectors.tryton.moves import MovePosting
 from medbridge.observability.logging import get_logger
 
 log = get_logger(__name__)
@@ -88,6 +93,7 @@ class TrytonErp:
         self.config = config
         self.client = client or TrytonClient(config, transport=transport)
         self._cache: dict[str, Any] = {}
+        self.moves = MovePosting(self.client, config, self._medbridge_journal)
 
     def close(self) -> None:
         self.client.close()
@@ -495,60 +501,15 @@ class TrytonErp:
         return [(reference, "=", entry_id), ("journal", "=", self._medbridge_journal())]
 
     def post_journal_entry(self, entry: JournalEntry) -> ErpRef:
-        existing = self._find(MOVE, self._move_domain(entry.entry_id))
-        if existing is not None:
-            if existing["state"] == "draft":  # the create's or the post's answer was lost
-                self.client.button(MOVE, "post", [existing["id"]])
-            log.info("tryton.move_exists", entry_id=entry.entry_id, id=existing["id"])
-            return ErpRef(str(existing["id"]), entry.entry_id, created=False)
-        accounts = self._codes(
-            "account.account", {ln.account for ln in entry.lines}, [("type", "!=", None)]
-        )
-        centers = self._codes(
-            "analytic_account.account",
-            {ln.cost_center for ln in entry.lines if ln.cost_center},
-            [("type", "=", "normal")],
-        )
-        lines = []
-        for n, line in enumerate(entry.lines, start=1):
-            if line.account not in accounts:
-                raise ErpRejected(
-                    f"{entry.entry_id}: line {n}: unknown account {line.account!r}",
-                    field="account",
-                )
-            values: dict[str, Any] = {
-                "account": accounts[line.account],
-                "debit": line.debit,
-                "credit": line.credit,
-                "description": entry.description or None,
-            }
-            if line.party:
-                values["party"] = self._supplier(line.party)
-            if line.cost_center:
-                if line.cost_center not in centers:
-                    raise ErpRejected(
-                        f"{entry.entry_id}: line {n}: unknown cost center {line.cost_center!r}",
-                        field="cost_center",
-                    )
-                analytic = {
-                    "account": centers[line.cost_center],
-                    "debit": line.debit,
-                    "credit": line.credit,
-                    "date": entry.posting_date,
-                }
-                values["analytic_lines"] = [["create", [analytic]]]
-            lines.append(values)
-        move = {
-            "journal": self._medbridge_journal(),
-            "period": self._period(entry.posting_date),
-            "date": entry.posting_date,
-            self.config.move_reference.value: entry.entry_id,
-            "lines": [["create", lines]],
-        }
-        (move_id,) = self.client.create(MOVE, [move])
-        self.client.button(MOVE, "post", [move_id])
-        log.info("tryton.move_posted", entry_id=entry.entry_id, id=move_id)
-        return ErpRef(str(move_id), entry.entry_id, created=True)
+        """A batch of one (``moves.MovePosting``): its rejection raised."""
+        [result] = self.moves.post([entry])
+        if isinstance(result, ErpRejected):
+            raise result
+        return result
+
+    def post_journal_entries(self, entries: Sequence[JournalEntry]) -> list[PostResult]:
+        """Many entries in one search, one create and one post (``moves.MovePosting``)."""
+        return self.moves.post(entries)
 
     def _codes(self, model: str, codes: set[str], extra: list[Any]) -> dict[str, int]:
         if not codes:
@@ -557,19 +518,6 @@ class TrytonErp:
             model, [("code", "in", sorted(codes)), *extra], ["id", "code"]
         )
         return {str(r["code"]): int(r["id"]) for r in records}
-
-    def _period(self, day: date) -> int:
-        found = self.client.search_read(
-            "account.period",
-            [("start_date", "<=", day), ("end_date", ">=", day), ("type", "=", "standard")],
-            ["id", "state"],
-            limit=1,
-        )
-        if not found:
-            raise ErpRejected(f"no accounting period open on {day}", field="posting_date")
-        if found[0]["state"] != "open":
-            raise ErpRejected(f"the period of {day} is {found[0]['state']}", field="posting_date")
-        return int(found[0]["id"])
 
     def find_journal_entry(self, entry_id: str) -> ErpRef | None:
         existing = self._find(MOVE, self._move_domain(entry_id))

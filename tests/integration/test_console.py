@@ -251,3 +251,14 @@ def test_partners_show_each_sender_with_its_counts_and_last_error(
     garbage = page.split("(unidentified")[1].split("</tr>")[0]
     assert "do not declare five distinct delimiters" in garbage  # its last error
     assert browser.get("/console/partners?hours=0").status_code == 422
+
+
+def test_a_control_character_in_a_filter_is_a_422_naming_it(
+    medbridge: MedBridge, browser: TestClient
+) -> None:
+    key = medbridge.clients.register("filterer", Role.ADMIN)
+    sign_in(browser, "filterer", key)
+    for page, field in (("messages?control_id=%00", "control_id"), ("stock?lot=%00", "lot")):
+        answer = browser.get(f"/console/{page}")
+        assert answer.status_code == 422
+        assert f"{field}: no control characters" in answer.text

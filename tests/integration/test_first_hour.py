@@ -168,6 +168,9 @@ def test_a_wrong_item_cross_reference_is_replaced_or_removed_from_the_cli(
     )
     assert undashed.status_code == 422
     assert undashed.json()["detail"][0]["loc"] == ["query", "code"]
+    nul = admin.delete("/v1/cross-references/items", params={"system": "erp", "code": "\x00"})
+    assert nul.status_code == 422  # PostgreSQL refuses a NUL in text: never a 500
+    assert nul.json()["detail"][0]["loc"] == ["query", "code"]
 
 
 def test_an_undashed_ten_digit_ndc_maps_when_its_shape_is_known(

@@ -11,7 +11,7 @@ from sqlalchemy.exc import IntegrityError
 from starlette.concurrency import run_in_threadpool
 
 from medbridge.api.auth import require, services
-from medbridge.api.params import RowId
+from medbridge.api.params import PRINTABLE, QueryCode, RowId
 from medbridge.api.problems import answers
 from medbridge.canonical.codes import CodeError, NdcShape, ndc_readings
 from medbridge.canonical.masterdata import CodeSystem, ItemCode
@@ -167,8 +167,8 @@ async def remove_item_code(
     request: Request,
     client: XrefWriter,
     system: CodeSystem,
-    code: Annotated[str, Query(min_length=1, max_length=64)],
-    issuer: Annotated[str | None, Query(max_length=64)] = None,
+    code: Annotated[str, Query(min_length=1, max_length=64, pattern=PRINTABLE)],
+    issuer: QueryCode = None,
 ) -> dict[str, Any]:
     """Remove a wrong cross-reference (audited): messages carrying the code are parked for
     review again until it is mapped. An NDC is given dashed or as 11 digits."""

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request
 from starlette.concurrency import run_in_threadpool
 
 from medbridge.api.auth import refuse_outside, require, services
-from medbridge.api.params import Offset
+from medbridge.api.params import Offset, QueryCode
 from medbridge.api.problems import answers
 from medbridge.canonical.masterdata import AccountRole
 from medbridge.governance.permissions import Permission, Principal
@@ -20,7 +20,7 @@ from medbridge.store import trace as trace_store
 router = APIRouter(prefix="/v1", tags=["read"])
 StockReader = Annotated[Principal, Depends(require(Permission.STOCK_READ))]
 LedgerReader = Annotated[Principal, Depends(require(Permission.LEDGER_READ))]
-Code = Annotated[str | None, Query(max_length=64)]
+Code = QueryCode
 
 
 @router.get("/stock")

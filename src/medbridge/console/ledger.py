@@ -32,6 +32,8 @@ def _code(name: str, value: str | None) -> str | None:
         return None
     if len(value) > 64:
         raise HTTPException(422, detail=f"{name}: at most 64 characters")
+    if not value.isprintable():
+        raise HTTPException(422, detail=f"{name}: no control characters")
     return value.strip()
 
 

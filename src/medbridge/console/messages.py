@@ -51,6 +51,8 @@ def message_filter(values: dict[str, str], viewer: Principal) -> MessageFilter:
     for name, value in given.items():
         if value is not None and len(value) > 200:
             raise HTTPException(422, detail=f"{name}: at most 200 characters")
+        if value is not None and not value.isprintable():
+            raise HTTPException(422, detail=f"{name}: no control characters")
     if given["status"] and given["status"] not in {s.value for s in MessageStatus}:
         raise HTTPException(422, detail=f"status: {given['status']!r} is not a status")
     if given["protocol"] and given["protocol"] not in {p.value for p in WireProtocol}:

@@ -16,7 +16,9 @@ else: its connector records it, with the negative acknowledgement, through ``Mes
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+import threading
+import time
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Protocol
 from uuid import UUID
@@ -59,6 +61,32 @@ class SourceScopes(Protocol):
     def client_facilities(self, client: str) -> frozenset[str] | None: ...
 
 
+class RefusalSampler:
+    """At most ``per_second`` refused messages recorded each second (every process-wide
+    receiver shares it); the first one recorded after some were not notes how many, so the
+    browser shows a flood for what it is without storing every frame of it."""
+
+    def __init__(self, per_second: int, clock: Callable[[], float] = time.monotonic) -> None:
+        self.per_second, self.clock = per_second, clock
+        self._second, self._taken, self._skipped = -1, 0, 0
+        self._lock = threading.Lock()
+
+    def admit(self, record: MessageRecord) -> bool:
+        with self._lock:
+            second = int(self.clock())
+            if second != self._second:
+                self._second, self._taken = second, 0
+            if self._taken >= self.per_second:
+                self._skipped += 1
+                return False
+            self._taken += 1
+            skipped, self._skipped = self._skipped, 0
+        if skipped:
+            note = f"({skipped} more refusals before this one were not recorded: a flood)"
+            record.error = f"{record.error} {note}" if record.error else note
+        return True
+
+
 class InboundIntake:
     """``scopes``: a source bound to facilities gets ``REFUSED`` (nothing stored, nothing
     parked: the sender must hear it) for a movement of another facility."""
@@ -69,10 +97,12 @@ class InboundIntake:
         intake: MovementIntake,
         resolver: InboundResolver,
         scopes: SourceScopes | None = None,
+        refusals_per_second: int = 50,
     ) -> None:
         self.engine, self.intake, self.resolver, self.scopes = engine, intake, resolver, scopes
         self._parking = ThreadPoolExecutor(max_workers=2, thread_name_prefix="inbound-park")
         self._recorder = message_store.MessageRecorder(engine)
+        self._refusals = RefusalSampler(refusals_per_second)
 
     def receive(
         self,
@@ -132,9 +162,15 @@ class InboundIntake:
 
     # --- MessageLog: what stores nothing else ------------------------------------------------
 
-    def record_message(self, record: MessageRecord) -> object:
+    def record_message(self, record: MessageRecord) -> object | None:
         """Queue ``record`` (settled: a status) for the next group commit; the future of its
-        write is returned, not waited for."""
+        write is returned, not waited for. Refusals are recorded at most
+        ``refusals_per_second`` a second (None: this one was not): a flood of junk must not
+        turn into as many writes, which held a valid sender's ACK behind them (PostgreSQL,
+        200 connections of junk); the next one recorded says how many were not."""
+        if record.status is MessageStatus.REFUSED and not self._refusals.admit(record):
+            metrics.stage("messages", "refusal_not_recorded").inc()
+            return None
         if isinstance(self.intake.appender, GroupCommit):
             return self.intake.appender.submit([], record)
         return self._parking.submit(self._recorder.write, [record])

@@ -4,13 +4,16 @@
 
 A row's life: ``pending`` (due at ``next_attempt_at``) -> ``posted`` (with the ERP's id) or
 ``failed`` (the ERP refused the content: a dead letter with its reason; ``requeue`` after the
-fix). ``claim`` leases due rows by pushing their ``next_attempt_at`` forward, so a worker that
-dies mid-batch only delays them: the ERP's idempotency by entry id makes the repeat harmless.
+fix). With summarised GL posting (``domain.gl_summary``) a consumption entry's row is
+``summarising`` instead: never claimed here; the summarizer (``flows.gl_summary``) posts the
+summary of its slice and then marks it ``posted`` with the summary's ERP move. ``claim``
+leases due rows by pushing their ``next_attempt_at`` forward, so a worker that dies mid-batch
+only delays them: the ERP's idempotency by entry id makes the repeat harmless.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from decimal import Decimal
@@ -21,13 +24,21 @@ from sqlalchemy import Connection, func, select, update
 
 from medbridge.store import audit
 from medbridge.store.sql import BulkInsert, chunks
-from medbridge.store.tables import erp_postings, journal_entries, journal_lines
+from medbridge.store.tables import (
+    erp_postings,
+    gl_summary_entries,
+    journal_entries,
+    journal_lines,
+)
 
 
 class PostingStatus(StrEnum):
     PENDING = "pending"
     POSTED = "posted"
     FAILED = "failed"
+    SUMMARISING = "summarising"
+    """Posted within its slice's summary (``gl_summaries``), not on its own; ``posted`` with
+    the summary's ERP move once that is posted."""
 
 
 @dataclass(frozen=True)
@@ -63,9 +74,11 @@ def enqueue(
     entry_ids: Sequence[str],
     now: datetime,
     traces: Mapping[str, tuple[str | None, str | None]] | None = None,
+    summarised: Collection[str] = (),
 ) -> None:
     """A pending posting per journal entry; call in the transaction that inserts them.
-    ``traces``: per entry id, the W3C ``(traceparent, tracestate)`` its ERP call continues."""
+    ``traces``: per entry id, the W3C ``(traceparent, tracestate)`` its ERP call continues;
+    ``summarised``: the entries posted in their slice's summary (``summarising``)."""
     if entry_ids:
         traces = traces or {}
         _insert_postings(
@@ -73,7 +86,11 @@ def enqueue(
             [
                 {
                     "entry_id": entry_id,
-                    "status": PostingStatus.PENDING.value,
+                    "status": (
+                        PostingStatus.SUMMARISING
+                        if entry_id in summarised
+                        else PostingStatus.PENDING
+                    ).value,
                     "attempts": 0,
                     "next_attempt_at": now,
                     "created_at": now,
@@ -299,8 +316,9 @@ def journal_lines_between(
     conn: Connection, start: date, end: date, accounts: Sequence[str] | None = None
 ) -> list[LedgerLineRow]:
     """Every MedBridge journal line whose entry's posting date is in ``[start, end]`` (on
-    ``accounts`` only, when given)."""
-    e, ln = journal_entries, journal_lines
+    ``accounts`` only, when given). A summarised entry's ``erp_document`` is its summary:
+    the ERP books it in the summary's move, and reconciliation compares per summary."""
+    e, ln, g = journal_entries, journal_lines, gl_summary_entries
     conditions: list[Any] = [e.c.posting_date >= start, e.c.posting_date <= end]
     if accounts is not None:
         conditions.append(ln.c.account.in_(list(accounts)))
@@ -313,9 +331,10 @@ def journal_lines_between(
             ln.c.debit,
             ln.c.credit,
             ln.c.party,
-            e.c.erp_document,
+            func.coalesce(e.c.erp_document, g.c.summary_id),
         )
         .join(ln, ln.c.entry_id == e.c.entry_id)
+        .outerjoin(g, g.c.entry_id == e.c.entry_id)
         .where(*conditions)
         .order_by(e.c.entry_id, ln.c.line_no)
     )

@@ -53,9 +53,7 @@ def test_an_entry_goes_to_its_own_slice_unless_that_is_closed() -> None:
 def test_a_late_entry_goes_to_the_first_slice_after_the_last_closed(closed_hour: int) -> None:
     last = datetime(2026, 12, 6, closed_hour, tzinfo=UTC)
     assert slice_for(T, HOUR, last) == last + timedelta(hours=1)
-    assert slice_for(T, DAY, datetime(2026, 12, 6, tzinfo=UTC)) == datetime(
-        2026, 12, 7, tzinfo=UTC
-    )
+    assert slice_for(T, DAY, datetime(2026, 12, 6, tzinfo=UTC)) == datetime(2026, 12, 7, tzinfo=UTC)
 
 
 def test_the_summary_id_is_derived_from_the_slice() -> None:

@@ -13,11 +13,14 @@ from decimal import Decimal
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine
+from typer.testing import CliRunner
 
 from medbridge.app import MedBridge
 from medbridge.bus.port import RetryPolicy
 from medbridge.canonical.base import Money
 from medbridge.canonical.movements import MovementKind, StockMovement
+from medbridge.cli import UsageError
+from medbridge.cli import app as cli
 from medbridge.connectors.tryton.fake import FakeErp
 from medbridge.domain.gl_summary import GlPostingMode, net_lines
 from medbridge.flows.erp_posting import ErpPosting, ErpPostingPolicy
@@ -171,3 +174,24 @@ def test_per_event_stays_the_default(medbridge: MedBridge) -> None:
         dataclasses.replace(GL, mode=GlPostingMode.PER_EVENT).summarises(MovementKind.DISPENSE)
         is False
     )
+
+
+def test_the_cli_drills_a_summary_down_to_its_entries(
+    summarised: MedBridge, database_url: str
+) -> None:
+    mb = summarised
+    submit(mb, movement(MovementKind.RECEIPT, 0, "100", hour=9))
+    submit(mb, movement(MovementKind.DISPENSE, 10, "1"), movement(MovementKind.DISPENSE, 20, "2"))
+    GlSummarizer(mb.engine, FakeErp(), GL, now=Clock(AT + timedelta(hours=2))).run_once()
+    env = {"MEDBRIDGE_DATABASE_URL": database_url, "MEDBRIDGE_LOG_JSON": "false", "COLUMNS": "250"}
+    shown = CliRunner().invoke(cli, ["erp", "summary", "SUM-H1-2026-11-20T10"], env=env)
+    assert shown.exit_code == 0, shown.output
+    with mb.engine.connect() as conn:
+        entry_ids = {r.entry_id for r in gl_summaries.drill_down(conn, "SUM-H1-2026-11-20T10")}
+    assert len(entry_ids) == 2
+    assert all(entry_id in shown.output for entry_id in entry_ids)
+    assert "20.55" in shown.output  # the net of each line: 3 vials at 6.85
+    assert "2 entries" in shown.output
+    unknown = CliRunner().invoke(cli, ["erp", "summary", "SUM-H1-1999-01-01T00"], env=env)
+    assert isinstance(unknown.exception, UsageError)  # main() tells it in one line, exit 2
+    assert str(unknown.exception) == "no summary SUM-H1-1999-01-01T00"

@@ -32,6 +32,7 @@ from medbridge.settings import Settings
 from medbridge.store import erp_postings, gl_summaries
 from medbridge.store import ledger as ledger_store
 from medbridge.store.erp_postings import PostingStatus
+from medbridge.store.trace import trace
 
 pytestmark = pytest.mark.db
 
@@ -112,6 +113,14 @@ def test_a_slice_of_dispenses_is_one_move_exactly_once(summarised: MedBridge) ->
     assert {(ln.account, ln.cost_center): ln.debit - ln.credit for ln in move.lines} == expected
     assert sum(ln.debit for ln in move.lines) == Decimal("109.60")  # 16 vials at 6.85
     assert {(p.status, p.erp_id) for p in posted} == {(PostingStatus.POSTED, move.move_id)}
+    with mb.engine.connect() as conn:  # the trace names the summary a dispense went into
+        steps = trace(conn, entries[0].correlation_id)
+    [step] = [s for s in steps if s.kind == "erp_posting"]
+    assert step.detail == {
+        "status": "posted",
+        "erp_id": move.move_id,
+        "summary_id": "SUM-H1-2026-11-20T10",
+    }
 
     # reconciliation compares per summary: balanced once the receipt is posted too
     ErpPosting(mb.engine, fake, ErpPostingPolicy(rate_limit=1000.0)).drain()
@@ -147,7 +156,7 @@ def test_every_summary_line_drills_down_to_its_entries_through_the_api(
     submit(mb, *(movement(MovementKind.DISPENSE, 7 * n, str(n + 1)) for n in range(5)))
     GlSummarizer(mb.engine, FakeErp(), GL, now=Clock(AT + timedelta(hours=2))).run_once()
     reader = mb.clients.register("gl-analyst", Role.READER)
-    other = mb.clients.register("h2-analyst", Role.READER, facilities=frozenset({"H2"}))
+    other = mb.clients.register("h2-analyst", Role.READER, facilities=["H2"])
     with TestClient(mb.api(), headers={"X-API-Key": reader}) as client:
         found = client.get("/v1/erp-summaries/SUM-H1-2026-11-20T10/entries")
         assert found.status_code == 200, found.text

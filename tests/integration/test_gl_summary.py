@@ -23,7 +23,7 @@ from medbridge.cli import UsageError
 from medbridge.cli import app as cli
 from medbridge.connectors.tryton.fake import FakeErp
 from medbridge.domain.gl_summary import GlPostingMode, net_lines
-from medbridge.flows.erp_posting import ErpPosting, ErpPostingPolicy
+from medbridge.flows.erp_posting import ErpPosting, ErpPostingPolicy, PostingWindows, requeue
 from medbridge.flows.gl_summary import GlPostingPolicy, GlSummarizer
 from medbridge.flows.intake import Submission
 from medbridge.flows.reconciliation import reconcile_period
@@ -204,3 +204,34 @@ def test_the_cli_drills_a_summary_down_to_its_entries(
     unknown = CliRunner().invoke(cli, ["erp", "summary", "SUM-H1-1999-01-01T00"], env=env)
     assert isinstance(unknown.exception, UsageError)  # main() tells it in one line, exit 2
     assert str(unknown.exception) == "no summary SUM-H1-1999-01-01T00"
+
+
+def test_a_refused_summary_is_a_dead_letter_until_requeued_and_holds_are_kept(
+    summarised: MedBridge,
+) -> None:
+    mb = summarised
+    submit(mb, movement(MovementKind.RECEIPT, 0, "100", hour=9))
+    submit(mb, movement(MovementKind.DISPENSE, 10, "1"), movement(MovementKind.DISPENSE, 20, "2"))
+    fake = FakeErp(accounts={"1400-H1"})  # the drug expense account is missing in the ERP
+    clock = Clock(AT + timedelta(hours=1, minutes=30))  # 11:30 UTC
+    held = dataclasses.replace(GL, windows=PostingWindows.parse(["11:00-12:00"]))
+    assert GlSummarizer(mb.engine, fake, held, now=clock).run_once() == (1, 0)  # held
+    summarizer = GlSummarizer(mb.engine, fake, GL, now=clock)
+    assert summarizer.post_due() == 1
+    with mb.engine.connect() as conn:
+        failed = gl_summaries.get(conn, "SUM-H1-2026-11-20T10")
+        waiting = {p.status for p in erp_postings.postings(conn)}
+    assert failed is not None
+    assert failed.status is gl_summaries.SummaryStatus.FAILED
+    assert "5100-H1" in (failed.last_error or "")
+    assert PostingStatus.SUMMARISING in waiting  # its entries wait with it, not lost
+    assert summarizer.post_due() == 0  # a dead letter is not retried by itself
+    fake.add_account("5100-H1")
+    assert requeue(mb.engine, "SUM-H1-2026-11-20T10", actor="gl-test")
+    assert not requeue(mb.engine, "SUM-H1-2026-11-20T10", actor="gl-test")  # pending now
+    clock.at = datetime.now(UTC) + timedelta(minutes=1)  # requeue makes it due at the wall time
+    assert summarizer.post_due() == 1
+    assert len(fake.moves("SUM-H1-2026-11-20T10")) == 1
+    with mb.engine.connect() as conn:
+        statuses = {p.status for p in erp_postings.postings(conn)}
+    assert PostingStatus.SUMMARISING not in statuses

@@ -69,11 +69,15 @@ async def requeue_erp_posting(
     client: Requeuer,
     entry_id: Annotated[str, Path(min_length=1, max_length=80)],
 ) -> dict[str, Any]:
-    """A failed posting (a dead letter) back in the queue, after the fix in the ERP."""
+    """A failed posting (a dead letter) back in the queue, after the fix in the ERP: a
+    journal entry's, or a summary's of summarised posting."""
     if client.scoped:
 
         def facilities() -> set[str]:
             with services(request).engine.connect() as conn:
+                summary = gl_summaries.get(conn, entry_id)  # a summary's (SUM-...), or not
+                if summary is not None:
+                    return {summary.facility}
                 return erp_postings.entry_facilities(conn, entry_id)
 
         refuse_outside(client, await run_in_threadpool(facilities) or {None}, entry_id)

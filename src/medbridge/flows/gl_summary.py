@@ -9,10 +9,11 @@ Each round (``run_once``):
    closed, oldest first: its summary row and its entries' links in one transaction. The
    summary's key is derived from the slice, so a second summarizer (or a re-run) closing the
    same slice fails on it and changes nothing.
-2. Post: up to ``batch_size`` due summaries, their lines summed in the database, in ONE port
-   call (``post_journal_entries``: idempotent per entry id, the summary id, in the ERP: a lost
-   answer or a re-run finds the move, never makes a second). Per summary: ``ErpRef`` posted
-   (and every entry in it posted with the same move); ``ErpRejected`` failed with the reason.
+2. Post (never inside the ERP's hold windows): up to ``batch_size`` due summaries, their
+   lines summed in the database, in ONE port call (``post_journal_entries``: idempotent per
+   entry id, here the summary id, in the ERP: a lost answer or a re-run finds the move, never
+   makes a second). Per summary: ``ErpRef`` posted (and every entry in it posted with the
+   same move); ``ErpRejected`` failed with the reason (``requeue`` after the fix).
    ``ErpUnavailable``, ``ErpAuthError`` or another error for the call: every summary of it
    pending again after ``retry.backoff`` (bounded by ``retry.max_attempts`` for other errors).
 
@@ -43,6 +44,7 @@ from medbridge.domain.gl_summary import (
     summary_entry,
     summary_id,
 )
+from medbridge.flows.erp_posting import PostingWindows
 from medbridge.observability.logging import get_logger
 from medbridge.store import gl_summaries
 from medbridge.store.gl_summaries import Summary
@@ -63,6 +65,7 @@ class GlPostingPolicy:
     batch_size: int = 50  # summaries per ERP call
     lease: float = 300.0
     interval: float = 30.0  # seconds between rounds
+    windows: PostingWindows = field(default_factory=PostingWindows)  # the ERP's hold windows
     retry: RetryPolicy = field(
         default_factory=lambda: RetryPolicy(max_attempts=10, initial_backoff=5.0, max_backoff=300.0)
     )
@@ -126,6 +129,8 @@ class GlSummarizer:
 
     def post_due(self) -> int:
         now = self._now()
+        if self.policy.windows.held(now):
+            return 0
         with self.engine.begin() as conn:
             due = gl_summaries.claim(
                 conn, self.policy.batch_size, now, timedelta(seconds=self.policy.lease)

@@ -66,6 +66,7 @@ def gl_posting_policy(settings: Settings) -> GlPostingPolicy:
         batch_size=s.erp_batch_size,
         lease=s.erp_lease,
         interval=s.erp_summary_interval,
+        windows=PostingWindows.parse(s.erp_hold_windows, s.erp_hold_timezone),
         retry=RetryPolicy(
             max_attempts=s.retry_max_attempts,
             initial_backoff=s.erp_retry_initial_backoff,

@@ -97,10 +97,13 @@ class GlSummaryLoop:
         self.mb = mb
 
     def run(self, stop: threading.Event) -> None:
+        policy = gl_posting_policy(self.mb.settings)
         erp = self.mb.erp()
-        if erp is None:
-            raise RuntimeError("no ERP attached")
-        GlSummarizer(self.mb.engine, erp, gl_posting_policy(self.mb.settings)).run(stop)
+        while erp is None:  # the demo's ERP is attached once its trytond is up
+            if stop.wait(policy.interval):
+                return
+            erp = self.mb.erp()
+        GlSummarizer(self.mb.engine, erp, policy).run(stop)
 
 
 class ErpPoster:
@@ -135,10 +138,10 @@ def worker_loops(mb: Root, demo: DemoWiring | None = None) -> list[Loop]:
     poster = ErpPoster(mb)
     if mb.erp_slot.config is not None:
         loops.append(Loop("erp-posting", poster.run))
-        if s.erp_gl_posting == "summarised":
-            loops.append(Loop("gl-summary", GlSummaryLoop(mb).run))
     elif demo is not None:
         loops.append(Loop("demo-erp", DemoErpLoop(s, mb.erp_slot.attach, poster.run).run))
+    if s.erp_gl_posting == "summarised" and (mb.erp_slot.config is not None or demo is not None):
+        loops.append(Loop("gl-summary", GlSummaryLoop(mb).run))
     return loops
 
 

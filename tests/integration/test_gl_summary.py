@@ -28,6 +28,7 @@ from medbridge.flows.gl_summary import GlPostingPolicy, GlSummarizer
 from medbridge.flows.intake import Submission
 from medbridge.flows.reconciliation import reconcile_period
 from medbridge.governance.clients import Role
+from medbridge.observability.kpis import Dashboard
 from medbridge.settings import Settings
 from medbridge.store import erp_postings, gl_summaries
 from medbridge.store import ledger as ledger_store
@@ -225,6 +226,9 @@ def test_a_refused_summary_is_a_dead_letter_until_requeued_and_holds_are_kept(
     assert failed.status is gl_summaries.SummaryStatus.FAILED
     assert "5100-H1" in (failed.last_error or "")
     assert PostingStatus.SUMMARISING in waiting  # its entries wait with it, not lost
+    dashboard = Dashboard(mb.engine, mb.bus, list(mb.consumers))
+    assert dashboard.erp_outbox().failed == 1  # a dead letter on the dashboard (and alerts)
+    assert dashboard.erp_outbox(frozenset({"H2"})).failed == 0
     assert summarizer.post_due() == 0  # a dead letter is not retried by itself
     fake.add_account("5100-H1")
     assert requeue(mb.engine, "SUM-H1-2026-11-20T10", actor="gl-test")
@@ -232,6 +236,7 @@ def test_a_refused_summary_is_a_dead_letter_until_requeued_and_holds_are_kept(
     clock.at = datetime.now(UTC) + timedelta(minutes=1)  # requeue makes it due at the wall time
     assert summarizer.post_due() == 1
     assert len(fake.moves("SUM-H1-2026-11-20T10")) == 1
+    assert dashboard.erp_outbox().failed == 0
     with mb.engine.connect() as conn:
         statuses = {p.status for p in erp_postings.postings(conn)}
     assert PostingStatus.SUMMARISING not in statuses

@@ -310,6 +310,15 @@ def drill_down(conn: Connection, summary_id: str, *, limit: int = 10_000) -> lis
     return [DrillLine(*r) for r in conn.execute(stmt)]
 
 
+def failed_count(conn: Connection, facilities: frozenset[str] | None = None) -> int:
+    """How many summaries the ERP refused (dead letters, their entries waiting with them)."""
+    t = gl_summaries
+    stmt = select(func.count()).where(t.c.status == SummaryStatus.FAILED.value)
+    if facilities is not None:
+        stmt = stmt.where(t.c.facility.in_(facilities))
+    return int(conn.execute(stmt).scalar_one())
+
+
 def summary_of(conn: Connection, entry_id: str) -> str | None:
     """The summary a journal entry went into (None: none, or not yet)."""
     found: str | None = conn.execute(

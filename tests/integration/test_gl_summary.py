@@ -6,6 +6,7 @@ summary line drills down to the entries behind it; reconciliation compares per s
 from __future__ import annotations
 
 import dataclasses
+import re
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
@@ -38,6 +39,7 @@ from medbridge.store.trace import trace
 pytestmark = pytest.mark.db
 
 AT = datetime(2026, 11, 20, 10, 0, tzinfo=UTC)
+CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
 GL = GlPostingPolicy(
     mode=GlPostingMode.SUMMARISED,
     grace=300.0,
@@ -240,3 +242,32 @@ def test_a_refused_summary_is_a_dead_letter_until_requeued_and_holds_are_kept(
     with mb.engine.connect() as conn:
         statuses = {p.status for p in erp_postings.postings(conn)}
     assert PostingStatus.SUMMARISING not in statuses
+
+
+def test_the_console_lists_summaries_and_drills_one_down(summarised: MedBridge) -> None:
+    mb = summarised
+    submit(mb, movement(MovementKind.RECEIPT, 0, "100", hour=9))
+    submit(mb, movement(MovementKind.DISPENSE, 10, "1"), movement(MovementKind.DISPENSE, 20, "2"))
+    GlSummarizer(mb.engine, FakeErp(), GL, now=Clock(AT + timedelta(hours=2))).run_once()
+    with mb.engine.connect() as conn:
+        entry_ids = {r.entry_id for r in gl_summaries.drill_down(conn, "SUM-H1-2026-11-20T10")}
+    for name, facilities, sees in (("finance-h1", ["H1"], True), ("finance-h2", ["H2"], False)):
+        key = mb.clients.register(name, Role.FINANCE, facilities=facilities)
+        with TestClient(mb.api(), base_url="http://127.0.0.1") as browser:
+            token = CSRF.search(browser.get("/console/sign-in").text)
+            assert token is not None
+            signed = browser.post(
+                "/console/sign-in",
+                data={"client": name, "key": key, "csrf_token": token.group(1), "next": ""},
+                follow_redirects=False,
+            )
+            assert signed.status_code == 303
+            listed = browser.get("/console/erp-summaries")
+            assert listed.status_code == 200
+            assert ("SUM-H1-2026-11-20T10" in listed.text) is sees
+            page = browser.get("/console/erp-summaries/SUM-H1-2026-11-20T10")
+            assert page.status_code == (200 if sees else 403)
+            if sees:
+                assert all(entry_id in page.text for entry_id in entry_ids)
+                assert "20.55" in page.text  # each line's net: 3 vials at 6.85
+            assert browser.get("/console/erp-summaries/SUM-H1-1999-01-01T00").status_code == 404

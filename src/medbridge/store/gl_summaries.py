@@ -268,9 +268,14 @@ def get(conn: Connection, summary_id: str) -> Summary | None:
     return None if row is None else _summary(row)
 
 
-def summaries(conn: Connection, *, limit: int = 1000) -> list[Summary]:
+def summaries(
+    conn: Connection, *, facilities: frozenset[str] | None = None, limit: int = 1000
+) -> list[Summary]:
+    """The summaries, newest slice first (of ``facilities`` only, when given)."""
     t = gl_summaries
-    stmt = select(t).order_by(t.c.slice_start, t.c.facility).limit(limit)
+    stmt = select(t).order_by(t.c.slice_start.desc(), t.c.facility).limit(limit)
+    if facilities is not None:
+        stmt = stmt.where(t.c.facility.in_(facilities))
     return [_summary(r) for r in conn.execute(stmt)]
 
 

@@ -110,7 +110,10 @@ class GlSummarizer:
             with self.engine.begin() as conn:
                 last = gl_summaries.last_closed(conn, period)
                 slices: dict[tuple[str, datetime], list[tuple[str, datetime]]] = defaultdict(list)
-                for a in gl_summaries.awaiting(conn):
+                # a slice closes once its end + grace has passed: only events before the end
+                # of the latest such slice can be in one (a late one goes to a later slice)
+                latest = slice_start(now - grace - period.length, period) + period.length
+                for a in gl_summaries.awaiting(conn, before=latest):
                     own = slice_start(a.occurred_at, period)
                     start = slice_for(a.occurred_at, period, last.get(a.facility))
                     slices[(a.facility, start)].append((a.entry_id, own))

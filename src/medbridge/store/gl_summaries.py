@@ -64,8 +64,11 @@ class Awaiting:
     facility: str
 
 
-def awaiting(conn: Connection, limit: int = 100_000) -> list[Awaiting]:
-    """The ``summarising`` entries in no summary yet, oldest event first."""
+def awaiting(
+    conn: Connection, before: datetime | None = None, limit: int = 100_000
+) -> list[Awaiting]:
+    """The ``summarising`` entries in no summary yet, oldest event first; with ``before``,
+    only those of an event before it (the others' slices cannot close yet)."""
     p, e, m = erp_postings, journal_entries, ledger_movements
     g, ln = gl_summary_entries, journal_lines
     facility = (
@@ -78,6 +81,7 @@ def awaiting(conn: Connection, limit: int = 100_000) -> list[Awaiting]:
         .where(
             p.c.status == PostingStatus.SUMMARISING.value,
             p.c.entry_id.not_in(select(g.c.entry_id)),
+            *([m.c.occurred_at < before] if before is not None else []),
         )
         .order_by(m.c.occurred_at, p.c.entry_id)
         .limit(limit)

@@ -271,3 +271,30 @@ def test_the_console_lists_summaries_and_drills_one_down(summarised: MedBridge) 
                 assert all(entry_id in page.text for entry_id in entry_ids)
                 assert "20.55" in page.text  # each line's net: 3 vials at 6.85
             assert browser.get("/console/erp-summaries/SUM-H1-1999-01-01T00").status_code == 404
+
+
+def test_reconciliation_dates_a_late_entry_as_its_summary_across_a_month_end(
+    summarised: MedBridge,
+) -> None:
+    mb = summarised
+    last_hour = datetime(2026, 11, 30, 23, 0, tzinfo=UTC)
+
+    def at(minute: int, kind: MovementKind, quantity: str) -> StockMovement:
+        return movement(kind, 0, quantity).model_copy(
+            update={"occurred_at": last_hour + timedelta(minutes=minute)}
+        )
+
+    submit(mb, at(1, MovementKind.RECEIPT, "50"), at(10, MovementKind.DISPENSE, "1"))
+    fake, clock = FakeErp(), Clock(last_hour + timedelta(hours=1, minutes=6))
+    summarizer = GlSummarizer(mb.engine, fake, GL, now=clock)
+    assert summarizer.run_once() == (1, 1)  # November's last hour
+    submit(mb, at(55, MovementKind.DISPENSE, "2"))  # happened in November, arrives too late
+    clock.at += timedelta(hours=1)
+    assert summarizer.run_once() == (1, 1)  # ... into December's first hour
+    [december] = fake.moves("SUM-H1-2026-12-01T00")
+    assert december.posting_date == date(2026, 12, 1)
+    ErpPosting(mb.engine, fake, ErpPostingPolicy(rate_limit=1000.0)).drain()
+    for period in ("2026-11", "2026-12"):
+        report = reconcile_period(mb.engine, fake, period)
+        assert report.differences == (), period
+        assert report.balanced, period

@@ -15,17 +15,18 @@ from __future__ import annotations
 
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import Connection, func, select, update
+from sqlalchemy import Connection, and_, func, or_, select, update
 
 from medbridge.store import audit
 from medbridge.store.sql import BulkInsert, chunks
 from medbridge.store.tables import (
     erp_postings,
+    gl_summaries,
     gl_summary_entries,
     journal_entries,
     journal_lines,
@@ -315,11 +316,19 @@ class LedgerLineRow:
 def journal_lines_between(
     conn: Connection, start: date, end: date, accounts: Sequence[str] | None = None
 ) -> list[LedgerLineRow]:
-    """Every MedBridge journal line whose entry's posting date is in ``[start, end]`` (on
-    ``accounts`` only, when given). A summarised entry's ``erp_document`` is its summary:
-    the ERP books it in the summary's move, and reconciliation compares per summary."""
-    e, ln, g = journal_entries, journal_lines, gl_summary_entries
-    conditions: list[Any] = [e.c.posting_date >= start, e.c.posting_date <= end]
+    """Every MedBridge journal line whose entry is dated in ``[start, end]`` as the ERP books
+    it (on ``accounts`` only, when given). A summarised entry is booked in its summary's move:
+    its ``erp_document`` is the summary (reconciliation compares per summary) and its date
+    the summary's, its slice's UTC date (a late entry's slice may be of a later day)."""
+    e, ln, g, s = journal_entries, journal_lines, gl_summary_entries, gl_summaries
+    first = datetime.combine(start, time(0), tzinfo=UTC)
+    after = datetime.combine(end + timedelta(days=1), time(0), tzinfo=UTC)
+    conditions: list[Any] = [
+        or_(
+            and_(s.c.summary_id.is_(None), e.c.posting_date >= start, e.c.posting_date <= end),
+            and_(s.c.slice_start >= first, s.c.slice_start < after),
+        )
+    ]
     if accounts is not None:
         conditions.append(ln.c.account.in_(list(accounts)))
     stmt = (
@@ -335,6 +344,7 @@ def journal_lines_between(
         )
         .join(ln, ln.c.entry_id == e.c.entry_id)
         .outerjoin(g, g.c.entry_id == e.c.entry_id)
+        .outerjoin(s, s.c.summary_id == g.c.summary_id)
         .where(*conditions)
         .order_by(e.c.entry_id, ln.c.line_no)
     )

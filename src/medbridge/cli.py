@@ -567,14 +567,20 @@ def _erp(mb: MedBridge) -> ErpPort:
 
 @erp_app.command("postings")
 def erp_postings() -> None:
-    """How many journal entries are pending, posted and failed (with the failures' reasons)."""
+    """How many journal entries are pending, posted, failed and summarising (with the
+    failures' reasons, refused summaries included)."""
     mb = _build()
     with mb.engine.connect() as conn:
         counts = erp_store.counts(conn)
         failed = erp_store.postings(conn, status=erp_store.PostingStatus.FAILED)
+        refused = [
+            s for s in gl_summaries.summaries(conn) if s.status is gl_summaries.SummaryStatus.FAILED
+        ]
     console.print(", ".join(f"{status.value}: {n}" for status, n in counts.items()))
     for posting in failed:
         console.print(f"  [red]{posting.entry_id}[/red]: {posting.last_error}")
+    for summary in refused:  # summarised posting: its entries wait with it
+        console.print(f"  [red]{summary.summary_id}[/red] (summary): {summary.last_error}")
 
 
 @erp_app.command("sync")

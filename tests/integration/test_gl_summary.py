@@ -210,7 +210,7 @@ def test_the_cli_drills_a_summary_down_to_its_entries(
 
 
 def test_a_refused_summary_is_a_dead_letter_until_requeued_and_holds_are_kept(
-    summarised: MedBridge,
+    summarised: MedBridge, database_url: str
 ) -> None:
     mb = summarised
     submit(mb, movement(MovementKind.RECEIPT, 0, "100", hour=9))
@@ -232,6 +232,10 @@ def test_a_refused_summary_is_a_dead_letter_until_requeued_and_holds_are_kept(
     assert dashboard.erp_outbox().failed == 1  # a dead letter on the dashboard (and alerts)
     assert dashboard.erp_outbox(frozenset({"H2"})).failed == 0
     assert summarizer.post_due() == 0  # a dead letter is not retried by itself
+    env = {"MEDBRIDGE_DATABASE_URL": database_url, "MEDBRIDGE_LOG_JSON": "false", "COLUMNS": "250"}
+    listed = CliRunner().invoke(cli, ["erp", "postings"], env=env)
+    assert "SUM-H1-2026-11-20T10 (summary): ErpRejected" in listed.output
+    assert "summarising: 2" in listed.output
     fake.add_account("5100-H1")
     assert requeue(mb.engine, "SUM-H1-2026-11-20T10", actor="gl-test")
     assert not requeue(mb.engine, "SUM-H1-2026-11-20T10", actor="gl-test")  # pending now

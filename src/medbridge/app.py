@@ -98,7 +98,7 @@ class MedBridge:
         )
         bus = bus_from_settings(settings, engine)
         masterdata = MasterDataRepository(engine)
-        ledger = LedgerPosting(engine, masterdata)
+        ledger = LedgerPosting(engine, masterdata, policies.gl_posting_policy(settings))
         retry = policies.ledger_retry(settings)
         size = settings.consumer_batch_size
         group_commit = GroupCommit(bus, recorder=MessageRecorder(engine))

@@ -42,6 +42,7 @@ from medbridge.settings import Settings
 from medbridge.store import audit as audit_store
 from medbridge.store import erp_postings as erp_store
 from medbridge.store import exceptions as exception_store
+from medbridge.store import gl_summaries
 from medbridge.store import ledger as ledger_store
 from medbridge.store.audit import cli_actor
 from medbridge.store.db import read_only
@@ -566,14 +567,20 @@ def _erp(mb: MedBridge) -> ErpPort:
 
 @erp_app.command("postings")
 def erp_postings() -> None:
-    """How many journal entries are pending, posted and failed (with the failures' reasons)."""
+    """How many journal entries are pending, posted, failed and summarising (with the
+    failures' reasons, refused summaries included)."""
     mb = _build()
     with mb.engine.connect() as conn:
         counts = erp_store.counts(conn)
         failed = erp_store.postings(conn, status=erp_store.PostingStatus.FAILED)
+        refused = [
+            s for s in gl_summaries.summaries(conn) if s.status is gl_summaries.SummaryStatus.FAILED
+        ]
     console.print(", ".join(f"{status.value}: {n}" for status, n in counts.items()))
     for posting in failed:
         console.print(f"  [red]{posting.entry_id}[/red]: {posting.last_error}")
+    for summary in refused:  # summarised posting: its entries wait with it
+        console.print(f"  [red]{summary.summary_id}[/red] (summary): {summary.last_error}")
 
 
 @erp_app.command("sync")
@@ -601,6 +608,29 @@ def erp_requeue(entry_ids: list[str]) -> None:
         console.print(f"[red]{entry} is not a failed posting[/red]")
     if missing:
         raise typer.Exit(1)
+
+
+@erp_app.command("summary")
+def erp_summary(summary_id: str) -> None:
+    """A summary of summarised GL posting, drilled down: each line with its entries."""
+    mb = _build()
+    with mb.engine.connect() as conn:
+        found = gl_summaries.get(conn, summary_id)
+        rows = gl_summaries.drill_down(conn, summary_id) if found else []
+    if found is None:
+        raise UsageError(f"no summary {summary_id}")
+    move = f", ERP move {found.erp_id}" if found.erp_id else ""
+    error = f" ({found.last_error})" if found.last_error else ""
+    console.print(f"{found.summary_id}: {found.status.value}{move}{error}")
+    table = Table("account", "cost center", "net", "entry", "debit", "credit", "event slice")
+    for line in gl_summaries.summary_lines(rows):
+        table.add_row(line.account, line.cost_center or "", str(line.net), "", "", "", "")
+        for r in line.behind:
+            table.add_row(
+                "", "", "", r.entry_id, str(r.debit), str(r.credit), f"{r.event_slice:%Y-%m-%dT%H}"
+            )
+    console.print(table)
+    console.print(f"{len({r.entry_id for r in rows})} entries")
 
 
 @erp_app.command("reconcile")

@@ -402,7 +402,7 @@ def test_reconciliation_and_posting_statuses_through_the_api(medbridge: MedBridg
         assert kinds == ["missing_in_erp", "unexpected_in_erp"]
 
         failed = client.get("/v1/erp-postings", params={"status": "failed"}).json()
-        assert failed["counts"] == {"pending": 0, "posted": 2, "failed": 1}
+        assert failed["counts"] == {"pending": 0, "posted": 2, "failed": 1, "summarising": 0}
         [item] = failed["items"]
         assert item["entry_id"] == "JE-0003"
         assert "5199-H1" in item["last_error"]

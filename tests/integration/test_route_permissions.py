@@ -34,6 +34,7 @@ PATH_VALUES = {
     "correlation_id": str(uuid.uuid4()),
     "exception_id": "1",
     "entry_id": "JE-unknown",
+    "summary_id": "SUM-H1-1999-01-01T00",
     "item_id": "1",
     "reference": "PO00000001",
     "message_id": "unknown",

@@ -16,7 +16,7 @@ from medbridge.domain.reconciliation import Reconciliation
 from medbridge.flows.erp_posting import requeue
 from medbridge.flows.reconciliation import reconcile_period
 from medbridge.governance.permissions import Permission, Principal
-from medbridge.store import erp_postings
+from medbridge.store import erp_postings, gl_summaries
 from medbridge.store.erp_postings import PostingStatus
 
 router = APIRouter(prefix="/v1", tags=["erp"])
@@ -69,11 +69,15 @@ async def requeue_erp_posting(
     client: Requeuer,
     entry_id: Annotated[str, Path(min_length=1, max_length=80)],
 ) -> dict[str, Any]:
-    """A failed posting (a dead letter) back in the queue, after the fix in the ERP."""
+    """A failed posting (a dead letter) back in the queue, after the fix in the ERP: a
+    journal entry's, or a summary's of summarised posting."""
     if client.scoped:
 
         def facilities() -> set[str]:
             with services(request).engine.connect() as conn:
+                summary = gl_summaries.get(conn, entry_id)  # a summary's (SUM-...), or not
+                if summary is not None:
+                    return {summary.facility}
                 return erp_postings.entry_facilities(conn, entry_id)
 
         refuse_outside(client, await run_in_threadpool(facilities) or {None}, entry_id)
@@ -83,6 +87,57 @@ async def requeue_erp_posting(
             status.HTTP_409_CONFLICT, detail=f"posting {entry_id} is not failed (or unknown)"
         )
     return {"entry_id": entry_id, "status": PostingStatus.PENDING.value}
+
+
+@router.get("/erp-summaries/{summary_id}/entries", responses=answers(404))
+async def get_erp_summary_entries(
+    request: Request,
+    client: Reader,
+    summary_id: Annotated[str, Path(min_length=1, max_length=120)],
+) -> dict[str, Any]:
+    """A summary of summarised GL posting, drilled down: each of its lines (account, cost
+    center) with its net amount and the MedBridge journal lines behind it."""
+
+    def query() -> tuple[gl_summaries.Summary | None, list[gl_summaries.DrillLine]]:
+        with services(request).engine.connect() as conn:
+            found = gl_summaries.get(conn, summary_id)
+            return found, gl_summaries.drill_down(conn, summary_id) if found else []
+
+    summary, rows = await run_in_threadpool(query)
+    if summary is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"no summary {summary_id}")
+    refuse_outside(client, {summary.facility}, summary_id)
+    lines = gl_summaries.summary_lines(rows)
+    return {
+        "summary_id": summary.summary_id,
+        "facility": summary.facility,
+        "slice_start": summary.slice_start.isoformat(),
+        "period": summary.period.value,
+        "status": summary.status.value,
+        "erp_id": summary.erp_id,
+        "last_error": summary.last_error,
+        "entries": len({r.entry_id for r in rows}),
+        "lines": [
+            {
+                "account": line.account,
+                "cost_center": line.cost_center,
+                "facility": line.facility,
+                "party": line.party,
+                "debit": _amount(line.net if line.net > 0 else 0),
+                "credit": _amount(-line.net if line.net < 0 else 0),
+                "entries": [
+                    {
+                        "entry_id": r.entry_id,
+                        "event_slice": r.event_slice.isoformat(),
+                        "debit": _amount(r.debit),
+                        "credit": _amount(r.credit),
+                    }
+                    for r in line.behind
+                ],
+            }
+            for line in lines
+        ],
+    }
 
 
 @router.get("/reconciliation/erp", responses=answers(502, 503))

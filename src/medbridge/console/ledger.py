@@ -1,5 +1,6 @@
-"""Stock and finance: stock by location and lot, the ERP outbox (requeue a failed posting)
-and the reconciliation of MedBridge's journal with the ERP's ledger for a period."""
+"""Stock and finance: stock by location and lot, the ERP outbox (requeue a failed posting),
+the summaries of summarised GL posting drilled down to their entries, and the reconciliation
+of MedBridge's journal with the ERP's ledger for a period."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from medbridge.console.session import Csrf, backend, needs
 from medbridge.flows.erp_posting import requeue
 from medbridge.flows.reconciliation import reconcile_period
 from medbridge.governance.permissions import Permission, Principal
-from medbridge.store import erp_postings
+from medbridge.store import erp_postings, gl_summaries
 from medbridge.store import ledger as ledger_store
 from medbridge.store.erp_postings import PostingStatus
 
@@ -93,6 +94,28 @@ def requeue_posting(request: Request, viewer: Requeuer, entry_id: str) -> Respon
     else:
         flash(request, f"{entry_id} is not failed (or unknown): nothing requeued")
     return RedirectResponse(link(request, "erp_postings") + "?status=failed", 303)
+
+
+@router.get("/erp-summaries", response_class=HTMLResponse, name="erp_summaries")
+def summaries(request: Request, viewer: ErpReader) -> HTMLResponse:
+    """The summaries of summarised GL posting, newest slice first."""
+    with backend(request).engine.connect() as conn:
+        rows = gl_summaries.summaries(conn, facilities=viewer.facilities, limit=500)
+    return render(request, "erp_summaries.html", {"rows": rows, "summary": None, "lines": []})
+
+
+@router.get("/erp-summaries/{summary_id}", response_class=HTMLResponse, name="erp_summary")
+def summary(request: Request, viewer: ErpReader, summary_id: str) -> HTMLResponse:
+    """One summary drilled down: each line (account, cost center) and the entries behind it."""
+    with backend(request).engine.connect() as conn:
+        found = gl_summaries.get(conn, summary_id)
+        rows = gl_summaries.drill_down(conn, summary_id) if found else []
+    if found is None:
+        raise HTTPException(404, detail=f"no summary {summary_id}")
+    if viewer.outside({found.facility}):
+        raise HTTPException(403, detail=f"client {viewer.name} may not read {summary_id}")
+    lines = gl_summaries.summary_lines(rows)
+    return render(request, "erp_summaries.html", {"rows": [], "summary": found, "lines": lines})
 
 
 @router.get("/reconciliation", response_class=HTMLResponse, name="reconciliation")

@@ -29,6 +29,7 @@ NAV: tuple[tuple[str, str, Permission | None], ...] = (
     ("alerts", "Alerts", Permission.OPERATIONS_READ),
     ("stock", "Stock", Permission.STOCK_READ),
     ("erp_postings", "ERP postings", Permission.ERP_READ),
+    ("erp_summaries", "GL summaries", Permission.ERP_READ),
     ("reconciliation", "Reconciliation", Permission.ERP_READ),
 )
 """The navigation: (route name, label, the permission that shows it)."""

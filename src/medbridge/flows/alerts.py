@@ -23,7 +23,7 @@ from medbridge.observability.kpis import Dashboard
 from medbridge.observability.logging import get_logger
 from medbridge.store import alert_signals as signals
 from medbridge.store import alerts as store
-from medbridge.store import erp_circuits, erp_postings
+from medbridge.store import erp_circuits, erp_postings, gl_summaries
 from medbridge.store.erp_postings import PostingStatus
 from medbridge.store.tables import work_items
 
@@ -89,8 +89,10 @@ class AlertMonitor:
             return Decimal(sum(self.bus.lag(g) for g in self.groups))
         if m in (Metric.ERP_FAILED, Metric.ERP_PENDING):
             counts = erp_postings.counts(conn)
-            status = PostingStatus.FAILED if m is Metric.ERP_FAILED else PostingStatus.PENDING
-            return Decimal(counts[status])
+            if m is Metric.ERP_PENDING:
+                return Decimal(counts[PostingStatus.PENDING])
+            # a refused summary (summarised posting) is a dead letter too
+            return Decimal(counts[PostingStatus.FAILED] + gl_summaries.failed_count(conn))
         if m is Metric.WORK_ITEMS_OPEN:
             open_items = select(func.count()).where(work_items.c.status == "open")
             return Decimal(conn.execute(open_items).scalar_one())

@@ -63,7 +63,7 @@ from medbridge.canonical.finance import JournalEntry
 from medbridge.canonical.messages import Direction, MessageRecord, MessageStatus
 from medbridge.observability import tracing
 from medbridge.observability.logging import get_logger
-from medbridge.store import erp_circuits, erp_postings
+from medbridge.store import erp_circuits, erp_postings, gl_summaries
 from medbridge.store import ledger as ledger_store
 from medbridge.store import messages as message_store
 
@@ -451,7 +451,10 @@ class _Spans:
 
 
 def requeue(engine: Engine, entry_id: str, *, actor: str) -> bool:
-    """Put a failed posting (a dead letter) back in the queue, due now. False if it was not
-    failed. Audited as ``actor``'s."""
+    """Put a failed posting (a dead letter) back in the queue, due now: a journal entry's, or
+    a summary's of summarised posting (``SUM-...``). False if it was not failed. Audited as
+    ``actor``'s."""
     with engine.begin() as conn:
-        return erp_postings.requeue(conn, entry_id, _utcnow(), actor=actor)
+        if erp_postings.requeue(conn, entry_id, _utcnow(), actor=actor):
+            return True
+        return gl_summaries.requeue(conn, entry_id, _utcnow(), actor=actor)

@@ -29,12 +29,14 @@ from sqlalchemy.exc import InterfaceError, OperationalError
 
 from medbridge.bus.port import BusMessage
 from medbridge.canonical.events import EventEnvelope
+from medbridge.canonical.finance import JournalEntry
 from medbridge.canonical.masterdata import Item
 from medbridge.canonical.movements import EVENT_TYPES, MovementKind, StockMovement
 from medbridge.canonical.tasks import Action, NewTask, WorkQueue
 from medbridge.domain.errors import InsufficientStock, InvalidMovement
 from medbridge.domain.ledger import NO_LOT, ValuedMovement, from_canonical
 from medbridge.domain.posting import PostingContext, journal_entry_for
+from medbridge.flows.gl_summary import GlPostingPolicy
 from medbridge.masterdata.repository import MasterDataRepository
 from medbridge.masterdata.validation import check_current
 from medbridge.observability import tracing
@@ -72,8 +74,14 @@ INFRASTRUCTURE_ERRORS: tuple[type[BaseException], ...] = (OperationalError, Inte
 class LedgerPosting:
     """The ``ledger`` consumer group's handler."""
 
-    def __init__(self, engine: Engine, masterdata: MasterDataRepository) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        masterdata: MasterDataRepository,
+        gl: GlPostingPolicy | None = None,
+    ) -> None:
         self.engine, self.masterdata = engine, masterdata
+        self.gl = gl or GlPostingPolicy()
 
     @property
     def name(self) -> str:
@@ -112,6 +120,7 @@ class LedgerPosting:
                 + [(m.item, m.to_location) for m in movements if m.to_location],
             )
             applied, entries, tasks = [], [], []
+            summarised: set[str] = set()
             for message in fresh:
                 envelope = envelopes[message.event_id]
                 movement = envelope.data
@@ -147,6 +156,8 @@ class LedgerPosting:
                 )
                 if entry is not None:
                     entries.append(entry)
+                    if self.gl.summarises(movement.kind) and _one_facility(entry):
+                        summarised.add(entry.entry_id)
                 if valued.discrepancy is not None:
                     task = discrepancy_task(valued, movement, item, message)
                     tasks.append(task.model_copy(update={"facility": location.facility}))
@@ -156,7 +167,7 @@ class LedgerPosting:
                 if tracing.enabled()
                 else None
             )
-            ledger_store.record(conn, applied, entries, traces)
+            ledger_store.record(conn, applied, entries, traces, summarised)
             opened = [task for task in tasks if work_items.open_task(conn, task)[1]]
         for task in opened:  # said once it is committed, never for a rolled-back batch
             log.warning(
@@ -165,6 +176,11 @@ class LedgerPosting:
                 subject=task.subject,
                 correlation_id=task.correlation_id,
             )
+
+
+def _one_facility(entry: JournalEntry) -> bool:
+    """A summary is per facility: an entry spanning two is posted per event."""
+    return len({line.facility for line in entry.lines}) == 1
 
 
 def discrepancy_task(

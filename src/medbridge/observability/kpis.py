@@ -75,7 +75,7 @@ from medbridge.bus.port import Bus
 from medbridge.canonical.masterdata import AccountRole
 from medbridge.canonical.tasks import WorkQueue
 from medbridge.domain.replenishment import reorder_point
-from medbridge.store import erp_circuits, erp_postings
+from medbridge.store import erp_circuits, erp_postings, gl_summaries
 from medbridge.store import ledger as ledger_store
 from medbridge.store import procurement as procurement_store
 from medbridge.store.tables import (
@@ -247,11 +247,12 @@ class Dashboard:
         now = self.now()
         with self.engine.connect() as conn:
             counts = erp_postings.counts(conn, facilities)
+            failed_summaries = gl_summaries.failed_count(conn, facilities)
             oldest = erp_postings.oldest_pending(conn, facilities)
             circuits = erp_circuits.circuits(conn)
         return ErpOutbox(
             pending=counts[erp_postings.PostingStatus.PENDING],
-            failed=counts[erp_postings.PostingStatus.FAILED],
+            failed=counts[erp_postings.PostingStatus.FAILED] + failed_summaries,
             oldest_pending_at=oldest,
             oldest_pending_seconds=_seconds(now, oldest),
             circuits=[

@@ -7,8 +7,10 @@ from __future__ import annotations
 from datetime import timedelta
 
 from medbridge.bus.port import RetryPolicy
+from medbridge.domain.gl_summary import GlPostingMode, SummaryPeriod
 from medbridge.domain.matching import Tolerances
 from medbridge.flows.erp_posting import ErpPostingPolicy, PostingWindows
+from medbridge.flows.gl_summary import GlPostingPolicy
 from medbridge.flows.ledger_posting import INFRASTRUCTURE_ERRORS, PERMANENT_ERRORS
 from medbridge.flows.procurement import ProcurementPolicy
 from medbridge.flows.replenishment import PlannerPolicy
@@ -46,6 +48,24 @@ def erp_posting_policy(settings: Settings, erp_name: str = "tryton") -> ErpPosti
         cool_down=s.erp_breaker_cool_down,
         auth_cool_down=s.erp_auth_cool_down,
         lease=s.erp_lease,
+        windows=PostingWindows.parse(s.erp_hold_windows, s.erp_hold_timezone),
+        retry=RetryPolicy(
+            max_attempts=s.retry_max_attempts,
+            initial_backoff=s.erp_retry_initial_backoff,
+            max_backoff=s.erp_retry_max_backoff,
+        ),
+    )
+
+
+def gl_posting_policy(settings: Settings) -> GlPostingPolicy:
+    s = settings
+    return GlPostingPolicy(
+        mode=GlPostingMode(s.erp_gl_posting),
+        period=SummaryPeriod(s.erp_summary_period),
+        grace=s.erp_summary_grace,
+        batch_size=s.erp_batch_size,
+        lease=s.erp_lease,
+        interval=s.erp_summary_interval,
         windows=PostingWindows.parse(s.erp_hold_windows, s.erp_hold_timezone),
         retry=RetryPolicy(
             max_attempts=s.retry_max_attempts,

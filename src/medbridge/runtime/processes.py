@@ -56,6 +56,7 @@ from medbridge.demo.wiring import DemoErpLoop, DemoWiring
 from medbridge.flows.alerts import AlertMonitor
 from medbridge.flows.demand import DemandRecorder
 from medbridge.flows.erp_posting import ErpPosting
+from medbridge.flows.gl_summary import GlSummarizer
 from medbridge.flows.message_reprocessors import (
     CxmlReprocessor,
     FhirReprocessor,
@@ -71,7 +72,7 @@ from medbridge.observability.logging import get_logger
 from medbridge.observability.metrics import BusCollector, register_bus_collector
 from medbridge.runtime.adapters import serialized
 from medbridge.runtime.listeners import hl7_config, listener_loops
-from medbridge.runtime.policies import erp_posting_policy
+from medbridge.runtime.policies import erp_posting_policy, gl_posting_policy
 from medbridge.runtime.root import Root
 from medbridge.runtime.supervisor import Loop, Supervisor
 from medbridge.runtime.var_secrets import console_session_key, oauth_signing_key
@@ -87,6 +88,22 @@ class Role(StrEnum):
     API = "api"
     LISTEN = "listen"
     WORKER = "worker"
+
+
+class GlSummaryLoop:
+    """Summarised GL posting: closes slices and posts their summaries to the ERP."""
+
+    def __init__(self, mb: Root) -> None:
+        self.mb = mb
+
+    def run(self, stop: threading.Event) -> None:
+        policy = gl_posting_policy(self.mb.settings)
+        erp = self.mb.erp()
+        while erp is None:  # the demo's ERP is attached once its trytond is up
+            if stop.wait(policy.interval):
+                return
+            erp = self.mb.erp()
+        GlSummarizer(self.mb.engine, erp, policy).run(stop)
 
 
 class ErpPoster:
@@ -123,6 +140,8 @@ def worker_loops(mb: Root, demo: DemoWiring | None = None) -> list[Loop]:
         loops.append(Loop("erp-posting", poster.run))
     elif demo is not None:
         loops.append(Loop("demo-erp", DemoErpLoop(s, mb.erp_slot.attach, poster.run).run))
+    if s.erp_gl_posting == "summarised" and (mb.erp_slot.config is not None or demo is not None):
+        loops.append(Loop("gl-summary", GlSummaryLoop(mb).run))
     return loops
 
 

@@ -4,30 +4,42 @@
 
 A row's life: ``pending`` (due at ``next_attempt_at``) -> ``posted`` (with the ERP's id) or
 ``failed`` (the ERP refused the content: a dead letter with its reason; ``requeue`` after the
-fix). ``claim`` leases due rows by pushing their ``next_attempt_at`` forward, so a worker that
-dies mid-batch only delays them: the ERP's idempotency by entry id makes the repeat harmless.
+fix). With summarised GL posting (``domain.gl_summary``) a consumption entry's row is
+``summarising`` instead: never claimed here; the summarizer (``flows.gl_summary``) posts the
+summary of its slice and then marks it ``posted`` with the summary's ERP move. ``claim``
+leases due rows by pushing their ``next_attempt_at`` forward, so a worker that dies mid-batch
+only delays them: the ERP's idempotency by entry id makes the repeat harmless.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import Connection, func, select, update
+from sqlalchemy import Connection, and_, func, or_, select, update
 
 from medbridge.store import audit
 from medbridge.store.sql import BulkInsert, chunks
-from medbridge.store.tables import erp_postings, journal_entries, journal_lines
+from medbridge.store.tables import (
+    erp_postings,
+    gl_summaries,
+    gl_summary_entries,
+    journal_entries,
+    journal_lines,
+)
 
 
 class PostingStatus(StrEnum):
     PENDING = "pending"
     POSTED = "posted"
     FAILED = "failed"
+    SUMMARISING = "summarising"
+    """Posted within its slice's summary (``gl_summaries``), not on its own; ``posted`` with
+    the summary's ERP move once that is posted."""
 
 
 @dataclass(frozen=True)
@@ -63,9 +75,11 @@ def enqueue(
     entry_ids: Sequence[str],
     now: datetime,
     traces: Mapping[str, tuple[str | None, str | None]] | None = None,
+    summarised: Collection[str] = (),
 ) -> None:
     """A pending posting per journal entry; call in the transaction that inserts them.
-    ``traces``: per entry id, the W3C ``(traceparent, tracestate)`` its ERP call continues."""
+    ``traces``: per entry id, the W3C ``(traceparent, tracestate)`` its ERP call continues;
+    ``summarised``: the entries posted in their slice's summary (``summarising``)."""
     if entry_ids:
         traces = traces or {}
         _insert_postings(
@@ -73,7 +87,11 @@ def enqueue(
             [
                 {
                     "entry_id": entry_id,
-                    "status": PostingStatus.PENDING.value,
+                    "status": (
+                        PostingStatus.SUMMARISING
+                        if entry_id in summarised
+                        else PostingStatus.PENDING
+                    ).value,
                     "attempts": 0,
                     "next_attempt_at": now,
                     "created_at": now,
@@ -298,10 +316,19 @@ class LedgerLineRow:
 def journal_lines_between(
     conn: Connection, start: date, end: date, accounts: Sequence[str] | None = None
 ) -> list[LedgerLineRow]:
-    """Every MedBridge journal line whose entry's posting date is in ``[start, end]`` (on
-    ``accounts`` only, when given)."""
-    e, ln = journal_entries, journal_lines
-    conditions: list[Any] = [e.c.posting_date >= start, e.c.posting_date <= end]
+    """Every MedBridge journal line whose entry is dated in ``[start, end]`` as the ERP books
+    it (on ``accounts`` only, when given). A summarised entry is booked in its summary's move:
+    its ``erp_document`` is the summary (reconciliation compares per summary) and its date
+    the summary's, its slice's UTC date (a late entry's slice may be of a later day)."""
+    e, ln, g, s = journal_entries, journal_lines, gl_summary_entries, gl_summaries
+    first = datetime.combine(start, time(0), tzinfo=UTC)
+    after = datetime.combine(end + timedelta(days=1), time(0), tzinfo=UTC)
+    conditions: list[Any] = [
+        or_(
+            and_(s.c.summary_id.is_(None), e.c.posting_date >= start, e.c.posting_date <= end),
+            and_(s.c.slice_start >= first, s.c.slice_start < after),
+        )
+    ]
     if accounts is not None:
         conditions.append(ln.c.account.in_(list(accounts)))
     stmt = (
@@ -313,9 +340,11 @@ def journal_lines_between(
             ln.c.debit,
             ln.c.credit,
             ln.c.party,
-            e.c.erp_document,
+            func.coalesce(e.c.erp_document, g.c.summary_id),
         )
         .join(ln, ln.c.entry_id == e.c.entry_id)
+        .outerjoin(g, g.c.entry_id == e.c.entry_id)
+        .outerjoin(s, s.c.summary_id == g.c.summary_id)
         .where(*conditions)
         .order_by(e.c.entry_id, ln.c.line_no)
     )

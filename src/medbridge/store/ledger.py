@@ -3,7 +3,7 @@ record applied movements and journal entries, and the read-side queries."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from decimal import Decimal
@@ -124,9 +124,11 @@ def record(
     applied: Sequence[AppliedMovement],
     entries: Sequence[JournalEntry],
     traces: Mapping[str, tuple[str | None, str | None]] | None = None,
+    summarised: Collection[str] = (),
 ) -> None:
     """Store the applied movements and the journal entries, and queue the entries the ERP is
-    to receive. ``traces``: per entry id, the trace context its ERP posting continues."""
+    to receive. ``traces``: per entry id, the trace context its ERP posting continues;
+    ``summarised``: the entries the ERP receives in their slice's summary."""
     now = datetime.now(UTC)
     if applied:
         _insert_movements(
@@ -186,7 +188,11 @@ def record(
         # the outbox: the ERP posting is due from the moment the entry exists, never before;
         # an entry the ERP's own document books is never sent (one booking per event)
         erp_postings.enqueue(
-            conn, [e.entry_id for e in entries if e.booked_by is BookedBy.MEDBRIDGE], now, traces
+            conn,
+            [e.entry_id for e in entries if e.booked_by is BookedBy.MEDBRIDGE],
+            now,
+            traces,
+            summarised,
         )
 
 

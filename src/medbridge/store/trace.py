@@ -18,6 +18,7 @@ from sqlalchemy import Connection, select
 from medbridge.store.tables import (
     bus_events,
     erp_postings,
+    gl_summary_entries,
     goods_receipts,
     invoice_matches,
     journal_entries,
@@ -69,10 +70,12 @@ def trace(conn: Connection, correlation_id: str, *, limit: int = 1000) -> list[T
                 {"wire_format": row.wire_format, "idempotency_key": row.idempotency_key},
             )
         )
-    j, p = journal_entries, erp_postings
+    j, p, g = journal_entries, erp_postings, gl_summary_entries
     for row in conn.execute(
-        select(j, p.c.status, p.c.erp_id, p.c.posted_at)
-        .select_from(j.outerjoin(p, p.c.entry_id == j.c.entry_id))
+        select(j, p.c.status, p.c.erp_id, p.c.posted_at, g.c.summary_id)
+        .select_from(
+            j.outerjoin(p, p.c.entry_id == j.c.entry_id).outerjoin(g, g.c.entry_id == j.c.entry_id)
+        )
         .where(j.c.correlation_id == correlation_id)
         .order_by(j.c.created_at)
         .limit(limit)
@@ -96,7 +99,8 @@ def trace(conn: Connection, correlation_id: str, *, limit: int = 1000) -> list[T
                     row.posted_at or row.created_at,
                     "erp_posting",
                     row.entry_id,
-                    {"status": row.status, "erp_id": row.erp_id},
+                    # summarised: posted within this summary's move (its drill-down)
+                    {"status": row.status, "erp_id": row.erp_id, "summary_id": row.summary_id},
                 )
             )
     steps.extend(_procurement(conn, correlation_id, limit))

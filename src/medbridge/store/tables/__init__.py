@@ -346,6 +346,40 @@ erp_postings = Table(
     Index("ix_erp_postings_status_due", "status", "next_attempt_at"),
 )
 
+gl_summaries = Table(
+    "gl_summaries",
+    metadata,
+    # summarised GL posting (domain.gl_summary): one row per closed slice, its own outbox row
+    Column("summary_id", String(120), primary_key=True),  # from the slice: frozen
+    Column("facility", String(64), nullable=False),
+    Column("slice_start", UTCDateTime, nullable=False),
+    Column("period", String(8), nullable=False),  # hour | day
+    Column("status", String(16), nullable=False),  # pending | posted | failed | empty
+    Column("erp_id", String(80)),
+    Column("attempts", Integer, nullable=False),
+    Column("last_error", Text),
+    Column("next_attempt_at", UTCDateTime, nullable=False),
+    Column("posted_at", UTCDateTime),
+    Column("created_at", UTCDateTime, nullable=False),
+    UniqueConstraint("facility", "slice_start", "period"),
+    Index("ix_gl_summaries_status_due", "status", "next_attempt_at"),
+)
+
+gl_summary_entries = Table(
+    "gl_summary_entries",
+    metadata,
+    # the drill-down: each summarised journal entry, the summary it went into (exactly one)
+    Column("entry_id", String(80), ForeignKey("journal_entries.entry_id"), primary_key=True),
+    Column(
+        "summary_id",
+        String(120),
+        ForeignKey("gl_summaries.summary_id"),
+        nullable=False,
+        index=True,
+    ),
+    Column("event_slice", UTCDateTime, nullable=False),  # its event's slice; later when late
+)
+
 erp_circuits = Table(
     "erp_circuits",
     metadata,

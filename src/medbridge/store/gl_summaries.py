@@ -1,0 +1,360 @@
+"""Summarised GL posting's tables: ``gl_summaries`` (one row per closed slice, its own
+outbox row) and ``gl_summary_entries`` (the drill-down: each summarised entry, its summary).
+
+A summary's life: ``pending`` (due at ``next_attempt_at``) -> ``posted`` (with the ERP's
+move; its entries' ``erp_postings`` rows then ``posted`` with the same move) or ``failed``
+(the ERP refused it, with the reason) or ``empty`` (its entries net to nothing: no move).
+``summary_id`` is the primary key and derived from the slice: closing a slice twice fails on
+it, and an entry is in one summary at most (``gl_summary_entries``' key is the entry).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from decimal import Decimal
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import Connection, func, insert, select, update
+
+from medbridge.domain.gl_summary import LineKey, SummaryPeriod
+from medbridge.store import audit
+from medbridge.store.erp_postings import PostingStatus
+from medbridge.store.sql import chunks
+from medbridge.store.tables import (
+    erp_postings,
+    gl_summaries,
+    gl_summary_entries,
+    journal_entries,
+    journal_lines,
+    ledger_movements,
+)
+
+
+class SummaryStatus(StrEnum):
+    PENDING = "pending"
+    POSTED = "posted"
+    FAILED = "failed"
+    EMPTY = "empty"
+
+
+@dataclass(frozen=True)
+class Summary:
+    summary_id: str
+    facility: str
+    slice_start: datetime
+    period: SummaryPeriod
+    status: SummaryStatus
+    erp_id: str | None
+    attempts: int
+    last_error: str | None
+    next_attempt_at: datetime
+    posted_at: datetime | None
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class Awaiting:
+    """A summarised entry not in a summary yet: when its event happened, where."""
+
+    entry_id: str
+    occurred_at: datetime
+    facility: str
+
+
+def awaiting(
+    conn: Connection, before: datetime | None = None, limit: int = 100_000
+) -> list[Awaiting]:
+    """The ``summarising`` entries in no summary yet, oldest event first; with ``before``,
+    only those of an event before it (the others' slices cannot close yet)."""
+    p, e, m = erp_postings, journal_entries, ledger_movements
+    g, ln = gl_summary_entries, journal_lines
+    facility = (
+        select(func.min(ln.c.facility)).where(ln.c.entry_id == p.c.entry_id).scalar_subquery()
+    )
+    stmt = (
+        select(p.c.entry_id, m.c.occurred_at, facility)
+        .join(e, e.c.entry_id == p.c.entry_id)
+        .join(m, m.c.event_id == e.c.source_event_id)
+        .where(
+            p.c.status == PostingStatus.SUMMARISING.value,
+            p.c.entry_id.not_in(select(g.c.entry_id)),
+            *([m.c.occurred_at < before] if before is not None else []),
+        )
+        .order_by(m.c.occurred_at, p.c.entry_id)
+        .limit(limit)
+    )
+    return [Awaiting(r[0], r[1], r[2]) for r in conn.execute(stmt)]
+
+
+def last_closed(conn: Connection, period: SummaryPeriod) -> dict[str, datetime]:
+    """Per facility, the start of its latest closed slice of this period length."""
+    t = gl_summaries
+    rows = conn.execute(
+        select(t.c.facility, func.max(t.c.slice_start, type_=t.c.slice_start.type))
+        .where(t.c.period == period.value)
+        .group_by(t.c.facility)
+    )
+    return {r[0]: r[1] for r in rows}
+
+
+def close(
+    conn: Connection,
+    summary_id: str,
+    facility: str,
+    start: datetime,
+    period: SummaryPeriod,
+    members: Sequence[tuple[str, datetime]],
+    now: datetime,
+) -> None:
+    """A closed slice: its summary, due now, and its ``members`` (entry id, the slice of its
+    event). A second close of the same slice fails on the summary's key."""
+    conn.execute(
+        insert(gl_summaries).values(
+            summary_id=summary_id,
+            facility=facility,
+            slice_start=start,
+            period=period.value,
+            status=SummaryStatus.PENDING.value,
+            attempts=0,
+            next_attempt_at=now,
+            created_at=now,
+        )
+    )
+    rows = [
+        {"entry_id": entry_id, "summary_id": summary_id, "event_slice": event_slice}
+        for entry_id, event_slice in members
+    ]
+    for chunk in chunks(rows, 500):
+        conn.execute(insert(gl_summary_entries), chunk)
+
+
+def claim(conn: Connection, limit: int, now: datetime, lease: timedelta) -> list[Summary]:
+    """Up to ``limit`` due pending summaries, leased until ``now + lease``."""
+    t = gl_summaries
+    stmt = (
+        select(t)
+        .where(t.c.status == SummaryStatus.PENDING.value, t.c.next_attempt_at <= now)
+        .order_by(t.c.next_attempt_at, t.c.summary_id)
+        .limit(limit)
+    )
+    if conn.dialect.name == "postgresql":
+        stmt = stmt.with_for_update(skip_locked=True)
+    found = [_summary(r) for r in conn.execute(stmt)]
+    ids = [s.summary_id for s in found]
+    if ids:
+        conn.execute(update(t).where(t.c.summary_id.in_(ids)).values(next_attempt_at=now + lease))
+    return found
+
+
+def net_lines(conn: Connection, summary_id: str) -> tuple[dict[LineKey, Decimal], int, set[str]]:
+    """The summary's entries, summed in the database: debit - credit per (account, cost
+    center, facility, party); how many entries; their currencies."""
+    g, ln, e = gl_summary_entries, journal_lines, journal_entries
+    rows = conn.execute(
+        select(
+            ln.c.account,
+            ln.c.cost_center,
+            ln.c.facility,
+            ln.c.party,
+            func.sum(ln.c.debit, type_=ln.c.debit.type),
+            func.sum(ln.c.credit, type_=ln.c.credit.type),
+        )
+        .join(g, g.c.entry_id == ln.c.entry_id)
+        .where(g.c.summary_id == summary_id)
+        .group_by(ln.c.account, ln.c.cost_center, ln.c.facility, ln.c.party)
+    )
+    net = {(r[0], r[1], r[2], r[3]): Decimal(r[4] or 0) - Decimal(r[5] or 0) for r in rows}
+    count = conn.execute(
+        select(func.count()).select_from(g).where(g.c.summary_id == summary_id)
+    ).scalar_one()
+    currencies = set(
+        conn.execute(
+            select(e.c.currency)
+            .distinct()
+            .join(g, g.c.entry_id == e.c.entry_id)
+            .where(g.c.summary_id == summary_id)
+        ).scalars()
+    )
+    return net, int(count), currencies
+
+
+def _members(summary_id: str) -> Any:
+    return select(gl_summary_entries.c.entry_id).where(
+        gl_summary_entries.c.summary_id == summary_id
+    )
+
+
+def mark_posted(conn: Connection, summary_id: str, erp_id: str | None, now: datetime) -> None:
+    """The summary posted (``erp_id`` None: empty, nothing to post), and every entry in it."""
+    t, p = gl_summaries, erp_postings
+    status = SummaryStatus.POSTED if erp_id is not None else SummaryStatus.EMPTY
+    conn.execute(
+        update(t)
+        .where(t.c.summary_id == summary_id)
+        .values(status=status.value, erp_id=erp_id, attempts=t.c.attempts + 1, posted_at=now)
+    )
+    conn.execute(
+        update(p)
+        .where(p.c.entry_id.in_(_members(summary_id)))
+        .values(status=PostingStatus.POSTED.value, erp_id=erp_id, posted_at=now)
+    )
+
+
+def mark_retry(conn: Connection, summary_id: str, error: str, at: datetime) -> None:
+    t = gl_summaries
+    conn.execute(
+        update(t)
+        .where(t.c.summary_id == summary_id)
+        .values(attempts=t.c.attempts + 1, last_error=error[:2000], next_attempt_at=at)
+    )
+
+
+def mark_failed(conn: Connection, summary_id: str, error: str) -> None:
+    t = gl_summaries
+    conn.execute(
+        update(t)
+        .where(t.c.summary_id == summary_id)
+        .values(
+            status=SummaryStatus.FAILED.value, attempts=t.c.attempts + 1, last_error=error[:2000]
+        )
+    )
+
+
+def requeue(conn: Connection, summary_id: str, now: datetime, *, actor: str) -> bool:
+    """A failed summary back to pending, due now (after the fix in the ERP). False if not
+    failed. Audited as ``actor``'s, with the error it had failed with."""
+    t = gl_summaries
+    before = audit.row_state(conn, t, summary_id=summary_id)
+    result = conn.execute(
+        update(t)
+        .where(t.c.summary_id == summary_id, t.c.status == SummaryStatus.FAILED.value)
+        .values(status=SummaryStatus.PENDING.value, attempts=0, next_attempt_at=now)
+    )
+    if not result.rowcount:
+        return False
+    audit.append(
+        conn,
+        actor=actor,
+        action="gl_summary.requeue",
+        target_type="gl_summary",
+        target_id=summary_id,
+        before=before,
+        after=audit.row_state(conn, t, summary_id=summary_id),
+        detail={"last_error": (before or {}).get("last_error")},
+    )
+    return True
+
+
+# --- read side -----------------------------------------------------------------------------
+
+
+def _summary(row: Any) -> Summary:
+    return Summary(
+        row.summary_id,
+        row.facility,
+        row.slice_start,
+        SummaryPeriod(row.period),
+        SummaryStatus(row.status),
+        row.erp_id,
+        row.attempts,
+        row.last_error,
+        row.next_attempt_at,
+        row.posted_at,
+        row.created_at,
+    )
+
+
+def get(conn: Connection, summary_id: str) -> Summary | None:
+    row = conn.execute(select(gl_summaries).where(gl_summaries.c.summary_id == summary_id)).first()
+    return None if row is None else _summary(row)
+
+
+def summaries(
+    conn: Connection, *, facilities: frozenset[str] | None = None, limit: int = 1000
+) -> list[Summary]:
+    """The summaries, newest slice first (of ``facilities`` only, when given)."""
+    t = gl_summaries
+    stmt = select(t).order_by(t.c.slice_start.desc(), t.c.facility).limit(limit)
+    if facilities is not None:
+        stmt = stmt.where(t.c.facility.in_(facilities))
+    return [_summary(r) for r in conn.execute(stmt)]
+
+
+@dataclass(frozen=True)
+class DrillLine:
+    """One journal line behind a summary line."""
+
+    entry_id: str
+    event_slice: datetime
+    account: str
+    cost_center: str | None
+    facility: str
+    party: str | None
+    debit: Decimal
+    credit: Decimal
+
+
+def drill_down(conn: Connection, summary_id: str, *, limit: int = 10_000) -> list[DrillLine]:
+    """Every journal line of the entries in the summary, by (account, cost center), entry."""
+    g, ln = gl_summary_entries, journal_lines
+    stmt = (
+        select(
+            ln.c.entry_id,
+            g.c.event_slice,
+            ln.c.account,
+            ln.c.cost_center,
+            ln.c.facility,
+            ln.c.party,
+            ln.c.debit,
+            ln.c.credit,
+        )
+        .join(g, g.c.entry_id == ln.c.entry_id)
+        .where(g.c.summary_id == summary_id)
+        .order_by(ln.c.account, ln.c.cost_center, ln.c.entry_id, ln.c.line_no)
+        .limit(limit)
+    )
+    return [DrillLine(*r) for r in conn.execute(stmt)]
+
+
+def failed_count(conn: Connection, facilities: frozenset[str] | None = None) -> int:
+    """How many summaries the ERP refused (dead letters, their entries waiting with them)."""
+    t = gl_summaries
+    stmt = select(func.count()).where(t.c.status == SummaryStatus.FAILED.value)
+    if facilities is not None:
+        stmt = stmt.where(t.c.facility.in_(facilities))
+    return int(conn.execute(stmt).scalar_one())
+
+
+def summary_of(conn: Connection, entry_id: str) -> str | None:
+    """The summary a journal entry went into (None: none, or not yet)."""
+    found: str | None = conn.execute(
+        select(gl_summary_entries.c.summary_id).where(gl_summary_entries.c.entry_id == entry_id)
+    ).scalar_one_or_none()
+    return found
+
+
+@dataclass(frozen=True)
+class SummaryLine:
+    """A line of the summary: its net amount and the journal lines behind it."""
+
+    account: str
+    cost_center: str | None
+    facility: str
+    party: str | None
+    net: Decimal  # debit - credit
+    behind: tuple[DrillLine, ...]
+
+
+def summary_lines(rows: Sequence[DrillLine]) -> list[SummaryLine]:
+    """``drill_down``'s rows grouped as the summary's lines (a zero net line included: the
+    summary leaves it out, the drill-down shows what cancelled)."""
+    grouped: dict[LineKey, list[DrillLine]] = {}
+    for r in rows:
+        grouped.setdefault((r.account, r.cost_center, r.facility, r.party), []).append(r)
+    return [
+        SummaryLine(*key, sum((r.debit - r.credit for r in behind), Decimal(0)), tuple(behind))
+        for key, behind in grouped.items()
+    ]

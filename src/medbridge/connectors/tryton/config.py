@@ -22,6 +22,24 @@ class MoveReferenceField(StrEnum):
     """``account.move.description`` = ``entry_id`` exactly (the default, 7.0)."""
 
 
+class RpcRoute(StrEnum):
+    """Where a trytond serves a database's JSON-RPC: the one wire difference MedBridge meets
+    between the Tryton series it runs against (measured on 7.0.59 and 8.0.12; trytond's
+    dispatcher routes ``/<database>/`` through 7.8 and ``/<database>/rpc/`` from 8.0.0 on).
+    Each answers the other's route with HTTP 405 or 401."""
+
+    DATABASE = "database"
+    """``POST <url>/<database>/`` (Tryton 7.0, the default)."""
+    DATABASE_RPC = "database-rpc"
+    """``POST <url>/<database>/rpc/`` (Tryton 8.0)."""
+
+    @classmethod
+    def for_series(cls, series: str) -> RpcRoute:
+        """The route of a Tryton series (``"7.0"``, ``"8.0"`` ...)."""
+        major, _, minor = series.partition(".")
+        return cls.DATABASE_RPC if (int(major), int(minor or 0)) >= (8, 0) else cls.DATABASE
+
+
 class TrytonConfig(BaseModel):
     """Where the Tryton server is, who to log in as, and where MedBridge's postings go."""
 
@@ -38,9 +56,12 @@ class TrytonConfig(BaseModel):
     journal: str = Field(default="MB", min_length=1)
     """Code of the ``account.journal`` MedBridge's journal entries are posted in."""
     move_reference: MoveReferenceField = MoveReferenceField.DESCRIPTION
+    rpc_route: RpcRoute = RpcRoute.DATABASE
+    """Where the server serves JSON-RPC: ``database`` for Tryton 7.0, ``database-rpc`` for 8.0."""
     warehouse: str | None = None
     """Code of the ``stock.location`` warehouse receipts go to; None: the first warehouse."""
 
     @property
     def rpc_url(self) -> str:
-        return f"{str(self.url).rstrip('/')}/{self.database}/"
+        base = f"{str(self.url).rstrip('/')}/{self.database}/"
+        return base + "rpc/" if self.rpc_route is RpcRoute.DATABASE_RPC else base

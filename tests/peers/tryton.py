@@ -30,7 +30,7 @@ from typing import Any
 import pytest
 from pydantic import SecretStr
 
-from medbridge.connectors.tryton.config import RpcRoute, TrytonConfig
+from medbridge.connectors.tryton.config import TrytonConfig, TrytonSeries
 from peers.trytond import (
     TrytondPeer,
     TrytondServer,
@@ -72,7 +72,7 @@ class TrytonPeer(TrytondPeer):
             "password": SecretStr(self.password),
             "journal": str(self.server.template["journal"]),
             "timeout": 30.0,
-            "rpc_route": RpcRoute.for_series(self.server.series),
+            "series": TrytonSeries.of(self.server.series),
         }
         return TrytonConfig(**{**values, **overrides})
 

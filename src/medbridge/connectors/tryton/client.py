@@ -4,7 +4,7 @@ trytond is GPL: MedBridge talks to it only over the wire, never by import.
 
 Protocol (measured on trytond 7.0): ``POST <url>/<database>/`` with ``{"id", "method",
 "params"}``; trytond 8.0 serves the same calls at ``<url>/<database>/rpc/``
-(``TrytonConfig.rpc_route``). ``common.db.login [user, {"password"}]`` answers ``[uid,
+(``TrytonConfig.series``). ``common.db.login [user, {"password"}]`` answers ``[uid,
 session]`` (8.0: ``[uid, session, bus_url]``); later calls
 carry ``Authorization: Session base64(user:uid:session)`` and the user's preferences as their
 last parameter (the context). A refused login and an expired session answer HTTP 401; a

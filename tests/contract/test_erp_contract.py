@@ -429,6 +429,31 @@ class TestTrytonErp(ErpContract):
         assert "UserError" in str(caught.value)
 
 
+@pytest.mark.peer
+class TestTrytonErpNextSeries(TestTrytonErp):
+    """The same adapter against the second peer, a real trytond 8.0 (``tryton_cloud``): the
+    series a migration moves to."""
+
+    @pytest.fixture
+    def erp(self, tryton_cloud: TrytonPeer) -> Iterator[TrytonErp]:
+        adapter = TrytonErp(tryton_cloud.config())
+        yield adapter
+        adapter.close()
+
+    @pytest.fixture
+    def refused(self, tryton_cloud: TrytonPeer) -> Iterator[TrytonErp]:
+        adapter = TrytonErp(tryton_cloud.config(password=SecretStr("not-the-password")))
+        yield adapter
+        adapter.close()
+
+    @pytest.fixture
+    def unreachable(self, tryton_cloud: TrytonPeer) -> Iterator[TrytonErp]:
+        config = tryton_cloud.config(url=f"http://127.0.0.1:{free_port()}/", timeout=2.0)
+        adapter = TrytonErp(config)
+        yield adapter
+        adapter.close()
+
+
 class TestFakeErp(ErpContract):
     """The in-memory fake (``medbridge.connectors.tryton.fake``) on the demo codes."""
 

@@ -4,8 +4,9 @@
 providing three fixtures: ``erp`` (a port on an ERP seeded with MedBridge's demo codes:
 suppliers MCK and MEDSURG, the demo items, the demo GL accounts of H1 and H2 and the demo cost
 centers), ``refused`` (a port whose credentials that ERP refuses) and ``unreachable`` (a port
-on an ERP that cannot be reached). ``TestTrytonErp`` runs it against a real trytond (peer);
-``TestFakeErp`` against the in-memory fake shipped in the product.
+on an ERP that cannot be reached). ``TestTrytonErp`` runs it against a real trytond 7.0 (peer),
+``TestTrytonErpNextSeries`` against a real trytond 8.0 (the second peer); ``TestFakeErp``
+against the in-memory fake shipped in the product.
 """
 
 from __future__ import annotations

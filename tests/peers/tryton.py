@@ -1,4 +1,4 @@
-"""Fixtures: two real Tryton ERP (trytond) servers on 127.0.0.1, each one per test session.
+"""Fixtures: two real Tryton ERP (trytond) servers on 127.0.0.1, of two Tryton series.
 
 * the first (``tryton``): Tryton 7.0 LTS, the on-premise ERP (``legacy`` in a migration),
   virtualenv ``.peers/tryton`` built by ``make -f peers/tryton/Makefile.inc peers-tryton``;

@@ -42,7 +42,7 @@ lint: install
 	$(BIN)/mypy
 	$(BIN)/lint-imports --no-cache
 
-test-sqlite: install peers-gnuhealth peers-tryton browser
+test-sqlite: install peers-gnuhealth peers-tryton peers-tryton-next browser
 	env -u MEDBRIDGE_DATABASE_URL $(BIN)/pytest $(PYTEST_ARGS)
 
 test-postgresql: install
@@ -73,3 +73,4 @@ clean:
 # The real peer systems the tests start (GPL: their own virtualenvs, JSON-RPC only).
 include peers/gnuhealth/Makefile.inc
 include peers/tryton/Makefile.inc
+include peers/tryton-next/Makefile.inc

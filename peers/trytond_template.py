@@ -25,10 +25,13 @@ TEMPLATE = "template"
 BUILD = "template_build"
 
 
-def fingerprint(requirements: Path, builder: Path, distributions: Sequence[str]) -> str:
-    """Changes whenever the pins, the builder, this file or an installed package changes."""
+def fingerprint(
+    requirements: Path, builder: Path, distributions: Sequence[str], sources: Sequence[Path] = ()
+) -> str:
+    """Changes whenever the pins, the builder (and the ``sources`` it runs), this file or an
+    installed package changes."""
     digest = hashlib.sha256()
-    for part in (requirements, builder, Path(__file__)):
+    for part in (requirements, builder, *sources, Path(__file__)):
         digest.update(part.read_bytes())
     for name in distributions:
         digest.update(f"{name}=={metadata.version(name)}\n".encode())
@@ -92,9 +95,13 @@ class Peer:
     """Beyond the fingerprint: does a built template still serve (e.g. its fiscal year)?"""
     admin_login: str = "admin"
     admin_email: str = "admin@example.com"
+    sources: Sequence[Path] = ()
+    """Other files the builder runs (e.g. a seed shared with another peer): fingerprinted."""
 
     def fingerprint(self) -> str:
-        return fingerprint(self.script.parent / "requirements.txt", self.script, self.distributions)
+        return fingerprint(
+            self.script.parent / "requirements.txt", self.script, self.distributions, self.sources
+        )
 
     def build(self, db_dir: Path, stamp: str) -> dict[str, object]:
         """Build into a scratch database, then rename into place: a crash never leaves a

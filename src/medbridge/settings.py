@@ -222,6 +222,9 @@ class Settings(BaseSettings):
     erp_database: str | None = None
     erp_user: str = "admin"
     erp_password: SecretStr | None = None
+    erp_series: Literal["7.0", "8.0"] = "7.0"
+    """The ERP's Tryton series: 8.0 serves JSON-RPC at ``<url>/<db>/rpc/`` (7.0 at
+    ``<url>/<db>/``) and names a few buttons differently (``TrytonSeries``)."""
     erp_rate_limit: float = Field(default=10.0, gt=0)
     """Calls per second to the ERP, at most (port calls: one posts a batch of entries)."""
     erp_burst: int = Field(default=1, ge=1)

@@ -4,8 +4,9 @@
 providing three fixtures: ``erp`` (a port on an ERP seeded with MedBridge's demo codes:
 suppliers MCK and MEDSURG, the demo items, the demo GL accounts of H1 and H2 and the demo cost
 centers), ``refused`` (a port whose credentials that ERP refuses) and ``unreachable`` (a port
-on an ERP that cannot be reached). ``TestTrytonErp`` runs it against a real trytond (peer);
-``TestFakeErp`` against the in-memory fake shipped in the product.
+on an ERP that cannot be reached). ``TestTrytonErp`` runs it against a real trytond 7.0 (peer),
+``TestTrytonErpNextSeries`` against a real trytond 8.0 (the second peer); ``TestFakeErp``
+against the in-memory fake shipped in the product.
 """
 
 from __future__ import annotations
@@ -427,6 +428,31 @@ class TestTrytonErp(ErpContract):
         with pytest.raises(ErpRejected) as caught:
             erp.client.create("account.move", [{"description": key("bad")}])
         assert "UserError" in str(caught.value)
+
+
+@pytest.mark.peer
+class TestTrytonErpNextSeries(TestTrytonErp):
+    """The same adapter against the second peer, a real trytond 8.0 (``tryton_cloud``): the
+    series a migration moves to."""
+
+    @pytest.fixture
+    def erp(self, tryton_cloud: TrytonPeer) -> Iterator[TrytonErp]:
+        adapter = TrytonErp(tryton_cloud.config())
+        yield adapter
+        adapter.close()
+
+    @pytest.fixture
+    def refused(self, tryton_cloud: TrytonPeer) -> Iterator[TrytonErp]:
+        adapter = TrytonErp(tryton_cloud.config(password=SecretStr("not-the-password")))
+        yield adapter
+        adapter.close()
+
+    @pytest.fixture
+    def unreachable(self, tryton_cloud: TrytonPeer) -> Iterator[TrytonErp]:
+        config = tryton_cloud.config(url=f"http://127.0.0.1:{free_port()}/", timeout=2.0)
+        adapter = TrytonErp(config)
+        yield adapter
+        adapter.close()
 
 
 class TestFakeErp(ErpContract):

@@ -20,7 +20,7 @@ from medbridge.bus.dead_letters import SqlDeadLetterStore
 from medbridge.bus.port import Bus
 from medbridge.bus.sql import SqlBus
 from medbridge.canonical.erp import ErpPort
-from medbridge.connectors.tryton.config import TrytonConfig
+from medbridge.connectors.tryton.config import TrytonConfig, TrytonSeries
 from medbridge.connectors.tryton.outbound import TrytonErp
 from medbridge.runtime.registry import Registry
 from medbridge.settings import Settings
@@ -94,6 +94,7 @@ def tryton_config(settings: Settings) -> TrytonConfig | None:
         database=settings.erp_database,
         user=settings.erp_user,
         password=settings.erp_password,
+        series=TrytonSeries(settings.erp_series),
     )
 
 

@@ -1,9 +1,11 @@
-"""JSON-RPC client of a Tryton (trytond 7.0) ERP server, over httpx.
+"""JSON-RPC client of a Tryton (trytond 7.0 or 8.0) ERP server, over httpx.
 
 trytond is GPL: MedBridge talks to it only over the wire, never by import.
 
 Protocol (measured on trytond 7.0): ``POST <url>/<database>/`` with ``{"id", "method",
-"params"}``. ``common.db.login [user, {"password"}]`` answers ``[uid, session]``; later calls
+"params"}``; trytond 8.0 serves the same calls at ``<url>/<database>/rpc/``
+(``TrytonConfig.series``). ``common.db.login [user, {"password"}]`` answers ``[uid,
+session]`` (8.0: ``[uid, session, bus_url]``); later calls
 carry ``Authorization: Session base64(user:uid:session)`` and the user's preferences as their
 last parameter (the context). A refused login and an expired session answer HTTP 401; a
 method the user may not call (or that does not exist) answers 403;

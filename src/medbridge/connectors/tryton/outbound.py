@@ -1,4 +1,5 @@
-"""``TrytonErp``: the ERP port (``medbridge.canonical.erp.ErpPort``) over Tryton 7.0 JSON-RPC.
+"""``TrytonErp``: the ERP port (``medbridge.canonical.erp.ErpPort``) over Tryton 7.0 or 8.0
+JSON-RPC (``TrytonConfig.series``: what differs between them).
 
 Exactly-once writes: every document MedBridge creates carries its idempotency key in a
 reference field, and every create first searches for it:
@@ -396,7 +397,7 @@ class TrytonErp:
             self.client.button(SHIPMENT, "receive", [shipment_id])
             state = "received"
         if state == "received":
-            self.client.button(SHIPMENT, "done", [shipment_id])
+            self.client.button(SHIPMENT, self.config.series.receipt_done_button, [shipment_id])
 
     # --- supplier invoices ---------------------------------------------------------------
 

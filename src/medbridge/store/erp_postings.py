@@ -20,7 +20,7 @@ from decimal import Decimal
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import Connection, and_, func, or_, select, update
+from sqlalchemy import Connection, Table, and_, func, or_, select, update
 
 from medbridge.store import audit
 from medbridge.store.sql import BulkInsert, chunks
@@ -186,11 +186,20 @@ def mark_failed(conn: Connection, entry_id: str, error: str) -> None:
 def requeue(conn: Connection, entry_id: str, now: datetime, *, actor: str) -> bool:
     """A failed posting back to pending, due now (after the fix). False if not failed.
     Audited as ``actor``'s, with the error it had failed with."""
-    t = erp_postings
-    before = audit.row_state(conn, t, entry_id=entry_id)
+    return requeue_failed(conn, erp_postings, "entry_id", entry_id, now, actor, "erp_posting")
+
+
+def requeue_failed(
+    conn: Connection, table: Table, key: str, value: str, now: datetime, actor: str, kind: str
+) -> bool:
+    """A ``failed`` row of an outbox ``table`` (``key`` = ``value``) back to ``pending``, due
+    ``now``, audited as ``<kind>.requeue`` by ``actor`` with the error it had failed with;
+    False if it was not failed. The ERP postings' and the GL summaries' requeue."""
+    where: dict[str, Any] = {key: value}
+    before = audit.row_state(conn, table, **where)
     result = conn.execute(
-        update(t)
-        .where(t.c.entry_id == entry_id, t.c.status == PostingStatus.FAILED.value)
+        update(table)
+        .where(table.c[key] == value, table.c.status == PostingStatus.FAILED.value)
         .values(status=PostingStatus.PENDING.value, attempts=0, next_attempt_at=now)
     )
     if not result.rowcount:
@@ -198,11 +207,11 @@ def requeue(conn: Connection, entry_id: str, now: datetime, *, actor: str) -> bo
     audit.append(
         conn,
         actor=actor,
-        action="erp_posting.requeue",
-        target_type="erp_posting",
-        target_id=entry_id,
+        action=f"{kind}.requeue",
+        target_type=kind,
+        target_id=value,
         before=before,
-        after=audit.row_state(conn, t, entry_id=entry_id),
+        after=audit.row_state(conn, table, **where),
         detail={"last_error": (before or {}).get("last_error")},
     )
     return True

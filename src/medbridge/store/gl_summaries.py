@@ -20,8 +20,7 @@ from typing import Any
 from sqlalchemy import Connection, func, insert, select, update
 
 from medbridge.domain.gl_summary import LineKey, SummaryPeriod
-from medbridge.store import audit
-from medbridge.store.erp_postings import PostingStatus
+from medbridge.store.erp_postings import PostingStatus, requeue_failed
 from medbridge.store.sql import chunks
 from medbridge.store.tables import (
     erp_postings,
@@ -226,26 +225,7 @@ def mark_failed(conn: Connection, summary_id: str, error: str) -> None:
 def requeue(conn: Connection, summary_id: str, now: datetime, *, actor: str) -> bool:
     """A failed summary back to pending, due now (after the fix in the ERP). False if not
     failed. Audited as ``actor``'s, with the error it had failed with."""
-    t = gl_summaries
-    before = audit.row_state(conn, t, summary_id=summary_id)
-    result = conn.execute(
-        update(t)
-        .where(t.c.summary_id == summary_id, t.c.status == SummaryStatus.FAILED.value)
-        .values(status=SummaryStatus.PENDING.value, attempts=0, next_attempt_at=now)
-    )
-    if not result.rowcount:
-        return False
-    audit.append(
-        conn,
-        actor=actor,
-        action="gl_summary.requeue",
-        target_type="gl_summary",
-        target_id=summary_id,
-        before=before,
-        after=audit.row_state(conn, t, summary_id=summary_id),
-        detail={"last_error": (before or {}).get("last_error")},
-    )
-    return True
+    return requeue_failed(conn, gl_summaries, "summary_id", summary_id, now, actor, "gl_summary")
 
 
 # --- read side -----------------------------------------------------------------------------

@@ -34,6 +34,7 @@ from medbridge.demo.network import SEED_ACTOR, seed_demo_network
 from medbridge.demo.wiring import with_demo_partners
 from medbridge.flows.cxml_exchange import CxmlExchange, CxmlHttpChannel
 from medbridge.flows.erp_posting import ErpPostingPolicy
+from medbridge.flows.erp_routing import ErpRouter
 from medbridge.flows.inbound import InboundIntake
 from medbridge.flows.intake import MovementIntake
 from medbridge.flows.ledger_posting import CONSUMER as LEDGER
@@ -51,7 +52,12 @@ from medbridge.masterdata.inbound import InboundResolver
 from medbridge.masterdata.repository import MasterDataRepository
 from medbridge.observability import tracing
 from medbridge.runtime import listeners, policies, var_secrets
-from medbridge.runtime.adapters import ErpSlot, bus_from_settings
+from medbridge.runtime.adapters import (
+    ErpSlot,
+    bus_from_settings,
+    erp_slots,
+    primary_destination,
+)
 from medbridge.runtime.processes import http_app, start_loops
 from medbridge.runtime.supervisor import Supervisor
 from medbridge.runtime.workflows import ROUTER, build_workflows
@@ -75,7 +81,10 @@ class MedBridge:
     inbound: InboundIntake
     clients: ClientRegistry
     consumers: dict[str, Consumer]
+    erp_slots: dict[str, ErpSlot]
+    """Every ERP destination, by name."""
     erp_slot: ErpSlot
+    """The primary one (``adapters.primary_destination``): the demo's ERP, ``erp sync``."""
     partners: dict[str, TradingPartner]
     """The trading partners: the settings', and in a demo the simulated suppliers too."""
     auto_receive: bool
@@ -98,13 +107,14 @@ class MedBridge:
         )
         bus = bus_from_settings(settings, engine)
         masterdata = MasterDataRepository(engine)
-        ledger = LedgerPosting(engine, masterdata, policies.gl_posting_policy(settings))
+        ledger = LedgerPosting(engine, masterdata, policies.erp_router(settings))
         retry = policies.ledger_retry(settings)
         size = settings.consumer_batch_size
         group_commit = GroupCommit(bus, recorder=MessageRecorder(engine))
         intake = MovementIntake(engine, bus, masterdata, group_commit)
         clients = ClientRegistry(engine)
         scopes = SenderScopes(clients, settings.sender_clients)
+        slots = erp_slots(settings)
         return cls(
             settings=settings,
             engine=engine,
@@ -115,7 +125,8 @@ class MedBridge:
             inbound=InboundIntake(engine, intake, InboundResolver(masterdata), scopes),
             clients=clients,
             consumers={LEDGER: Consumer(bus, LEDGER, ledger, retry, batch_size=size)},
-            erp_slot=ErpSlot.from_settings(settings),
+            erp_slots=slots,
+            erp_slot=slots[primary_destination(settings)],
             partners=dict(settings.partners),
             auto_receive=settings.auto_receive,
         )
@@ -224,12 +235,17 @@ class MedBridge:
         config = listeners.flatfile_config(self.settings, source)
         return listeners.snapshot_reconciler(config, self)
 
-    def erp(self) -> ErpPort | None:
-        """A new adapter of the attached ERP (one per worker: not thread-safe), or None."""
-        return self.erp_slot.build()
+    def erp(self, destination: str | None = None) -> ErpPort | None:
+        """A new adapter of the attached ERP (one per worker: not thread-safe), or None:
+        the primary one, or ``destination``'s (KeyError if there is no such destination)."""
+        slot = self.erp_slot if destination is None else self.erp_slots[destination]
+        return slot.build()
 
-    def erp_posting_policy(self) -> ErpPostingPolicy:
-        return policies.erp_posting_policy(self.settings, self.erp_slot.kind)
+    def erp_posting_policy(self, destination: str | None = None) -> ErpPostingPolicy:
+        return policies.erp_posting_policy(self.settings, destination or self.erp_slot.name)
+
+    def erp_router(self) -> ErpRouter:
+        return policies.erp_router(self.settings)
 
     def ensure_admin_key(self) -> tuple[str, bool]:
         """The admin key (settings, ``var/admin_api_key``, or new), registered."""

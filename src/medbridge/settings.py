@@ -39,6 +39,7 @@ from medbridge.canonical.tasks import WorkQueue
 from medbridge.connectors.fhir.config import NAME as FHIR
 from medbridge.connectors.fhir.config import FhirConfig
 from medbridge.domain.alerts import Metric, Rule
+from medbridge.domain.erp_routing import Capability, ErpDomain
 
 DEFAULT_VAR_DIR = Path("var")
 
@@ -133,6 +134,64 @@ class AlertRuleSettings(BaseModel):
     def _fits_its_metric(self) -> AlertRuleSettings:
         self.rule()
         return self
+
+
+class ErpDestinationSettings(BaseModel):
+    """One named ERP (a TOML ``[erps.NAME]`` table): its connection, what it offers, and how
+    MedBridge calls it (rate limit, circuit breaker, hold windows, GL posting mode)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    url: str | None = None
+    """The trytond JSON-RPC base URL; unset: attached later (the demo's own ERP)."""
+    database: str | None = None
+    user: str = "admin"
+    password: SecretStr | None = None
+    series: Literal["7.0", "8.0"] = "7.0"
+    capabilities: list[Capability] = list(Capability)
+    """What this ERP offers: general_ledger, procurement, payables, master_data."""
+    rate_limit: float = Field(default=10.0, gt=0)
+    """Calls per second to this ERP, at most (every kind of call; one posts a batch)."""
+    burst: int = Field(default=1, ge=1)
+    batch_size: int = Field(default=50, ge=1, le=1000)
+    hold_windows: list[str] = []
+    hold_timezone: str = "UTC"
+    breaker_failures: int = Field(default=5, ge=1)
+    breaker_cool_down: float = Field(default=30.0, gt=0)
+    auth_cool_down: float = Field(default=300.0, gt=0)
+    retry_initial_backoff: float = Field(default=1.0, ge=0)
+    retry_max_backoff: float = Field(default=300.0, ge=0)
+    lease: float = Field(default=300.0, gt=0)
+    poll_interval: float = Field(default=0.5, gt=0)
+    gl_posting: Literal["per_event", "summarised"] = "summarised"
+    """Consumption entries summarised per slice by default; ``per_event``: one move each."""
+    summary_period: Literal["hour", "day"] = "hour"
+    summary_grace: float = Field(default=300.0, ge=0)
+    summary_interval: float = Field(default=30.0, gt=0)
+
+    @model_validator(mode="after")
+    def _connection(self) -> ErpDestinationSettings:
+        if self.url and (not self.database or self.password is None):
+            raise ValueError("an ERP destination with a url needs its database and password")
+        return self
+
+
+class FacilityRoute(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    record: str
+    shadow: list[str] = []
+
+
+class ErpRouteSettings(BaseModel):
+    """The base route of one domain (a TOML ``[erp_routes.DOMAIN]`` table): its system of
+    record and shadows, and per facility where it differs (``facilities.H1``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    record: str
+    shadow: list[str] = []
+    facilities: dict[str, FacilityRoute] = {}
 
 
 class Settings(BaseSettings):
@@ -252,6 +311,13 @@ class Settings(BaseSettings):
     erp_summary_grace: float = Field(default=300.0, ge=0)
     """Seconds after a slice's end before it is closed (later entries go to the next slice)."""
     erp_summary_interval: float = Field(default=30.0, gt=0)
+    erps: dict[str, ErpDestinationSettings] = {}
+    """Named ERP destinations (``[erps.legacy]``, ``[erps.cloud]``); unset: one, named
+    ``tryton``, from the ``erp_*`` settings above."""
+    erp_routes: dict[ErpDomain, ErpRouteSettings] = {}
+    """Per domain (gl, purchase_orders, receipts, invoices, masterdata): the system of record
+    and shadows, from the start (``medbridge erp cutover`` changes them later); needed with
+    several ``erps``."""
 
     own_identity: OwnIdentity = OwnIdentity()
     """How MedBridge identifies itself to trading partners (ISA sender, cXML From)."""
@@ -403,6 +469,17 @@ class Settings(BaseSettings):
                 "oauth_external_issuer, oauth_external_jwks_url and oauth_external_audience"
                 " go together"
             )
+        return self
+
+    @model_validator(mode="after")
+    def _erp_destinations(self) -> Settings:
+        for name in self.erps:
+            if not re.fullmatch(r"[a-z][a-z0-9_-]{0,63}", name):
+                raise ValueError(f"erps.{name}: a destination name is [a-z][a-z0-9_-]*")
+        if self.erps and self.erp_url:
+            raise ValueError("erp_url and erps: name every ERP in erps (erp_url is for one)")
+        if len(self.erps) > 1 and not self.erp_routes:
+            raise ValueError("several erps need erp_routes (which is the system of record)")
         return self
 
     @model_validator(mode="after")

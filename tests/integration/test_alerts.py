@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import insert, update
+from tests.ledger_support import record_entries
 
 from medbridge.app import MedBridge
 from medbridge.bus.port import DeadLetterFilter
@@ -31,7 +32,6 @@ from medbridge.runtime.processes import alert_monitor
 from medbridge.settings import AlertRuleSettings, Settings
 from medbridge.store import erp_circuits
 from medbridge.store import exceptions as exception_store
-from medbridge.store import ledger as ledger_store
 from medbridge.store import procurement as procurement_store
 from medbridge.store.tables import (
     bus_events,
@@ -279,9 +279,8 @@ def test_erp_circuit_open_for_minutes(watch: Watch, webhook: tuple[str, type[Rec
         JournalLine(account="1400-H1", credit=Decimal(5), facility="H1"),
     )
     with mb.engine.begin() as conn:
-        ledger_store.record(
+        record_entries(
             conn,
-            [],
             [
                 JournalEntry(
                     entry_id="JE-ALERT-1",

@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine, delete, func, select, update
+from tests.ledger_support import record_entries
 from typer.testing import CliRunner
 
 from medbridge.app import MedBridge
@@ -40,7 +41,6 @@ from medbridge.runtime.processes import record_start
 from medbridge.settings import Settings
 from medbridge.store import audit
 from medbridge.store import erp_postings as erp_store
-from medbridge.store import ledger as ledger_store
 from medbridge.store.tables import audit_chain_head, audit_log, suppliers
 
 pytestmark = pytest.mark.db
@@ -383,8 +383,8 @@ def test_an_erp_requeue_names_the_client(admin: TestClient, medbridge: MedBridge
         ),
     )
     with medbridge.engine.begin() as conn:
-        ledger_store.record(conn, [], [entry])
-        erp_store.mark_failed(conn, "JE-0001", "field account: unknown 5100-H1")
+        record_entries(conn, [entry])
+        erp_store.mark_failed(conn, "tryton", "JE-0001", "field account: unknown 5100-H1")
     since = last_seq(medbridge.engine)
     assert admin.post("/v1/erp-postings/JE-0001/requeue").status_code == 200
     row = one_new(medbridge.engine, since)

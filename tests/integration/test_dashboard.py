@@ -142,7 +142,11 @@ def _journal(conn: Any) -> None:
             )
         conn.execute(
             insert(erp_postings).values(
-                entry_id=entry,
+                document=entry,
+                destination="tryton",
+                kind="journal_entry",
+                role="record",
+                domain="gl",
                 status=status,
                 attempts=0,
                 next_attempt_at=ago(minutes=10),

@@ -15,6 +15,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine, func, select
+from tests.ledger_support import record_entries
 
 from medbridge.app import MedBridge
 from medbridge.bus.outbound import BreakerState
@@ -29,7 +30,6 @@ from medbridge.flows.intake import Submission
 from medbridge.flows.reconciliation import reconcile_period
 from medbridge.governance.clients import Role
 from medbridge.store import erp_postings
-from medbridge.store import ledger as ledger_store
 from medbridge.store.erp_postings import PostingStatus
 from medbridge.store.tables import erp_postings as erp_postings_table
 from medbridge.store.tables import journal_entries
@@ -65,7 +65,7 @@ def entry(n: int, amount: str = "12.50", account: str = "5100-H1") -> JournalEnt
 
 def record(engine: Engine, *entries: JournalEntry) -> None:
     with engine.begin() as conn:
-        ledger_store.record(conn, [], list(entries))
+        record_entries(conn, list(entries))
 
 
 def statuses(engine: Engine) -> dict[str, erp_postings.Posting]:
@@ -95,7 +95,7 @@ def test_journal_entry_gets_its_pending_posting_in_the_same_transaction(engine: 
 
     def failing_batch() -> None:
         with engine.begin() as conn:
-            ledger_store.record(conn, [], [entry(2)])
+            record_entries(conn, [entry(2)])
             raise RuntimeError("the batch fails after the insert")
 
     with pytest.raises(RuntimeError):

@@ -123,6 +123,8 @@ def test_a_slice_of_dispenses_is_one_move_exactly_once(summarised: MedBridge) ->
         "status": "posted",
         "erp_id": move.move_id,
         "summary_id": "SUM-H1-2026-11-20T10",
+        "destination": "tryton",
+        "role": "record",
     }
 
     # reconciliation compares per summary: balanced once the receipt is posted too

@@ -10,6 +10,7 @@ from decimal import Decimal
 
 import pytest
 from sqlalchemy import select
+from tests.ledger_support import record_entries
 
 from medbridge.app import MedBridge
 from medbridge.canonical.finance import JournalEntry, JournalLine
@@ -19,7 +20,6 @@ from medbridge.connectors.tryton.fake import FakeErp
 from medbridge.flows.erp_posting import ErpPosting, ErpPostingPolicy
 from medbridge.flows.messages import MessageBrowser
 from medbridge.flows.workflows import ReceiptRefused, submit_receipt
-from medbridge.store import ledger as ledger_store
 from medbridge.store.tables import trade_interchanges
 from paths import SAMPLES
 
@@ -112,7 +112,7 @@ def test_erp_calls_are_outbound_messages(medbridge: MedBridge) -> None:
         }
     )
     with medbridge.engine.begin() as conn:
-        ledger_store.record(conn, [], [good, bad])
+        record_entries(conn, [good, bad])
     erp = FakeErp(accounts={"5100-H1", "1300-H1"})
     ErpPosting(medbridge.engine, erp, ErpPostingPolicy(rate_limit=1000.0)).drain(timeout=10)
 

@@ -117,6 +117,6 @@ def test_an_http_ingest_continues_the_callers_trace_to_the_ledger_and_the_outbox
     event_id = post.attributes["medbridge.event.id"] if post.attributes else None
     with traced.engine.connect() as conn:
         row = conn.execute(
-            select(erp_postings.c.traceparent).where(erp_postings.c.entry_id == f"JE-{event_id}")
+            select(erp_postings.c.traceparent).where(erp_postings.c.document == f"JE-{event_id}")
         ).one()
     assert row.traceparent == f"00-{CALLER_TRACE}-{post.context.span_id:016x}-01"

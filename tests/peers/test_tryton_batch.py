@@ -22,6 +22,7 @@ from decimal import Decimal
 
 import httpx
 import pytest
+from tests.ledger_support import record_entries
 
 from contract.test_erp_contract import entry
 from medbridge.app import MedBridge
@@ -32,7 +33,6 @@ from medbridge.connectors.tryton.outbound import TrytonErp
 from medbridge.flows.erp_posting import ErpPosting, ErpPostingPolicy
 from medbridge.flows.messages import MessageBrowser
 from medbridge.store import erp_postings
-from medbridge.store import ledger as ledger_store
 from medbridge.store.erp_postings import PostingStatus
 from peers.proxy import Proxy, running
 from peers.tryton import TrytonPeer
@@ -208,7 +208,7 @@ def test_through_the_outbox_the_bad_entry_is_a_dead_letter_and_its_batch_posts(
     batch = [entry() for _ in range(N)]
     batch.insert(3, bad)
     with medbridge.engine.begin() as conn:
-        ledger_store.record(conn, [], batch)
+        record_entries(conn, batch)
     erp = TrytonErp(tryton.config())
     try:
         worker = ErpPosting(

@@ -23,6 +23,10 @@ from decimal import Decimal
 from enum import StrEnum
 
 from medbridge.canonical.finance import JournalEntry, JournalLine
+from medbridge.canonical.movements import MovementKind
+
+CONSUMPTION = frozenset({MovementKind.DISPENSE, MovementKind.CLINICAL_CONSUMPTION})
+"""The movements whose entries a summarising destination receives in slices."""
 
 
 class GlPostingMode(StrEnum):

@@ -38,6 +38,7 @@ calls of a batch of several).
 
 from __future__ import annotations
 
+import json
 import threading
 import time as _time
 from collections.abc import Callable, Sequence
@@ -61,11 +62,13 @@ from medbridge.canonical.erp import (
 )
 from medbridge.canonical.finance import JournalEntry
 from medbridge.canonical.messages import Direction, MessageRecord, MessageStatus
+from medbridge.canonical.procurement import GoodsReceipt, PurchaseOrder, SupplierInvoice
 from medbridge.observability import tracing
 from medbridge.observability.logging import get_logger
 from medbridge.store import erp_circuits, erp_postings, gl_summaries
 from medbridge.store import ledger as ledger_store
 from medbridge.store import messages as message_store
+from medbridge.store.erp_postings import DocumentKind
 
 log = get_logger(__name__)
 
@@ -208,21 +211,35 @@ class ErpPosting:
     def _poll(self) -> int:
         if self.held() or self.breaker.retry_in() > 0:
             return 0
-        now = self._now()
+        now, name = self._now(), self.policy.erp_name
         with self.engine.begin() as conn:
-            ids = erp_postings.claim(
-                conn, self.policy.batch_size, now, timedelta(seconds=self.policy.lease)
+            claimed = erp_postings.claim(
+                conn, name, self.policy.batch_size, now, timedelta(seconds=self.policy.lease)
             )
-            if not ids:
+            if not claimed:
                 return 0
-            entries = ledger_store.journal(conn, entry_ids=ids, limit=len(ids))
-            traces = erp_postings.trace_contexts(conn, ids) if tracing.enabled() else {}
+            kinds = {p.document: p.kind for p in claimed}
+            journal = [p.document for p in claimed if p.kind is DocumentKind.JOURNAL_ENTRY]
+            entries = ledger_store.journal(conn, entry_ids=journal, limit=len(journal) or 1)
+            if not journal:
+                entries = []
+            traces = erp_postings.trace_contexts(conn, name, journal) if tracing.enabled() else {}
+        documents = [p for p in claimed if p.kind is not DocumentKind.JOURNAL_ENTRY]
         if self.held() or not self.breaker.allow():
             with self.engine.begin() as conn:
-                erp_postings.release(conn, [e.entry_id for e in entries], self._now())
+                erp_postings.release(conn, name, list(kinds), self._now())
             return 0
-        with _Spans(entries, traces, self.policy.erp_name) as spans:
-            return self._send(entries, spans)
+        settled = 0
+        if entries:
+            with _Spans(entries, traces, name) as spans:
+                settled += self._send(entries, spans)
+        for posting in documents:  # one ERP call (one token) each
+            if self.breaker.retry_in() > 0:
+                with self.engine.begin() as conn:
+                    erp_postings.release(conn, name, [posting.document], self._now())
+                continue
+            settled += self._send_document(posting)
+        return settled
 
     def _send(self, entries: Sequence[JournalEntry], spans: _Spans) -> int:
         """One port call (one rate-limit token) for the whole batch, its outcome per entry."""
@@ -236,21 +253,17 @@ class ErpPosting:
             spans.annotate_all(
                 **{"medbridge.erp.outcome": "unavailable", "error.type": _name(error)}
             )
-            return self._retry(entries, error)
+            return self._retry([e.entry_id for e in entries], error)
         except ErpAuthError as error:
-            self.breaker.trip(self.policy.auth_cool_down)
-            self._outcomes["auth_error"].inc(len(entries))
-            log.error("erp.auth_refused", entries=len(entries), error=str(error))
+            self._auth_refused([e.entry_id for e in entries], error)
             spans.annotate_all(
                 **{"medbridge.erp.outcome": "auth_error", "error.type": _name(error)}
             )
-            with self.engine.begin() as conn:
-                erp_postings.release(conn, [e.entry_id for e in entries], self._now())
             return 0
         except Exception as error:  # an adapter bug or an unmapped error: bounded retries
             log.exception("erp.posting_error", entries=[e.entry_id for e in entries])
             spans.annotate_all(**{"medbridge.erp.outcome": "error", "error.type": _name(error)})
-            return self._retry(entries, error, bounded=True)
+            return self._retry([e.entry_id for e in entries], error, bounded=True)
         self.breaker.success()  # the ERP answered, also for the entries it refused
         with self.engine.begin() as conn:
             for entry, result in zip(entries, results, strict=True):
@@ -260,8 +273,88 @@ class ErpPosting:
                     self._posted(conn, entry, result, spans)
         return len(entries)
 
+    def _send_document(self, posting: erp_postings.Posting) -> int:
+        """A workflow's document (an order, its confirmation, a receipt, an invoice): one
+        port call after one token; its outcome as for an entry."""
+        self.limiter.acquire()
+        try:
+            erp_id, result = self._call(posting)
+        except ErpUnavailable as error:
+            self.breaker.failure()
+            return self._retry([posting.document], error)
+        except ErpAuthError as error:
+            self._auth_refused([posting.document], error)
+            return 0
+        except ErpRejected as error:
+            self.breaker.success()
+            reason = _reason(error)
+            with self.engine.begin() as conn:
+                erp_postings.mark_failed(conn, self.policy.erp_name, posting.document, reason)
+                self._record_document(conn, posting, MessageStatus.FAILED, error=reason)
+            self._outcomes["failed"].inc()
+            log.warning(
+                "erp.document_rejected",
+                erp=self.policy.erp_name,
+                document=posting.document,
+                kind=posting.kind.value,
+                reason=reason,
+            )
+            return 1
+        except Exception as error:  # an adapter bug or an unmapped error: bounded retries
+            log.exception("erp.document_error", document=posting.document)
+            return self._retry([posting.document], error, bounded=True)
+        self.breaker.success()
+        with self.engine.begin() as conn:
+            erp_postings.mark_posted(
+                conn, self.policy.erp_name, posting.document, erp_id, self._now(), result
+            )
+            ack = f"{self.policy.erp_name} {posting.kind.value} {erp_id}"
+            self._record_document(conn, posting, MessageStatus.ACKNOWLEDGED, ack=ack)
+        self._outcomes["posted"].inc()
+        return 1
+
+    def _call(self, posting: erp_postings.Posting) -> tuple[str, str | None]:
+        """The ERP call of a document kind: (the ERP's id, what else it answered)."""
+        kind, payload, erp = posting.kind, posting.payload or "{}", self.erp
+        if kind is DocumentKind.PURCHASE_ORDER:
+            return erp.create_purchase_order(
+                PurchaseOrder.model_validate_json(payload)
+            ).erp_id, None
+        if kind is DocumentKind.GOODS_RECEIPT:
+            return erp.record_goods_receipt(GoodsReceipt.model_validate_json(payload)).erp_id, None
+        if kind is DocumentKind.SUPPLIER_INVOICE:
+            ref = erp.create_supplier_invoice(SupplierInvoice.model_validate_json(payload))
+            erp.post_supplier_invoice(ref.erp_id)
+            return ref.erp_id, None
+        order = self._order_id(posting)
+        if kind is DocumentKind.ORDER_CONFIRMATION:
+            erp.confirm_purchase_order(order)
+            return order, None
+        if kind is DocumentKind.ORDER_CANCELLATION:
+            reason = str(json.loads(payload).get("reason") or posting.document)
+            return order, erp.cancel_purchase_order(order, reason)
+        raise ErpRejected(f"no ERP call for a {kind.value}", "kind")
+
+    def _order_id(self, posting: erp_postings.Posting) -> str:
+        """The id in this ERP of the order a confirmation or cancellation is about (its
+        ``after``, posted first: ``claim`` waits for it)."""
+        with self.engine.connect() as conn:
+            order = erp_postings.get(conn, posting.after or "", self.policy.erp_name)
+        if order is None or order.erp_id is None:
+            raise ErpRejected(f"order {posting.after} is not in {self.policy.erp_name}", "after")
+        return order.erp_id
+
+    def _auth_refused(self, documents: Sequence[str], error: ErpAuthError) -> None:
+        self.breaker.trip(self.policy.auth_cool_down)
+        self._outcomes["auth_error"].inc(len(documents))
+        log.error("erp.auth_refused", erp=self.policy.erp_name, documents=len(documents))
+        with self.engine.begin() as conn:
+            erp_postings.release(conn, self.policy.erp_name, documents, self._now())
+
     def _posted(self, conn: Connection, entry: JournalEntry, ref: ErpRef, spans: _Spans) -> None:
-        erp_postings.mark_posted(conn, entry.entry_id, ref.erp_id, self._now())
+        erp_postings.mark_posted(
+            conn, self.policy.erp_name, entry.entry_id, ref.erp_id, self._now()
+        )
         found = "created" if ref.created else "found already posted"
         ack = f"{self.policy.erp_name} move {ref.erp_id} ({found})"
         self._record(conn, entry, MessageStatus.ACKNOWLEDGED, ack=ack)
@@ -280,10 +373,8 @@ class ErpPosting:
     def _rejected(
         self, conn: Connection, entry: JournalEntry, error: ErpRejected, spans: _Spans
     ) -> None:
-        reason = f"{type(error).__name__}: {error}" + (
-            f" (field {error.field})" if error.field else ""
-        )
-        erp_postings.mark_failed(conn, entry.entry_id, reason)
+        reason = _reason(error)
+        erp_postings.mark_failed(conn, self.policy.erp_name, entry.entry_id, reason)
         self._record(conn, entry, MessageStatus.FAILED, error=reason)
         self._outcomes["failed"].inc()
         log.warning("erp.posting_rejected", entry_id=entry.entry_id, reason=reason)
@@ -303,18 +394,68 @@ class ErpPosting:
         """The call as an outbound message of the message store, in the transaction of its
         outcome (acknowledged: the ERP holds the move; failed: it refused the entry)."""
         facilities = erp_postings.entry_facilities(conn, entry.entry_id)
-        record = MessageRecord(
-            protocol="erp",
-            connector=self.policy.erp_name,
+        self._write_message(
+            conn,
             raw=entry.model_dump_json(),
-            direction=Direction.OUT,
-            sender=self.policy.erp_name,
             message_type="journal_entry",
-            control_id=entry.entry_id,
+            document=entry.entry_id,
             business_key=entry.source_event_id,
             facility=next(iter(facilities)) if len(facilities) == 1 else None,
-            idempotency_key=f"erp:{self.policy.erp_name}:{entry.entry_id}",
             correlation_id=entry.correlation_id,
+            status=status,
+            ack=ack,
+            error=error,
+        )
+
+    def _record_document(
+        self,
+        conn: Connection,
+        posting: erp_postings.Posting,
+        status: MessageStatus,
+        *,
+        ack: str | None = None,
+        error: str | None = None,
+    ) -> None:
+        self._write_message(
+            conn,
+            raw=posting.payload or json.dumps({"order": posting.after}),
+            message_type=posting.kind.value,
+            document=posting.document,
+            business_key=posting.after or posting.document,
+            facility=posting.facility,
+            correlation_id=None,
+            status=status,
+            ack=ack,
+            error=error,
+        )
+
+    def _write_message(
+        self,
+        conn: Connection,
+        *,
+        raw: str,
+        message_type: str,
+        document: str,
+        business_key: str,
+        facility: str | None,
+        correlation_id: Any,
+        status: MessageStatus,
+        ack: str | None,
+        error: str | None,
+    ) -> None:
+        name = self.policy.erp_name
+        record = MessageRecord(
+            protocol="erp",
+            connector=name,
+            raw=raw,
+            direction=Direction.OUT,
+            sender=name,
+            message_type=message_type,
+            control_id=document,
+            business_key=business_key,
+            facility=facility,
+            idempotency_key=f"erp:{name}:{document}",
+            correlation_id=correlation_id,
             media_type="application/json",
             status=status,
             ack=ack,
@@ -322,32 +463,31 @@ class ErpPosting:
         )
         message_store.write(conn, [record])
 
-    def _retry(
-        self, entries: Sequence[JournalEntry], error: Exception, bounded: bool = False
-    ) -> int:
-        """Every entry of the call back to pending with backoff (one transaction); with
+    def _retry(self, documents: Sequence[str], error: Exception, bounded: bool = False) -> int:
+        """Every document of the call back to pending with backoff (one transaction); with
         ``bounded``, failed once ``retry.max_attempts`` is reached. Returns how many failed."""
         reason = f"{type(error).__name__}: {error}"
-        failed = 0
+        name, failed = self.policy.erp_name, 0
         with self.engine.begin() as conn:
-            for entry in entries:
-                posting = erp_postings.get(conn, entry.entry_id)
+            for document in documents:
+                posting = erp_postings.get(conn, document, name)
                 attempts = (posting.attempts if posting else 0) + 1
                 if bounded and attempts >= self.policy.retry.max_attempts:
-                    erp_postings.mark_failed(conn, entry.entry_id, reason)
+                    erp_postings.mark_failed(conn, name, document, reason)
                     failed += 1
                     continue
                 delay = timedelta(seconds=self.policy.retry.backoff(attempts))
-                erp_postings.mark_retry(conn, entry.entry_id, reason, self._now() + delay)
+                erp_postings.mark_retry(conn, name, document, reason, self._now() + delay)
         self._outcomes["failed"].inc(failed)
-        self._outcomes["retried"].inc(len(entries) - failed)
+        self._outcomes["retried"].inc(len(documents) - failed)
         return failed
 
     # --- loops ---------------------------------------------------------------------------
 
     def backlog(self) -> int:
         with self.engine.connect() as conn:
-            return erp_postings.counts(conn)[erp_postings.PostingStatus.PENDING]
+            counts = erp_postings.counts(conn, destination=self.policy.erp_name)
+        return counts[erp_postings.PostingStatus.PENDING]
 
     def drain(self, timeout: float = 30.0, idle_sleep: float = 0.005) -> int:
         """Post until nothing is pending (tests, the CLI); stops at once during a hold and
@@ -450,11 +590,16 @@ class _Spans:
             self.annotate(entry_id, **attributes)
 
 
-def requeue(engine: Engine, entry_id: str, *, actor: str) -> bool:
-    """Put a failed posting (a dead letter) back in the queue, due now: a journal entry's, or
-    a summary's of summarised posting (``SUM-...``). False if it was not failed. Audited as
-    ``actor``'s."""
+def _reason(error: ErpRejected) -> str:
+    return f"{type(error).__name__}: {error}" + (f" (field {error.field})" if error.field else "")
+
+
+def requeue(engine: Engine, document: str, *, actor: str, destination: str | None = None) -> bool:
+    """Put a failed posting (a dead letter) back in the queue, due now: a document's (a
+    journal entry's...), or a summary's of summarised posting (``SUM-...``); of
+    ``destination``, or of every destination where it failed. False if none was failed.
+    Audited as ``actor``'s."""
     with engine.begin() as conn:
-        if erp_postings.requeue(conn, entry_id, _utcnow(), actor=actor):
+        if erp_postings.requeue(conn, document, _utcnow(), actor=actor, destination=destination):
             return True
-        return gl_summaries.requeue(conn, entry_id, _utcnow(), actor=actor)
+        return gl_summaries.requeue(conn, document, _utcnow(), actor=actor, destination=destination)

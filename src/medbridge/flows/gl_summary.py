@@ -37,6 +37,7 @@ from medbridge.canonical.erp import ErpAuthError, ErpPort, ErpRejected, ErpUnava
 from medbridge.canonical.finance import JournalEntry
 from medbridge.canonical.movements import MovementKind
 from medbridge.domain.gl_summary import (
+    CONSUMPTION,
     GlPostingMode,
     SummaryPeriod,
     slice_for,
@@ -51,14 +52,14 @@ from medbridge.store.gl_summaries import Summary
 
 log = get_logger(__name__)
 
-CONSUMPTION = frozenset({MovementKind.DISPENSE, MovementKind.CLINICAL_CONSUMPTION})
-
 
 @dataclass(frozen=True)
 class GlPostingPolicy:
     """How the general ledger receives MedBridge's entries (per destination, later)."""
 
     mode: GlPostingMode = GlPostingMode.PER_EVENT
+    destination: str = "tryton"
+    """The ERP destination whose summaries this is (each summarises its own entries)."""
     period: SummaryPeriod = SummaryPeriod.HOUR
     grace: float = 300.0  # seconds after a slice's end before it is closed
     summarised_kinds: frozenset[MovementKind] = CONSUMPTION
@@ -108,12 +109,13 @@ class GlSummarizer:
         grace = timedelta(seconds=self.policy.grace)
         try:
             with self.engine.begin() as conn:
-                last = gl_summaries.last_closed(conn, period)
+                dest = self.policy.destination
+                last = gl_summaries.last_closed(conn, period, dest)
                 slices: dict[tuple[str, datetime], list[tuple[str, datetime]]] = defaultdict(list)
                 # a slice closes once its end + grace has passed: only events before the end
                 # of the latest such slice can be in one (a late one goes to a later slice)
                 latest = slice_start(now - grace - period.length, period) + period.length
-                for a in gl_summaries.awaiting(conn, before=latest):
+                for a in gl_summaries.awaiting(conn, before=latest, destination=dest):
                     own = slice_start(a.occurred_at, period)
                     start = slice_for(a.occurred_at, period, last.get(a.facility))
                     slices[(a.facility, start)].append((a.entry_id, own))
@@ -122,7 +124,7 @@ class GlSummarizer:
                     if start + period.length + grace > now:
                         continue
                     ident = summary_id(facility, start, period)
-                    gl_summaries.close(conn, ident, facility, start, period, members, now)
+                    gl_summaries.close(conn, ident, facility, start, period, members, now, dest)
                     log.info("gl_summary.closed", summary_id=ident, entries=len(members))
                     closed += 1
         except IntegrityError:  # another summarizer closed a slice first: look again next round
@@ -136,7 +138,11 @@ class GlSummarizer:
             return 0
         with self.engine.begin() as conn:
             due = gl_summaries.claim(
-                conn, self.policy.batch_size, now, timedelta(seconds=self.policy.lease)
+                conn,
+                self.policy.batch_size,
+                now,
+                timedelta(seconds=self.policy.lease),
+                self.policy.destination,
             )
             built = [(s, self._entry(conn, s)) for s in due]
         if not due:
@@ -146,7 +152,7 @@ class GlSummarizer:
         settled = 0
         with self.engine.begin() as conn:
             for s in empty:
-                gl_summaries.mark_posted(conn, s.summary_id, None, now)
+                gl_summaries.mark_posted(conn, s.summary_id, None, now, s.destination)
                 settled += 1
         if not to_post:
             return settled
@@ -163,15 +169,19 @@ class GlSummarizer:
             for (s, _), result in zip(to_post, results, strict=True):
                 if isinstance(result, ErpRejected):
                     reason = f"{type(result).__name__}: {result}"
-                    gl_summaries.mark_failed(conn, s.summary_id, reason)
+                    gl_summaries.mark_failed(conn, s.summary_id, reason, s.destination)
                     log.warning("gl_summary.rejected", summary_id=s.summary_id, reason=reason)
                 else:
-                    gl_summaries.mark_posted(conn, s.summary_id, result.erp_id, self._now())
+                    gl_summaries.mark_posted(
+                        conn, s.summary_id, result.erp_id, self._now(), s.destination
+                    )
                 settled += 1
         return settled
 
     def _entry(self, conn: Connection, summary: Summary) -> JournalEntry | None:
-        net, count, currencies = gl_summaries.net_lines(conn, summary.summary_id)
+        net, count, currencies = gl_summaries.net_lines(
+            conn, summary.summary_id, summary.destination
+        )
         if len(currencies) > 1:
             raise ValueError(f"summary {summary.summary_id} mixes currencies {currencies}")
         return summary_entry(
@@ -190,10 +200,10 @@ class GlSummarizer:
             for s in due:
                 attempts = s.attempts + 1
                 if bounded and attempts >= self.policy.retry.max_attempts:
-                    gl_summaries.mark_failed(conn, s.summary_id, reason)
+                    gl_summaries.mark_failed(conn, s.summary_id, reason, s.destination)
                     failed += 1
                     continue
                 at = self._now() + timedelta(seconds=self.policy.retry.backoff(attempts))
-                gl_summaries.mark_retry(conn, s.summary_id, reason, at)
+                gl_summaries.mark_retry(conn, s.summary_id, reason, at, s.destination)
         log.warning("gl_summary.retry", summaries=len(due), error=reason)
         return failed

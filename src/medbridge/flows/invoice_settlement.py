@@ -37,7 +37,7 @@ from medbridge.domain.matching import (
 from medbridge.flows.escalation import escalate
 from medbridge.flows.invoice_booking import ap_accounts, journal_entries, settlement
 from medbridge.flows.invoice_matching import match_book, match_input, match_lines, result_json
-from medbridge.flows.procurement_runtime import TERMINAL, failpoint, runtime
+from medbridge.flows.procurement_runtime import TERMINAL, failpoint, now, runtime
 from medbridge.observability import tracing
 from medbridge.observability.logging import get_logger
 from medbridge.store import ledger as ledger_store
@@ -259,7 +259,10 @@ def _post(invoice: dict[str, Any], decision: dict[str, Any] | None) -> str:
         }
         fresh = [e for e in entries if e.entry_id not in known]
         here = tracing.headers_of()  # the workflow's span, when tracing is on
-        ledger_store.record(conn, [], fresh, {e.entry_id: here for e in fresh})
+        deliveries = rt.router.journal(conn, fresh, now())
+        ledger_store.record(
+            conn, [], fresh, {e.entry_id: here for e in fresh}, deliveries=deliveries
+        )
         store.set_invoice(conn, key, status=outcome, erp_id=erp_id)
     failpoint("post")
     log.info("procurement.invoice_posted", invoice=key, outcome=outcome, erp_id=erp_id)

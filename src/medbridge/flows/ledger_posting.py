@@ -21,6 +21,7 @@ trace context, so the ERP call, later and elsewhere, joins the same trace.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from decimal import Decimal
 
 from pydantic import ValidationError
@@ -34,9 +35,10 @@ from medbridge.canonical.masterdata import Item
 from medbridge.canonical.movements import EVENT_TYPES, MovementKind, StockMovement
 from medbridge.canonical.tasks import Action, NewTask, WorkQueue
 from medbridge.domain.errors import InsufficientStock, InvalidMovement
+from medbridge.domain.gl_summary import CONSUMPTION
 from medbridge.domain.ledger import NO_LOT, ValuedMovement, from_canonical
 from medbridge.domain.posting import PostingContext, journal_entry_for
-from medbridge.flows.gl_summary import GlPostingPolicy
+from medbridge.flows.erp_routing import ErpRouter
 from medbridge.masterdata.repository import MasterDataRepository
 from medbridge.masterdata.validation import check_current
 from medbridge.observability import tracing
@@ -78,10 +80,13 @@ class LedgerPosting:
         self,
         engine: Engine,
         masterdata: MasterDataRepository,
-        gl: GlPostingPolicy | None = None,
+        router: ErpRouter | None = None,
+        summarised_kinds: frozenset[MovementKind] = CONSUMPTION,
     ) -> None:
         self.engine, self.masterdata = engine, masterdata
-        self.gl = gl or GlPostingPolicy()
+        self.router = router or ErpRouter.single()
+        self.summarised_kinds = summarised_kinds
+        """The entries a destination with summarised GL posting receives in slices."""
 
     @property
     def name(self) -> str:
@@ -120,7 +125,7 @@ class LedgerPosting:
                 + [(m.item, m.to_location) for m in movements if m.to_location],
             )
             applied, entries, tasks = [], [], []
-            summarised: set[str] = set()
+            summarisable: set[str] = set()
             for message in fresh:
                 envelope = envelopes[message.event_id]
                 movement = envelope.data
@@ -156,8 +161,8 @@ class LedgerPosting:
                 )
                 if entry is not None:
                     entries.append(entry)
-                    if self.gl.summarises(movement.kind) and _one_facility(entry):
-                        summarised.add(entry.entry_id)
+                    if movement.kind in self.summarised_kinds and _one_facility(entry):
+                        summarisable.add(entry.entry_id)
                 if valued.discrepancy is not None:
                     task = discrepancy_task(valued, movement, item, message)
                     tasks.append(task.model_copy(update={"facility": location.facility}))
@@ -167,7 +172,8 @@ class LedgerPosting:
                 if tracing.enabled()
                 else None
             )
-            ledger_store.record(conn, applied, entries, traces, summarised)
+            deliveries = self.router.journal(conn, entries, datetime.now(UTC), summarisable)
+            ledger_store.record(conn, applied, entries, traces, deliveries=deliveries)
             opened = [task for task in tasks if work_items.open_task(conn, task)[1]]
         for task in opened:  # said once it is committed, never for a rolled-back batch
             log.warning(

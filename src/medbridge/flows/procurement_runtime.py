@@ -28,6 +28,7 @@ from medbridge.canonical.erp import ErpPort, ErpUnavailable
 from medbridge.canonical.partners import TradingPartner
 from medbridge.canonical.trade import PartnerItem
 from medbridge.domain.matching import Tolerances
+from medbridge.flows.erp_routing import ErpRouter
 from medbridge.flows.intake import MovementIntake
 from medbridge.flows.replenishment import ReplenishmentPlanner
 from medbridge.flows.trade import TradeOutbox
@@ -90,6 +91,8 @@ class ProcurementRuntime:
     planner: ReplenishmentPlanner
     erp: Callable[[], ErpPort | None]
     policy: ProcurementPolicy = field(default_factory=ProcurementPolicy)
+    router: ErpRouter = field(default_factory=ErpRouter.single)
+    """Where each ERP document goes (system of record, shadows)."""
     buyer: str = "NET"
     _erp_lock: threading.Lock = field(default_factory=threading.Lock)
     stopping: threading.Event = field(default_factory=threading.Event)

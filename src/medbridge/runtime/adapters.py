@@ -22,6 +22,8 @@ from medbridge.bus.sql import SqlBus
 from medbridge.canonical.erp import ErpPort
 from medbridge.connectors.tryton.config import TrytonConfig, TrytonSeries
 from medbridge.connectors.tryton.outbound import TrytonErp
+from medbridge.domain.erp_routing import ErpDomain
+from medbridge.runtime.policies import erp_destinations
 from medbridge.runtime.registry import Registry
 from medbridge.settings import Settings
 
@@ -107,11 +109,14 @@ ERPS.register("tryton", TrytonConfig, tryton_config, _build_tryton)
 
 
 class ErpSlot:
-    """The ERP destination of this process: its config (None: no ERP), attachable once
-    known. ``build()`` makes a new adapter each call (adapters are not thread-safe)."""
+    """One ERP destination of this process (``name``, an adapter of registry ``kind``): its
+    config (None: no ERP), attachable once known. ``build()`` makes a new adapter each call
+    (adapters are not thread-safe)."""
 
-    def __init__(self, config: TrytonConfig | None, kind: str = "tryton") -> None:
-        self.kind = kind
+    def __init__(
+        self, config: TrytonConfig | None, kind: str = "tryton", name: str = "tryton"
+    ) -> None:
+        self.kind, self.name = kind, name
         self._config = config
         self._lock = threading.Lock()
         self._subscribers: list[Callable[[TrytonConfig], None]] = []
@@ -138,6 +143,33 @@ class ErpSlot:
     def build(self) -> ErpPort | None:
         config = self._config
         return None if config is None else ERPS[self.kind].build(config, None)
+
+
+def erp_slots(settings: Settings) -> dict[str, ErpSlot]:
+    """A slot per ERP destination (``policies.erp_destinations``), by name."""
+    slots: dict[str, ErpSlot] = {}
+    for name, d in erp_destinations(settings).items():
+        config = None
+        if d.url:
+            if not d.database or d.password is None:
+                raise ValueError(f"ERP {name}: a url needs its database and password too")
+            config = TrytonConfig(
+                url=d.url,
+                database=d.database,
+                user=d.user,
+                password=d.password,
+                series=TrytonSeries(d.series),
+            )
+        slots[name] = ErpSlot(config, name=name)
+    return slots
+
+
+def primary_destination(settings: Settings) -> str:
+    """The destination of this process's one-ERP uses (the demo's ERP, ``erp sync``): the
+    GL's system of record for every facility, else the first."""
+    names = list(erp_destinations(settings))
+    gl = settings.erp_routes.get(ErpDomain.GL)
+    return gl.record if gl is not None else names[0]
 
 
 class SerializedErp:

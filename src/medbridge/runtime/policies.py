@@ -7,14 +7,23 @@ from __future__ import annotations
 from datetime import timedelta
 
 from medbridge.bus.port import RetryPolicy
+from medbridge.domain.erp_routing import (
+    ALL_FACILITIES,
+    Capability,
+    ErpDomain,
+    Route,
+    RoutingTable,
+    single,
+)
 from medbridge.domain.gl_summary import GlPostingMode, SummaryPeriod
 from medbridge.domain.matching import Tolerances
 from medbridge.flows.erp_posting import ErpPostingPolicy, PostingWindows
+from medbridge.flows.erp_routing import ErpRouter
 from medbridge.flows.gl_summary import GlPostingPolicy
 from medbridge.flows.ledger_posting import INFRASTRUCTURE_ERRORS, PERMANENT_ERRORS
 from medbridge.flows.procurement import ProcurementPolicy
 from medbridge.flows.replenishment import PlannerPolicy
-from medbridge.settings import Settings
+from medbridge.settings import ErpDestinationSettings, Settings
 
 
 def consumer_retry(settings: Settings) -> RetryPolicy:
@@ -37,41 +46,99 @@ def ledger_retry(settings: Settings) -> RetryPolicy:
     )
 
 
-def erp_posting_policy(settings: Settings, erp_name: str = "tryton") -> ErpPostingPolicy:
+DEFAULT_DESTINATION = "tryton"
+
+
+def erp_destinations(settings: Settings) -> dict[str, ErpDestinationSettings]:
+    """The named ERPs: ``erps``, or the one of the flat ``erp_*`` settings, named ``tryton``
+    (its GL posting mode ``erp_gl_posting``, per event by default)."""
+    if settings.erps:
+        return dict(settings.erps)
     s = settings
-    return ErpPostingPolicy(
-        erp_name=erp_name,
-        batch_size=s.erp_batch_size,
+    one = ErpDestinationSettings.model_construct(
+        url=s.erp_url,
+        database=s.erp_database,
+        user=s.erp_user,
+        password=s.erp_password,
+        series=s.erp_series,
+        capabilities=list(Capability),
         rate_limit=s.erp_rate_limit,
         burst=s.erp_burst,
-        failure_threshold=s.erp_breaker_failures,
-        cool_down=s.erp_breaker_cool_down,
+        batch_size=s.erp_batch_size,
+        hold_windows=s.erp_hold_windows,
+        hold_timezone=s.erp_hold_timezone,
+        breaker_failures=s.erp_breaker_failures,
+        breaker_cool_down=s.erp_breaker_cool_down,
         auth_cool_down=s.erp_auth_cool_down,
+        retry_initial_backoff=s.erp_retry_initial_backoff,
+        retry_max_backoff=s.erp_retry_max_backoff,
         lease=s.erp_lease,
-        windows=PostingWindows.parse(s.erp_hold_windows, s.erp_hold_timezone),
-        retry=RetryPolicy(
-            max_attempts=s.retry_max_attempts,
-            initial_backoff=s.erp_retry_initial_backoff,
-            max_backoff=s.erp_retry_max_backoff,
-        ),
+        poll_interval=s.erp_poll_interval,
+        gl_posting=s.erp_gl_posting,
+        summary_period=s.erp_summary_period,
+        summary_grace=s.erp_summary_grace,
+        summary_interval=s.erp_summary_interval,
+    )
+    return {DEFAULT_DESTINATION: one}
+
+
+def routing_table(settings: Settings) -> RoutingTable:
+    """The base routes (``erp_routes``; with one ERP and none given: every domain it offers
+    to it). Raises ``RoutingError`` naming the route that does not fit the destinations."""
+    destinations = erp_destinations(settings)
+    offers = {name: frozenset(d.capabilities) for name, d in destinations.items()}
+    if not settings.erp_routes:
+        [(name, caps)] = offers.items()
+        return single(name, caps)
+    base: dict[tuple[ErpDomain, str], Route] = {}
+    for domain, route in settings.erp_routes.items():
+        base[(domain, ALL_FACILITIES)] = Route(route.record, tuple(route.shadow))
+        for facility, own in route.facilities.items():
+            base[(domain, facility)] = Route(own.record, tuple(own.shadow))
+    return RoutingTable(offers, base)
+
+
+def erp_router(settings: Settings) -> ErpRouter:
+    modes = {name: GlPostingMode(d.gl_posting) for name, d in erp_destinations(settings).items()}
+    return ErpRouter(routing_table(settings), modes)
+
+
+def _retry(settings: Settings, d: ErpDestinationSettings) -> RetryPolicy:
+    return RetryPolicy(
+        max_attempts=settings.retry_max_attempts,
+        initial_backoff=d.retry_initial_backoff,
+        max_backoff=d.retry_max_backoff,
     )
 
 
-def gl_posting_policy(settings: Settings) -> GlPostingPolicy:
-    s = settings
+def erp_posting_policy(settings: Settings, erp_name: str = DEFAULT_DESTINATION) -> ErpPostingPolicy:
+    d = erp_destinations(settings)[erp_name]
+    return ErpPostingPolicy(
+        erp_name=erp_name,
+        batch_size=d.batch_size,
+        rate_limit=d.rate_limit,
+        burst=d.burst,
+        failure_threshold=d.breaker_failures,
+        cool_down=d.breaker_cool_down,
+        auth_cool_down=d.auth_cool_down,
+        lease=d.lease,
+        windows=PostingWindows.parse(d.hold_windows, d.hold_timezone),
+        retry=_retry(settings, d),
+    )
+
+
+def gl_posting_policy(settings: Settings, erp_name: str = DEFAULT_DESTINATION) -> GlPostingPolicy:
+    d = erp_destinations(settings)[erp_name]
     return GlPostingPolicy(
-        mode=GlPostingMode(s.erp_gl_posting),
-        period=SummaryPeriod(s.erp_summary_period),
-        grace=s.erp_summary_grace,
-        batch_size=s.erp_batch_size,
-        lease=s.erp_lease,
-        interval=s.erp_summary_interval,
-        windows=PostingWindows.parse(s.erp_hold_windows, s.erp_hold_timezone),
-        retry=RetryPolicy(
-            max_attempts=s.retry_max_attempts,
-            initial_backoff=s.erp_retry_initial_backoff,
-            max_backoff=s.erp_retry_max_backoff,
-        ),
+        mode=GlPostingMode(d.gl_posting),
+        destination=erp_name,
+        period=SummaryPeriod(d.summary_period),
+        grace=d.summary_grace,
+        batch_size=d.batch_size,
+        lease=d.lease,
+        interval=d.summary_interval,
+        windows=PostingWindows.parse(d.hold_windows, d.hold_timezone),
+        retry=_retry(settings, d),
     )
 
 

@@ -72,7 +72,11 @@ from medbridge.observability.logging import get_logger
 from medbridge.observability.metrics import BusCollector, register_bus_collector
 from medbridge.runtime.adapters import serialized
 from medbridge.runtime.listeners import hl7_config, listener_loops
-from medbridge.runtime.policies import erp_posting_policy, gl_posting_policy
+from medbridge.runtime.policies import (
+    erp_destinations,
+    erp_posting_policy,
+    gl_posting_policy,
+)
 from medbridge.runtime.root import Root
 from medbridge.runtime.supervisor import Loop, Supervisor
 from medbridge.runtime.var_secrets import console_session_key, oauth_signing_key
@@ -91,37 +95,39 @@ class Role(StrEnum):
 
 
 class GlSummaryLoop:
-    """Summarised GL posting: closes slices and posts their summaries to the ERP."""
+    """Summarised GL posting of one destination: closes its slices and posts its summaries."""
 
-    def __init__(self, mb: Root) -> None:
-        self.mb = mb
+    def __init__(self, mb: Root, destination: str) -> None:
+        self.mb, self.destination = mb, destination
 
     def run(self, stop: threading.Event) -> None:
-        policy = gl_posting_policy(self.mb.settings)
-        erp = self.mb.erp()
+        policy = gl_posting_policy(self.mb.settings, self.destination)
+        erp = self.mb.erp(self.destination)
         while erp is None:  # the demo's ERP is attached once its trytond is up
             if stop.wait(policy.interval):
                 return
-            erp = self.mb.erp()
+            erp = self.mb.erp(self.destination)
         GlSummarizer(self.mb.engine, erp, policy).run(stop)
 
 
 class ErpPoster:
-    """The ERP posting outbox worker, against the ERP the slot holds when it starts."""
+    """The ERP outbox worker of one destination, against the ERP its slot holds when it
+    starts."""
 
-    def __init__(self, mb: Root) -> None:
-        self.mb = mb
+    def __init__(self, mb: Root, destination: str) -> None:
+        self.mb, self.destination = mb, destination
 
     def run(self, stop: threading.Event) -> None:
-        erp = self.mb.erp()
+        erp = self.mb.erp(self.destination)
         if erp is None:
-            raise RuntimeError("no ERP attached")
-        policy = erp_posting_policy(self.mb.settings, self.mb.erp_slot.kind)
-        ErpPosting(self.mb.engine, erp, policy).run(stop, self.mb.settings.erp_poll_interval)
+            raise RuntimeError(f"no ERP attached for {self.destination}")
+        policy = erp_posting_policy(self.mb.settings, self.destination)
+        interval = erp_destinations(self.mb.settings)[self.destination].poll_interval
+        ErpPosting(self.mb.engine, erp, policy).run(stop, interval)
 
 
 def worker_loops(mb: Root, demo: DemoWiring | None = None) -> list[Loop]:
-    """Consumers, the ERP posting outbox and (with workflows) the planner; DBOS launched."""
+    """Consumers, the ERP outbox workers and (with workflows) the planner; DBOS launched."""
     s, loops = mb.settings, []
     if s.workflows_enabled:
         workflows = mb.workflows(demo.channel if demo is not None else None)
@@ -135,13 +141,18 @@ def worker_loops(mb: Root, demo: DemoWiring | None = None) -> list[Loop]:
         loops.append(Loop("alerts", alert_monitor(mb).run))
     if s.message_retention_days:
         loops.append(Loop("message-retention", message_retention(mb).run))
-    poster = ErpPoster(mb)
-    if mb.erp_slot.config is not None:
-        loops.append(Loop("erp-posting", poster.run))
-    elif demo is not None:
-        loops.append(Loop("demo-erp", DemoErpLoop(s, mb.erp_slot.attach, poster.run).run))
-    if s.erp_gl_posting == "summarised" and (mb.erp_slot.config is not None or demo is not None):
-        loops.append(Loop("gl-summary", GlSummaryLoop(mb).run))
+    destinations = erp_destinations(s)
+    for name, slot in mb.erp_slots.items():
+        suffix = "" if len(mb.erp_slots) == 1 else f"-{name}"
+        poster = ErpPoster(mb, name)
+        demo_erp = demo is not None and slot is mb.erp_slot and slot.config is None
+        if slot.config is not None:
+            loops.append(Loop(f"erp-posting{suffix}", poster.run))
+        elif demo_erp:
+            loops.append(Loop("demo-erp", DemoErpLoop(s, slot.attach, poster.run).run))
+        summarised = destinations[name].gl_posting == "summarised"
+        if summarised and (slot.config is not None or demo_erp):
+            loops.append(Loop(f"gl-summary{suffix}", GlSummaryLoop(mb, name).run))
     return loops
 
 

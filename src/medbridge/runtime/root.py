@@ -14,6 +14,7 @@ from medbridge.bus.consumer import Consumer
 from medbridge.canonical.erp import ErpPort
 from medbridge.canonical.partners import TradingPartner
 from medbridge.flows.cxml_exchange import CxmlExchange
+from medbridge.flows.erp_routing import ErpRouter
 from medbridge.flows.trade import Answer, SupplierChannel
 from medbridge.flows.work_queue import WorkQueues
 from medbridge.flows.workflows import Workflows
@@ -27,11 +28,14 @@ class Root(Wiring, Protocol):
     settings: Settings
     clients: ClientRegistry
     consumers: dict[str, Consumer]
+    erp_slots: dict[str, ErpSlot]
     erp_slot: ErpSlot
     partners: dict[str, TradingPartner]
     auto_receive: bool
 
-    def erp(self) -> ErpPort | None: ...
+    def erp(self, destination: str | None = None) -> ErpPort | None: ...
+
+    def erp_router(self) -> ErpRouter: ...
 
     def work_queues(self) -> WorkQueues: ...
 

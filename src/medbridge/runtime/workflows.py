@@ -71,6 +71,7 @@ def build_workflows(
         planner=ReplenishmentPlanner(mb.engine, mb.masterdata, work_queues, planner_policy(s)),
         erp=WorkflowErp(mb) if erp is None else given_erp,
         policy=procurement_policy(s, auto_receive=mb.auto_receive),
+        router=mb.erp_router(),
     )
     workflows = Workflows(
         runtime,

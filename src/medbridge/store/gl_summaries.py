@@ -4,8 +4,10 @@ outbox row) and ``gl_summary_entries`` (the drill-down: each summarised entry, i
 A summary's life: ``pending`` (due at ``next_attempt_at``) -> ``posted`` (with the ERP's
 move; its entries' ``erp_postings`` rows then ``posted`` with the same move) or ``failed``
 (the ERP refused it, with the reason) or ``empty`` (its entries net to nothing: no move).
-``summary_id`` is the primary key and derived from the slice: closing a slice twice fails on
-it, and an entry is in one summary at most (``gl_summary_entries``' key is the entry).
+Per destination (a named ERP): ``(summary_id, destination)`` is the primary key and the id
+is derived from the slice, so every ERP holds the summary of a slice under the same reference;
+closing a slice twice fails on it, and an entry is in one summary at most per destination
+(``gl_summary_entries``' key is the entry and the destination).
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from decimal import Decimal
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import Connection, func, insert, select, update
+from sqlalchemy import Connection, and_, func, insert, select, update
 
 from medbridge.domain.gl_summary import LineKey, SummaryPeriod
 from medbridge.store.erp_postings import PostingStatus, requeue_failed
@@ -39,6 +41,9 @@ class SummaryStatus(StrEnum):
     EMPTY = "empty"
 
 
+DEFAULT = "tryton"
+
+
 @dataclass(frozen=True)
 class Summary:
     summary_id: str
@@ -52,6 +57,7 @@ class Summary:
     next_attempt_at: datetime
     posted_at: datetime | None
     created_at: datetime
+    destination: str = DEFAULT
 
 
 @dataclass(frozen=True)
@@ -64,36 +70,43 @@ class Awaiting:
 
 
 def awaiting(
-    conn: Connection, before: datetime | None = None, limit: int = 100_000
+    conn: Connection,
+    before: datetime | None = None,
+    limit: int = 100_000,
+    destination: str = DEFAULT,
 ) -> list[Awaiting]:
-    """The ``summarising`` entries in no summary yet, oldest event first; with ``before``,
-    only those of an event before it (the others' slices cannot close yet)."""
+    """The ``summarising`` entries of ``destination`` in no summary of it yet, oldest event
+    first; with ``before``, only those of an event before it (the others' slices cannot
+    close yet)."""
     p, e, m = erp_postings, journal_entries, ledger_movements
     g, ln = gl_summary_entries, journal_lines
     facility = (
-        select(func.min(ln.c.facility)).where(ln.c.entry_id == p.c.entry_id).scalar_subquery()
+        select(func.min(ln.c.facility)).where(ln.c.entry_id == p.c.document).scalar_subquery()
     )
     stmt = (
-        select(p.c.entry_id, m.c.occurred_at, facility)
-        .join(e, e.c.entry_id == p.c.entry_id)
+        select(p.c.document, m.c.occurred_at, facility)
+        .join(e, e.c.entry_id == p.c.document)
         .join(m, m.c.event_id == e.c.source_event_id)
         .where(
+            p.c.destination == destination,
             p.c.status == PostingStatus.SUMMARISING.value,
-            p.c.entry_id.not_in(select(g.c.entry_id)),
+            p.c.document.not_in(select(g.c.entry_id).where(g.c.destination == destination)),
             *([m.c.occurred_at < before] if before is not None else []),
         )
-        .order_by(m.c.occurred_at, p.c.entry_id)
+        .order_by(m.c.occurred_at, p.c.document)
         .limit(limit)
     )
     return [Awaiting(r[0], r[1], r[2]) for r in conn.execute(stmt)]
 
 
-def last_closed(conn: Connection, period: SummaryPeriod) -> dict[str, datetime]:
+def last_closed(
+    conn: Connection, period: SummaryPeriod, destination: str = DEFAULT
+) -> dict[str, datetime]:
     """Per facility, the start of its latest closed slice of this period length."""
     t = gl_summaries
     rows = conn.execute(
         select(t.c.facility, func.max(t.c.slice_start, type_=t.c.slice_start.type))
-        .where(t.c.period == period.value)
+        .where(t.c.period == period.value, t.c.destination == destination)
         .group_by(t.c.facility)
     )
     return {r[0]: r[1] for r in rows}
@@ -107,12 +120,14 @@ def close(
     period: SummaryPeriod,
     members: Sequence[tuple[str, datetime]],
     now: datetime,
+    destination: str = DEFAULT,
 ) -> None:
     """A closed slice: its summary, due now, and its ``members`` (entry id, the slice of its
     event). A second close of the same slice fails on the summary's key."""
     conn.execute(
         insert(gl_summaries).values(
             summary_id=summary_id,
+            destination=destination,
             facility=facility,
             slice_start=start,
             period=period.value,
@@ -123,19 +138,31 @@ def close(
         )
     )
     rows = [
-        {"entry_id": entry_id, "summary_id": summary_id, "event_slice": event_slice}
+        {
+            "entry_id": entry_id,
+            "destination": destination,
+            "summary_id": summary_id,
+            "event_slice": event_slice,
+        }
         for entry_id, event_slice in members
     ]
     for chunk in chunks(rows, 500):
         conn.execute(insert(gl_summary_entries), chunk)
 
 
-def claim(conn: Connection, limit: int, now: datetime, lease: timedelta) -> list[Summary]:
-    """Up to ``limit`` due pending summaries, leased until ``now + lease``."""
+def claim(
+    conn: Connection, limit: int, now: datetime, lease: timedelta, destination: str = DEFAULT
+) -> list[Summary]:
+    """Up to ``limit`` due pending summaries of ``destination``, leased until ``now +
+    lease``."""
     t = gl_summaries
     stmt = (
         select(t)
-        .where(t.c.status == SummaryStatus.PENDING.value, t.c.next_attempt_at <= now)
+        .where(
+            t.c.destination == destination,
+            t.c.status == SummaryStatus.PENDING.value,
+            t.c.next_attempt_at <= now,
+        )
         .order_by(t.c.next_attempt_at, t.c.summary_id)
         .limit(limit)
     )
@@ -144,11 +171,17 @@ def claim(conn: Connection, limit: int, now: datetime, lease: timedelta) -> list
     found = [_summary(r) for r in conn.execute(stmt)]
     ids = [s.summary_id for s in found]
     if ids:
-        conn.execute(update(t).where(t.c.summary_id.in_(ids)).values(next_attempt_at=now + lease))
+        conn.execute(
+            update(t)
+            .where(t.c.destination == destination, t.c.summary_id.in_(ids))
+            .values(next_attempt_at=now + lease)
+        )
     return found
 
 
-def net_lines(conn: Connection, summary_id: str) -> tuple[dict[LineKey, Decimal], int, set[str]]:
+def net_lines(
+    conn: Connection, summary_id: str, destination: str = DEFAULT
+) -> tuple[dict[LineKey, Decimal], int, set[str]]:
     """The summary's entries, summed in the database: debit - credit per (account, cost
     center, facility, party); how many entries; their currencies."""
     g, ln, e = gl_summary_entries, journal_lines, journal_entries
@@ -162,70 +195,98 @@ def net_lines(conn: Connection, summary_id: str) -> tuple[dict[LineKey, Decimal]
             func.sum(ln.c.credit, type_=ln.c.credit.type),
         )
         .join(g, g.c.entry_id == ln.c.entry_id)
-        .where(g.c.summary_id == summary_id)
+        .where(g.c.summary_id == summary_id, g.c.destination == destination)
         .group_by(ln.c.account, ln.c.cost_center, ln.c.facility, ln.c.party)
     )
     net = {(r[0], r[1], r[2], r[3]): Decimal(r[4] or 0) - Decimal(r[5] or 0) for r in rows}
     count = conn.execute(
-        select(func.count()).select_from(g).where(g.c.summary_id == summary_id)
+        select(func.count())
+        .select_from(g)
+        .where(g.c.summary_id == summary_id, g.c.destination == destination)
     ).scalar_one()
     currencies = set(
         conn.execute(
             select(e.c.currency)
             .distinct()
             .join(g, g.c.entry_id == e.c.entry_id)
-            .where(g.c.summary_id == summary_id)
+            .where(g.c.summary_id == summary_id, g.c.destination == destination)
         ).scalars()
     )
     return net, int(count), currencies
 
 
-def _members(summary_id: str) -> Any:
-    return select(gl_summary_entries.c.entry_id).where(
-        gl_summary_entries.c.summary_id == summary_id
-    )
+def _members(summary_id: str, destination: str) -> Any:
+    g = gl_summary_entries
+    return select(g.c.entry_id).where(g.c.summary_id == summary_id, g.c.destination == destination)
 
 
-def mark_posted(conn: Connection, summary_id: str, erp_id: str | None, now: datetime) -> None:
+def _key(summary_id: str, destination: str) -> Any:
+    t = gl_summaries
+    return and_(t.c.summary_id == summary_id, t.c.destination == destination)
+
+
+def mark_posted(
+    conn: Connection,
+    summary_id: str,
+    erp_id: str | None,
+    now: datetime,
+    destination: str = DEFAULT,
+) -> None:
     """The summary posted (``erp_id`` None: empty, nothing to post), and every entry in it."""
     t, p = gl_summaries, erp_postings
     status = SummaryStatus.POSTED if erp_id is not None else SummaryStatus.EMPTY
     conn.execute(
         update(t)
-        .where(t.c.summary_id == summary_id)
+        .where(_key(summary_id, destination))
         .values(status=status.value, erp_id=erp_id, attempts=t.c.attempts + 1, posted_at=now)
     )
     conn.execute(
         update(p)
-        .where(p.c.entry_id.in_(_members(summary_id)))
+        .where(
+            p.c.destination == destination,
+            p.c.document.in_(_members(summary_id, destination)),
+        )
         .values(status=PostingStatus.POSTED.value, erp_id=erp_id, posted_at=now)
     )
 
 
-def mark_retry(conn: Connection, summary_id: str, error: str, at: datetime) -> None:
+def mark_retry(
+    conn: Connection, summary_id: str, error: str, at: datetime, destination: str = DEFAULT
+) -> None:
     t = gl_summaries
     conn.execute(
         update(t)
-        .where(t.c.summary_id == summary_id)
+        .where(_key(summary_id, destination))
         .values(attempts=t.c.attempts + 1, last_error=error[:2000], next_attempt_at=at)
     )
 
 
-def mark_failed(conn: Connection, summary_id: str, error: str) -> None:
+def mark_failed(conn: Connection, summary_id: str, error: str, destination: str = DEFAULT) -> None:
     t = gl_summaries
     conn.execute(
         update(t)
-        .where(t.c.summary_id == summary_id)
+        .where(_key(summary_id, destination))
         .values(
             status=SummaryStatus.FAILED.value, attempts=t.c.attempts + 1, last_error=error[:2000]
         )
     )
 
 
-def requeue(conn: Connection, summary_id: str, now: datetime, *, actor: str) -> bool:
-    """A failed summary back to pending, due now (after the fix in the ERP). False if not
-    failed. Audited as ``actor``'s, with the error it had failed with."""
-    return requeue_failed(conn, gl_summaries, "summary_id", summary_id, now, actor, "gl_summary")
+def requeue(
+    conn: Connection, summary_id: str, now: datetime, *, actor: str, destination: str | None = None
+) -> bool:
+    """A failed summary back to pending, due now (after the fix in the ERP): of
+    ``destination``, or of every one where it failed. False if none was. Audited as
+    ``actor``'s, with the error it had failed with."""
+    t = gl_summaries
+    where = [t.c.summary_id == summary_id, t.c.status == SummaryStatus.FAILED.value]
+    if destination is not None:
+        where.append(t.c.destination == destination)
+    done = False
+    for name in conn.execute(select(t.c.destination).where(*where)).scalars():
+        key = {"summary_id": summary_id, "destination": name}
+        done |= requeue_failed(conn, t, key, now, actor, "gl_summary")
+    return done
 
 
 # --- read side -----------------------------------------------------------------------------
@@ -244,22 +305,34 @@ def _summary(row: Any) -> Summary:
         row.next_attempt_at,
         row.posted_at,
         row.created_at,
+        row.destination,
     )
 
 
-def get(conn: Connection, summary_id: str) -> Summary | None:
-    row = conn.execute(select(gl_summaries).where(gl_summaries.c.summary_id == summary_id)).first()
+def get(conn: Connection, summary_id: str, destination: str | None = None) -> Summary | None:
+    """The summary (of ``destination``; None: the first destination's by name)."""
+    t = gl_summaries
+    stmt = select(t).where(t.c.summary_id == summary_id).order_by(t.c.destination).limit(1)
+    if destination is not None:
+        stmt = stmt.where(t.c.destination == destination)
+    row = conn.execute(stmt).first()
     return None if row is None else _summary(row)
 
 
 def summaries(
-    conn: Connection, *, facilities: frozenset[str] | None = None, limit: int = 1000
+    conn: Connection,
+    *,
+    facilities: frozenset[str] | None = None,
+    destination: str | None = None,
+    limit: int = 1000,
 ) -> list[Summary]:
     """The summaries, newest slice first (of ``facilities`` only, when given)."""
     t = gl_summaries
-    stmt = select(t).order_by(t.c.slice_start.desc(), t.c.facility).limit(limit)
+    stmt = select(t).order_by(t.c.slice_start.desc(), t.c.facility, t.c.destination).limit(limit)
     if facilities is not None:
         stmt = stmt.where(t.c.facility.in_(facilities))
+    if destination is not None:
+        stmt = stmt.where(t.c.destination == destination)
     return [_summary(r) for r in conn.execute(stmt)]
 
 
@@ -277,7 +350,9 @@ class DrillLine:
     credit: Decimal
 
 
-def drill_down(conn: Connection, summary_id: str, *, limit: int = 10_000) -> list[DrillLine]:
+def drill_down(
+    conn: Connection, summary_id: str, *, destination: str = DEFAULT, limit: int = 10_000
+) -> list[DrillLine]:
     """Every journal line of the entries in the summary, by (account, cost center), entry."""
     g, ln = gl_summary_entries, journal_lines
     stmt = (
@@ -292,7 +367,7 @@ def drill_down(conn: Connection, summary_id: str, *, limit: int = 10_000) -> lis
             ln.c.credit,
         )
         .join(g, g.c.entry_id == ln.c.entry_id)
-        .where(g.c.summary_id == summary_id)
+        .where(g.c.summary_id == summary_id, g.c.destination == destination)
         .order_by(ln.c.account, ln.c.cost_center, ln.c.entry_id, ln.c.line_no)
         .limit(limit)
     )
@@ -309,9 +384,11 @@ def failed_count(conn: Connection, facilities: frozenset[str] | None = None) -> 
 
 
 def summary_of(conn: Connection, entry_id: str) -> str | None:
-    """The summary a journal entry went into (None: none, or not yet)."""
+    """The summary a journal entry went into (None: none, or not yet); the same id in every
+    destination that summarised it."""
+    g = gl_summary_entries
     found: str | None = conn.execute(
-        select(gl_summary_entries.c.summary_id).where(gl_summary_entries.c.entry_id == entry_id)
+        select(g.c.summary_id).where(g.c.entry_id == entry_id).limit(1)
     ).scalar_one_or_none()
     return found
 

@@ -3,7 +3,7 @@ record applied movements and journal entries, and the read-side queries."""
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from decimal import Decimal
@@ -124,11 +124,12 @@ def record(
     applied: Sequence[AppliedMovement],
     entries: Sequence[JournalEntry],
     traces: Mapping[str, tuple[str | None, str | None]] | None = None,
-    summarised: Collection[str] = (),
+    *,
+    deliveries: Sequence[erp_postings.Delivery],
 ) -> None:
-    """Store the applied movements and the journal entries, and queue the entries the ERP is
-    to receive. ``traces``: per entry id, the trace context its ERP posting continues;
-    ``summarised``: the entries the ERP receives in their slice's summary."""
+    """Store the applied movements and the journal entries, and queue what the ERPs are to
+    receive of them (``deliveries``: ``flows.erp_routing.ErpRouter.journal``). ``traces``:
+    per entry id, the trace context its ERP postings continue."""
     now = datetime.now(UTC)
     if applied:
         _insert_movements(
@@ -185,15 +186,9 @@ def record(
                 for n, line in enumerate(e.lines, start=1)
             ],
         )
-        # the outbox: the ERP posting is due from the moment the entry exists, never before;
-        # an entry the ERP's own document books is never sent (one booking per event)
-        erp_postings.enqueue(
-            conn,
-            [e.entry_id for e in entries if e.booked_by is BookedBy.MEDBRIDGE],
-            now,
-            traces,
-            summarised,
-        )
+        # the outbox: the ERP postings are due from the moment the entry exists, never
+        # before; an entry the ERP's own document books is never sent (one booking per event)
+        erp_postings.enqueue(conn, deliveries, now, traces)
 
 
 # --- read side -----------------------------------------------------------------------------

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection, and_, select
 
 from medbridge.store.tables import (
     bus_events,
@@ -71,28 +71,41 @@ def trace(conn: Connection, correlation_id: str, *, limit: int = 1000) -> list[T
             )
         )
     j, p, g = journal_entries, erp_postings, gl_summary_entries
+    seen: set[str] = set()
     for row in conn.execute(
-        select(j, p.c.status, p.c.erp_id, p.c.posted_at, g.c.summary_id)
-        .select_from(
-            j.outerjoin(p, p.c.entry_id == j.c.entry_id).outerjoin(g, g.c.entry_id == j.c.entry_id)
+        select(
+            j,
+            p.c.status,
+            p.c.erp_id,
+            p.c.posted_at,
+            p.c.destination,
+            p.c.role,
+            g.c.summary_id,
         )
-        .where(j.c.correlation_id == correlation_id)
-        .order_by(j.c.created_at)
-        .limit(limit)
-    ):
-        steps.append(
-            TraceStep(
-                row.created_at,
-                "journal_entry",
-                row.entry_id,
-                {
-                    "description": row.description,
-                    "period": row.period,
-                    "booked_by": row.booked_by,
-                    "erp_document": row.erp_document,
-                },
+        .select_from(
+            j.outerjoin(p, p.c.document == j.c.entry_id).outerjoin(
+                g, and_(g.c.entry_id == j.c.entry_id, g.c.destination == p.c.destination)
             )
         )
+        .where(j.c.correlation_id == correlation_id)
+        .order_by(j.c.created_at, p.c.role, p.c.destination)
+        .limit(limit)
+    ):
+        if row.entry_id not in seen:
+            seen.add(row.entry_id)
+            steps.append(
+                TraceStep(
+                    row.created_at,
+                    "journal_entry",
+                    row.entry_id,
+                    {
+                        "description": row.description,
+                        "period": row.period,
+                        "booked_by": row.booked_by,
+                        "erp_document": row.erp_document,
+                    },
+                )
+            )
         if row.status is not None:
             steps.append(
                 TraceStep(
@@ -100,7 +113,13 @@ def trace(conn: Connection, correlation_id: str, *, limit: int = 1000) -> list[T
                     "erp_posting",
                     row.entry_id,
                     # summarised: posted within this summary's move (its drill-down)
-                    {"status": row.status, "erp_id": row.erp_id, "summary_id": row.summary_id},
+                    {
+                        "status": row.status,
+                        "erp_id": row.erp_id,
+                        "summary_id": row.summary_id,
+                        "destination": row.destination,
+                        "role": row.role,
+                    },
                 )
             )
     steps.extend(_procurement(conn, correlation_id, limit))

@@ -332,8 +332,14 @@ journal_lines = Table(
 erp_postings = Table(
     "erp_postings",
     metadata,
-    Column("entry_id", String(80), ForeignKey("journal_entries.entry_id"), primary_key=True),
-    Column("status", String(16), nullable=False),  # pending | posted | failed
+    # the ERP outbox: one row per (document, destination), for every outbound ERP call
+    Column("document", String(120), primary_key=True),  # a journal entry id, a PO reference..
+    Column("destination", String(64), primary_key=True),  # a named ERP ([erps.NAME])
+    Column("kind", String(32), nullable=False),  # journal_entry | purchase_order | ...
+    Column("role", String(8), nullable=False),  # record | shadow
+    Column("domain", String(24), nullable=False),  # gl | purchase_orders | ...
+    Column("facility", String(64)),  # what routed it (None: no facility)
+    Column("status", String(16), nullable=False),  # pending | posted | failed | summarising
     Column("erp_id", String(80)),
     Column("attempts", Integer, nullable=False),
     Column("last_error", Text),
@@ -343,14 +349,36 @@ erp_postings = Table(
     # the W3C trace context of the ledger posting that wrote it: the ERP call joins its trace
     Column("traceparent", String(55)),
     Column("tracestate", String(512)),
+    Column("payload", Text),  # the document, as JSON, when it is no journal entry
+    Column("after", String(120)),  # posted only once this document is, on the same ERP
+    Column("result", Text),  # what the ERP answered besides its id (a state)
+    Index("ix_erp_postings_destination_due", "destination", "status", "next_attempt_at"),
     Index("ix_erp_postings_status_due", "status", "next_attempt_at"),
+)
+
+erp_routes = Table(
+    "erp_routes",
+    metadata,
+    # cutovers: from effective_at, a domain's documents of a facility (or "*") go to ``record``
+    Column("id", SeqId, primary_key=True, autoincrement=True),
+    Column("domain", String(24), nullable=False),
+    Column("facility", String(64), nullable=False),  # a facility code, or "*" for all
+    Column("record", String(64), nullable=False),
+    Column("shadows", String(400), nullable=False),  # comma-separated destinations
+    Column("effective_at", UTCDateTime, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("actor", String(200), nullable=False),
+    Column("reason", String(500)),
+    Index("ix_erp_routes_domain_effective", "domain", "effective_at"),
 )
 
 gl_summaries = Table(
     "gl_summaries",
     metadata,
-    # summarised GL posting (domain.gl_summary): one row per closed slice, its own outbox row
+    # summarised GL posting (domain.gl_summary): one row per closed slice and destination,
+    # its own outbox row; the same summary id in every ERP
     Column("summary_id", String(120), primary_key=True),  # from the slice: frozen
+    Column("destination", String(64), primary_key=True),
     Column("facility", String(64), nullable=False),
     Column("slice_start", UTCDateTime, nullable=False),
     Column("period", String(8), nullable=False),  # hour | day
@@ -361,22 +389,18 @@ gl_summaries = Table(
     Column("next_attempt_at", UTCDateTime, nullable=False),
     Column("posted_at", UTCDateTime),
     Column("created_at", UTCDateTime, nullable=False),
-    UniqueConstraint("facility", "slice_start", "period"),
+    UniqueConstraint("destination", "facility", "slice_start", "period"),
     Index("ix_gl_summaries_status_due", "status", "next_attempt_at"),
 )
 
 gl_summary_entries = Table(
     "gl_summary_entries",
     metadata,
-    # the drill-down: each summarised journal entry, the summary it went into (exactly one)
+    # the drill-down: each summarised journal entry, the summary it went into (exactly one
+    # per destination)
     Column("entry_id", String(80), ForeignKey("journal_entries.entry_id"), primary_key=True),
-    Column(
-        "summary_id",
-        String(120),
-        ForeignKey("gl_summaries.summary_id"),
-        nullable=False,
-        index=True,
-    ),
+    Column("destination", String(64), primary_key=True),
+    Column("summary_id", String(120), nullable=False, index=True),
     Column("event_slice", UTCDateTime, nullable=False),  # its event's slice; later when late
 )
 

@@ -30,6 +30,9 @@ Contract (every adapter passes ``tests/contract/test_erp_contract.py``):
   as it is. An unknown ``erp_id`` is an ``ErpRejected`` on ``erp_id``.
 - Reads return what the ERP holds now.
 
+The port is split by capability (``GeneralLedgerPort``, ``ProcurementPort``,
+``PayablesPort``, ``MasterDataPort``); ``ErpPort`` is all four.
+
 Errors (all subclasses of ``ErpError``):
 - ``ErpUnavailable``: transient (connection refused or reset, timeout, 5xx): retry later; the
   request may or may not have been applied, which the reference check makes safe.
@@ -117,12 +120,18 @@ class ErpLedgerLine:
     """The party's code (the supplier, on payable lines)."""
 
 
-class ErpPort(Protocol):
+class MasterDataPort(Protocol):
+    """Capability ``master_data``: the ERP's items, suppliers and cost centers."""
+
     def products(self) -> Sequence[ErpProduct]: ...
 
     def suppliers(self) -> Sequence[ErpSupplier]: ...
 
     def cost_centers(self) -> Sequence[str]: ...
+
+
+class ProcurementPort(Protocol):
+    """Capability ``procurement``: purchase orders and goods receipts."""
 
     def create_purchase_order(self, order: PurchaseOrder) -> ErpRef: ...
 
@@ -134,11 +143,19 @@ class ErpPort(Protocol):
 
     def record_goods_receipt(self, receipt: GoodsReceipt) -> ErpRef: ...
 
+
+class PayablesPort(Protocol):
+    """Capability ``payables``: supplier invoices and credit notes, booked by the ERP."""
+
     def create_supplier_invoice(self, invoice: SupplierInvoice) -> ErpRef: ...
 
     def post_supplier_invoice(self, erp_id: str) -> None: ...
 
     def supplier_invoice_state(self, erp_id: str) -> str: ...
+
+
+class GeneralLedgerPort(Protocol):
+    """Capability ``general_ledger``: journal entries posted, and the ledger read back."""
 
     def post_journal_entry(self, entry: JournalEntry) -> ErpRef: ...
 
@@ -155,6 +172,12 @@ class ErpPort(Protocol):
         """Lines of posted moves dated ``start``..``end`` (inclusive), every journal; only
         those on ``accounts`` (codes) when given."""
         ...
+
+
+class ErpPort(MasterDataPort, ProcurementPort, PayablesPort, GeneralLedgerPort, Protocol):
+    """An ERP offering every capability (the Tryton adapter). A destination that offers some
+    only is routed only the domains those serve (``domain.erp_routing.NEEDS``); each flow
+    asks for the part it uses."""
 
 
 class _PostsOne(Protocol):

@@ -400,8 +400,11 @@ def test_erp_outbox_and_circuit(scenario: MedBridge) -> None:
         "open",
         ago(minutes=5),
     )
+    [tryton] = outbox.destinations  # the one ERP of the flat settings
+    assert (tryton.erp, tryton.pending, tryton.failed) == ("tryton", 1, 1)
     h2 = dashboard(scenario).erp_outbox(frozenset({"H2"}))
     assert (h2.pending, h2.failed, h2.oldest_pending_at) == (0, 0, None)
+    assert h2.destinations == []
 
 
 def test_open_work_items_per_queue(scenario: MedBridge) -> None:

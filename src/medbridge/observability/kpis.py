@@ -148,12 +148,23 @@ class ErpCircuit(_Answer):
     """When it last left ``closed`` (an outage alternates open and half-open)."""
 
 
+class ErpDestinationBacklog(_Answer):
+    """One ERP destination's rows of the outbox, by status."""
+
+    erp: str
+    pending: int
+    summarising: int
+    posted: int
+    failed: int
+
+
 class ErpOutbox(_Answer):
     pending: int
     failed: int
     oldest_pending_at: datetime | None
     oldest_pending_seconds: Decimal
     circuits: list[ErpCircuit]
+    destinations: list[ErpDestinationBacklog]
 
 
 class QueueBacklog(_Answer):
@@ -250,6 +261,7 @@ class Dashboard:
             failed_summaries = gl_summaries.failed_count(conn, facilities)
             oldest = erp_postings.oldest_pending(conn, facilities)
             circuits = erp_circuits.circuits(conn)
+            per_destination = erp_postings.counts_by_destination(conn, facilities)
         return ErpOutbox(
             pending=counts[erp_postings.PostingStatus.PENDING],
             failed=counts[erp_postings.PostingStatus.FAILED] + failed_summaries,
@@ -263,6 +275,16 @@ class Dashboard:
                     unhealthy_since=c.unhealthy_since,
                 )
                 for c in sorted(circuits.values(), key=lambda c: c.erp)
+            ],
+            destinations=[
+                ErpDestinationBacklog(
+                    erp=name,
+                    pending=n[erp_postings.PostingStatus.PENDING],
+                    summarising=n[erp_postings.PostingStatus.SUMMARISING],
+                    posted=n[erp_postings.PostingStatus.POSTED],
+                    failed=n[erp_postings.PostingStatus.FAILED],
+                )
+                for name, n in sorted(per_destination.items())
             ],
         )
 

@@ -473,6 +473,20 @@ def counts(
     return {s: int(found.get(s.value, 0)) for s in PostingStatus}
 
 
+def counts_by_destination(
+    conn: Connection, facilities: frozenset[str] | None = None
+) -> dict[str, dict[PostingStatus, int]]:
+    """``counts`` per destination (every destination with a row)."""
+    t = erp_postings
+    stmt = select(t.c.destination, t.c.status, func.count()).group_by(t.c.destination, t.c.status)
+    if facilities is not None:
+        stmt = stmt.where(_within(facilities))
+    found: dict[str, dict[PostingStatus, int]] = {}
+    for destination, status, n in conn.execute(stmt):
+        found.setdefault(destination, dict.fromkeys(PostingStatus, 0))[PostingStatus(status)] = n
+    return found
+
+
 def oldest_pending(conn: Connection, facilities: frozenset[str] | None = None) -> datetime | None:
     """When the oldest posting still pending was written (None: nothing pending)."""
     t = erp_postings

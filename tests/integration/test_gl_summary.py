@@ -304,3 +304,42 @@ def test_reconciliation_dates_a_late_entry_as_its_summary_across_a_month_end(
         report = reconcile_period(mb.engine, fake, period)
         assert report.differences == (), period
         assert report.balanced, period
+
+
+def test_the_summaries_share_the_destinations_rate_limit_and_circuit(
+    summarised: MedBridge,
+) -> None:
+    """The summarizer runs in its destination's outbox worker with that worker's limiter and
+    breaker: an open circuit holds the summary back untried; each call takes a token."""
+    mb = summarised
+    submit(mb, movement(MovementKind.RECEIPT, 0, "100", hour=9))
+    submit(mb, movement(MovementKind.DISPENSE, 10, "2"))
+    fake, clock = FakeErp(), Clock(AT + timedelta(hours=2))
+    ticks, sleeps = [0.0], []  # the worker's monotonic clock, moved on only by its sleeps
+
+    def sleep(seconds: float) -> None:
+        sleeps.append(seconds)
+        ticks[0] += seconds
+
+    policy = ErpPostingPolicy(failure_threshold=1, cool_down=3600, rate_limit=4.0)
+    worker = ErpPosting(mb.engine, fake, policy, clock=lambda: ticks[0], sleep=sleep)
+    summarizer = GlSummarizer(
+        mb.engine, fake, GL, now=clock, limiter=worker.limiter, breaker=worker.breaker
+    )
+    worker.breaker.failure()  # the ERP is out: the circuit opens for an hour
+    calls = len(fake.calls)
+    assert summarizer.run_once() == (1, 0)  # the slice closes, its summary is not tried
+    assert len(fake.calls) == calls
+    with mb.engine.connect() as conn:
+        summary = gl_summaries.get(conn, "SUM-H1-2026-11-20T10")
+    assert summary is not None
+    assert summary.status is gl_summaries.SummaryStatus.PENDING
+    assert summary.last_error == "the ERP's circuit is open"
+
+    worker.breaker.success()  # closed again
+    clock.at += timedelta(hours=1)
+    assert summarizer.run_once() == (0, 1)
+    assert [m.reference for m in fake.moves()] == ["SUM-H1-2026-11-20T10"]
+    assert sleeps == []  # the summary's call took the destination's one token ...
+    worker.limiter.acquire()
+    assert sleeps == [0.25]  # ... so the worker's next call waits its turn (4 calls/s)

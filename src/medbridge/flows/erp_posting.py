@@ -503,9 +503,25 @@ class ErpPosting:
                 self._sleep(max(idle_sleep, min(self.breaker.retry_in(), 0.05)))
         return settled
 
-    def run(self, stop: threading.Event, idle_sleep: float = 0.5) -> None:
+    def run(
+        self,
+        stop: threading.Event,
+        idle_sleep: float = 0.5,
+        periodic: tuple[float, Callable[[], object]] | None = None,
+    ) -> None:
+        """Post until ``stop``; ``periodic``: (seconds, job) run between rounds that often,
+        in this thread (the destination's GL summarizer: its calls then share this worker's
+        rate limiter and circuit breaker, see ``GlSummarizer``)."""
         log.info("erp_posting.started", erp=self.policy.erp_name)
+        every, job = periodic or (0.0, None)
+        next_job = _time.monotonic()
         while not stop.is_set():
+            if job is not None and _time.monotonic() >= next_job:
+                try:
+                    job()
+                except Exception:  # the round is repeated; nothing of it was half-committed
+                    log.exception("erp_posting.periodic_failed", erp=self.policy.erp_name)
+                next_job = _time.monotonic() + every
             try:
                 done = self.poll_once()
             except Exception:  # the database is unreachable: nothing was lost, try again

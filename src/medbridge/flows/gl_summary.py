@@ -17,8 +17,10 @@ Each round (``run_once``):
    ``ErpUnavailable``, ``ErpAuthError`` or another error for the call: every summary of it
    pending again after ``retry.backoff`` (bounded by ``retry.max_attempts`` for other errors).
 
-Summaries are few (one per facility and hour or day): they do not share the per-entry
-worker's rate limit and circuit breaker (the later per-destination outbox will carry both).
+Per destination: the summarizer of a destination runs in its outbox worker's thread
+(``ErpPosting.run(periodic=...)``) and takes that worker's rate limiter and circuit breaker:
+every call to one ERP, an entry's, a document's or a summary's, counts against one limit and
+one circuit.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import IntegrityError
 
+from medbridge.bus.outbound import CircuitBreaker, RateLimiter
 from medbridge.bus.port import RetryPolicy
 from medbridge.canonical.erp import ErpAuthError, ErpPort, ErpRejected, ErpUnavailable
 from medbridge.canonical.finance import JournalEntry
@@ -89,8 +92,12 @@ class GlSummarizer:
         policy: GlPostingPolicy,
         *,
         now: Callable[[], datetime] = _utcnow,
+        limiter: RateLimiter | None = None,
+        breaker: CircuitBreaker | None = None,
     ) -> None:
         self.engine, self.erp, self.policy, self._now = engine, erp, policy, now
+        self.limiter, self.breaker = limiter, breaker
+        """The destination's (its outbox worker's): None, unlimited and no circuit."""
 
     def run(self, stop: threading.Event) -> None:
         while not stop.is_set():
@@ -156,15 +163,26 @@ class GlSummarizer:
                 settled += 1
         if not to_post:
             return settled
+        if self.breaker is not None and not self.breaker.allow():
+            return settled + self._retry([s for s, _ in to_post], None, bounded=False)
+        if self.limiter is not None:
+            self.limiter.acquire()
         try:
             results = self.erp.post_journal_entries([entry for _, entry in to_post])
             if len(results) != len(to_post):
                 raise TypeError(f"{len(results)} results for {len(to_post)} summaries")
         except (ErpUnavailable, ErpAuthError) as error:
+            if self.breaker is not None:
+                if isinstance(error, ErpAuthError):
+                    self.breaker.trip()
+                else:
+                    self.breaker.failure()
             return settled + self._retry([s for s, _ in to_post], error, bounded=False)
         except Exception as error:  # an adapter bug or an unmapped error: bounded retries
             log.exception("gl_summary.posting_error")
             return settled + self._retry([s for s, _ in to_post], error, bounded=True)
+        if self.breaker is not None:
+            self.breaker.success()
         with self.engine.begin() as conn:
             for (s, _), result in zip(to_post, results, strict=True):
                 if isinstance(result, ErpRejected):
@@ -193,8 +211,10 @@ class GlSummarizer:
             currency=currencies.pop() if currencies else "USD",
         )
 
-    def _retry(self, due: list[Summary], error: Exception, *, bounded: bool) -> int:
-        reason = f"{type(error).__name__}: {error}"
+    def _retry(self, due: list[Summary], error: Exception | None, *, bounded: bool) -> int:
+        """Every summary of ``due`` pending again after backoff (``error`` None: the circuit
+        is open, nothing was tried); bounded: failed after ``retry.max_attempts``."""
+        reason = f"{type(error).__name__}: {error}" if error else "the ERP's circuit is open"
         failed = 0
         with self.engine.begin() as conn:
             for s in due:

@@ -53,6 +53,7 @@ from medbridge.connectors.tryton.config import TrytonConfig
 from medbridge.console import MOUNT as CONSOLE_MOUNT
 from medbridge.console import create_console
 from medbridge.demo.wiring import DemoErpLoop, DemoWiring
+from medbridge.domain.gl_summary import GlPostingMode
 from medbridge.flows.alerts import AlertMonitor
 from medbridge.flows.demand import DemandRecorder
 from medbridge.flows.erp_posting import ErpPosting
@@ -94,25 +95,10 @@ class Role(StrEnum):
     WORKER = "worker"
 
 
-class GlSummaryLoop:
-    """Summarised GL posting of one destination: closes its slices and posts its summaries."""
-
-    def __init__(self, mb: Root, destination: str) -> None:
-        self.mb, self.destination = mb, destination
-
-    def run(self, stop: threading.Event) -> None:
-        policy = gl_posting_policy(self.mb.settings, self.destination)
-        erp = self.mb.erp(self.destination)
-        while erp is None:  # the demo's ERP is attached once its trytond is up
-            if stop.wait(policy.interval):
-                return
-            erp = self.mb.erp(self.destination)
-        GlSummarizer(self.mb.engine, erp, policy).run(stop)
-
-
 class ErpPoster:
     """The ERP outbox worker of one destination, against the ERP its slot holds when it
-    starts."""
+    starts; with summarised GL posting, the destination's GL summarizer runs in its thread,
+    sharing its rate limiter and circuit breaker."""
 
     def __init__(self, mb: Root, destination: str) -> None:
         self.mb, self.destination = mb, destination
@@ -121,9 +107,17 @@ class ErpPoster:
         erp = self.mb.erp(self.destination)
         if erp is None:
             raise RuntimeError(f"no ERP attached for {self.destination}")
-        policy = erp_posting_policy(self.mb.settings, self.destination)
-        interval = erp_destinations(self.mb.settings)[self.destination].poll_interval
-        ErpPosting(self.mb.engine, erp, policy).run(stop, interval)
+        settings = self.mb.settings
+        worker = ErpPosting(self.mb.engine, erp, erp_posting_policy(settings, self.destination))
+        gl = gl_posting_policy(settings, self.destination)
+        periodic = None
+        if gl.mode is GlPostingMode.SUMMARISED:
+            summarizer = GlSummarizer(
+                self.mb.engine, erp, gl, limiter=worker.limiter, breaker=worker.breaker
+            )
+            periodic = (gl.interval, summarizer.run_once)
+        interval = erp_destinations(settings)[self.destination].poll_interval
+        worker.run(stop, interval, periodic)
 
 
 def worker_loops(mb: Root, demo: DemoWiring | None = None) -> list[Loop]:
@@ -141,7 +135,6 @@ def worker_loops(mb: Root, demo: DemoWiring | None = None) -> list[Loop]:
         loops.append(Loop("alerts", alert_monitor(mb).run))
     if s.message_retention_days:
         loops.append(Loop("message-retention", message_retention(mb).run))
-    destinations = erp_destinations(s)
     for name, slot in mb.erp_slots.items():
         suffix = "" if len(mb.erp_slots) == 1 else f"-{name}"
         poster = ErpPoster(mb, name)
@@ -150,9 +143,6 @@ def worker_loops(mb: Root, demo: DemoWiring | None = None) -> list[Loop]:
             loops.append(Loop(f"erp-posting{suffix}", poster.run))
         elif demo_erp:
             loops.append(Loop("demo-erp", DemoErpLoop(s, slot.attach, poster.run).run))
-        summarised = destinations[name].gl_posting == "summarised"
-        if summarised and (slot.config is not None or demo_erp):
-            loops.append(Loop(f"gl-summary{suffix}", GlSummaryLoop(mb, name).run))
     return loops
 
 

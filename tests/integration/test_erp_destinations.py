@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from fastapi.testclient import TestClient
 from pydantic import ValidationError
 from sqlalchemy import Engine
 
@@ -22,6 +23,7 @@ from medbridge.domain.erp_routing import Role, RoutingError
 from medbridge.flows.erp_posting import ErpPosting, requeue
 from medbridge.flows.gl_summary import GlSummarizer
 from medbridge.flows.intake import Submission
+from medbridge.governance.clients import Role as ClientRole
 from medbridge.runtime import policies
 from medbridge.settings import Settings
 from medbridge.store import erp_postings, gl_summaries
@@ -183,3 +185,23 @@ def test_a_route_the_destinations_cannot_serve_is_refused_naming_it(
     )
     with pytest.raises(RoutingError, match=message):
         policies.erp_router(settings)
+
+
+def test_the_outbox_is_read_per_destination_over_the_api(mb: MedBridge) -> None:
+    submit(mb, movement(MovementKind.RECEIPT, 0, "100", hour=9))
+    reader = mb.clients.register("finance-analyst", ClientRole.READER)
+    with TestClient(mb.api(), headers={"X-API-Key": reader}) as client:
+        cloud = client.get("/v1/erp-postings", params={"destination": "cloud"}).json()
+        everything = client.get("/v1/erp-postings").json()
+        bad = client.get("/v1/erp-postings", params={"destination": "Cloud!"})
+    [item] = cloud["items"]
+    assert (item["destination"], item["role"], item["kind"], item["domain"]) == (
+        "cloud",
+        "shadow",
+        "journal_entry",
+        "gl",
+    )
+    assert cloud["counts"]["pending"] == 1
+    assert sorted(i["destination"] for i in everything["items"]) == ["cloud", "legacy"]
+    assert bad.status_code == 422
+    assert "destination" in bad.text

@@ -17,7 +17,7 @@ from medbridge.flows.erp_posting import requeue
 from medbridge.flows.reconciliation import reconcile_period
 from medbridge.governance.permissions import Permission, Principal
 from medbridge.store import erp_postings, gl_summaries
-from medbridge.store.erp_postings import PostingStatus
+from medbridge.store.erp_postings import DocumentKind, PostingStatus
 
 router = APIRouter(prefix="/v1", tags=["erp"])
 Reader = Annotated[Principal, Depends(require(Permission.ERP_READ))]
@@ -34,15 +34,26 @@ async def get_erp_postings(
     request: Request,
     client: Reader,
     status_: Annotated[PostingStatus | None, Query(alias="status")] = None,
+    destination: Annotated[str | None, Query(pattern=r"^[a-z][a-z0-9_-]{0,63}$")] = None,
+    kind: Annotated[DocumentKind | None, Query()] = None,
     limit: Annotated[int, Query(ge=1, le=10_000)] = 1000,
     offset: Offset = 0,
 ) -> dict[str, Any]:
+    """The outbox: one row per document (a journal entry, a purchase order...) and ERP
+    destination, with its role there (``record`` or ``shadow``)."""
+
     def query() -> tuple[list[erp_postings.Posting], dict[PostingStatus, int]]:
         with services(request).engine.connect() as conn:
             rows = erp_postings.postings(
-                conn, status=status_, facilities=client.facilities, limit=limit, offset=offset
+                conn,
+                status=status_,
+                facilities=client.facilities,
+                destination=destination,
+                kind=kind,
+                limit=limit,
+                offset=offset,
             )
-            return rows, erp_postings.counts(conn, client.facilities)
+            return rows, erp_postings.counts(conn, client.facilities, destination)
 
     rows, counts = await run_in_threadpool(query)
     return {
@@ -50,6 +61,11 @@ async def get_erp_postings(
         "items": [
             {
                 "entry_id": p.entry_id,
+                "document": p.document,
+                "destination": p.destination,
+                "role": p.role.value,
+                "kind": p.kind.value,
+                "domain": p.domain.value,
                 "status": p.status.value,
                 "erp_id": p.erp_id,
                 "attempts": p.attempts,

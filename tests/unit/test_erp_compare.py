@@ -48,13 +48,15 @@ def test_the_same_ledgers_compare_to_exactly_nothing_with_totals_per_domain_and_
         for ln in reversed(lines)
     ]  # fmt: skip
     report = compare("legacy", lines, "cloud", other, ORIGINS, ACCOUNTS)
-    assert report.identical and report.differences == ()
+    assert report.identical
+    assert report.differences == ()
     by_group = {(g.domain, g.facility): g for g in report.groups}
     assert list(by_group) == [("gl", "H1"), ("gl", "H2"), ("invoices", "H1")]
     h1 = by_group[("gl", "H1")]
     assert (h1.left_documents, h1.right_documents) == (2, 2)
     assert (h1.left_debit, h1.right_debit) == (Decimal("52.50"), Decimal("52.50"))
-    assert h1.debit_difference == 0 and h1.credit_difference == 0
+    assert h1.debit_difference == 0
+    assert h1.credit_difference == 0
     assert str(h1.debit_difference) in ("0.00", "0.0000", "0")
 
 
@@ -99,7 +101,8 @@ def test_a_move_posted_twice_on_one_side_shows_as_twice_the_amount() -> None:
     [debit_side, credit_side] = [
         d for d in compare("l", left, "r", right, ORIGINS).differences if d.account
     ][::-1]
-    assert debit_side.right.debit == Decimal("25.00") and debit_side.left.debit == Decimal("12.50")
+    assert debit_side.right.debit == Decimal("25.00")
+    assert debit_side.left.debit == Decimal("12.50")
     assert credit_side.right.credit == Decimal("25.00")
 
 

@@ -148,7 +148,7 @@ Period = Annotated[str, Query(pattern=r"^\d{4}-(0[1-9]|1[0-2])$")]
 
 def _unprocessable(parameter: str, message: str) -> HTTPException:
     return HTTPException(
-        status.HTTP_422_UNPROCESSABLE_ENTITY,
+        status.HTTP_422_UNPROCESSABLE_CONTENT,
         detail=[{"loc": ["query", parameter], "msg": message, "type": "value_error"}],
     )
 

@@ -13,6 +13,7 @@ from decimal import Decimal
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine
+from tests.ledger_support import record_entries
 
 from medbridge.app import MedBridge
 from medbridge.canonical.base import Money
@@ -63,8 +64,9 @@ def movement(n: int) -> Submission:
 
 @pytest.fixture
 def shadowed(engine: Engine, settings: Settings) -> Iterator[MedBridge]:
-    """MedBridge (on an empty database) with two destinations, GL of every facility to ``legacy``, shadowed to
-    ``cloud``; both post per event (no url: the test hands each worker its FakeErp)."""
+    """MedBridge (on an empty database) with two destinations, GL of every facility to
+    ``legacy``, shadowed to ``cloud``; both post per event (no url: the test hands each
+    worker its FakeErp)."""
     per_event = ErpDestinationSettings(gl_posting="per_event")
     two = settings.model_copy(
         update={
@@ -77,6 +79,14 @@ def shadowed(engine: Engine, settings: Settings) -> Iterator[MedBridge]:
     yield mb
     mb.stop_workers()
     mb.engine.dispose()
+
+
+def hand_lines(
+    debit: str, credit: str, amount: str
+) -> list[tuple[str, str | None, Decimal, Decimal]]:
+    """A move's lines as booked by hand in an ERP (``FakeErp.plant_move``)."""
+    a = Decimal(amount)
+    return [(debit, None, a, Decimal(0)), (credit, None, Decimal(0), a)]
 
 
 def run(mb: MedBridge, n: int, legacy: FakeErp, cloud: FakeErp) -> None:
@@ -121,8 +131,8 @@ def test_the_shadow_holds_what_the_record_holds_and_a_planted_difference_is_exac
     cloud.plant_move(
         "HAND-8",
         DAY.date(),
-        [("5100-H2", None, Decimal("2.50"), Decimal(0)), ("1400-H2", None, Decimal(0), Decimal("2.50"))],
-    )  # fmt: skip
+        hand_lines("5100-H2", "1400-H2", "2.50"),
+    )
     [move] = legacy.moves(ids[0])
     changed = [
         (ln.account, ln.cost_center, ln.debit + Decimal("0.01") if ln.debit else ln.debit,
@@ -200,8 +210,8 @@ def test_the_api_and_the_console_compare_and_reconcile_per_destination(
     cloud.plant_move(
         "HAND-8",
         DAY.date(),
-        [("5100-H2", None, Decimal("2.50"), Decimal(0)), ("1400-H2", None, Decimal(0), Decimal("2.50"))],
-    )  # fmt: skip
+        hand_lines("5100-H2", "1400-H2", "2.50"),
+    )
     finance = shadowed.clients.register("finance", Role.FINANCE)
     h1 = shadowed.clients.register("finance-h1", Role.FINANCE, facilities=["H1"])
     api = shadowed.api()
@@ -286,15 +296,13 @@ def test_a_journal_entry_routed_to_the_record_only_is_no_difference_of_a_shadowe
             JournalLine(account="2000-H1", credit=Decimal("5.00"), facility="H1", party="MEDSURG"),
         ),
     )
-    from tests.ledger_support import record_entries
-
     with shadowed.engine.begin() as conn:
         record_entries(conn, [entry], shadowed.erp_router())
     legacy.plant_move(
         "INV-1",
         DAY.date(),
-        [("2100-H1", None, Decimal("5.00"), Decimal(0)), ("2000-H1", None, Decimal(0), Decimal("5.00"))],
-    )  # fmt: skip
+        hand_lines("2100-H1", "2000-H1", "5.00"),
+    )
     [default] = comparer(shadowed, legacy, cloud).compare(PERIOD)
     assert default.identical
     [named] = comparer(shadowed, legacy, cloud).compare(PERIOD, "legacy", "cloud")

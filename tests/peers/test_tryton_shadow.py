@@ -226,7 +226,7 @@ def test_the_shadow_run_compares_clean_and_a_planted_difference_is_reported_exac
         assert g.debit_difference == 0
 
     env = {"MEDBRIDGE_CONFIG_FILE": str(config_file), "MEDBRIDGE_LOG_JSON": "false"}
-    env["COLUMNS"] = "250"
+    env |= {"COLUMNS": "250", "MEDBRIDGE_DATABASE_URL": shadowed.settings.database_url}
     clean = CliRunner().invoke(cli, ["erp", "compare", "--period", PERIOD], env=env)
     assert clean.exit_code == 0, clean.output
     assert "legacy vs cloud: 0 difference(s)" in clean.output

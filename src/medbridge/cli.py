@@ -673,7 +673,9 @@ def erp_reconcile(
 def _destination(mb: MedBridge, name: str) -> ErpPort:
     adapter = mb.erp(name)
     if adapter is None:
-        raise UsageError(f"ERP {name}: no connection (set [erps.{name}] url, database, password)")
+        raise UsageError(
+            f"--erp: ERP {name} has no connection (set erps.{name}.url, database, password)"
+        )
     return adapter
 
 

@@ -6,9 +6,11 @@ as shadow, each destination posted by its own ErpPosting worker; the comparison 
 from __future__ import annotations
 
 import dataclasses
+import sys
 from collections.abc import Iterator
 from datetime import UTC, date, datetime
 from decimal import Decimal
+from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
@@ -19,6 +21,7 @@ from medbridge.app import MedBridge
 from medbridge.canonical.base import Money
 from medbridge.canonical.finance import JournalEntry, JournalLine
 from medbridge.canonical.movements import MovementKind, StockMovement
+from medbridge.cli import main
 from medbridge.connectors.tryton.fake import FakeErp
 from medbridge.domain.erp_compare import ComparisonKind, Side
 from medbridge.domain.erp_routing import ErpDomain
@@ -309,3 +312,44 @@ def test_a_journal_entry_routed_to_the_record_only_is_no_difference_of_a_shadowe
     assert [(d.kind, d.reference, d.domain) for d in named.differences] == [
         (ComparisonKind.ONLY_LEFT, "INV-1", "invoices")
     ]
+
+
+@pytest.mark.parametrize(
+    ("argv", "says"),
+    [
+        (
+            ["compare", "--period", "2026-13"],
+            "medbridge: --period: period '2026-13' is not YYYY-MM",
+        ),
+        (
+            ["compare", "--period", PERIOD, "--left", "erp9", "--right", "cloud"],
+            "medbridge: --left: no ERP destination 'erp9' (known: legacy, cloud)",
+        ),
+        (["compare", "--period", PERIOD, "--left", "legacy"], "medbridge: --right: name both"),
+        (["compare", "--period", PERIOD], "medbridge: --right: ERP destination 'cloud' has no"),
+        (["reconcile", PERIOD, "--erp", "erp9"], "medbridge: --erp: no ERP destination 'erp9'"),
+    ],
+)
+def test_the_cli_names_the_argument_at_fault_in_one_line(
+    shadowed: MedBridge,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    argv: list[str],
+    says: str,
+) -> None:
+    config = tmp_path / "medbridge.toml"
+    config.write_text(
+        '[erps.legacy]\n[erps.cloud]\n[erp_routes.gl]\nrecord = "legacy"\nshadow = ["cloud"]\n'
+    )
+    monkeypatch.setenv("MEDBRIDGE_CONFIG_FILE", str(config))
+    monkeypatch.setenv("MEDBRIDGE_DATABASE_URL", shadowed.settings.database_url)
+    monkeypatch.setenv("MEDBRIDGE_VAR_DIR", str(tmp_path / "var"))
+    monkeypatch.setenv("MEDBRIDGE_LOG_JSON", "false")
+    monkeypatch.setattr(sys, "argv", ["medbridge", "erp", *argv])
+    with pytest.raises(SystemExit) as ended:
+        main()
+    assert ended.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(says), err
+    assert "\n" not in err

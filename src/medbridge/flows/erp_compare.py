@@ -110,12 +110,18 @@ class ErpCompare:
         except ValueError as error:
             raise CompareError("period", str(error)) from error
         pairs = self.pairs(left, right)
+        if not pairs:
+            return []
         lines: dict[str, Sequence[ErpLedgerLine]] = {}
         for name in sorted({n for p in pairs for n in (p.left, p.right)}):
             erp = self.erp_of(name)
             if erp is None:
                 side = "left" if any(p.left == name for p in pairs) else "right"
-                raise CompareError(side, f"ERP destination {name!r} has no connection (url)")
+                raise CompareError(
+                    side,
+                    f"ERP destination {name!r} has no connection"
+                    f" (set erps.{name}.url, database, password)",
+                )
             lines[name] = erp.ledger_lines(start, end)
         references = sorted({ln.reference for found in lines.values() for ln in found})
         with self.engine.connect() as conn:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import dataclasses
 import sys
 from collections.abc import Iterator
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 
@@ -28,9 +28,11 @@ from medbridge.domain.erp_routing import ErpDomain
 from medbridge.domain.reconciliation import DifferenceKind
 from medbridge.flows.erp_compare import CompareError, ErpCompare
 from medbridge.flows.erp_posting import ErpPosting
+from medbridge.flows.gl_summary import GlSummarizer
 from medbridge.flows.intake import Submission
 from medbridge.flows.reconciliation import reconcile_period
 from medbridge.governance.clients import Role
+from medbridge.runtime.policies import gl_posting_policy
 from medbridge.settings import ErpDestinationSettings, ErpRouteSettings, Settings
 from medbridge.store import erp_postings
 
@@ -65,20 +67,34 @@ def movement(n: int) -> Submission:
     return Submission(m, f"shadow-{n}")
 
 
-@pytest.fixture
-def shadowed(engine: Engine, settings: Settings) -> Iterator[MedBridge]:
-    """MedBridge (on an empty database) with two destinations, GL of every facility to
-    ``legacy``, shadowed to ``cloud``; both post per event (no url: the test hands each
-    worker its FakeErp)."""
-    per_event = ErpDestinationSettings(gl_posting="per_event")
+def build(settings: Settings, gl_posting: str) -> MedBridge:
+    """MedBridge with two destinations, GL of every facility to ``legacy``, shadowed to
+    ``cloud`` (no url: the test hands each worker its FakeErp)."""
+    mode = ErpDestinationSettings(gl_posting=gl_posting)  # type: ignore[arg-type]
     two = settings.model_copy(
         update={
-            "erps": {"legacy": per_event, "cloud": per_event},
+            "erps": {"legacy": mode, "cloud": mode},
             "erp_routes": {ErpDomain.GL: ErpRouteSettings(record="legacy", shadow=["cloud"])},
         }
     )
     mb = MedBridge.build(two)
     mb.seed_demo()
+    return mb
+
+
+@pytest.fixture
+def shadowed(engine: Engine, settings: Settings) -> Iterator[MedBridge]:
+    """Both destinations post per event (on an empty database)."""
+    mb = build(settings, "per_event")
+    yield mb
+    mb.stop_workers()
+    mb.engine.dispose()
+
+
+@pytest.fixture
+def summarising(engine: Engine, settings: Settings) -> Iterator[MedBridge]:
+    """Both destinations summarise consumption per hour (the default)."""
+    mb = build(settings, "summarised")
     yield mb
     mb.stop_workers()
     mb.engine.dispose()
@@ -353,3 +369,39 @@ def test_the_cli_names_the_argument_at_fault_in_one_line(
     err = capsys.readouterr().err.strip()
     assert err.startswith(says), err
     assert "\n" not in err
+
+
+def test_summaries_compare_per_summary_under_the_gl_domain(summarising: MedBridge) -> None:
+    legacy, cloud = FakeErp(), FakeErp()
+    run(summarising, 8, legacy, cloud)  # the receipts, per event
+    for name, fake in (("legacy", legacy), ("cloud", cloud)):
+        policy = gl_posting_policy(summarising.settings, name)
+        GlSummarizer(
+            summarising.engine, fake, policy, now=lambda: DAY + timedelta(hours=2)
+        ).run_once()
+    summaries = sorted({m.reference for m in legacy.moves() if m.reference.startswith("SUM-")})
+    assert len(summaries) == 2  # one slice per facility
+    assert summaries == sorted(
+        {m.reference for m in cloud.moves() if m.reference.startswith("SUM-")}
+    )
+
+    [report] = comparer(summarising, legacy, cloud).compare(PERIOD)
+    assert report.identical
+    for g in report.groups:  # 2 receipts and 1 summary of 2 dispenses per facility
+        assert ((g.domain), g.left_documents, g.right_documents) == ("gl", 3, 3)
+    # the summary of H2 posted with another amount in cloud
+    [move] = cloud.moves(summaries[1])
+    cloud.delete_move(move.move_id)
+    cloud.plant_move(
+        move.reference,
+        move.posting_date,
+        [(ln.account, ln.cost_center, ln.debit * 2, ln.credit * 2) for ln in move.lines],
+    )
+    [report] = comparer(summarising, legacy, cloud).compare(PERIOD)
+    assert {(d.kind, d.reference, d.domain, d.facility) for d in report.differences} == {
+        (ComparisonKind.AMOUNT_DIFFERS, summaries[1], "gl", "H2")
+    }
+    for name, fake in (("legacy", legacy), ("cloud", cloud)):
+        reconciled = reconcile_period(summarising.engine, fake, PERIOD, destination=name)
+        assert (reconciled.entries, reconciled.moves) == (6, 6), name
+        assert reconciled.balanced is (name == "legacy")

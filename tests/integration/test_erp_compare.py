@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
+from typing import Literal
 
 import pytest
 from fastapi.testclient import TestClient
@@ -67,10 +68,10 @@ def movement(n: int) -> Submission:
     return Submission(m, f"shadow-{n}")
 
 
-def build(settings: Settings, gl_posting: str) -> MedBridge:
+def build(settings: Settings, gl_posting: Literal["per_event", "summarised"]) -> MedBridge:
     """MedBridge with two destinations, GL of every facility to ``legacy``, shadowed to
     ``cloud`` (no url: the test hands each worker its FakeErp)."""
-    mode = ErpDestinationSettings(gl_posting=gl_posting)  # type: ignore[arg-type]
+    mode = ErpDestinationSettings(gl_posting=gl_posting)
     two = settings.model_copy(
         update={
             "erps": {"legacy": mode, "cloud": mode},

@@ -26,6 +26,9 @@ from medbridge.canonical.masterdata import AccountRole, CodeSystem, ItemCode
 from medbridge.canonical.tasks import Action, Decision, WorkQueue
 from medbridge.connectors.flatfile import FlatFileError
 from medbridge.demo.wiring import running_demo_erp
+from medbridge.domain.erp_compare import ComparisonKind, ErpComparison
+from medbridge.domain.reconciliation import Reconciliation
+from medbridge.flows.erp_compare import CompareError, ErpCompare
 from medbridge.flows.erp_posting import requeue
 from medbridge.flows.erp_sync import sync_from_erp
 from medbridge.flows.inbound import ExceptionNotOpen
@@ -639,19 +642,44 @@ def erp_reconcile(
     through: Annotated[
         str | None, typer.Option(help="YYYY-MM: reconcile every period up to this one")
     ] = None,
+    erp: Annotated[
+        str | None, typer.Option("--erp", help="The ERP destination (default: every one)")
+    ] = None,
 ) -> None:
-    """Compare MedBridge's journal and documents with the ERP's ledger (every document of
-    the period; inventory, GRNI and AP per supplier balances to its end); exit 1 on a
-    difference."""
+    """Compare MedBridge's journal and documents with each ERP's ledger (what MedBridge
+    routed to it: every document of the period; inventory, GRNI and AP per supplier balances
+    to its end), one report per destination; exit 1 on a difference."""
     mb = _build()
-    erp = _erp(mb)
-    try:
-        span = f"{period} to {through}" if through else period
-        with errors.status(f"reconciling {span} with the ERP"):
-            report = reconcile_period(mb.engine, erp, period, through)
-    except ValueError as error:
-        console.print(f"[red]{error}[/red]")
-        raise typer.Exit(2) from None
+    names = list(mb.erp_slots)
+    if erp is not None and erp not in names:
+        raise UsageError(f"--erp: no ERP destination {erp!r} (known: {', '.join(names)})")
+    balanced = True
+    for name in [erp] if erp is not None else names:
+        adapter = _erp(mb) if len(names) == 1 else _destination(mb, name)
+        try:
+            span = f"{period} to {through}" if through else period
+            with errors.status(f"reconciling {span} with the ERP {name}"):
+                report = reconcile_period(mb.engine, adapter, period, through, destination=name)
+        except ValueError as error:
+            raise UsageError(f"period: {error}") from None
+        if len(names) > 1:
+            console.print(f"[bold]ERP {name}[/bold]")
+        _print_reconciliation(report)
+        balanced &= report.balanced
+    if not balanced:
+        raise typer.Exit(1)
+
+
+def _destination(mb: MedBridge, name: str) -> ErpPort:
+    adapter = mb.erp(name)
+    if adapter is None:
+        raise UsageError(
+            f"--erp: ERP {name} has no connection (set erps.{name}.url, database, password)"
+        )
+    return adapter
+
+
+def _print_reconciliation(report: Reconciliation) -> None:
     table = Table(
         "kind", "reference", "ERP move", "account", "cost center", "party", "MedBridge", "ERP"
     )
@@ -681,8 +709,77 @@ def erp_reconcile(
     console.print(balances)
     found = len(report.differences)
     console.print(f"{report.entries} entries, {report.moves} ERP moves, {found} difference(s)")
-    if not report.balanced:
+
+
+@erp_app.command("compare")
+def erp_compare(
+    period: Annotated[str, typer.Option(help="YYYY-MM")],
+    left: Annotated[
+        str | None, typer.Option(help="An ERP destination (default: each system of record)")
+    ] = None,
+    right: Annotated[
+        str | None, typer.Option(help="Another (default: each shadow of the left one)")
+    ] = None,
+) -> None:
+    """The shadow run's comparison: what two ERP destinations hold for the period, per
+    domain and facility (documents on one side only, amounts that differ, totals); exit 1
+    on any difference."""
+    mb = _build()
+    comparer = ErpCompare(mb.engine, mb.erp_router(), mb.erp)
+    try:
+        with errors.status(f"comparing the ERPs' ledgers of {period}"):
+            reports = comparer.compare(period, left, right)
+    except CompareError as error:
+        raise UsageError(f"--{error}") from None
+    if not reports:
+        raise UsageError("--left: no destination has a shadow: name --left and --right")
+    for report in reports:
+        _print_comparison(report)
+    if any(not r.identical for r in reports):
         raise typer.Exit(1)
+
+
+def _print_comparison(report: ErpComparison) -> None:
+    left, right = report.left, report.right
+    totals = Table(
+        "domain", "facility", f"documents {left}", f"documents {right}",
+        f"only {left}", f"only {right}", "amounts differ",
+        f"debit {left}", f"debit {right}", "difference",
+        title=f"{left} vs {right}",
+    )  # fmt: skip
+    for g in report.groups:
+        totals.add_row(
+            g.domain or "(none)",
+            g.facility or "",
+            str(g.left_documents),
+            str(g.right_documents),
+            str(g.count(ComparisonKind.ONLY_LEFT)),
+            str(g.count(ComparisonKind.ONLY_RIGHT)),
+            str(g.count(ComparisonKind.AMOUNT_DIFFERS)),
+            str(g.left_debit),
+            str(g.right_debit),
+            str(g.debit_difference),
+        )
+    console.print(totals)
+    if report.differences:
+        table = Table(
+            "domain", "facility", "kind", "reference", "account",
+            f"{left} debit", f"{left} credit", f"{right} debit", f"{right} credit",
+        )  # fmt: skip
+        for d in report.differences:
+            table.add_row(
+                d.domain or "(none)",
+                d.facility or "",
+                d.kind.value,
+                d.reference,
+                d.account or "",
+                str(d.left.debit),
+                str(d.left.credit),
+                str(d.right.debit),
+                str(d.right.credit),
+            )
+        console.print(table)
+    console.print(f"{left} vs {right}: {len(report.differences)} difference(s)")
 
 
 @tasks_app.command("list")

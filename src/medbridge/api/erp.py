@@ -1,4 +1,5 @@
-"""The ERP side: posting statuses of the outbox and the reconciliation checkpoint."""
+"""The ERP side: posting statuses of the outbox, the reconciliation checkpoint per
+destination, and the shadow run's comparison of two destinations."""
 
 from __future__ import annotations
 
@@ -12,7 +13,9 @@ from medbridge.api.auth import refuse_outside, require, services
 from medbridge.api.params import Offset
 from medbridge.api.problems import answers
 from medbridge.canonical.erp import ErpError, ErpUnavailable
+from medbridge.domain.erp_compare import ComparisonKind, ErpComparison, Side
 from medbridge.domain.reconciliation import Reconciliation
+from medbridge.flows.erp_compare import CompareError, ErpCompare
 from medbridge.flows.erp_posting import requeue
 from medbridge.flows.reconciliation import reconcile_period
 from medbridge.governance.permissions import Permission, Principal
@@ -156,39 +159,65 @@ async def get_erp_summary_entries(
     }
 
 
+Period = Annotated[str, Query(pattern=r"^\d{4}-(0[1-9]|1[0-2])$")]
+
+
+def _unprocessable(parameter: str, message: str) -> HTTPException:
+    return HTTPException(
+        status.HTTP_422_UNPROCESSABLE_CONTENT,
+        detail=[{"loc": ["query", parameter], "msg": message, "type": "value_error"}],
+    )
+
+
+def _erp_failure(error: ErpError) -> HTTPException:
+    if isinstance(error, ErpUnavailable):
+        return HTTPException(
+            status.HTTP_503_SERVICE_UNAVAILABLE, detail=f"the ERP is unreachable: {error}"
+        )
+    return HTTPException(
+        status.HTTP_502_BAD_GATEWAY, detail=f"the ERP refused: {type(error).__name__}: {error}"
+    )
+
+
 @router.get("/reconciliation/erp", responses=answers(502, 503))
 async def get_erp_reconciliation(
     request: Request,
     _client: SharedReader,
-    period: Annotated[str, Query(pattern=r"^\d{4}-(0[1-9]|1[0-2])$")],
-    through: Annotated[str | None, Query(pattern=r"^\d{4}-(0[1-9]|1[0-2])$")] = None,
+    period: Period,
+    through: Period | None = None,
+    erp: Annotated[
+        str | None, Query(description="The ERP destination (default: the primary one)")
+    ] = None,
 ) -> dict[str, Any]:
-    """MedBridge's journal entries and documents vs the ERP's ledger for a period
-    (``YYYY-MM``, or every period from it ``through`` another): each document, and the
-    inventory, GRNI and AP (per supplier) balances of every facility at its end."""
+    """MedBridge's journal entries and documents vs an ERP's ledger for a period
+    (``YYYY-MM``, or every period from it ``through`` another): each document MedBridge routed
+    to that ERP, and the inventory, GRNI and AP (per supplier) balances of every facility at
+    its end."""
     svc = services(request)
-    erp = svc.erp
-    if erp is None:
-        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, detail="no ERP is configured")
+    name = erp or svc.erp_name
+    if name not in svc.erp_names:
+        known = ", ".join(svc.erp_names)
+        raise _unprocessable("erp", f"no ERP destination {name!r} (known: {known})")
+    adapter = svc.erp_of(name)
+    if adapter is None:
+        raise HTTPException(
+            status.HTTP_503_SERVICE_UNAVAILABLE, detail=f"the ERP {name} is not configured"
+        )
     try:
         report: Reconciliation = await run_in_threadpool(
-            reconcile_period, svc.engine, erp, period, through
+            partial(reconcile_period, destination=name),
+            svc.engine,
+            adapter,
+            period,
+            through,
         )
     except ValueError as error:
-        raise HTTPException(
-            status.HTTP_422_UNPROCESSABLE_ENTITY,
-            detail=[{"loc": ["query", "through"], "msg": str(error), "type": "value_error"}],
-        ) from error
-    except ErpUnavailable as error:
-        raise HTTPException(
-            status.HTTP_503_SERVICE_UNAVAILABLE, detail=f"the ERP is unreachable: {error}"
-        ) from error
+        raise _unprocessable("through", str(error)) from error
     except ErpError as error:
-        raise HTTPException(
-            status.HTTP_502_BAD_GATEWAY, detail=f"the ERP refused: {type(error).__name__}: {error}"
-        ) from error
+        raise _erp_failure(error) from error
     return {
         "period": period,
+        "erp": name,
         "balanced": report.balanced,
         "entries": report.entries,
         "moves": report.moves,
@@ -227,5 +256,79 @@ async def get_erp_reconciliation(
                 "difference": str(t.difference),
             }
             for t in report.totals
+        ],
+    }
+
+
+@router.get("/erp/compare", responses=answers(502, 503))
+async def get_erp_comparison(
+    request: Request,
+    client: Reader,
+    period: Period,
+    left: Annotated[
+        str | None, Query(description="An ERP destination (default: each system of record)")
+    ] = None,
+    right: Annotated[
+        str | None, Query(description="Another (default: each shadow of the left one)")
+    ] = None,
+) -> dict[str, Any]:
+    """The shadow run's comparison: what two ERP destinations hold for a period
+    (``YYYY-MM``), per domain and facility: documents on one side only, per account the
+    amounts that differ, totals. Without ``left`` and ``right``: each domain's system of
+    record against each of its shadows. A client bound to facilities sees theirs only."""
+    svc = services(request)
+    comparer = ErpCompare(svc.engine, svc.router(), svc.erp_of)
+    try:
+        reports = await run_in_threadpool(comparer.compare, period, left, right)
+    except CompareError as error:
+        raise _unprocessable(error.argument, str(error)) from error
+    except ErpError as error:
+        raise _erp_failure(error) from error
+    if client.facilities is not None:
+        reports = [r.within(client.facilities) for r in reports]
+    return {
+        "period": period,
+        "identical": all(r.identical for r in reports),
+        "comparisons": [_comparison(r) for r in reports],
+    }
+
+
+def _side(side: Side) -> dict[str, str]:
+    return {"debit": str(side.debit), "credit": str(side.credit)}
+
+
+def _comparison(report: ErpComparison) -> dict[str, Any]:
+    return {
+        "left": report.left,
+        "right": report.right,
+        "identical": report.identical,
+        "groups": [
+            {
+                "domain": g.domain,
+                "facility": g.facility,
+                "left_documents": g.left_documents,
+                "right_documents": g.right_documents,
+                "only_left": g.count(ComparisonKind.ONLY_LEFT),
+                "only_right": g.count(ComparisonKind.ONLY_RIGHT),
+                "amounts_differ": g.count(ComparisonKind.AMOUNT_DIFFERS),
+                "left_debit": str(g.left_debit),
+                "right_debit": str(g.right_debit),
+                "left_credit": str(g.left_credit),
+                "right_credit": str(g.right_credit),
+                "debit_difference": str(g.debit_difference),
+                "credit_difference": str(g.credit_difference),
+                "differences": [
+                    {
+                        "kind": d.kind.value,
+                        "reference": d.reference,
+                        "account": d.account,
+                        "left": _side(d.left),
+                        "right": _side(d.right),
+                        "difference": str(d.difference),
+                    }
+                    for d in g.differences
+                ],
+            }
+            for g in report.groups
         ],
     }

@@ -1,6 +1,7 @@
 """Stock and finance: stock by location and lot, the ERP outbox (requeue a failed posting),
-the summaries of summarised GL posting drilled down to their entries, and the reconciliation
-of MedBridge's journal with the ERP's ledger for a period."""
+the summaries of summarised GL posting drilled down to their entries, the reconciliation
+of MedBridge's journal with each ERP's ledger for a period, and the shadow run's comparison of
+two ERPs."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from medbridge.canonical.erp import ErpError, ErpUnavailable
 from medbridge.console.rendering import flash, link, render
 from medbridge.console.session import Csrf, backend, needs
+from medbridge.flows.erp_compare import CompareError, ErpCompare
 from medbridge.flows.erp_posting import requeue
 from medbridge.flows.reconciliation import reconcile_period
 from medbridge.governance.permissions import Permission, Principal
@@ -120,21 +122,71 @@ def summary(request: Request, viewer: ErpReader, summary_id: str) -> HTMLRespons
 
 @router.get("/reconciliation", response_class=HTMLResponse, name="reconciliation")
 def reconciliation(
-    request: Request, viewer: SharedErpReader, period: str | None = None
+    request: Request, viewer: SharedErpReader, period: str | None = None, erp: str | None = None
 ) -> HTMLResponse:
-    """MedBridge's journal vs the ERP's ledger for a period (``YYYY-MM``)."""
-    context: dict[str, object] = {"period": period, "report": None, "error": None}
+    """MedBridge's journal vs an ERP's ledger for a period (``YYYY-MM``): what MedBridge
+    routed to that ERP (``erp``; the primary one by default)."""
+    svc = backend(request)
+    name = erp or svc.erp_name
+    context: dict[str, object] = {
+        "period": period,
+        "report": None,
+        "error": None,
+        "erp": name,
+        "erps": svc.erp_names,
+    }
+    if name not in svc.erp_names:
+        raise HTTPException(422, detail=f"erp: no ERP destination {name!r}")
     if period:
         if not PERIOD.match(period):
             raise HTTPException(422, detail=f"period: {period!r} is not YYYY-MM")
-        erp = backend(request).erp
-        if erp is None:
-            context["error"] = "no ERP is configured (MEDBRIDGE_ERP_URL)"
+        adapter = svc.erp_of(name)
+        if adapter is None:
+            context["error"] = f"the ERP {name} is not configured (its url)"
         else:
             try:
-                context["report"] = reconcile_period(backend(request).engine, erp, period, None)
+                context["report"] = reconcile_period(
+                    svc.engine, adapter, period, None, destination=name
+                )
             except ErpUnavailable as error:
                 context["error"] = f"the ERP is unreachable: {error}"
             except ErpError as error:
                 context["error"] = f"the ERP refused: {type(error).__name__}: {error}"
     return render(request, "reconciliation.html", context)
+
+
+@router.get("/erp-compare", response_class=HTMLResponse, name="erp_compare")
+def erp_compare(
+    request: Request,
+    viewer: ErpReader,
+    period: str | None = None,
+    left: str | None = None,
+    right: str | None = None,
+) -> HTMLResponse:
+    """The shadow run's comparison of two ERP destinations for a period, per domain and
+    facility (each system of record against its shadows unless both sides are named)."""
+    svc = backend(request)
+    left, right = left or None, right or None
+    context: dict[str, object] = {
+        "period": period,
+        "left": left,
+        "right": right,
+        "erps": svc.erp_names,
+        "reports": None,
+        "error": None,
+    }
+    if period:
+        comparer = ErpCompare(svc.engine, svc.router(), svc.erp_of)
+        try:
+            reports = comparer.compare(period, left, right)
+        except CompareError as error:
+            raise HTTPException(422, detail=str(error)) from error
+        except ErpUnavailable as error:
+            context["error"] = f"an ERP is unreachable: {error}"
+        except ErpError as error:
+            context["error"] = f"an ERP refused: {type(error).__name__}: {error}"
+        else:
+            if viewer.facilities is not None:
+                reports = [r.within(viewer.facilities) for r in reports]
+            context["reports"] = reports
+    return render(request, "erp_compare.html", context)

@@ -4,8 +4,9 @@ Reads both sides (the journal from the store, the ERP's posted lines through the
 and compares them with ``medbridge.domain.reconciliation``: per document for the period (a
 journal entry MedBridge posted, or the supplier invoice or credit note the ERP's own document
 booked), and the balances of every facility's inventory, GRNI and accounts payable (per
-supplier) up to the period's end. An unreachable ERP raises the port's ``ErpUnavailable``: a
-checkpoint that could not look is not a clean one.
+supplier) up to the period's end. Per destination: each ERP is compared with what MedBridge
+routed to it (``store.erp_postings.journal_lines_between``). An unreachable ERP raises the
+port's ``ErpUnavailable``: a checkpoint that could not look is not a clean one.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from datetime import date
 
 from sqlalchemy import Connection, Engine, select
 
-from medbridge.canonical.erp import ErpPort
+from medbridge.canonical.erp import GeneralLedgerPort
 from medbridge.canonical.masterdata import AccountRole
 from medbridge.domain.reconciliation import (
     BookLine,
@@ -24,6 +25,7 @@ from medbridge.domain.reconciliation import (
     reconcile,
     with_balances,
 )
+from medbridge.flows.erp_routing import DEFAULT_DESTINATION
 from medbridge.store import erp_postings
 from medbridge.store.tables import account_assignments
 
@@ -54,31 +56,45 @@ def watched_accounts(conn: Connection) -> list[WatchedAccount]:
     return [WatchedAccount(r.account, r.facility, r.role) for r in rows]
 
 
-def _book(conn: Connection, start: date, end: date, accounts: list[str] | None) -> list[BookLine]:
-    rows = erp_postings.journal_lines_between(conn, start, end, accounts)
+def _book(
+    conn: Connection, start: date, end: date, accounts: list[str] | None, destination: str
+) -> list[BookLine]:
+    rows = erp_postings.journal_lines_between(conn, start, end, accounts, destination)
     return [
         BookLine(r.entry_id, r.account, r.cost_center, r.debit, r.credit, r.party, r.erp_document)
         for r in rows
     ]
 
 
-def reconcile_erp(engine: Engine, erp: ErpPort, start: date, end: date) -> Reconciliation:
+def reconcile_erp(
+    engine: Engine,
+    erp: GeneralLedgerPort,
+    start: date,
+    end: date,
+    destination: str = DEFAULT_DESTINATION,
+) -> Reconciliation:
+    """``erp`` (the destination named ``destination``) against what MedBridge routed to it."""
     with engine.connect() as conn:
-        book = _book(conn, start, end, None)
+        book = _book(conn, start, end, None, destination)
         watched = watched_accounts(conn)
         accounts = sorted({w.account for w in watched})
-        history = _book(conn, EPOCH, end, accounts)
+        history = _book(conn, EPOCH, end, accounts, destination)
     report = reconcile(book, erp.ledger_lines(start, end))
     return with_balances(report, watched, history, erp.ledger_lines(EPOCH, end, accounts))
 
 
 def reconcile_period(
-    engine: Engine, erp: ErpPort, period: str, through: str | None = None
+    engine: Engine,
+    erp: GeneralLedgerPort,
+    period: str,
+    through: str | None = None,
+    destination: str = DEFAULT_DESTINATION,
 ) -> Reconciliation:
-    """``period`` (``YYYY-MM``), or the periods from it through ``through``."""
+    """``period`` (``YYYY-MM``), or the periods from it through ``through``, of the ERP
+    ``destination`` (``erp``: its adapter)."""
     start, end = period_bounds(period)
     if through is not None:
         end = period_bounds(through)[1]
         if end < start:
             raise ValueError(f"period {through!r} is before {period!r}")
-    return reconcile_erp(engine, erp, start, end)
+    return reconcile_erp(engine, erp, start, end, destination)

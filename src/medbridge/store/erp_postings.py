@@ -573,3 +573,46 @@ def journal_lines_between(
         .order_by(e.c.entry_id, ln.c.line_no)
     )
     return [LedgerLineRow(*row) for row in conn.execute(stmt)]
+
+
+@dataclass(frozen=True)
+class DocumentOrigin:
+    """Where MedBridge routed a document: its domain and facility."""
+
+    document: str
+    domain: ErpDomain
+    facility: str | None
+
+
+def document_origins(conn: Connection, documents: Sequence[str]) -> dict[str, DocumentOrigin]:
+    """The domain and facility of each of ``documents`` MedBridge knows, by the reference an
+    ERP books it under: an outbox row's document (any destination), a GL summary's id, the
+    ERP document (a supplier invoice) that books a journal entry's mirror."""
+    t, s, e, ln = erp_postings, gl_summaries, journal_entries, journal_lines
+    found: dict[str, DocumentOrigin] = {}
+    for chunk in chunks(sorted(set(documents))):
+        for row in conn.execute(
+            select(t.c.document, t.c.domain, t.c.facility)
+            .where(t.c.document.in_(chunk))
+            .order_by(t.c.document, t.c.role)  # record before shadow
+        ):
+            found.setdefault(
+                row.document, DocumentOrigin(row.document, ErpDomain(row.domain), row.facility)
+            )
+        for row in conn.execute(
+            select(s.c.summary_id, s.c.facility).where(s.c.summary_id.in_(chunk))
+        ):
+            found.setdefault(
+                row.summary_id, DocumentOrigin(row.summary_id, ErpDomain.GL, row.facility)
+            )
+        for row in conn.execute(
+            select(e.c.erp_document, ln.c.facility)
+            .join(ln, ln.c.entry_id == e.c.entry_id)
+            .where(e.c.erp_document.in_(chunk))
+            .order_by(e.c.erp_document, ln.c.line_no)
+        ):
+            found.setdefault(
+                row.erp_document,
+                DocumentOrigin(row.erp_document, ErpDomain.INVOICES, row.facility),
+            )
+    return found

@@ -182,6 +182,17 @@ class ErpContract:
         assert [p.name for p in erp.products() if p.code == item.code] == [renamed.name]
         assert erp.upsert_product(renamed).updated is False
 
+    def test_a_pushed_products_unit_is_changed_while_nothing_uses_it(self, erp: ErpPort) -> None:
+        item = Item(
+            code=key("ITEM"), name="Gauze swab", category=ItemCategory.SUPPLY, base_unit="EA"
+        )
+        first = erp.upsert_product(item)
+        changed = erp.upsert_product(item.model_copy(update={"base_unit": "BAG"}))
+        assert (changed.erp_id, changed.created, changed.updated) == (first.erp_id, False, True)
+        assert [(p.name, p.unit) for p in erp.products() if p.code == item.code] == [
+            ("Gauze swab", "BAG")
+        ]
+
     def test_a_pushed_product_can_be_ordered(self, erp: ErpPort) -> None:
         item = Item(
             code=key("ITEM"), name="Saline 10 mL", category=ItemCategory.SUPPLY, base_unit="EA"

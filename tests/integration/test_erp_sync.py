@@ -12,7 +12,7 @@ from sqlalchemy import Engine, func, select
 from typer.testing import CliRunner
 
 from medbridge.app import MedBridge
-from medbridge.canonical.erp import ErpAccount, ErpProduct, ErpSupplier
+from medbridge.canonical.erp import ErpAccount, ErpProduct, ErpSupplier, ErpUnavailable
 from medbridge.canonical.masterdata import AccountType, CodeSystem
 from medbridge.cli import UsageError
 from medbridge.cli import app as cli
@@ -154,6 +154,29 @@ def test_a_push_updates_what_differs_and_reports_what_the_erp_refuses(
     assert all("unknown unit 'EA'" in reason for _, _, reason in report.rejected)
     assert {p.code: p.name for p in erp.products()}["VANCO-1G"] == "Vancomycin HCl 1 g vial"
     assert (SYNC_ACTOR, "erp_item", "legacy/VANCO-1G", "updated") in pushes(medbridge.engine, since)
+
+
+def test_a_push_cut_by_a_lost_answer_is_finished_by_a_repeat_without_doubles(
+    medbridge: MedBridge,
+) -> None:
+    erp = FakeErp(accounts=())
+    erp.lose_next_answer(1)  # the accounts' call: applied, its answer lost
+    since = last_seq(medbridge.engine)
+    with pytest.raises(ErpUnavailable):
+        push_to_erp(
+            medbridge.engine, medbridge.masterdata, erp, destination="cloud", offers=EVERYTHING
+        )
+    assert sorted(erp.accounts(DEMO_ACCOUNTS)) == DEMO_ACCOUNTS  # in the ERP already
+    assert erp.products() == []  # the push stopped there
+    assert erp.suppliers() == []
+    again = push_to_erp(
+        medbridge.engine, medbridge.masterdata, erp, destination="cloud", offers=EVERYTHING
+    )
+    assert again.created == {"supplier": ["MCK", "MEDSURG"], "item": DEMO_ITEMS}
+    assert again.unchanged == {"account": DEMO_ACCOUNTS}
+    assert [s.code for s in erp.suppliers()] == ["MCK", "MEDSURG"]
+    assert sorted(p.code for p in erp.products()) == DEMO_ITEMS
+    assert len(pushes(medbridge.engine, since)) == 2 + 7  # the lost answer's accounts: none
 
 
 def test_a_pushed_destination_pulls_back_the_same_items_and_suppliers(

@@ -17,7 +17,9 @@ differs). A new account is placed like the account of the same role at another f
 created or changed is one audit row (``erp.masterdata.push``, target ``<destination>/<code>``)
 as the caller's; a push that finds the ERP in step writes nothing and audits nothing. A record
 the ERP refuses is reported with its reason and the others go on (the command exits non-zero);
-an unreachable ERP or refused credentials stop the push, and a repeat finds what was done.
+an unreachable ERP or refused credentials stop the push, and a repeat finds what was done
+(a record created by a call whose answer was lost is found unchanged by the repeat: the ERP
+has it, but no audit row says this push created it).
 """
 
 from __future__ import annotations
@@ -216,7 +218,7 @@ def push_to_erp(
     try:
         refs = erp.ensure_accounts(accounts)
     except ErpRejected as error:
-        pusher.reject("account", error.field or "accounts", error)
+        pusher.reject("account", "accounts", error)  # the message names the account
     else:
         for account, ref in zip(accounts, refs, strict=True):
             pusher.record("account", ref, {"code": account.code, "name": account.name})

@@ -30,7 +30,12 @@ from medbridge.domain.erp_compare import ComparisonKind, ErpComparison
 from medbridge.domain.reconciliation import Reconciliation
 from medbridge.flows.erp_compare import CompareError, ErpCompare
 from medbridge.flows.erp_posting import requeue
-from medbridge.flows.erp_sync import sync_from_erp
+from medbridge.flows.erp_sync import (
+    MasterDataUnavailable,
+    pull_from_erp,
+    push_to_erp,
+    require_master_data,
+)
 from medbridge.flows.inbound import ExceptionNotOpen
 from medbridge.flows.reconciliation import reconcile_period
 from medbridge.flows.retention import EVERY_CONNECTOR
@@ -38,6 +43,7 @@ from medbridge.flows.work_queue import TaskError
 from medbridge.governance.clients import Role
 from medbridge.masterdata.repository import CrossReferences, MasterDataError
 from medbridge.observability.logging import configure_logging
+from medbridge.runtime.policies import erp_destinations
 from medbridge.runtime.processes import Role as Process
 from medbridge.runtime.processes import message_retention, serve_background, serve_http
 from medbridge.runtime.tuning import tune_interpreter
@@ -553,17 +559,23 @@ def xref_unit(source_system: str, code: str, unit: str) -> None:
         CrossReferences.map_unit(conn, source_system, code, unit, actor=cli_actor())
 
 
-def _erp(mb: MedBridge) -> ErpPort:
-    """The configured ERP, else the one a demo running beside this ``var/`` started."""
-    if mb.erp_slot.config is None:
+def _erp(mb: MedBridge, destination: str | None = None) -> ErpPort:
+    """The configured ERP (the primary one, or ``destination``), else the one a demo running
+    beside this ``var/`` started."""
+    if destination is not None and destination not in mb.erp_slots:
+        known = ", ".join(sorted(mb.erp_slots))
+        raise UsageError(f"no ERP destination {destination!r} (known: {known})")
+    slot = mb.erp_slot if destination is None else mb.erp_slots[destination]
+    if slot.config is None and slot is mb.erp_slot:
         demo = running_demo_erp(mb.settings)
         if demo is not None:
-            mb.erp_slot.attach(demo)
-    erp = mb.erp()
+            slot.attach(demo)
+    erp = mb.erp(slot.name)
     if erp is None:
         raise UsageError(
-            "no ERP: set MEDBRIDGE_ERP_URL (with _DATABASE, _USER, _PASSWORD), or run this"
-            f" beside a running demo (medbridge run --demo, var {mb.settings.var_dir})"
+            f"no ERP {slot.name!r}: set MEDBRIDGE_ERP_URL (with _DATABASE, _USER, _PASSWORD) or"
+            f" [erps.{slot.name}] url, or run this beside a running demo (medbridge run --demo,"
+            f" var {mb.settings.var_dir})"
         )
     return erp
 
@@ -587,12 +599,60 @@ def erp_postings() -> None:
 
 
 @erp_app.command("sync")
-def erp_sync() -> None:
-    """Read the ERP's products and suppliers into MedBridge's master data."""
+def erp_sync(
+    erp_name: Annotated[
+        str | None,
+        typer.Option("--erp", help="The ERP destination (default: the primary one)."),
+    ] = None,
+    push: Annotated[
+        bool, typer.Option("--push", help="MedBridge's items, suppliers, GL accounts to it.")
+    ] = False,
+    pull: Annotated[
+        bool, typer.Option("--pull", help="Its products and suppliers into MedBridge (default).")
+    ] = False,
+) -> None:
+    """Sync master data with an ERP destination that offers master_data: pull (default) its
+    products and suppliers into MedBridge, or push MedBridge's to it."""
+    if push and pull:
+        raise UsageError("--push or --pull, not both")
     mb = _build()
-    erp = _erp(mb)
-    issuer = f"tryton:{mb.settings.erp_database}"
-    report = sync_from_erp(mb.engine, mb.masterdata, erp, issuer, actor=cli_actor())
+    name = erp_name or mb.erp_slot.name
+    destinations = erp_destinations(mb.settings)
+    if name not in destinations:
+        raise UsageError(f"no ERP destination {name!r} (known: {', '.join(sorted(destinations))})")
+    offers = destinations[name].capabilities
+    try:
+        require_master_data(name, offers)
+    except MasterDataUnavailable as error:
+        raise UsageError(str(error)) from None
+    erp = _erp(mb, name)
+    if push:
+        pushed = push_to_erp(
+            mb.engine, mb.masterdata, erp, destination=name, offers=offers, actor=cli_actor()
+        )
+        for what, outcome in (
+            ("created", pushed.created),
+            ("updated", pushed.updated),
+            ("unchanged", pushed.unchanged),
+        ):
+            kinds = ", ".join(f"{len(codes)} {kind}(s)" for kind, codes in sorted(outcome.items()))
+            console.print(f"{name}: {what}: {kinds or 'none'}")
+        for kind, code, reason in pushed.rejected:
+            console.print(f"  [red]rejected {kind} {code}[/red]: {reason}")
+        if pushed.rejected:
+            raise typer.Exit(1)
+        return
+    database = mb.erp_slots[name].config
+    issuer = f"{name}:{database.database if database else name}"
+    report = pull_from_erp(
+        mb.engine,
+        mb.masterdata,
+        erp,
+        destination=name,
+        offers=offers,
+        issuer=issuer,
+        actor=cli_actor(),
+    )
     console.print(
         f"{len(report.linked)} product(s) linked to items, {len(report.suppliers_added)} "
         f"supplier(s) added, {len(report.unmatched)} product(s) matching no item"

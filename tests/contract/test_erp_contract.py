@@ -21,6 +21,7 @@ from pydantic import SecretStr
 
 from medbridge.canonical.base import Money
 from medbridge.canonical.erp import (
+    ErpAccount,
     ErpAuthError,
     ErpPort,
     ErpProduct,
@@ -30,6 +31,7 @@ from medbridge.canonical.erp import (
     ErpUnavailable,
 )
 from medbridge.canonical.finance import JournalEntry, JournalLine
+from medbridge.canonical.masterdata import AccountType, Item, ItemCategory, Supplier
 from medbridge.canonical.procurement import (
     GoodsReceipt,
     InvoiceLine,
@@ -157,6 +159,152 @@ class ErpContract:
         assert {"VANCO-1G", "AMPI-250", "DRAPE-SM"} <= {p.code for p in erp.products()}
         assert {"MCK", "MEDSURG"} <= {s.code for s in erp.suppliers()}
         assert set(COST_CENTERS) <= set(erp.cost_centers())
+
+    # --- master data pushes (idempotent by code) -----------------------------------------
+
+    def test_a_pushed_product_is_created_once_and_updated_by_code(self, erp: ErpPort) -> None:
+        item = Item(
+            code=key("ITEM"),
+            name="Heparin 5000 units vial",
+            category=ItemCategory.DRUG,
+            base_unit="VIAL",
+        )
+        first = erp.upsert_product(item)
+        assert (first.reference, first.created, first.updated) == (item.code, True, False)
+        again = erp.upsert_product(item)
+        assert (again.erp_id, again.created, again.updated) == (first.erp_id, False, False)
+        [read] = [p for p in erp.products() if p.code == item.code]
+        assert (read.erp_id, read.name, read.unit) == (first.erp_id, item.name, "VIAL")
+
+        renamed = item.model_copy(update={"name": "Heparin sodium 5000 units vial"})
+        changed = erp.upsert_product(renamed)
+        assert (changed.erp_id, changed.created, changed.updated) == (first.erp_id, False, True)
+        assert [p.name for p in erp.products() if p.code == item.code] == [renamed.name]
+        assert erp.upsert_product(renamed).updated is False
+
+    def test_a_pushed_products_unit_is_changed_while_nothing_uses_it(self, erp: ErpPort) -> None:
+        item = Item(
+            code=key("ITEM"), name="Gauze swab", category=ItemCategory.SUPPLY, base_unit="EA"
+        )
+        first = erp.upsert_product(item)
+        changed = erp.upsert_product(item.model_copy(update={"base_unit": "BAG"}))
+        assert (changed.erp_id, changed.created, changed.updated) == (first.erp_id, False, True)
+        assert [(p.name, p.unit) for p in erp.products() if p.code == item.code] == [
+            ("Gauze swab", "BAG")
+        ]
+
+    def test_a_pushed_product_can_be_ordered(self, erp: ErpPort) -> None:
+        item = Item(
+            code=key("ITEM"), name="Saline 10 mL", category=ItemCategory.SUPPLY, base_unit="EA"
+        )
+        erp.upsert_product(item)
+        line = OrderLine(item=item.code, quantity=Decimal(5), unit="EA", unit_price=usd("0.50"))
+        po = order().model_copy(update={"lines": (line,)})
+        ref = erp.create_purchase_order(po)
+        assert ref.created
+        erp.confirm_purchase_order(ref.erp_id)
+        assert erp.purchase_order_state(ref.erp_id) in CONFIRMED_STATES
+
+    def test_an_existing_product_pushed_as_the_erp_has_it_is_not_written(
+        self, erp: ErpPort
+    ) -> None:
+        [vanco] = [p for p in erp.products() if p.code == "VANCO-1G"]
+        item = Item(
+            code="VANCO-1G", name=vanco.name, category=ItemCategory.DRUG, base_unit=vanco.unit
+        )
+        ref = erp.upsert_product(item)
+        assert (ref.erp_id, ref.created, ref.updated) == (vanco.erp_id, False, False)
+
+    def test_a_product_in_an_unknown_unit_is_rejected_and_not_created(self, erp: ErpPort) -> None:
+        item = Item(
+            code=key("ITEM"), name="Odd unit", category=ItemCategory.SUPPLY, base_unit="FURLONG"
+        )
+        with pytest.raises(ErpRejected) as caught:
+            erp.upsert_product(item)
+        assert caught.value.field == "unit"
+        assert item.code not in {p.code for p in erp.products()}
+
+    def test_a_pushed_supplier_is_created_once_and_renamed_by_code(self, erp: ErpPort) -> None:
+        supplier = Supplier(code=key("SUP"), name="Cardinal Health")
+        first = erp.upsert_supplier(supplier)
+        assert (first.reference, first.created, first.updated) == (supplier.code, True, False)
+        again = erp.upsert_supplier(supplier)
+        assert (again.erp_id, again.created, again.updated) == (first.erp_id, False, False)
+        assert [(s.erp_id, s.name) for s in erp.suppliers() if s.code == supplier.code] == [
+            (first.erp_id, supplier.name)
+        ]
+        renamed = erp.upsert_supplier(supplier.model_copy(update={"name": "Cardinal Health Inc"}))
+        assert (renamed.erp_id, renamed.created, renamed.updated) == (first.erp_id, False, True)
+        assert [s.name for s in erp.suppliers() if s.code == supplier.code] == [
+            "Cardinal Health Inc"
+        ]
+        existing = {s.code: s for s in erp.suppliers()}["MCK"]
+        mck = erp.upsert_supplier(Supplier(code="MCK", name=existing.name))
+        assert (mck.erp_id, mck.created, mck.updated) == (existing.erp_id, False, False)
+
+    def test_ensured_accounts_are_created_once_and_take_postings(self, erp: ErpPort) -> None:
+        facility = key("H")
+        wanted = [
+            ErpAccount(
+                f"1400-{facility}", f"Inventory {facility}", AccountType.ASSET, like="1400-H1"
+            ),
+            ErpAccount(f"5100-{facility}", f"Drug expense {facility}", AccountType.EXPENSE),
+            ErpAccount(
+                f"2000-{facility}",
+                f"Accounts payable {facility}",
+                AccountType.LIABILITY,
+                payable=True,
+            ),
+            ErpAccount(f"2100-{facility}", f"GRNI {facility}", AccountType.LIABILITY),
+        ]
+        first = erp.ensure_accounts(wanted)
+        assert [(r.reference, r.created, r.updated) for r in first] == [
+            (a.code, True, False) for a in wanted
+        ]
+        again = erp.ensure_accounts(wanted)
+        assert [(r.erp_id, r.created, r.updated) for r in again] == [
+            (r.erp_id, False, False) for r in first
+        ]
+        assert erp.accounts([a.code for a in wanted]) == {a.code: a.name for a in wanted}
+
+        je = entry().model_copy(
+            update={
+                "lines": (
+                    JournalLine(account=f"5100-{facility}", debit=Decimal("3.00"), facility="H1"),
+                    JournalLine(account=f"1400-{facility}", credit=Decimal("3.00"), facility="H1"),
+                )
+            }
+        )
+        assert erp.post_journal_entry(je).created
+        mine = [
+            ln
+            for ln in erp.ledger_lines(je.posting_date, je.posting_date)
+            if ln.reference == je.entry_id
+        ]
+        assert sorted((ln.account, ln.debit, ln.credit) for ln in mine) == [
+            (f"1400-{facility}", Decimal(0), Decimal("3.00")),
+            (f"5100-{facility}", Decimal("3.00"), Decimal(0)),
+        ]
+
+        renamed = ErpAccount(f"5100-{facility}", "Pharmacy expense", AccountType.EXPENSE)
+        [changed] = erp.ensure_accounts([renamed])
+        assert (changed.erp_id, changed.created, changed.updated) == (first[1].erp_id, False, True)
+        assert erp.accounts([renamed.code]) == {renamed.code: "Pharmacy expense"}
+
+    def test_ensuring_existing_accounts_creates_none(self, erp: ErpPort) -> None:
+        names = erp.accounts(["1400-H1", "5100-H2", "NOSUCH-9"])
+        assert set(names) == {"1400-H1", "5100-H2"}
+        refs = erp.ensure_accounts(
+            [
+                ErpAccount("1400-H1", names["1400-H1"], AccountType.ASSET),
+                ErpAccount("5100-H2", names["5100-H2"], AccountType.EXPENSE),
+            ]
+        )
+        assert [(r.reference, r.created, r.updated) for r in refs] == [
+            ("1400-H1", False, False),
+            ("5100-H2", False, False),
+        ]
+        assert erp.ensure_accounts([]) == []
 
     # --- purchase orders -------------------------------------------------------------------
 
@@ -470,6 +618,7 @@ class TestFakeErp(ErpContract):
                 )
             ),
             suppliers=(ErpSupplier("1", "MCK", "MCK"), ErpSupplier("2", "MEDSURG", "MEDSURG")),
+            units=("VIAL", "CAP", "BAG", "EA"),
         )
 
     @pytest.fixture

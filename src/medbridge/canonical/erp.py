@@ -29,6 +29,20 @@ Contract (every adapter passes ``tests/contract/test_erp_contract.py``):
   not ``cancelled`` (Tryton shows it ``processing``). A ``done`` or ``cancelled`` order is left
   as it is. An unknown ``erp_id`` is an ``ErpRejected`` on ``erp_id``.
 - Reads return what the ERP holds now.
+- Master data pushes (``upsert_product``, ``upsert_supplier``, ``ensure_accounts``) are
+  idempotent by the record's code (MedBridge's item, supplier or GL account code): the
+  adapter finds the record by code, creates it if missing (``ErpRef.created`` True), and
+  otherwise updates what differs of what MedBridge owns (a product's name and unit, a
+  supplier's name, an account's name; ``ErpRef.updated`` True when it wrote). A push of
+  what the ERP holds already answers ``created`` and ``updated`` False and writes nothing,
+  so a repeat (after a lost answer, or a second sync) changes nothing. ``ErpRef.reference``
+  is the code. An account's type and place in the chart are set when it is created and never
+  changed after (the ERP's ledger hangs on them): a new account takes those of the account
+  named by ``ErpAccount.like`` when the ERP has it (the same role at another facility), else
+  the ERP's type for its ``type`` (a ``payable`` account keeps every line's party). A unit
+  the ERP does not know is an ``ErpRejected`` on ``unit``, an account type it cannot place
+  one on ``type``; nothing of that record is written. A pushed product is one
+  ``products()`` reads back, an ensured account one a journal entry may post to.
 
 The port is split by capability (``GeneralLedgerPort``, ``ProcurementPort``,
 ``PayablesPort``, ``MasterDataPort``); ``ErpPort`` is all four.
@@ -50,6 +64,7 @@ from decimal import Decimal
 from typing import Protocol
 
 from medbridge.canonical.finance import JournalEntry
+from medbridge.canonical.masterdata import AccountType, Item, Supplier
 from medbridge.canonical.procurement import GoodsReceipt, PurchaseOrder, SupplierInvoice
 
 
@@ -81,6 +96,8 @@ class ErpRef:
     erp_id: str
     reference: str
     created: bool
+    updated: bool = False
+    """Master data pushes: this call changed a record the ERP had (its name or unit)."""
 
 
 PostResult = ErpRef | ErpRejected
@@ -104,6 +121,20 @@ class ErpSupplier:
 
 
 @dataclass(frozen=True)
+class ErpAccount:
+    """A GL account as MedBridge pushes it (``MasterDataPort.ensure_accounts``)."""
+
+    code: str
+    name: str
+    type: AccountType
+    payable: bool = False
+    """Accounts payable: every line on it names its party (the supplier)."""
+    like: str | None = None
+    """An account of the same role (another facility's) the ERP may hold already: a new
+    account takes its type and place in the chart."""
+
+
+@dataclass(frozen=True)
 class ErpLedgerLine:
     """One line of a posted move, for reconciliation."""
 
@@ -121,13 +152,31 @@ class ErpLedgerLine:
 
 
 class MasterDataPort(Protocol):
-    """Capability ``master_data``: the ERP's items, suppliers and cost centers."""
+    """Capability ``master_data``: the ERP's items, suppliers, cost centers and GL accounts,
+    read, and MedBridge's pushed (idempotent by code, see the module's contract)."""
 
     def products(self) -> Sequence[ErpProduct]: ...
 
     def suppliers(self) -> Sequence[ErpSupplier]: ...
 
     def cost_centers(self) -> Sequence[str]: ...
+
+    def accounts(self, codes: Sequence[str]) -> dict[str, str]:
+        """The GL accounts of these codes the ERP holds: their names, by code."""
+        ...
+
+    def upsert_product(self, item: Item) -> ErpRef:
+        """The item as a purchasable product (code, name, base unit)."""
+        ...
+
+    def upsert_supplier(self, supplier: Supplier) -> ErpRef:
+        """The supplier as a party (code, name)."""
+        ...
+
+    def ensure_accounts(self, accounts: Sequence[ErpAccount]) -> list[ErpRef]:
+        """Each account found or created (in order, one result each); a rejection raised
+        (the accounts before it stay ensured, which a repeat finds)."""
+        ...
 
 
 class ProcurementPort(Protocol):

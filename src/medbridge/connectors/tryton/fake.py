@@ -27,6 +27,7 @@ from datetime import date
 from decimal import Decimal
 
 from medbridge.canonical.erp import (
+    ErpAccount,
     ErpAuthError,
     ErpLedgerLine,
     ErpProduct,
@@ -37,6 +38,7 @@ from medbridge.canonical.erp import (
     PostResult,
 )
 from medbridge.canonical.finance import JournalEntry
+from medbridge.canonical.masterdata import Item, Supplier
 from medbridge.canonical.procurement import GoodsReceipt, PurchaseOrder, SupplierInvoice
 
 CENT = Decimal("0.01")
@@ -78,7 +80,8 @@ class _Document:
 
 
 class FakeErp:
-    """In-memory, thread-safe ERP. ``accounts``/``cost_centers`` None means any code exists."""
+    """In-memory, thread-safe ERP. ``accounts``/``cost_centers``/``units`` None means any code
+    exists (an account given by code alone is named by its code)."""
 
     def __init__(
         self,
@@ -87,12 +90,15 @@ class FakeErp:
         cost_centers: Iterable[str] | None = None,
         products: Sequence[ErpProduct] = (),
         suppliers: Sequence[ErpSupplier] = (),
+        units: Iterable[str] | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._accounts = None if accounts is None else set(accounts)
+        self._account_names = {code: code for code in self._accounts or ()}
         self._cost_centers = None if cost_centers is None else set(cost_centers)
-        self._products = tuple(products)
-        self._suppliers = tuple(suppliers)
+        self._units = None if units is None else set(units)
+        self._products = {p.code: p for p in products}
+        self._suppliers = {s.code: s for s in suppliers}
         self._clock = clock
         self._lock = threading.RLock()
         self._ids = itertools.count(1)
@@ -131,6 +137,7 @@ class FakeErp:
         with self._lock:
             if self._accounts is not None:
                 self._accounts.add(code)
+            self._account_names.setdefault(code, code)
 
     def plant_move(
         self,
@@ -210,13 +217,13 @@ class FakeErp:
         with self._lock:
             at = self._enter("products")
             self._leave(at, "products")
-            return self._products
+            return sorted(self._products.values(), key=lambda p: p.code)
 
     def suppliers(self) -> Sequence[ErpSupplier]:
         with self._lock:
             at = self._enter("suppliers")
             self._leave(at, "suppliers")
-            return self._suppliers
+            return sorted(self._suppliers.values(), key=lambda s: s.code)
 
     def cost_centers(self) -> Sequence[str]:
         with self._lock:
@@ -224,10 +231,80 @@ class FakeErp:
             self._leave(at, "cost_centers")
             return sorted(self._cost_centers or ())
 
+    def accounts(self, codes: Sequence[str]) -> dict[str, str]:
+        with self._lock:
+            at = self._enter("accounts")
+            found = {
+                code: self._account_names.get(code, code)
+                for code in codes
+                if self._accounts is None or code in self._accounts
+            }
+            self._leave(at, "accounts")
+            return found
+
+    # --- master data pushes (idempotent by code) ----------------------------------------
+
+    def upsert_product(self, item: Item) -> ErpRef:
+        method = "upsert_product"
+        with self._lock:
+            at = self._enter(method)
+            if self._units is not None and item.base_unit not in self._units:
+                raise self._reject(at, method, f"unknown unit {item.base_unit!r}", "unit")
+            existing = self._products.get(item.code)
+            if existing is None:
+                erp_id = f"product-{next(self._ids)}"
+                self._products[item.code] = ErpProduct(erp_id, item.code, item.name, item.base_unit)
+                ref = ErpRef(erp_id, item.code, created=True)
+            elif (existing.name, existing.unit) != (item.name, item.base_unit):
+                self._products[item.code] = ErpProduct(
+                    existing.erp_id, item.code, item.name, item.base_unit, existing.gtins
+                )
+                ref = ErpRef(existing.erp_id, item.code, created=False, updated=True)
+            else:
+                ref = ErpRef(existing.erp_id, item.code, created=False)
+            self._leave(at, method)
+            return ref
+
+    def upsert_supplier(self, supplier: Supplier) -> ErpRef:
+        method = "upsert_supplier"
+        with self._lock:
+            at = self._enter(method)
+            existing = self._suppliers.get(supplier.code)
+            if existing is None:
+                erp_id = f"party-{next(self._ids)}"
+                self._suppliers[supplier.code] = ErpSupplier(erp_id, supplier.code, supplier.name)
+                ref = ErpRef(erp_id, supplier.code, created=True)
+            elif existing.name != supplier.name:
+                self._suppliers[supplier.code] = ErpSupplier(
+                    existing.erp_id, supplier.code, supplier.name
+                )
+                ref = ErpRef(existing.erp_id, supplier.code, created=False, updated=True)
+            else:
+                ref = ErpRef(existing.erp_id, supplier.code, created=False)
+            self._leave(at, method)
+            return ref
+
+    def ensure_accounts(self, accounts: Sequence[ErpAccount]) -> list[ErpRef]:
+        method = "ensure_accounts"
+        with self._lock:
+            at = self._enter(method)
+            refs: list[ErpRef] = []
+            for account in accounts:
+                known = account.code in self._account_names
+                if known and self._account_names[account.code] == account.name:
+                    refs.append(ErpRef(account.code, account.code, created=False))
+                    continue
+                self._account_names[account.code] = account.name
+                if self._accounts is not None:
+                    self._accounts.add(account.code)
+                refs.append(ErpRef(account.code, account.code, created=not known, updated=known))
+            self._leave(at, method)
+            return refs
+
     # --- procurement ---------------------------------------------------------------------
 
     def _check_supplier(self, at: float, method: str, code: str) -> None:
-        if self._suppliers and code not in {s.code for s in self._suppliers}:
+        if self._suppliers and code not in self._suppliers:
             raise self._reject(at, method, f"unknown supplier {code!r}", "supplier")
 
     def create_purchase_order(self, order: PurchaseOrder) -> ErpRef:

@@ -11,6 +11,8 @@ reference field, and every create first searches for it:
 | supplier invoice, credit | ``account.invoice`` (``in``) | ``reference`` = ``invoice.reference`` |
 | journal entry | ``account.move`` (MedBridge's journal) | ``description`` = ``entry.entry_id`` |
 
+Master data (products, suppliers, GL accounts) is read and pushed by code: ``masterdata``.
+
 Journal entries go many per call (``post_journal_entries``, see ``moves``): one search for all
 their ids, one ``create``, one ``post``; a single entry is a batch of one.
 
@@ -35,6 +37,7 @@ from typing import Any
 import httpx
 
 from medbridge.canonical.erp import (
+    ErpAccount,
     ErpLedgerLine,
     ErpPort,
     ErpProduct,
@@ -44,10 +47,12 @@ from medbridge.canonical.erp import (
     PostResult,
 )
 from medbridge.canonical.finance import JournalEntry
+from medbridge.canonical.masterdata import Item, Supplier
 from medbridge.canonical.procurement import GoodsReceipt, PurchaseOrder, SupplierInvoice
 from medbridge.connectors.tryton.client import TrytonClient
 from medbridge.connectors.tryton.config import TrytonConfig
 from medbridge.connectors.tryton.errors import TrytonProtocolError
+from medbridge.connectors.tryton.masterdata import TrytonMasterData
 from medbridge.connectors.tryton.moves import MovePosting
 from medbridge.observability.logging import get_logger
 
@@ -95,6 +100,7 @@ class TrytonErp:
         self.client = client or TrytonClient(config, transport=transport)
         self._cache: dict[str, Any] = {}
         self.moves = MovePosting(self.client, config, self._medbridge_journal)
+        self.masterdata = TrytonMasterData(self.client, config)
 
     def close(self) -> None:
         self.client.close()
@@ -185,44 +191,28 @@ class TrytonErp:
             raise ErpRejected(f"{self.config.database}: no {model} {erp_id}", field="erp_id")
         return str(found[0]["state"])
 
-    # --- reads ---------------------------------------------------------------------------
+    # --- master data (``masterdata.TrytonMasterData``) ------------------------------------
 
     def products(self) -> Sequence[ErpProduct]:
-        records = self.client.search_read(
-            "product.product",
-            [("code", "!=", None)],
-            ["id", "code", "name", "default_uom.symbol"],
-            order=[("code", "ASC")],
-        )
-        return [
-            ErpProduct(
-                erp_id=str(r["id"]),
-                code=str(r["code"]),
-                name=str(r["name"]),
-                unit=str(_nested(r, "default_uom", "symbol") or ""),
-            )
-            for r in records
-        ]
+        return self.masterdata.products()
 
     def suppliers(self) -> Sequence[ErpSupplier]:
-        companies = self.client.search_read("company.company", [], ["party"])
-        own = [c["party"] for c in companies]
-        records = self.client.search_read(
-            "party.party",
-            [("code", "!=", None), ("id", "not in", own)],
-            ["id", "code", "name"],
-            order=[("code", "ASC")],
-        )
-        return [ErpSupplier(str(r["id"]), str(r["code"]), str(r["name"])) for r in records]
+        return self.masterdata.suppliers()
 
     def cost_centers(self) -> Sequence[str]:
-        records = self.client.search_read(
-            "analytic_account.account",
-            [("type", "=", "normal"), ("code", "!=", None)],
-            ["code"],
-            order=[("code", "ASC")],
-        )
-        return [str(r["code"]) for r in records]
+        return self.masterdata.cost_centers()
+
+    def accounts(self, codes: Sequence[str]) -> dict[str, str]:
+        return self.masterdata.accounts(codes)
+
+    def upsert_product(self, item: Item) -> ErpRef:
+        return self.masterdata.upsert_product(item)
+
+    def upsert_supplier(self, supplier: Supplier) -> ErpRef:
+        return self.masterdata.upsert_supplier(supplier)
+
+    def ensure_accounts(self, accounts: Sequence[ErpAccount]) -> list[ErpRef]:
+        return self.masterdata.ensure_accounts(accounts)
 
     # --- purchase orders -----------------------------------------------------------------
 

@@ -11,6 +11,7 @@ from medbridge.bus.consumer import Consumer
 from medbridge.bus.port import Bus
 from medbridge.canonical.erp import ErpPort
 from medbridge.flows.cxml_exchange import CxmlExchange
+from medbridge.flows.erp_routing import ErpRouter
 from medbridge.flows.inbound import InboundIntake
 from medbridge.flows.intake import MovementIntake
 from medbridge.flows.messages import MessageBrowser
@@ -34,3 +35,4 @@ class Services:
     cxml: CxmlExchange | None = None
     work_queues: WorkQueues | None = None
     messages: MessageBrowser | None = None  # None: GET /v1/messages answers 503
+    erp_router: ErpRouter | None = None  # None: the one ERP of the flat settings

@@ -301,6 +301,7 @@ def services(mb: Root) -> Services:
         x12=mb.x12_exchange(),
         cxml=mb.cxml_exchange(),
         work_queues=mb.work_queues(),
+        erp_router=mb.erp_router(),
     )
     return replace(svc, messages=message_browser(mb, svc))
 

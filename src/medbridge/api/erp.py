@@ -322,7 +322,7 @@ async def post_erp_cutover(
         )
     except erp_cutover.CutoverError as error:
         raise HTTPException(
-            status.HTTP_422_UNPROCESSABLE_ENTITY,
+            status.HTTP_422_UNPROCESSABLE_CONTENT,
             detail=[{"loc": ["body", error.field], "msg": error.reason, "type": "value_error"}],
         ) from error
     return _cutover(made.id, made.cutover) | {"before": _route(made.before)}

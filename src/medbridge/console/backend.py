@@ -12,6 +12,7 @@ from sqlalchemy import Engine
 from medbridge.bus.consumer import Consumer
 from medbridge.bus.port import Bus
 from medbridge.canonical.erp import ErpPort
+from medbridge.flows.erp_routing import ErpRouter
 from medbridge.flows.inbound import InboundIntake
 from medbridge.flows.messages import MessageBrowser
 from medbridge.flows.work_queue import WorkQueues
@@ -38,6 +39,8 @@ class Backend(Protocol):
     def erp(self) -> ErpPort | None: ...
     @property
     def messages(self) -> MessageBrowser | None: ...
+    @property
+    def erp_router(self) -> ErpRouter | None: ...
 
 
 BackendGetter = Callable[[], Backend]

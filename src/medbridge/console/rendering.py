@@ -31,6 +31,7 @@ NAV: tuple[tuple[str, str, Permission | None], ...] = (
     ("erp_postings", "ERP postings", Permission.ERP_READ),
     ("erp_summaries", "GL summaries", Permission.ERP_READ),
     ("reconciliation", "Reconciliation", Permission.ERP_READ),
+    ("erp_routes", "ERP routes", Permission.ERP_READ),
 )
 """The navigation: (route name, label, the permission that shows it)."""
 

@@ -28,6 +28,7 @@ from medbridge.cli import UsageError
 from medbridge.cli import app as cli
 from medbridge.connectors.tryton.fake import FakeErp
 from medbridge.domain.erp_routing import ErpDomain, Role, Route
+from medbridge.domain.gl_summary import GlPostingMode
 from medbridge.flows import erp_cutover
 from medbridge.flows.erp_cutover import (
     CutoverInPast,
@@ -38,38 +39,54 @@ from medbridge.flows.erp_cutover import (
     cut_over,
 )
 from medbridge.flows.erp_posting import ErpPosting, ErpPostingPolicy
+from medbridge.flows.gl_summary import GlPostingPolicy, GlSummarizer
 from medbridge.flows.intake import Submission
 from medbridge.governance.clients import Role as ClientRole
 from medbridge.settings import Settings
-from medbridge.store import audit
+from medbridge.store import audit, gl_summaries
 from medbridge.store import erp_postings as outbox
 from medbridge.store.erp_postings import PostingStatus
 
 pytestmark = pytest.mark.db
 
 DAY = datetime(2026, 11, 20, 9, 30, tzinfo=UTC)
-ERPS = {
+ERPS: dict[str, dict[str, Any]] = {
     "legacy": {"gl_posting": "per_event"},
     "cloud": {"gl_posting": "per_event", "capabilities": ["general_ledger"]},
 }
 ROUTES = {"gl": {"record": "legacy"}, "invoices": {"record": "legacy"}}
 
 
-@pytest.fixture
-def two_erps(database_url: str, engine: Any, tmp_path: Path) -> Iterator[MedBridge]:
+def build(database_url: str, var: Path, gl_posting: str = "per_event") -> MedBridge:
     """MedBridge with two ERP destinations and GL routed to ``legacy``; the demo network."""
+    erps = {name: d | {"gl_posting": gl_posting} for name, d in ERPS.items()}
     settings = Settings(
         database_url=database_url,
-        var_dir=tmp_path / "var",
+        var_dir=var,
         sqlite_synchronous="NORMAL",
         retry_initial_backoff=0.001,
         retry_max_backoff=0.01,
         retry_max_attempts=3,
-        erps=ERPS,
+        erps=erps,
         erp_routes=ROUTES,
     )
     mb = MedBridge.build(settings)
     mb.seed_demo()
+    return mb
+
+
+@pytest.fixture
+def two_erps(database_url: str, engine: Any, tmp_path: Path) -> Iterator[MedBridge]:
+    mb = build(database_url, tmp_path / "var")
+    yield mb
+    mb.stop_workers()
+    mb.engine.dispose()
+
+
+@pytest.fixture
+def summarised(database_url: str, engine: Any, tmp_path: Path) -> Iterator[MedBridge]:
+    """The same, both destinations summarising consumption per hour."""
+    mb = build(database_url, tmp_path / "var", "summarised")
     yield mb
     mb.stop_workers()
     mb.engine.dispose()
@@ -209,6 +226,51 @@ def test_a_cutover_in_the_middle_of_a_stream_and_its_rollback_route_each_entry_o
         assert logged[0].detail["reason"] == "go live"
         assert logged[1].detail["shadows"] == ["cloud"]
         assert [r.id for r in erp_cutover.history(conn)] == [forth.id, back.id]
+
+
+def test_with_summarised_posting_each_destinations_summary_holds_what_was_routed_to_it(
+    summarised: MedBridge,
+) -> None:
+    mb = summarised
+    legacy_erp, cloud_erp = FakeErp(), FakeErp()
+    first = phase(mb, h1=3, h2=2, receipts=True)
+    forth = cut_over(mb.engine, mb.erp_router(), "gl", "H1", "cloud", actor="finance")
+    second = phase(mb, h1=3, h2=2)
+    cut_over(mb.engine, mb.erp_router(), "gl", "H1", "legacy", actor="finance")
+    third = phase(mb, h1=3, h2=2)
+    assert forth.before == Route("legacy")
+
+    after_the_day = datetime.now(UTC) + timedelta(days=3650)  # every slice closed
+    for name, erp in (("legacy", legacy_erp), ("cloud", cloud_erp)):
+        gl = GlPostingPolicy(mode=GlPostingMode.SUMMARISED, destination=name, grace=0.0)
+        GlSummarizer(mb.engine, erp, gl, now=lambda: after_the_day).run_once()
+        worker(mb, name, erp).drain()  # the receipts, per event
+
+    slice_h1, slice_h2 = "SUM-H1-2026-11-20T09", "SUM-H2-2026-11-20T09"
+    with mb.engine.connect() as conn:
+        behind = {
+            (name, s): {
+                line.entry_id for line in gl_summaries.drill_down(conn, s, destination=name)
+            }
+            for name in ("legacy", "cloud")
+            for s in (slice_h1, slice_h2)
+        }
+    summarised_ones = set().union(*behind.values())
+    receipts = (first["H1"] | first["H2"]) - summarised_ones  # per event, never summarised
+    assert len(receipts) == 2
+    dispenses = {f: (first[f] | second[f] | third[f]) - receipts for f in ("H1", "H2")}
+    assert behind[("legacy", slice_h1)] == dispenses["H1"]  # record, shadow, record
+    assert behind[("cloud", slice_h1)] == second["H1"] | third["H1"]  # record, then shadow
+    assert behind[("legacy", slice_h2)] == dispenses["H2"]
+    assert behind[("cloud", slice_h2)] == set()
+    assert sorted(m.reference for m in legacy_erp.moves()) == sorted(
+        [*receipts, slice_h1, slice_h2]
+    )
+    assert [m.reference for m in cloud_erp.moves()] == [slice_h1]
+    assert {e: set(d) for e, d in roles(mb).items()} == {
+        e: ({"legacy", "cloud"} if e in second["H1"] | third["H1"] else {"legacy"})
+        for e in dispenses["H1"] | dispenses["H2"] | receipts
+    }
 
 
 def test_a_cutover_stated_for_later_routes_nothing_until_its_moment(two_erps: MedBridge) -> None:

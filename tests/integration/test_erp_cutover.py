@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import re
+import threading
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
@@ -18,11 +19,14 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy import text
+from tests.ledger_support import record_entries
 from typer.testing import CliRunner
 
 from medbridge.app import MedBridge
 from medbridge.bus.port import RetryPolicy
 from medbridge.canonical.base import Money
+from medbridge.canonical.finance import JournalEntry, JournalLine
 from medbridge.canonical.movements import MovementKind, StockMovement
 from medbridge.cli import UsageError
 from medbridge.cli import app as cli
@@ -271,6 +275,64 @@ def test_with_summarised_posting_each_destinations_summary_holds_what_was_routed
         e: ({"legacy", "cloud"} if e in second["H1"] | third["H1"] else {"legacy"})
         for e in dispenses["H1"] | dispenses["H2"] | receipts
     }
+
+
+def test_a_cutover_waits_for_every_transaction_that_routed_by_the_table_before_it(
+    two_erps: MedBridge, backend: str
+) -> None:
+    """A transaction that queued documents by the old table commits before the cutover's
+    moment is taken: no document queued after the moment was routed the old way."""
+    mb = two_erps
+    line = {"facility": "H1", "cost_center": "H1-CC-PHARM"}
+    entry = JournalEntry(
+        entry_id="JE-RACE",
+        posting_date=DAY.date(),
+        description="routed while a cutover is made",
+        source_event_id="event-race",
+        correlation_id="corr-race",
+        lines=(
+            JournalLine(account="5100-H1", debit=Decimal("1.00"), **line),
+            JournalLine(account="1300-H1", credit=Decimal("1.00"), facility="H1"),
+        ),
+    )
+    made: list[erp_cutover.CutoverMade] = []
+    started = threading.Event()
+
+    def make() -> None:
+        started.set()
+        made.append(cut_over(mb.engine, mb.erp_router(), "gl", "H1", "cloud", actor="finance"))
+
+    with mb.engine.begin() as conn:
+        [delivery] = mb.erp_router().journal(conn, [entry], datetime.now(UTC))
+        assert delivery.destination == "legacy"
+        record_entries(conn, [entry], mb.erp_router())
+        thread = threading.Thread(target=make, name="cutover")
+        thread.start()
+        started.wait(10)
+        if backend == "postgresql":  # the cutover waits for this transaction's lock
+            wait_until_a_lock_is_awaited(mb)
+        else:  # SQLite: this transaction holds the one write lock (BEGIN IMMEDIATE)
+            thread.join(0.3)
+        assert made == []
+        committing = datetime.now(UTC)
+    thread.join(30)
+    [cutover] = made
+    assert cutover.cutover.effective_at >= committing
+
+
+def wait_until_a_lock_is_awaited(mb: MedBridge) -> None:
+    for _ in range(3000):
+        with mb.engine.connect() as conn:
+            waiting = conn.execute(
+                text(
+                    "SELECT count(*) FROM pg_locks WHERE NOT granted AND relation = "
+                    "'erp_routes'::regclass"
+                )
+            ).scalar_one()
+        if waiting:
+            return
+        threading.Event().wait(0.01)
+    raise AssertionError("the cutover never waited for the transaction routing by the table")
 
 
 def test_a_cutover_stated_for_later_routes_nothing_until_its_moment(two_erps: MedBridge) -> None:

@@ -15,7 +15,9 @@ What it promises:
   keep them. A cutover effective at ``at`` changes the route of what is queued from ``at`` on,
   never of a row already queued, pending or posted. A moment in the past is refused (beyond
   ``CLOCK_SKEW``, a caller's clock running a little late; within it, the cutover takes effect
-  now, so the table never claims a route for a moment that has already been routed).
+  now, so the table never claims a route for a moment that has already been routed). "Now"
+  is read once every transaction that routed by the old table has committed
+  (``store.erp_routes.lock_for_cutover``), so none of them queued a document after it.
 * **nothing in flight is lost or doubled.** The outbox is keyed by (document, destination):
   a document queued before the moment is delivered to its old destinations exactly once,
   one queued after it to the new ones exactly once.
@@ -131,17 +133,18 @@ def cut_over(
     ``*``) go to ``to`` as their system of record; the old system of record stays a shadow
     unless ``keep_shadow`` is false. Audited as ``erp.cutover`` by ``actor``."""
     the_domain = _domain(domain)
-    now = now or _utcnow()
-    at = at or now
-    if at.tzinfo is None:
+    if at is not None and at.tzinfo is None:
         raise CutoverInPast(f"{at.isoformat()} has no time zone (give one, e.g. Z)")
-    if at < now - CLOCK_SKEW:
-        raise CutoverInPast(
-            f"{at.isoformat()} is in the past (now {now.isoformat()}): a cutover never"
-            " re-routes what was queued already"
-        )
-    effective = max(at, now).astimezone(UTC)
     with engine.begin() as conn:
+        erp_routes.lock_for_cutover(conn)  # every document routed before is committed now
+        now = now or _utcnow()
+        at = at or now
+        if at < now - CLOCK_SKEW:
+            raise CutoverInPast(
+                f"{at.isoformat()} is in the past (now {now.isoformat()}): a cutover never"
+                " re-routes what was queued already"
+            )
+        effective = max(at, now).astimezone(UTC)
         if facility != ALL_FACILITIES and facility not in known_facilities(conn):
             raise UnknownFacility(f"{facility!r} is not a facility of master data (nor '*')")
         table = router.current(conn)

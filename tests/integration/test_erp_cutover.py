@@ -12,7 +12,7 @@ import json
 import re
 import threading
 from collections.abc import Iterator
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta, timezone
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -36,6 +36,7 @@ from medbridge.domain.gl_summary import GlPostingMode
 from medbridge.flows import erp_cutover
 from medbridge.flows.erp_cutover import (
     CutoverInPast,
+    InvalidMoment,
     NotRouted,
     UnfitDestination,
     UnknownDomain,
@@ -364,7 +365,8 @@ def test_a_cutover_is_refused_naming_the_field_at_fault(two_erps: MedBridge) -> 
         (UnfitDestination, "to", {"to": "legacy"}),  # the system of record already
         (UnfitDestination, "to", {"domain": "invoices", "to": "cloud"}),  # no payables
         (CutoverInPast, "at", {"at": now - timedelta(hours=1)}),
-        (CutoverInPast, "at", {"at": datetime(2027, 1, 1)}),  # no time zone
+        (InvalidMoment, "at", {"at": datetime(2027, 1, 1)}),  # no time zone
+        (InvalidMoment, "at", {"at": datetime.max.replace(tzinfo=timezone(-timedelta(hours=2)))}),
     ]
     for error, field, given in refused:
         args: dict[str, Any] = {"domain": "gl", "facility": "H1", "to": "cloud"} | given
@@ -444,6 +446,8 @@ def test_the_api_makes_cutovers_with_its_permission_and_scope_and_lists_the_rout
         ({"domain": "payroll"}, "domain"),
         ({"at": "2020-01-01T00:00:00Z"}, "at"),
         ({"at": "2030-01-01T00:00:00"}, "at"),  # no time zone
+        ({"at": "9999-12-31T23:59:59-23:00"}, "at"),  # past the year 9999 in UTC
+        ({"reason": "go\x00live"}, "reason"),
     ):
         answer = api.post("/v1/erp/cutovers", json=body | wrong, headers=finance)
         assert answer.status_code == 422, (wrong, answer.text)

@@ -12,7 +12,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
 from medbridge.api.auth import refuse_outside, require, services
-from medbridge.api.params import Offset
+from medbridge.api.params import PRINTABLE, Offset
 from medbridge.api.problems import answers
 from medbridge.canonical.erp import ErpError, ErpUnavailable
 from medbridge.domain.erp_routing import ALL_FACILITIES, Cutover, ErpDomain, Route
@@ -288,12 +288,12 @@ class CutoverRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     domain: ErpDomain
-    facility: str = Field(min_length=1, max_length=64)
-    to: str = Field(min_length=1, max_length=64)
+    facility: str = Field(min_length=1, max_length=64, pattern=PRINTABLE)
+    to: str = Field(min_length=1, max_length=64, pattern=PRINTABLE)
     at: AwareDatetime | None = None
     keep_shadow: bool = True
     """Keep the old system of record as a shadow (so a rollback finds every document)."""
-    reason: str | None = Field(default=None, max_length=500)
+    reason: str | None = Field(default=None, max_length=500, pattern=PRINTABLE)
 
 
 @router.post("/erp/cutovers", status_code=status.HTTP_201_CREATED)

@@ -53,7 +53,7 @@ def _moment(value: str) -> datetime | None:
     try:
         moment = datetime.fromisoformat(value.strip())
     except ValueError:
-        raise erp_cutover.CutoverInPast(f"{value!r} is not an ISO 8601 moment") from None
+        raise erp_cutover.InvalidMoment(f"{value!r} is not an ISO 8601 moment") from None
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
@@ -69,6 +69,8 @@ def cutover(
     reason: Annotated[str, Form(max_length=500)] = "",
 ) -> Response:
     """As ``POST /v1/erp/cutovers``: audited as the viewer's ``erp.cutover``."""
+    if not all(value.isprintable() for value in (facility, to, at, reason)):
+        raise HTTPException(422, detail="no control characters")
     if viewer.outside({None if facility == ALL_FACILITIES else facility}):
         raise HTTPException(403, detail=f"client {viewer.name} may not cut over {facility}")
     try:

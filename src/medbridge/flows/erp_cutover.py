@@ -30,7 +30,8 @@ The errors are ``ValueError`` subclasses naming the field at fault (``CutoverErr
     ├── UnfitDestination        to: no such destination, lacks the capability, or is the
     │                           system of record already
     ├── NotRouted               domain: no destination receives it (nothing to cut over)
-    └── CutoverInPast           at: before now (beyond the clock skew)
+    └── InvalidMoment           at: no time zone, or beyond what a date holds
+        └── CutoverInPast       at: before now (beyond the clock skew)
 """
 
 from __future__ import annotations
@@ -86,8 +87,12 @@ class NotRouted(CutoverError):
     field = "domain"
 
 
-class CutoverInPast(CutoverError):
+class InvalidMoment(CutoverError):
     field = "at"
+
+
+class CutoverInPast(InvalidMoment):
+    pass
 
 
 @dataclass(frozen=True)
@@ -133,8 +138,13 @@ def cut_over(
     ``*``) go to ``to`` as their system of record; the old system of record stays a shadow
     unless ``keep_shadow`` is false. Audited as ``erp.cutover`` by ``actor``."""
     the_domain = _domain(domain)
-    if at is not None and at.tzinfo is None:
-        raise CutoverInPast(f"{at.isoformat()} has no time zone (give one, e.g. Z)")
+    if at is not None:
+        if at.tzinfo is None:
+            raise InvalidMoment(f"{at.isoformat()} has no time zone (give one, e.g. Z)")
+        try:
+            at = at.astimezone(UTC)
+        except OverflowError:
+            raise InvalidMoment(f"{at.isoformat()} is beyond what a date holds") from None
     with engine.begin() as conn:
         erp_routes.lock_for_cutover(conn)  # every document routed before is committed now
         now = now or _utcnow()
@@ -224,6 +234,7 @@ __all__ = [
     "CutoverError",
     "CutoverInPast",
     "CutoverMade",
+    "InvalidMoment",
     "NotRouted",
     "RouteNow",
     "UnfitDestination",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import socket
 import tomllib
-from datetime import timedelta
+from datetime import datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Any, cast, get_args
@@ -28,6 +28,7 @@ from medbridge.connectors.flatfile import FlatFileError
 from medbridge.demo.wiring import running_demo_erp
 from medbridge.domain.erp_compare import ComparisonKind, ErpComparison
 from medbridge.domain.reconciliation import Reconciliation
+from medbridge.flows import erp_cutover
 from medbridge.flows.erp_compare import CompareError, ErpCompare
 from medbridge.flows.erp_posting import requeue
 from medbridge.flows.erp_sync import (
@@ -840,6 +841,89 @@ def _print_comparison(report: ErpComparison) -> None:
             )
         console.print(table)
     console.print(f"{left} vs {right}: {len(report.differences)} difference(s)")
+
+
+def _moment(option: str, value: str | None) -> datetime | None:
+    """An ISO 8601 moment with its time zone (``Z`` or an offset), or None."""
+    if value is None:
+        return None
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        raise UsageError(f"{option}: {value!r} is not an ISO 8601 moment") from None
+    if moment.tzinfo is None:
+        raise UsageError(f"{option}: {value!r} has no time zone (add Z or an offset)")
+    return moment
+
+
+@erp_app.command("cutover")
+def erp_cutover_command(
+    domain: Annotated[
+        str, typer.Option(help="gl, purchase_orders, receipts, invoices, masterdata.")
+    ],
+    facility: Annotated[str, typer.Option(help="A facility code, or '*' for every facility.")],
+    to: Annotated[str, typer.Option(help="The destination that becomes the system of record.")],
+    at: Annotated[
+        str | None, typer.Option(help="ISO 8601 moment it takes effect (default: now).")
+    ] = None,
+    shadow: Annotated[
+        bool, typer.Option("--shadow/--no-shadow", help="Keep the old one as a shadow.")
+    ] = True,
+    reason: Annotated[str | None, typer.Option(help="Why (kept in the audit log).")] = None,
+) -> None:
+    """Make ``--to`` the system of record of a domain's documents of a facility from a
+    moment on (audited); the documents queued before it stay where they were. A rollback is
+    the same command back."""
+    mb = _build()
+    try:
+        made = erp_cutover.cut_over(
+            mb.engine,
+            mb.erp_router(),
+            domain,
+            facility,
+            to,
+            _moment("--at", at),
+            actor=cli_actor(),
+            keep_shadow=shadow,
+            reason=reason,
+        )
+    except erp_cutover.CutoverError as error:
+        raise UsageError(f"--{error.field}: {error.reason}") from None
+    c = made.cutover
+    console.print(
+        f"cutover {made.id}: {c.domain.value} of {c.facility} from {made.before.record} to"
+        f" {c.route.record} at {c.effective_at.isoformat()}"
+        f" (shadow: {', '.join(c.route.shadows) or 'none'})"
+    )
+
+
+@erp_app.command("routes")
+def erp_routes_command() -> None:
+    """The ERP routes in effect now per domain and facility, and the cutover history."""
+    mb = _build()
+    with mb.engine.connect() as conn:
+        now = erp_cutover.routes_now(conn, mb.erp_router())
+        past = erp_cutover.history(conn)
+    table = Table("domain", "facility", "system of record", "shadows", "since")
+    for r in now:
+        since = r.since.isoformat() if r.since else "(settings)"
+        table.add_row(r.domain.value, r.facility, r.route.record, ", ".join(r.route.shadows), since)
+    console.print(table)
+    cutovers = Table("id", "effective at", "domain", "facility", "to", "shadows", "actor", "reason")
+    for row in past:
+        c = row.cutover
+        cutovers.add_row(
+            str(row.id),
+            c.effective_at.isoformat(),
+            c.domain.value,
+            c.facility,
+            c.route.record,
+            ", ".join(c.route.shadows),
+            row.actor,
+            row.reason or "",
+        )
+    console.print(cutovers)
+    console.print(f"{len(past)} cutover(s)")
 
 
 @tasks_app.command("list")

@@ -1,22 +1,28 @@
 """The ERP side: posting statuses of the outbox, the reconciliation checkpoint per
-destination, and the shadow run's comparison of two destinations."""
+destination, the shadow run's comparison of two destinations, and the routing of domains to
+ERP destinations with its cutovers."""
 
 from __future__ import annotations
 
+from datetime import datetime
 from functools import partial
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request, status
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
 from medbridge.api.auth import refuse_outside, require, services
-from medbridge.api.params import Offset
+from medbridge.api.params import PRINTABLE, Offset
 from medbridge.api.problems import answers
 from medbridge.canonical.erp import ErpError, ErpUnavailable
 from medbridge.domain.erp_compare import ComparisonKind, ErpComparison, Side
+from medbridge.domain.erp_routing import ALL_FACILITIES, Cutover, ErpDomain, Route
 from medbridge.domain.reconciliation import Reconciliation
+from medbridge.flows import erp_cutover
 from medbridge.flows.erp_compare import CompareError, ErpCompare
 from medbridge.flows.erp_posting import requeue
+from medbridge.flows.erp_routing import ErpRouter
 from medbridge.flows.reconciliation import reconcile_period
 from medbridge.governance.permissions import Permission, Principal
 from medbridge.store import erp_postings, gl_summaries
@@ -26,6 +32,7 @@ router = APIRouter(prefix="/v1", tags=["erp"])
 Reader = Annotated[Principal, Depends(require(Permission.ERP_READ))]
 SharedReader = Annotated[Principal, Depends(require(Permission.ERP_READ, shared=True))]
 Requeuer = Annotated[Principal, Depends(require(Permission.ERP_REQUEUE))]
+CutoverMaker = Annotated[Principal, Depends(require(Permission.ERP_CUTOVER))]
 
 
 def _amount(value: Any) -> str | None:
@@ -332,3 +339,109 @@ def _comparison(report: ErpComparison) -> dict[str, Any]:
             for g in report.groups
         ],
     }
+
+
+# --- routing and cutovers ----------------------------------------------------------------
+
+
+def _router(request: Request) -> ErpRouter:
+    return services(request).erp_router or ErpRouter.single()
+
+
+def _route(route: Route) -> dict[str, Any]:
+    return {"record": route.record, "shadows": list(route.shadows)}
+
+
+def _cutover(id_: int, cutover: Cutover) -> dict[str, Any]:
+    return {
+        "id": id_,
+        "domain": cutover.domain.value,
+        "facility": cutover.facility,
+        "effective_at": cutover.effective_at.isoformat(),
+        **_route(cutover.route),
+    }
+
+
+@router.get("/erp/routes")
+async def get_erp_routes(request: Request, client: Reader) -> dict[str, Any]:
+    """The route in effect now of every domain (system of record and shadows) for ``*`` and
+    for each facility, and every cutover in effective order (a client bound to facilities:
+    theirs, and those of every facility)."""
+
+    def query() -> tuple[list[erp_cutover.RouteNow], list[Any]]:
+        with services(request).engine.connect() as conn:
+            router = _router(request)
+            mine = None if client.facilities is None else {ALL_FACILITIES, *client.facilities}
+            return (
+                erp_cutover.routes_now(conn, router, facilities=mine),
+                erp_cutover.history(conn, client.facilities),
+            )
+
+    now, past = await run_in_threadpool(query)
+    return {
+        "routes": [
+            {
+                "domain": r.domain.value,
+                "facility": r.facility,
+                "since": r.since.isoformat() if r.since else None,
+                **_route(r.route),
+            }
+            for r in now
+        ],
+        "cutovers": [
+            _cutover(row.id, row.cutover)
+            | {
+                "created_at": row.created_at.isoformat(),
+                "actor": row.actor,
+                "reason": row.reason,
+            }
+            for row in past
+        ],
+    }
+
+
+class CutoverRequest(BaseModel):
+    """A cutover: from ``at`` (default now), ``domain``'s documents of ``facility`` (``*``:
+    every facility) go to ``to`` as system of record; a rollback is the same request back."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    domain: ErpDomain
+    facility: str = Field(min_length=1, max_length=64, pattern=PRINTABLE)
+    to: str = Field(min_length=1, max_length=64, pattern=PRINTABLE)
+    at: AwareDatetime | None = None
+    keep_shadow: bool = True
+    """Keep the old system of record as a shadow (so a rollback finds every document)."""
+    reason: str | None = Field(default=None, max_length=500, pattern=PRINTABLE)
+
+
+@router.post("/erp/cutovers", status_code=status.HTTP_201_CREATED)
+async def post_erp_cutover(
+    request: Request, client: CutoverMaker, body: CutoverRequest
+) -> dict[str, Any]:
+    """Switch a domain's ERP system of record for a facility (or every one) from a moment on:
+    documents queued before it stay where they were. Audited as ``erp.cutover``."""
+    facility = None if body.facility == ALL_FACILITIES else body.facility
+    refuse_outside(client, {facility}, f"the {body.domain.value} route")
+    at: datetime | None = body.at
+    try:
+        made = await run_in_threadpool(
+            partial(
+                erp_cutover.cut_over,
+                services(request).engine,
+                _router(request),
+                body.domain,
+                body.facility,
+                body.to,
+                at,
+                actor=client.name,
+                keep_shadow=body.keep_shadow,
+                reason=body.reason,
+            )
+        )
+    except erp_cutover.CutoverError as error:
+        raise HTTPException(
+            status.HTTP_422_UNPROCESSABLE_CONTENT,
+            detail=[{"loc": ["body", error.field], "msg": error.reason, "type": "value_error"}],
+        ) from error
+    return _cutover(made.id, made.cutover) | {"before": _route(made.before)}

@@ -32,6 +32,7 @@ NAV: tuple[tuple[str, str, Permission | None], ...] = (
     ("erp_summaries", "GL summaries", Permission.ERP_READ),
     ("reconciliation", "Reconciliation", Permission.ERP_READ),
     ("erp_compare", "ERP compare", Permission.ERP_READ),
+    ("erp_routes", "ERP routes", Permission.ERP_READ),
 )
 """The navigation: (route name, label, the permission that shows it)."""
 

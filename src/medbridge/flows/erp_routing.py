@@ -42,16 +42,24 @@ class ErpRouter:
     def names(self) -> list[str]:
         return list(self.table.destinations)
 
-    def current(self, conn: Connection) -> RoutingTable:
-        """The table with every recorded cutover."""
+    def current(self, conn: Connection, *, for_queueing: bool = False) -> RoutingTable:
+        """The table with every recorded cutover (``for_queueing``: read by a transaction
+        that queues documents by it, so that no cutover commits in between; see
+        ``store.erp_routes``)."""
         if len(self.table.destinations) == 1:
             return self.table
-        return self.table.with_cutovers(erp_routes.cutovers(conn))
+        return self.table.with_cutovers(erp_routes.cutovers(conn, for_queueing=for_queueing))
 
     def route(
-        self, conn: Connection, domain: ErpDomain, facility: str | None, at: datetime
+        self,
+        conn: Connection,
+        domain: ErpDomain,
+        facility: str | None,
+        at: datetime,
+        *,
+        for_queueing: bool = False,
     ) -> Route | None:
-        return self.current(conn).route(domain, facility, at)
+        return self.current(conn, for_queueing=for_queueing).route(domain, facility, at)
 
     def journal(
         self,
@@ -64,7 +72,7 @@ class ErpRouter:
         first line's), ``summarising`` where that destination summarises and the entry is
         ``summarisable`` (a consumption entry of one facility). An entry the ERP's own
         document books (a supplier invoice's mirror) is never sent."""
-        table = self.current(conn)
+        table = self.current(conn, for_queueing=True)
         deliveries: list[Delivery] = []
         for entry in entries:
             if entry.booked_by is not BookedBy.MEDBRIDGE:
@@ -105,7 +113,7 @@ class ErpRouter:
     ) -> list[Delivery]:
         """The outbox rows of one document of a workflow (a purchase order, a receipt...):
         one per destination of its route, the system of record first."""
-        route = self.route(conn, domain, facility, now)
+        route = self.route(conn, domain, facility, now, for_queueing=True)
         if route is None:
             return []
         return [

@@ -26,7 +26,7 @@ procurement   ``stock:read``, ``procurement:read``, ``trade:read``, ``work:read`
 ap_clerk      ``procurement:read``, ``trade:read``, ``work:read``, ``work:ap``, ``erp:read``,
               ``dashboard:read``
 finance       ``stock:read``, ``ledger:read``, ``erp:read``, ``erp:requeue``,
-              ``procurement:read``, ``work:read``, ``work:ap``, ``dashboard:read``
+              ``erp:cutover``, ``procurement:read``, ``work:read``, ``work:ap``, ``dashboard:read``
 auditor       every ``*:read`` but ``encounters:read``, ``audit:read`` included; changes
               nothing
 admin         every permission
@@ -54,6 +54,7 @@ class Permission(StrEnum):
     XREF_WRITE = "xref:write"  # code cross-references (master data)
     ERP_READ = "erp:read"  # ERP postings and the ERP ledger reconciliation
     ERP_REQUEUE = "erp:requeue"
+    ERP_CUTOVER = "erp:cutover"  # switch a domain's ERP system of record (cutover, rollback)
     TRADE_READ = "trade:read"  # trading-partner documents
     TRADE_WRITE = "trade:write"  # X12 and cXML from partners
     PROCUREMENT_READ = "procurement:read"  # purchase orders, invoices
@@ -139,6 +140,7 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
             P.LEDGER_READ,
             P.ERP_READ,
             P.ERP_REQUEUE,
+            P.ERP_CUTOVER,
             P.PROCUREMENT_READ,
             P.WORK_READ,
             P.WORK_AP,

@@ -1,6 +1,13 @@
 """The ERP cutovers (``erp_routes``): from a stated moment, a domain's documents of one
 facility (or of every one, ``*``) go to another system of record. Append-only: a rollback
-is one more cutover, back; every cutover is audited in the same transaction."""
+is one more cutover, back; every cutover is audited in the same transaction.
+
+A transaction that queues documents reads the cutovers with ``for_queueing`` and one that
+makes a cutover starts with ``lock_for_cutover``: on PostgreSQL the first holds the table in
+SHARE mode and the second in EXCLUSIVE mode, so a cutover waits for every transaction that
+routed by the table before it, and each of those waits for the cutover to commit (on SQLite,
+writing transactions are serialized already: ``BEGIN IMMEDIATE``). A cutover's moment, taken
+once its lock is held, is thus never before a document routed without it."""
 
 from __future__ import annotations
 
@@ -8,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, insert, select
+from sqlalchemy import Connection, insert, select, text
 
 from medbridge.domain.erp_routing import Cutover, ErpDomain, Route
 from medbridge.store import audit
@@ -39,8 +46,19 @@ def history(conn: Connection, domain: ErpDomain | None = None) -> list[CutoverRo
     return [_row(r) for r in conn.execute(stmt)]
 
 
-def cutovers(conn: Connection) -> list[Cutover]:
+def cutovers(conn: Connection, *, for_queueing: bool = False) -> list[Cutover]:
+    """Every cutover; ``for_queueing``: in a transaction that routes documents by them (no
+    cutover commits before it does)."""
+    if for_queueing and conn.dialect.name == "postgresql":
+        conn.execute(text("LOCK TABLE erp_routes IN SHARE MODE"))
     return [row.cutover for row in history(conn)]
+
+
+def lock_for_cutover(conn: Connection) -> None:
+    """The first statement of a transaction that makes a cutover: it waits for every
+    transaction routing documents by the cutovers to commit, and they wait for it."""
+    if conn.dialect.name == "postgresql":
+        conn.execute(text("LOCK TABLE erp_routes IN EXCLUSIVE MODE"))
 
 
 def record(

@@ -98,8 +98,9 @@ FAST = {  # the procure-to-pay tests' timers (tests/procurement_support.py) but 
     "shipment_timeout": 60.0,
     # how long an invoice waits for the goods it bills (it goes on as soon as they are in):
     # the simulators send ship notice and invoice together and the workflows' ERP calls go
-    # one at a time through the outbox worker, so with many cycles in flight the receipt trails the invoice by more than
-    # the tests' 3 s, and the invoice would go to an AP task (invoice_without_receipt)
+    # one at a time through the outbox worker, so with many cycles in flight the receipt
+    # trails the invoice by more than the tests' 3 s, and the invoice would go to an AP
+    # task (invoice_without_receipt)
     "receipt_grace": 60.0,
     "task_poll_interval": 0.3,
     "workflow_poll_interval": 0.05,

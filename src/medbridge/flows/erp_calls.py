@@ -131,4 +131,12 @@ def wait(
             current = erp_postings.get(conn, posting.document, posting.destination)
     if current is None:  # deleted under us: nothing to wait for
         raise ErpRejected(f"{posting.document} left the {posting.destination} outbox")
+    log.info(
+        "erp.document_posted",
+        document=current.document,
+        kind=current.kind.value,
+        erp=current.destination,
+        erp_id=current.erp_id,
+        queued_at=current.created_at.isoformat(),
+    )
     return current

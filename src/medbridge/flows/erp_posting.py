@@ -512,9 +512,16 @@ class ErpPosting:
                 self._sleep(max(idle_sleep, min(self.breaker.retry_in(), 0.05)))
         return settled
 
-    def run(self, stop: threading.Event, idle_sleep: float = 0.5) -> None:
+    def run(
+        self, stop: threading.Event, idle_sleep: float = 0.5, wake: threading.Event | None = None
+    ) -> None:
+        """Post until ``stop``; idle ``idle_sleep`` s between empty rounds, or until ``wake``
+        is set (a workflow step of this process queued a document and waits for it)."""
         log.info("erp_posting.started", erp=self.policy.erp_name)
+        idle = stop if wake is None else wake
         while not stop.is_set():
+            if wake is not None:
+                wake.clear()  # set from here on: the next idle wait returns at once
             try:
                 done = self.poll_once()
             except Exception:  # the database is unreachable: nothing was lost, try again
@@ -522,7 +529,7 @@ class ErpPosting:
                 stop.wait(idle_sleep)
                 continue
             if not done:
-                stop.wait(idle_sleep)
+                idle.wait(idle_sleep)
         log.info("erp_posting.stopped", erp=self.policy.erp_name)
 
 

@@ -103,6 +103,9 @@ class ProcurementRuntime:
     """Where each ERP document goes (system of record, shadows)."""
     buyer: str = "NET"
     stopping: threading.Event = field(default_factory=threading.Event)
+    erp_wakes: dict[str, threading.Event] = field(default_factory=dict)
+    """The wake-up of this process's outbox worker per destination: set when a step queued a
+    document, so the worker posts it now rather than after its idle poll."""
 
     def retrying(
         self, what: str, call: Callable[[], T], transient: Callable[[BaseException], bool]
@@ -137,6 +140,8 @@ class ProcurementRuntime:
         posting = erp_calls.queue(self.engine, self.router, doc, now())
         if posting is None:
             return None
+        for wake in self.erp_wakes.values():
+            wake.set()
         done = erp_calls.wait(self.engine, posting, self.stopping, self.policy.erp_wait)
         if done is None:
             raise StepInterrupted(f"{kind.value} {document}")

@@ -1,7 +1,8 @@
 """What the procure-to-pay tests share: a MedBridge with its workflows launched against an ERP,
 the simulated suppliers as its channels, and a driver that runs everything until a condition
 holds (the workflows run in DBOS threads; the bus consumers, the ERP posting worker and the
-simulators are pumped here)."""
+simulators are pumped here: the workflows' steps wait for their ERP documents until the
+worker pumped here posted them)."""
 
 from __future__ import annotations
 
@@ -43,6 +44,8 @@ FAST = {
     "auto_receive": True,
 }
 
+FAST_POSTING = ErpPostingPolicy(rate_limit=1000, burst=100)
+
 
 def cycle_settings(settings: Settings, tmp_path: Any, **overrides: Any) -> Settings:
     """Fast timers, the demo partners; DBOS's system tables in the test's own place: beside
@@ -62,18 +65,21 @@ class Cycle:
     mb: MedBridge
     faults: Faults = field(default_factory=Faults)
     erp: ErpPort | None = None
-    """None: the configured ERP (the real Tryton)."""
+    """The ERP the outbox worker posts to (every ERP call of the workflows goes through it);
+    None: the configured ERP (the real Tryton)."""
+    posting: ErpPostingPolicy | None = None
+    """The outbox worker's policy (None: destination ``tryton``, 1000 calls/s)."""
     simulators: dict[str, SimulatedSupplier] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         own = self.mb.settings.own_identity
         for code in demo_partners():
             self.simulators[code] = SimulatedSupplier(own, self.mb._deliver, self.faults)
-        self.workflows = self.mb.workflows(self.channel, self.erp)
+        self.workflows = self.mb.workflows(self.channel)
         self.runtime = self.workflows.runtime
         erp = self.erp or self.mb.erp()
         self.poster = (
-            ErpPosting(self.mb.engine, erp, ErpPostingPolicy(rate_limit=1000, burst=100))
+            ErpPosting(self.mb.engine, erp, self.posting or FAST_POSTING)
             if erp is not None
             else None
         )

@@ -154,11 +154,10 @@ class MedBridge:
     def workflows(
         self,
         channels: Callable[[TradingPartner], SupplierChannel] | None = None,
-        erp: ErpPort | None = None,
     ) -> Workflows:
         """DBOS launched in this process, the router consumer registered (once)."""
         if self._workflows is None:
-            self._workflows = build_workflows(self, channels, erp)
+            self._workflows = build_workflows(self, channels)
         return self._workflows
 
     def shutdown_workflows(self) -> None:

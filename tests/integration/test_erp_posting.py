@@ -120,6 +120,39 @@ def test_worker_posts_pending_entries_with_the_erp_id(engine: Engine) -> None:
     assert len(fake.moves()) == 7
 
 
+def test_a_wake_ends_the_idle_wait_of_a_running_worker(engine: Engine) -> None:
+    """A workflow step that queued a document wakes its process's worker: it posts at once
+    instead of after its idle poll (here ten minutes: without the wake the wait below would
+    time out)."""
+    fake = FakeErp()
+    worker = ErpPosting(engine, fake, policy())
+    rounds: list[int] = []
+    poll = worker.poll_once
+
+    def counted() -> int:
+        done = poll()
+        rounds.append(done)
+        return done
+
+    worker.poll_once = counted  # type: ignore[method-assign]
+    stop, wake = threading.Event(), threading.Event()
+    thread = threading.Thread(
+        target=worker.run, args=(stop, 600.0), kwargs={"wake": wake}, daemon=True
+    )
+    thread.start()
+    try:
+        wait_for(lambda: bool(rounds), "the first (empty) round")
+        record(engine, entry(1))
+        wake.set()
+        wait_for(lambda: statuses(engine)["JE-0001"].status == "posted", "the woken worker")
+    finally:
+        stop.set()
+        wake.set()
+        thread.join(10)
+    assert not thread.is_alive()
+    assert rounds[0] == 0
+
+
 def test_a_lost_answer_is_retried_and_posts_exactly_one_move(engine: Engine) -> None:
     record(engine, entry(1))
     fake = FakeErp()

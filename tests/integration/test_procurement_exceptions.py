@@ -21,6 +21,8 @@ from medbridge.canonical.trade import InvoiceDocument, InvoiceLine, PartnerItem
 from medbridge.demo.procurement import demo_partners
 from medbridge.demo.supplier_behaviour import Fault, Faults
 from medbridge.settings import Settings
+from medbridge.store import audit
+from medbridge.store import erp_postings as erp_store
 from medbridge.store import ledger as ledger_store
 from medbridge.store import procurement as store
 from procurement_support import Harness, cycle_settings, fake_erp
@@ -313,8 +315,9 @@ def test_an_order_whose_erp_call_is_retried_at_a_stop_goes_on_after_the_restart(
 ) -> None:
     """Issue 16: stopping the process while a step retried an unreachable ERP (the demo's
     ERP stops with it) recorded the transient error as the step's outcome; on the next start
-    DBOS replayed it and the order stayed where it was. The step now ends without an
-    outcome and is run again after the restart."""
+    DBOS replayed it and the order stayed where it was. The step (now waiting for its
+    document in the ERP outbox while the worker retries) ends without an outcome and is run
+    again after the restart."""
     h = harness_for()
     h.cycle.stock("VANCO-1G", "H1-PHARM", 200)
     h.cycle.pump()
@@ -324,8 +327,10 @@ def test_an_order_whose_erp_call_is_retried_at_a_stop_goes_on_after_the_restart(
     (reference,) = h.cycle.runtime.plan_and_start()
     deadline = time.monotonic() + 30
     while not any(c.outcome == "down" for c in h.erp.calls) and time.monotonic() < deadline:
+        assert h.cycle.poster is not None
+        h.cycle.poster.poll_once()  # the outbox worker makes the workflow's ERP calls
         time.sleep(0.02)
-    assert any(c.outcome == "down" for c in h.erp.calls), "the workflow called the ERP"
+    assert any(c.outcome == "down" for c in h.erp.calls), "the order's ERP call was tried"
 
     h.cycle.runtime.stopping.set()  # the process stops: the retries end at once
     status = "PENDING"
@@ -345,3 +350,38 @@ def test_an_order_whose_erp_call_is_retried_at_a_stop_goes_on_after_the_restart(
         )
     finally:
         again.mb.stop_workers()
+
+
+def test_an_order_the_erp_refuses_asks_procurement_and_approving_requeues_it(
+    engine: object, settings: Settings, tmp_path: Path
+) -> None:
+    """The outbox worker posts the order and the ERP refuses it (a supplier it does not
+    know): the row is a dead letter, the step's task says why; approved once the supplier
+    is in the ERP, the step requeues the row (audited) and the order goes on."""
+    erp = fake_erp()
+    known = erp.suppliers()
+    erp._suppliers = tuple(s for s in known if s.code != "MCK")  # MCK not in the ERP yet
+    h = Harness(cycle_settings(settings, tmp_path), Faults(), erp)
+    try:
+        reference = h.order()
+        task = h.task("procurement", "erp_rejected")
+        assert "unknown supplier 'MCK'" in task["reason"]
+        with h.mb.engine.connect() as conn:
+            refused = erp_store.get(conn, reference)
+        assert refused is not None
+        assert refused.status is erp_store.PostingStatus.FAILED
+        assert "unknown supplier" in (refused.last_error or "")
+
+        erp._suppliers = tuple(known)  # the supplier created in the ERP
+        h.decide(task, action="approve")
+        h.until_invoice(f"INV-{reference}-1", "posted")
+    finally:
+        h.mb.stop_workers()
+    with h.mb.engine.connect() as conn:
+        posted = erp_store.get(conn, reference)
+        requeued = audit.entries(conn, action="erp_posting.requeue")
+    assert posted is not None
+    assert posted.status is erp_store.PostingStatus.POSTED
+    assert [(a.actor, a.target_id) for a in requeued] == [("system:workflow", reference)]
+    tries = [c.outcome for c in erp.calls if c.method == "create_purchase_order"]
+    assert tries == ["rejected", "ok"]

@@ -1,13 +1,19 @@
-"""Buffered posting of journal entries to the ERP: the worker that drains the ``erp_postings``
-outbox (written with each journal entry, see ``store.erp_postings``).
+"""Buffered posting to one ERP destination: the worker that drains that destination's rows of
+the ``erp_postings`` outbox (see ``store.erp_postings``): the journal entries (written with
+each entry) and the workflow steps' documents (purchase orders, their confirmations and
+cancellations, goods receipts, supplier invoices, queued by ``flows.erp_calls``). Nothing else
+in MedBridge calls the ERP for these: every such call is made here, under this destination's
+rate limit, circuit breaker and hold windows.
 
 Each round: nothing during a hold window or while the circuit is open; otherwise claim up to
-``batch_size`` due postings and post them in ONE port call, ``post_journal_entries`` (the
-adapter's list create and post: for Tryton one search, one create, one post for the batch),
-after taking ONE token of the rate limiter. The limit is therefore in ERP calls (port calls)
-per second, and a token buys a batch: at ``rate_limit`` r and ``batch_size`` b the worker
-posts up to r x b entries/s while the ERP sees at most r calls/s from it (each call a few
-JSON-RPC requests, see the adapter). What happens after the call is declared here, per entry
+``batch_size`` due postings and post the journal entries among them in ONE port call,
+``post_journal_entries`` (the adapter's list create and post: for Tryton one search, one
+create, one post for the batch), after taking ONE token of the rate limiter; then each
+document of a workflow, one port call per token (a supplier invoice is two calls, create and
+post: two tokens). The limit is therefore in ERP calls (port calls) per second, and a token
+buys a batch: at ``rate_limit`` r and ``batch_size`` b the worker posts up to r x b
+entries/s while the ERP sees at most r calls/s from it (each call a few JSON-RPC requests,
+see the adapter). What happens after the call is declared here, per entry
 where the ERP answered per entry, for the whole batch where the call itself failed:
 
 - ``ErpRef`` (created, or already there): posted with the ERP's id.
@@ -28,7 +34,9 @@ transaction of its outcome; retried calls are not.
 
 Exactly once: ``post_journal_entries`` is idempotent per ``entry_id`` in the ERP (the port's
 contract), so a lost answer, a crash after the call, or a lease that expired only leads to a
-repeat call that finds the moves already there and creates only the missing ones.
+repeat call that finds the moves already there and creates only the missing ones. A
+workflow document likewise: the ERP finds an order, a receipt or an invoice by its reference
+(a confirmation or cancellation of an order in that state already changes nothing).
 
 With tracing on, each entry of a call is an ``erp.post`` span (CLIENT), a child of the ledger
 posting that queued it (its trace context is kept in the outbox row): the dispense's trace ends
@@ -324,6 +332,7 @@ class ErpPosting:
             return erp.record_goods_receipt(GoodsReceipt.model_validate_json(payload)).erp_id, None
         if kind is DocumentKind.SUPPLIER_INVOICE:
             ref = erp.create_supplier_invoice(SupplierInvoice.model_validate_json(payload))
+            self.limiter.acquire()  # a second port call: a token of its own
             erp.post_supplier_invoice(ref.erp_id)
             return ref.erp_id, None
         order = self._order_id(posting)
@@ -508,14 +517,20 @@ class ErpPosting:
         stop: threading.Event,
         idle_sleep: float = 0.5,
         periodic: tuple[float, Callable[[], object]] | None = None,
+        wake: threading.Event | None = None,
     ) -> None:
-        """Post until ``stop``; ``periodic``: (seconds, job) run between rounds that often,
-        in this thread (the destination's GL summarizer: its calls then share this worker's
-        rate limiter and circuit breaker, see ``GlSummarizer``)."""
+        """Post until ``stop``; idle ``idle_sleep`` s between empty rounds, or until ``wake``
+        is set (a workflow step of this process queued a document and waits for it).
+        ``periodic``: (seconds, job) run between rounds that often, in this thread (the
+        destination's GL summarizer: its calls then share this worker's rate limiter and
+        circuit breaker, see ``GlSummarizer``)."""
         log.info("erp_posting.started", erp=self.policy.erp_name)
+        idle = stop if wake is None else wake
         every, job = periodic or (0.0, None)
         next_job = _time.monotonic()
         while not stop.is_set():
+            if wake is not None:
+                wake.clear()  # set from here on: the next idle wait returns at once
             if job is not None and _time.monotonic() >= next_job:
                 try:
                     job()
@@ -529,7 +544,7 @@ class ErpPosting:
                 stop.wait(idle_sleep)
                 continue
             if not done:
-                stop.wait(idle_sleep)
+                idle.wait(idle_sleep)
         log.info("erp_posting.stopped", erp=self.policy.erp_name)
 
 

@@ -4,12 +4,15 @@
 per invoice received): waits up to ``receipt_grace`` for the goods it bills (an invoice often
 overtakes the truck), then three-way matches it (``domain.matching``, tolerances from the
 policy; serialised per supplier so that two copies of one invoice cannot both match). Matched:
-posted (the supplier invoice in the ERP, posted; GRNI / PPV / AP journal entry through the
-ERP posting outbox). An exception opens an AP task with its reasons and waits for the
-decision: approve (post as billed), adjust price / quantity (post as corrected), request credit
-(post as billed, the variance expected back as a credit memo), reject / close (nothing
-posted). A credit memo is never matched automatically; approved, it posts its reversal (debit
-AP, credit PPV). An invoice for no order of ours: an AP task (reject or close).
+posted (the supplier invoice created and posted in the ERP; the price variance journal entry).
+Both go through the ERP outbox: the invoice queued for the destinations of domain
+``invoices`` and the order's facility and awaited until the system of record posted it
+(``flows.erp_calls``; a refusal fails the step), the entry routed as every journal entry.
+An exception opens an AP task with its reasons and waits for the decision: approve (post as
+billed), adjust price / quantity (post as corrected), request credit (post as billed, the
+variance expected back as a credit memo), reject / close (nothing posted). A credit memo is
+never matched automatically; approved, it posts its reversal (debit AP, credit PPV). An
+invoice for no order of ours: an AP task (reject or close).
 
 Exactly once: see ``flows.procurement`` (keyed side effects, the workflow id). What the
 match is handed: ``flows.invoice_matching``; how a decided invoice is booked:
@@ -23,13 +26,13 @@ from typing import Any
 
 from dbos import DBOS, SetWorkflowID
 
-from medbridge.canonical.erp import ErpPort
 from medbridge.canonical.tasks import Action, NewTask, WorkQueue
 from medbridge.canonical.trade import (
     InvoiceDocument,
     InvoicePurpose,
 )
 from medbridge.domain import ap_posting
+from medbridge.domain.erp_routing import ErpDomain
 from medbridge.domain.ledger import money
 from medbridge.domain.matching import (
     match_invoice,
@@ -42,6 +45,7 @@ from medbridge.observability import tracing
 from medbridge.observability.logging import get_logger
 from medbridge.store import ledger as ledger_store
 from medbridge.store import procurement as store
+from medbridge.store.erp_postings import DocumentKind
 from medbridge.store.trade import next_control_number
 
 log = get_logger(__name__)
@@ -218,9 +222,9 @@ def _close_invoice(key: str, outcome: str, decision: dict[str, Any]) -> str:
 @DBOS.step()
 def _post(invoice: dict[str, Any], decision: dict[str, Any] | None) -> str:
     """Post an invoice as decided (``domain.ap_posting``): the ERP's own invoice (or credit
-    note) document books it, created and posted in the ERP; MedBridge mirrors that entry in
-    its journal without sending it, and books the price variance itself (sent through the
-    ERP posting outbox). An invoice of no order of ours posts nothing."""
+    note) document books it, created and posted in the ERP through the outbox; MedBridge
+    mirrors that entry in its journal without sending it, and books the price variance itself
+    (sent through the outbox too). An invoice of no order of ours posts nothing."""
     rt = runtime()
     key, supplier = invoice["key"], invoice["supplier"]
     document = InvoiceDocument.model_validate(invoice["document"])
@@ -241,13 +245,14 @@ def _post(invoice: dict[str, Any], decision: dict[str, Any] | None) -> str:
         return outcome
     settled = settlement(invoice, document, row, by_order, book_, decision, action)
     booking = ap_posting.book(settled, ap_accounts(accounts_map, settled.facility))
-
-    def create_and_post(erp: ErpPort) -> str:
-        ref = erp.create_supplier_invoice(booking.document)
-        erp.post_supplier_invoice(ref.erp_id)
-        return ref.erp_id
-
-    erp_id = rt.call_erp("supplier_invoice", create_and_post)
+    posted = rt.erp_document(
+        DocumentKind.SUPPLIER_INVOICE,
+        booking.document.reference,
+        ErpDomain.INVOICES,
+        settled.facility,
+        payload=booking.document.model_dump_json(),
+    )
+    erp_id = None if posted is None else posted.erp_id
     failpoint("erp_invoice")
     entries = journal_entries(key, settled, booking, row["correlation_id"])
     with rt.engine.begin() as conn:

@@ -13,9 +13,16 @@ has the one per supplier invoice), and the planning that starts them.
 5. the goods are received (``flows.receiving``); what is still open in the ERP once nothing
    more is expected (closed short, a refused shipment) is cancelled there.
 
-Exactly once: every step's side effect is keyed (ERP documents by reference, bus appends by
-idempotency key, rows by primary key, journal entries by entry id), so a step that DBOS runs
-again after a crash finds its effect and does not repeat it; the workflow id makes a second
+Every ERP call goes through the ERP outbox (``flows.erp_calls``): the step queues its document
+(the order, ``<reference>:confirm``, ``<reference>:cancel``) for the destinations its route
+names (domain ``purchase_orders``, the order's facility) and waits until the system of
+record's ``ErpPosting`` worker posted it, under that ERP's rate limit; a refusal opens the
+step's task (approve: the document is requeued and tried again, close: cancel).
+
+Exactly once: every step's side effect is keyed (ERP documents by (document, destination) in
+the outbox and by reference in the ERP, bus appends by idempotency key, rows by primary key,
+journal entries by entry id), so a step that DBOS runs again after a crash finds its effect
+and does not repeat it; the workflow id makes a second
 start of the same process a no-op. A person's decisions reach a waiting workflow as
 ``flows.escalation`` describes. The runtime the steps use, the policy and the crash tests'
 failpoints are ``flows.procurement_runtime``.
@@ -23,6 +30,7 @@ failpoints are ``flows.procurement_runtime``.
 
 from __future__ import annotations
 
+import json
 import threading
 import uuid
 from collections.abc import Callable
@@ -44,6 +52,7 @@ from medbridge.canonical.trade import (
     PartyRole,
 )
 from medbridge.canonical.trade import OrderLine as TradeOrderLine
+from medbridge.domain.erp_routing import ErpDomain
 from medbridge.flows.escalation import approved
 from medbridge.flows.procurement_runtime import (
     ProcurementPolicy,
@@ -56,6 +65,7 @@ from medbridge.flows.receiving import outstanding, receive_goods
 from medbridge.flows.trade import ChannelError
 from medbridge.observability.logging import get_logger
 from medbridge.store import procurement as store
+from medbridge.store.erp_postings import DocumentKind
 
 log = get_logger(__name__)
 
@@ -141,15 +151,26 @@ def _refusable(reference: str, name: str, step: Callable[[str], Any]) -> Any:
 
 
 @DBOS.step()
-def _erp_order(reference: str) -> str:
+def _erp_order(reference: str) -> str | None:
     rt = runtime()
     with rt.engine.connect() as conn:
         po = store.order(conn, reference)
     assert po is not None
     if po["erp_id"]:
         return str(po["erp_id"])
+    erp_id = _order_in_erp(rt, po)
+    failpoint("erp_order")
+    if erp_id is not None:  # else no ERP receives purchase orders: the order stays released
+        with rt.engine.begin() as conn:
+            store.set_order(conn, reference, erp_id=erp_id, status="in_erp")
+    return erp_id
+
+
+def _order_in_erp(rt: ProcurementRuntime, po: dict[str, Any]) -> str | None:
+    """The order created in the ERP through the outbox (at once if it is there already): its
+    id in the system of record, None when no ERP receives purchase orders."""
     order = PurchaseOrder(
-        reference=reference,
+        reference=po["reference"],
         supplier=po["supplier"],
         order_date=po["created_at"].date(),
         lines=tuple(
@@ -163,11 +184,31 @@ def _erp_order(reference: str) -> str:
         ),
         delivery_location=po["lines"][0]["location"],
     )
-    ref = rt.call_erp("create_purchase_order", lambda erp: erp.create_purchase_order(order))
-    failpoint("erp_order")
-    with rt.engine.begin() as conn:
-        store.set_order(conn, reference, erp_id=ref.erp_id, status="in_erp")
-    return ref.erp_id
+    posted = rt.erp_document(
+        DocumentKind.PURCHASE_ORDER,
+        po["reference"],
+        ErpDomain.PURCHASE_ORDERS,
+        po["facility"],
+        payload=order.model_dump_json(),
+    )
+    return None if posted is None else posted.erp_id
+
+
+def _order_follow_up(rt: ProcurementRuntime, po: dict[str, Any], kind: DocumentKind) -> None:
+    """An order's confirmation or cancellation through the outbox, after the order (queued
+    again where it has no row: an order sent before the outbox knew workflow documents)."""
+    reference = po["reference"]
+    _order_in_erp(rt, po)
+    suffix = "confirm" if kind is DocumentKind.ORDER_CONFIRMATION else "cancel"
+    reason = f"order {reference}: {po['status']}"
+    rt.erp_document(
+        kind,
+        f"{reference}:{suffix}",
+        ErpDomain.PURCHASE_ORDERS,
+        po["facility"],
+        payload=json.dumps({"reason": reason}) if suffix == "cancel" else None,
+        after=reference,
+    )
 
 
 def order_document(po: dict[str, Any], buyer: str) -> OrderDocument:
@@ -260,8 +301,8 @@ def _erp_confirm(reference: str) -> None:
     with rt.engine.connect() as conn:
         po = store.order(conn, reference)
     assert po is not None
-    assert po["erp_id"]
-    rt.call_erp("confirm_purchase_order", lambda erp: erp.confirm_purchase_order(po["erp_id"]))
+    if po["erp_id"]:
+        _order_follow_up(rt, po, DocumentKind.ORDER_CONFIRMATION)
     failpoint("erp_confirm")
     with rt.engine.begin() as conn:
         store.set_order(conn, reference, status="confirmed")
@@ -283,10 +324,7 @@ def _finish(reference: str, outcome: str) -> None:
         )
     assert po is not None
     if (left or short) and po["erp_id"]:
-        reason = f"order {reference} {outcome}"
-        rt.call_erp(
-            "cancel_purchase_order", lambda erp: erp.cancel_purchase_order(po["erp_id"], reason)
-        )
+        _order_follow_up(rt, po | {"status": outcome}, DocumentKind.ORDER_CANCELLATION)
     with rt.engine.begin() as conn:
         store.set_lines(conn, reference, "received")  # lines of a refused shipment: cancelled
         store.set_order(conn, reference, status=outcome)
@@ -301,10 +339,7 @@ def _cancel(reference: str, outcome: str) -> None:
         po = store.order(conn, reference)
     assert po is not None
     if po["erp_id"]:
-        reason = f"order {reference}: {outcome}"
-        rt.call_erp(
-            "cancel_purchase_order", lambda erp: erp.cancel_purchase_order(po["erp_id"], reason)
-        )
+        _order_follow_up(rt, po | {"status": outcome}, DocumentKind.ORDER_CANCELLATION)
     with rt.engine.begin() as conn:
         store.set_lines(conn, reference, "cancelled")
         store.set_order(conn, reference, status=outcome)

@@ -2,8 +2,11 @@
 (DBOS is global), the policy, and the few helpers every step shares.
 
 ``ProcurementRuntime`` holds the ports (database, master data, intake, trade outbox, work
-queues, the ERP) and the one way to call the ERP (``call_erp``: retried while it is
-unreachable). ``flows.procurement`` builds on it with planning and starting.
+queues, the ERP router) and the one way a step reaches the ERP (``erp_document``): the
+document queued in the ERP outbox and awaited until its system of record's ``ErpPosting``
+worker posted it (``flows.erp_calls``); a step never calls the ERP itself, so every ERP call
+is rate-limited and exactly once per destination. ``flows.procurement`` builds on it with
+planning and starting.
 
 ``FAILPOINT`` (environment ``MEDBRIDGE_FAILPOINT``): a step name; the process SIGKILLs itself
 right after that step's side effect, before DBOS records the step, once per marker file
@@ -24,10 +27,12 @@ from typing import Any, TypeVar
 
 from sqlalchemy import Engine
 
-from medbridge.canonical.erp import ErpPort, ErpUnavailable
 from medbridge.canonical.partners import TradingPartner
 from medbridge.canonical.trade import PartnerItem
+from medbridge.domain.erp_routing import ErpDomain
 from medbridge.domain.matching import Tolerances
+from medbridge.flows import erp_calls
+from medbridge.flows.erp_calls import ErpDocument
 from medbridge.flows.erp_routing import ErpRouter
 from medbridge.flows.intake import MovementIntake
 from medbridge.flows.replenishment import ReplenishmentPlanner
@@ -37,6 +42,7 @@ from medbridge.masterdata.repository import MasterDataRepository
 from medbridge.observability.logging import get_logger
 from medbridge.retry import Backoff, retrying
 from medbridge.store import procurement as store
+from medbridge.store.erp_postings import DocumentKind, Posting
 
 log = get_logger(__name__)
 T = TypeVar("T")
@@ -65,13 +71,16 @@ class ProcurementPolicy:
     auto_receive: bool = False
     tolerances: Tolerances = field(default_factory=Tolerances)
     retry: Backoff = field(default_factory=lambda: Backoff(initial=0.5, maximum=60.0))
-    """How an ERP call or a send to a supplier that failed transiently is tried again (for as
-    long as it fails so, until the process stops)."""
+    """How a send to a supplier that failed transiently is tried again (for as long as it
+    fails so, until the process stops)."""
+    erp_wait: float = 0.1
+    """How often a step waiting for its ERP document re-reads the outbox row."""
 
 
 class StepInterrupted(BaseException):
-    """The process stopped while a step was retrying a transient failure (an ERP or a
-    supplier out of reach; the demo's ERP stops with the process). Not an ``Exception``, on
+    """The process stopped while a step was retrying a transient failure (a supplier out of
+    reach) or waiting for its ERP document (an ERP out of reach: the demo's ERP stops with
+    the process). Not an ``Exception``, on
     purpose: DBOS records a step's or a workflow's outcome only for an ``Exception``, and a
     recorded transient error would be replayed on the next start and end the workflow for
     good (orders left at sent/confirmed). Without an outcome, the workflow is recovered on
@@ -89,13 +98,14 @@ class ProcurementRuntime:
     partners: Mapping[str, TradingPartner]
     work_queues: WorkQueues
     planner: ReplenishmentPlanner
-    erp: Callable[[], ErpPort | None]
     policy: ProcurementPolicy = field(default_factory=ProcurementPolicy)
     router: ErpRouter = field(default_factory=ErpRouter.single)
     """Where each ERP document goes (system of record, shadows)."""
     buyer: str = "NET"
-    _erp_lock: threading.Lock = field(default_factory=threading.Lock)
     stopping: threading.Event = field(default_factory=threading.Event)
+    erp_wakes: dict[str, threading.Event] = field(default_factory=dict)
+    """The wake-up of this process's outbox worker per destination: set when a step queued a
+    document, so the worker posts it now rather than after its idle poll."""
 
     def retrying(
         self, what: str, call: Callable[[], T], transient: Callable[[BaseException], bool]
@@ -112,18 +122,30 @@ class ProcurementRuntime:
                 raise StepInterrupted(what) from error
             raise
 
-    def call_erp(self, what: str, call: Callable[[ErpPort], T]) -> T:
-        """One ERP call, retried while the ERP is unreachable (or not attached yet);
-        ``ErpRejected`` goes to the workflow."""
-
-        def attempt() -> T:
-            erp = self.erp()
-            if erp is None:
-                raise ErpUnavailable("no ERP attached")
-            with self._erp_lock:
-                return call(erp)
-
-        return self.retrying(what, attempt, lambda e: isinstance(e, ErpUnavailable))
+    def erp_document(
+        self,
+        kind: DocumentKind,
+        document: str,
+        domain: ErpDomain,
+        facility: str | None,
+        payload: str | None = None,
+        after: str | None = None,
+    ) -> Posting | None:
+        """Send a document to the ERP through the outbox and wait until its system of record
+        posted it (``flows.erp_calls``): its row, with the ERP's id; None when no ERP
+        receives ``domain``. ``ErpRejected`` when the ERP refused it (the step's task; run
+        again, the step requeues it). When the process stops meanwhile,
+        ``StepInterrupted``: the document stays queued and the step runs again."""
+        doc = ErpDocument(document, kind, domain, facility, payload, after)
+        posting = erp_calls.queue(self.engine, self.router, doc, now())
+        if posting is None:
+            return None
+        for wake in self.erp_wakes.values():
+            wake.set()
+        done = erp_calls.wait(self.engine, posting, self.stopping, self.policy.erp_wait)
+        if done is None:
+            raise StepInterrupted(f"{kind.value} {document}")
+        return done
 
 
 _runtime: ProcurementRuntime | None = None

@@ -3,13 +3,16 @@
 Ship notices and receipts arrive on the workflow's ``"goods"`` topic. A ship notice is
 recorded (and received as announced when ``auto_receive``: the dock trusts the ASN), unless
 it announces substitutes: those wait for the dock, with a pharmacy task saying so. A receipt
-(receiving API, GS1 scans) records the goods receipt in the ERP, appends the receipt movements
+(receiving API, GS1 scans) records the goods receipt in the ERP (through the ERP outbox,
+``flows.erp_calls``: queued for the destinations of domain ``receipts`` and the order's
+facility, awaited until the system of record posted it), appends the receipt movements
 to the bus (the ledger posts stock and GRNI, the ERP posting worker takes the journal entry to
 the ERP) and updates what is still expected. A rejected shipment records nothing in the ERP
 and expects nothing more of those lines (their replenishment lines are released). No goods
 for ``shipment_timeout``: a procurement task (approve: wait on; close: close short).
 
-Every step's side effect is keyed (the goods receipt by reference, movements by idempotency
+Every step's side effect is keyed (the goods receipt by (reference, destination) in the
+outbox and by reference in the ERP, movements by idempotency
 key, the receipt row by primary key): a step run again after a crash finds what it did.
 """
 
@@ -27,6 +30,7 @@ from medbridge.canonical.movements import MovementKind, StockMovement
 from medbridge.canonical.procurement import GoodsReceipt, ReceiptLine
 from medbridge.canonical.tasks import Action, NewTask, WorkQueue
 from medbridge.canonical.trade import PartnerItem, ShipNoticeDocument
+from medbridge.domain.erp_routing import ErpDomain
 from medbridge.flows.escalation import approved
 from medbridge.flows.intake import Submission
 from medbridge.flows.procurement_runtime import (
@@ -40,6 +44,7 @@ from medbridge.flows.procurement_runtime import (
 )
 from medbridge.observability.logging import get_logger
 from medbridge.store import procurement as store
+from medbridge.store.erp_postings import DocumentKind
 
 log = get_logger(__name__)
 
@@ -152,8 +157,8 @@ def _notice(reference: str, document: dict[str, Any]) -> dict[str, Any] | None:
 
 @DBOS.step()
 def _receive(reference: str, receipt: dict[str, Any]) -> None:
-    """Record a receipt: the ERP's goods receipt, the stock movements, the row. Each part is
-    keyed: a repeat after a crash finds what it did."""
+    """Record a receipt: the ERP's goods receipt (through the outbox), the stock movements,
+    the row. Each part is keyed: a repeat after a crash finds what it did."""
     rt = runtime()
     gr_reference = f"{reference}:{receipt['shipment_id']}"
     with rt.engine.connect() as conn:
@@ -182,7 +187,14 @@ def _receive(reference: str, receipt: dict[str, Any]) -> None:
             for ln, r in lines
         ),
     )
-    ref = rt.call_erp("record_goods_receipt", lambda erp: erp.record_goods_receipt(goods))
+    posted = rt.erp_document(
+        DocumentKind.GOODS_RECEIPT,
+        gr_reference,
+        ErpDomain.RECEIPTS,
+        po["facility"],
+        payload=goods.model_dump_json(),
+    )
+    erp_id = None if posted is None else posted.erp_id
     failpoint("erp_receipt")
     at = now()
     rt.intake.submit(
@@ -209,9 +221,9 @@ def _receive(reference: str, receipt: dict[str, Any]) -> None:
     )
     failpoint("receipt_movements")
     with rt.engine.begin() as conn:
-        _settle(conn, po, receipt, "received", ref.erp_id)
+        _settle(conn, po, receipt, "received", erp_id)
         store.set_order(conn, reference, status="receiving")
-    log.info("procurement.received", order=reference, receipt=gr_reference, erp_id=ref.erp_id)
+    log.info("procurement.received", order=reference, receipt=gr_reference, erp_id=erp_id)
 
 
 def _settle(

@@ -102,6 +102,9 @@ class ErpPoster:
 
     def __init__(self, mb: Root, destination: str) -> None:
         self.mb, self.destination = mb, destination
+        self.wake = threading.Event()
+        """Set by a workflow step that queued a document for the worker (see
+        ``ProcurementRuntime.erp_wakes``)."""
 
     def run(self, stop: threading.Event) -> None:
         erp = self.mb.erp(self.destination)
@@ -117,12 +120,13 @@ class ErpPoster:
             )
             periodic = (gl.interval, summarizer.run_once)
         interval = erp_destinations(settings)[self.destination].poll_interval
-        worker.run(stop, interval, periodic)
+        worker.run(stop, interval, periodic, self.wake)
 
 
 def worker_loops(mb: Root, demo: DemoWiring | None = None) -> list[Loop]:
     """Consumers, the ERP outbox workers and (with workflows) the planner; DBOS launched."""
     s, loops = mb.settings, []
+    workflows = None
     if s.workflows_enabled:
         workflows = mb.workflows(demo.channel if demo is not None else None)
         if s.planner_enabled:
@@ -138,6 +142,8 @@ def worker_loops(mb: Root, demo: DemoWiring | None = None) -> list[Loop]:
     for name, slot in mb.erp_slots.items():
         suffix = "" if len(mb.erp_slots) == 1 else f"-{name}"
         poster = ErpPoster(mb, name)
+        if workflows is not None:  # the steps wake the worker that posts their documents
+            workflows.runtime.erp_wakes[name] = poster.wake
         demo_erp = demo is not None and slot is mb.erp_slot and slot.config is None
         if slot.config is not None:
             loops.append(Loop(f"erp-posting{suffix}", poster.run))

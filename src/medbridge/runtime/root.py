@@ -50,7 +50,6 @@ class Root(Wiring, Protocol):
     def workflows(
         self,
         channels: Callable[[TradingPartner], SupplierChannel] | None = None,
-        erp: ErpPort | None = None,
     ) -> Workflows: ...
 
     def api(self, with_workers: bool = False, demo: bool = False) -> FastAPI: ...

@@ -9,13 +9,10 @@ re-reads the task. The replenishment planner runs where ``planner_enabled`` is t
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable
 
 from medbridge.bus.consumer import Consumer
-from medbridge.canonical.erp import ErpPort
 from medbridge.canonical.partners import TradingPartner
-from medbridge.connectors.tryton.config import TrytonConfig
 from medbridge.flows.procurement import Procurement
 from medbridge.flows.replenishment import ReplenishmentPlanner
 from medbridge.flows.trade import SupplierChannel, TradeOutbox
@@ -26,40 +23,16 @@ from medbridge.runtime.root import Root
 ROUTER = "procurement"
 
 
-class WorkflowErp:
-    """The workflows' ERP adapter: one, its calls serialised by the procurement runtime,
-    built again when another ERP is attached to the slot (the demo's Tryton once built)."""
-
-    def __init__(self, mb: Root) -> None:
-        self.mb = mb
-        self._lock = threading.Lock()
-        self._built: tuple[TrytonConfig, ErpPort] | None = None
-
-    def __call__(self) -> ErpPort | None:
-        config = self.mb.erp_slot.config
-        if config is None:
-            return None
-        with self._lock:
-            if self._built is None or self._built[0] is not config:
-                erp = self.mb.erp_slot.build()
-                assert erp is not None
-                self._built = (config, erp)
-            return self._built[1]
-
-
 def build_workflows(
     mb: Root,
     channels: Callable[[TradingPartner], SupplierChannel] | None = None,
-    erp: ErpPort | None = None,
 ) -> Workflows:
     """Launch DBOS with the procurement runtime and register the router consumer in
     ``mb.consumers`` (``channels``: how orders reach suppliers, default the partners'
-    configured ones; ``erp``: a fixed adapter instead of the slot's)."""
+    configured ones). The workflows reach the ERP through the outbox only: each
+    destination's ``ErpPosting`` worker (``runtime.processes``) makes their calls."""
     s = mb.settings
     work_queues = mb.work_queues()
-
-    def given_erp() -> ErpPort | None:
-        return erp
 
     runtime = Procurement(
         engine=mb.engine,
@@ -69,7 +42,6 @@ def build_workflows(
         partners=mb.partners,
         work_queues=work_queues,
         planner=ReplenishmentPlanner(mb.engine, mb.masterdata, work_queues, planner_policy(s)),
-        erp=WorkflowErp(mb) if erp is None else given_erp,
         policy=procurement_policy(s, auto_receive=mb.auto_receive),
         router=mb.erp_router(),
     )

@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DataError, IntegrityError
 from starlette.concurrency import run_in_threadpool
 
 from medbridge.api.auth import require, services
@@ -204,7 +204,7 @@ def _source_route(kind: str, writer: Any) -> Any:
 
         try:
             await run_in_threadpool(write)
-        except IntegrityError as error:
+        except (IntegrityError, DataError) as error:  # DataError: longer than any code there
             raise _unprocessable("target", f"unknown {kind} {body.target!r}") from error
         return body.model_dump()
 

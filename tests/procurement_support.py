@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any
@@ -83,6 +83,17 @@ class Cycle:
             if erp is not None
             else None
         )
+        self.posters = [] if self.poster is None else [self.poster]
+        """Every destination's worker: with several ERPs named in the settings (and no
+        ``erp`` given), one per destination, each at ``FAST_POSTING``'s rate."""
+        if self.erp is None and len(self.mb.erp_slots) > 1:
+            self.posters = [
+                ErpPosting(self.mb.engine, adapter, replace(FAST_POSTING, erp_name=name))
+                for name in self.mb.erp_slots
+                for adapter in (self.mb.erp(name),)
+                if adapter is not None
+            ]
+            self.poster = self.posters[0]
 
     def channel(self, partner: TradingPartner) -> SimulatedSupplier:
         return self.simulators[partner.code]
@@ -118,8 +129,8 @@ class Cycle:
             consumer.drain()
         for simulator in self.simulators.values():
             simulator.pump(all_due=True)
-        if self.poster is not None:
-            self.poster.drain(timeout=5.0)
+        for poster in self.posters:
+            poster.drain(timeout=5.0)
 
     def run_until(self, done: Callable[[], bool], timeout: float = 120.0) -> None:
         deadline = time.monotonic() + timeout

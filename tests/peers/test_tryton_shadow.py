@@ -157,13 +157,16 @@ def compare(mb: MedBridge) -> ErpCompare:
     return ErpCompare(mb.engine, mb.erp_router(), mb.erp)
 
 
-def plant_move(erp: TrytonErp, accounts: dict[str, int], amount: Decimal) -> None:
-    """A move booked by hand in MedBridge's journal of the ERP, straight over JSON-RPC."""
+def plant_move(
+    erp: TrytonErp, accounts: dict[str, int], amount: Decimal, on: date = DAY.date()
+) -> None:
+    """A move booked by hand in MedBridge's journal of the ERP on ``on``, straight over
+    JSON-RPC."""
     client = erp.client
     [journal] = client.search_read("account.journal", [("code", "=", "MB")], ["id"], limit=1)
     [period] = client.search_read(
         "account.period",
-        [("start_date", "<=", DAY.date()), ("end_date", ">=", DAY.date())],
+        [("start_date", "<=", on), ("end_date", ">=", on)],
         ["id"],
         limit=1,
         order=[("start_date", "DESC")],
@@ -178,7 +181,7 @@ def plant_move(erp: TrytonErp, accounts: dict[str, int], amount: Decimal) -> Non
             {
                 "journal": journal["id"],
                 "period": period["id"],
-                "date": DAY.date(),
+                "date": on,
                 "description": "HAND-8",
                 "lines": [["create", lines]],
             }

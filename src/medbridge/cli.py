@@ -575,8 +575,8 @@ def _erp(mb: MedBridge, destination: str | None = None) -> ErpPort:
     if erp is None:
         raise UsageError(
             f"no ERP {slot.name!r}: set MEDBRIDGE_ERP_URL (with _DATABASE, _USER, _PASSWORD) or"
-            f" [erps.{slot.name}] url, or run this beside a running demo (medbridge run --demo,"
-            f" var {mb.settings.var_dir})"
+            f" url in the erps.{slot.name} table, or run this beside a running demo"
+            f" (medbridge run --demo, var {mb.settings.var_dir})"
         )
     return erp
 

@@ -203,5 +203,6 @@ def test_erp_commands_without_an_erp_say_what_to_set(
         main()
     assert ended.value.code == 2
     err = capsys.readouterr().err
-    assert "no ERP: set MEDBRIDGE_ERP_URL" in err
+    assert "no ERP 'tryton': set MEDBRIDGE_ERP_URL" in err
+    assert "url in the erps.tryton table" in err
     assert "medbridge run --demo" in err

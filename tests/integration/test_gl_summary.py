@@ -179,11 +179,23 @@ def test_every_summary_line_drills_down_to_its_entries_through_the_api(
         assert client.get("/v1/erp-summaries/SUM-H1-2026-11-20T10/entries").status_code == 403
 
 
-def test_per_event_stays_the_default(medbridge: MedBridge) -> None:
+def test_consumption_is_summarised_by_default_and_per_event_on_request(
+    medbridge: MedBridge, settings: Settings
+) -> None:
     submit(medbridge, movement(MovementKind.RECEIPT, 0, "10", hour=9))
     submit(medbridge, movement(MovementKind.DISPENSE, 5, "1"))
-    with medbridge.engine.connect() as conn:
-        assert {p.status for p in erp_postings.postings(conn)} == {PostingStatus.PENDING}
+    with medbridge.engine.connect() as conn:  # the receipt per event, the dispense summarised
+        assert erp_postings.counts(conn) == {
+            PostingStatus.PENDING: 1,
+            PostingStatus.SUMMARISING: 1,
+            PostingStatus.POSTED: 0,
+            PostingStatus.FAILED: 0,
+        }
+    per_event = MedBridge.build(settings.model_copy(update={"erp_gl_posting": "per_event"}))
+    submit(per_event, movement(MovementKind.DISPENSE, 6, "1"))
+    with per_event.engine.connect() as conn:
+        counts = erp_postings.counts(conn)
+    assert (counts[PostingStatus.PENDING], counts[PostingStatus.SUMMARISING]) == (2, 1)
     assert (
         dataclasses.replace(GL, mode=GlPostingMode.PER_EVENT).summarises(MovementKind.DISPENSE)
         is False

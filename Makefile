@@ -58,6 +58,7 @@ bench: install
 	$(BIN)/python -m benchmarks.cxml
 	$(BIN)/python -m benchmarks.matching
 	$(BIN)/python -m benchmarks.cycles
+	$(BIN)/python -m benchmarks.drain
 	$(BIN)/python -m benchmarks.messages
 	$(BIN)/python -m benchmarks.messages --pg $(PG_URL)
 

@@ -380,8 +380,10 @@ def main(argv: list[str] | None = None) -> None:
                 journal=str(template["journal"]),
                 timeout=30.0,
             )
-            settings = Settings(
-                database_url=f"sqlite:///{folder / 'medbridge.db'}", var_dir=folder / "var"
+            settings = Settings(  # per event: every dispense's entry posted within the cycle
+                database_url=f"sqlite:///{folder / 'medbridge.db'}",
+                var_dir=folder / "var",
+                erp_gl_posting="per_event",
             ).model_copy(
                 update={
                     **FAST,

@@ -259,7 +259,11 @@ def main(argv: list[str] | None = None) -> None:
                 journal=str(template["journal"]),
             )
             app = MedBridge.build(
-                Settings(database_url=f"sqlite:///{folder / 'medbridge.db'}", var_dir=folder)
+                Settings(  # per event: the entries/s figure of issue 17 is one move each
+                    database_url=f"sqlite:///{folder / 'medbridge.db'}",
+                    var_dir=folder,
+                    erp_gl_posting="per_event",
+                )
             )
             erp, probe = TrytonErp(config), TrytonErp(config)
             try:

@@ -25,7 +25,7 @@ from medbridge.canonical.erp import ErpPort
 from medbridge.canonical.masterdata import AccountRole, CodeSystem, ItemCode
 from medbridge.canonical.tasks import Action, Decision, WorkQueue
 from medbridge.connectors.flatfile import FlatFileError
-from medbridge.demo.wiring import running_demo_erp
+from medbridge.demo.wiring import demo_settings, running_demo_erp
 from medbridge.domain.erp_compare import ComparisonKind, ErpComparison
 from medbridge.domain.reconciliation import Reconciliation
 from medbridge.flows import erp_cutover
@@ -148,9 +148,13 @@ def _redacted_url() -> str:
         return "(unreadable)"
 
 
-def _build() -> MedBridge:
+def _build(*, demo: bool = False) -> MedBridge:
+    """MedBridge on the settings of the environment (``demo``, or ``MEDBRIDGE_DEMO``: with
+    the demo's timing where they leave it unset, ``demo_settings``)."""
     try:
         settings = Settings()
+        if demo or settings.demo:
+            settings = demo_settings(settings)
     except ValueError as error:  # pydantic's ValidationError is one; a TOML file's too
         if isinstance(error, ValidationError):
             raise
@@ -190,7 +194,7 @@ def run(
     """Start the API, the listeners and the workers in one process (migrating the database
     first)."""
     tune_interpreter()
-    mb = _build()
+    mb = _build(demo=demo)
     _ports_free(mb.settings, http=True, mllp=True)
     mb.upgrade_database()
     key, generated = mb.ensure_admin_key()

@@ -165,7 +165,7 @@ class ErpDestinationSettings(BaseModel):
     poll_interval: float = Field(default=0.5, gt=0)
     gl_posting: Literal["per_event", "summarised"] = "summarised"
     """Consumption entries summarised per slice by default; ``per_event``: one move each."""
-    summary_period: Literal["hour", "day"] = "hour"
+    summary_period: Literal["minute", "hour", "day"] = "hour"
     summary_grace: float = Field(default=300.0, ge=0)
     summary_interval: float = Field(default=30.0, gt=0)
 
@@ -302,12 +302,12 @@ class Settings(BaseSettings):
     crash, what it held is posted again once its lease runs out (the ERP finds a move it
     already created). Shorter: faster recovery; longer than the slowest ERP call, always."""
     erp_poll_interval: float = Field(default=0.5, gt=0)
-    erp_gl_posting: Literal["per_event", "summarised"] = "per_event"
-    """``summarised``: consumption entries (dispenses, clinical consumption) reach the ERP as
-    one move per slice (``erp_summary_period``, facility), lines per account and cost center;
-    every other entry per event. Per destination once ERP destinations exist, and then
-    summarised by default for consumption (issue 17)."""
-    erp_summary_period: Literal["hour", "day"] = "hour"
+    erp_gl_posting: Literal["per_event", "summarised"] = "summarised"
+    """``summarised`` (the default, as for every named destination): consumption entries
+    (dispenses, clinical consumption) reach the ERP as one move per slice
+    (``erp_summary_period``, facility), lines per account and cost center; every other entry
+    per event. ``per_event``: one move per entry."""
+    erp_summary_period: Literal["minute", "hour", "day"] = "hour"
     erp_summary_grace: float = Field(default=300.0, ge=0)
     """Seconds after a slice's end before it is closed (later entries go to the next slice)."""
     erp_summary_interval: float = Field(default=30.0, gt=0)

@@ -10,6 +10,7 @@ import re
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
+from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
@@ -20,16 +21,17 @@ from medbridge.app import MedBridge
 from medbridge.bus.port import RetryPolicy
 from medbridge.canonical.base import Money
 from medbridge.canonical.movements import MovementKind, StockMovement
-from medbridge.cli import UsageError
+from medbridge.cli import UsageError, _build
 from medbridge.cli import app as cli
 from medbridge.connectors.tryton.fake import FakeErp
-from medbridge.domain.gl_summary import GlPostingMode, net_lines
+from medbridge.domain.gl_summary import GlPostingMode, SummaryPeriod, net_lines
 from medbridge.flows.erp_posting import ErpPosting, ErpPostingPolicy, PostingWindows, requeue
 from medbridge.flows.gl_summary import GlPostingPolicy, GlSummarizer
 from medbridge.flows.intake import Submission
 from medbridge.flows.reconciliation import reconcile_period
 from medbridge.governance.clients import Role
 from medbridge.observability.kpis import Dashboard
+from medbridge.runtime.policies import gl_posting_policy
 from medbridge.settings import Settings
 from medbridge.store import erp_postings, gl_summaries
 from medbridge.store import ledger as ledger_store
@@ -179,15 +181,54 @@ def test_every_summary_line_drills_down_to_its_entries_through_the_api(
         assert client.get("/v1/erp-summaries/SUM-H1-2026-11-20T10/entries").status_code == 403
 
 
-def test_per_event_stays_the_default(medbridge: MedBridge) -> None:
+def test_consumption_is_summarised_by_default_and_per_event_on_request(
+    medbridge: MedBridge, settings: Settings
+) -> None:
     submit(medbridge, movement(MovementKind.RECEIPT, 0, "10", hour=9))
     submit(medbridge, movement(MovementKind.DISPENSE, 5, "1"))
-    with medbridge.engine.connect() as conn:
-        assert {p.status for p in erp_postings.postings(conn)} == {PostingStatus.PENDING}
+    with medbridge.engine.connect() as conn:  # the receipt per event, the dispense summarised
+        assert erp_postings.counts(conn) == {
+            PostingStatus.PENDING: 1,
+            PostingStatus.SUMMARISING: 1,
+            PostingStatus.POSTED: 0,
+            PostingStatus.FAILED: 0,
+        }
+    per_event = MedBridge.build(settings.model_copy(update={"erp_gl_posting": "per_event"}))
+    submit(per_event, movement(MovementKind.DISPENSE, 6, "1"))
+    with per_event.engine.connect() as conn:
+        counts = erp_postings.counts(conn)
+    assert (counts[PostingStatus.PENDING], counts[PostingStatus.SUMMARISING]) == (2, 1)
     assert (
         dataclasses.replace(GL, mode=GlPostingMode.PER_EVENT).summarises(MovementKind.DISPENSE)
         is False
     )
+
+
+def test_medbridge_run_demo_summarises_per_minute_unless_told_otherwise(
+    monkeypatch: pytest.MonkeyPatch, database_url: str, tmp_path: Path
+) -> None:
+    monkeypatch.delenv("MEDBRIDGE_CONFIG_FILE", raising=False)
+    monkeypatch.setenv("MEDBRIDGE_DATABASE_URL", database_url)
+    monkeypatch.setenv("MEDBRIDGE_VAR_DIR", str(tmp_path / "var"))
+    built = []
+    try:
+        built.append(_build(demo=True))  # `medbridge run --demo`
+        demo = gl_posting_policy(built[-1].settings)
+        assert (demo.mode, demo.period, demo.grace, demo.interval) == (
+            GlPostingMode.SUMMARISED,
+            SummaryPeriod.MINUTE,
+            10.0,
+            5.0,
+        )
+        built.append(_build())  # `medbridge run`: an hour, 300 s after its end
+        plain = gl_posting_policy(built[-1].settings)
+        assert (plain.period, plain.grace) == (SummaryPeriod.HOUR, 300.0)
+        monkeypatch.setenv("MEDBRIDGE_ERP_SUMMARY_PERIOD", "hour")
+        built.append(_build(demo=True))  # what the operator set wins in the demo too
+        assert gl_posting_policy(built[-1].settings).period is SummaryPeriod.HOUR
+    finally:
+        for mb in built:
+            mb.engine.dispose()
 
 
 def test_the_cli_drills_a_summary_down_to_its_entries(

@@ -24,7 +24,9 @@ from medbridge.cli import app as cli
 from medbridge.connectors.tryton.outbound import TrytonErp
 from medbridge.demo.network import UNIT_PRICES
 from medbridge.demo.supplier_behaviour import Fault, Faults
+from medbridge.flows.gl_summary import GlSummarizer
 from medbridge.flows.reconciliation import reconcile_erp
+from medbridge.runtime.policies import gl_posting_policy
 from medbridge.settings import Settings
 from medbridge.store import erp_postings as erp_store
 from medbridge.store import ledger as ledger_store
@@ -107,6 +109,16 @@ def test_each_event_is_booked_once_and_the_erp_reconciles(
     )
     try:
         numbers = _run(h)
+        # the dispenses are summarised (the default): their slices closed and posted, as the
+        # gl-summary loop does once their hour and its grace have passed
+        erp_port = h.mb.erp()
+        assert erp_port is not None
+        later = datetime.now(UTC) + timedelta(hours=2)
+        summarizer = GlSummarizer(
+            h.mb.engine, erp_port, gl_posting_policy(h.mb.settings), now=lambda: later
+        )
+        closed, posted = summarizer.run_once()
+        assert closed == posted >= 1
     finally:
         h.mb.stop_workers()
     erp = TrytonErp(tryton.config())
@@ -162,8 +174,10 @@ def test_each_event_is_booked_once_and_the_erp_reconciles(
     receipts = [e for e in entries if e.description.startswith("receipt")]
     assert receipts
     assert all(postings[e.entry_id].status is erp_store.PostingStatus.POSTED for e in receipts)
+    assert {p.status for p in postings.values()} == {erp_store.PostingStatus.POSTED}
     mb_moves = Counter(str(m["origin"]) for m in moves if (m["journal."] or {}).get("code") == "MB")
-    assert sum(mb_moves.values()) == len(postings)
+    # a move per receipt entry, one per summary of the dispenses
+    assert sum(mb_moves.values()) == len({p.erp_id for p in postings.values()}) < len(postings)
 
     # inventory and GRNI per facility: the ERP's balances are MedBridge's ledger
     start, end = date.fromisoformat(_periods()[0] + "-01"), date.today() + timedelta(days=40)

@@ -127,6 +127,7 @@ def test_one_dispense_is_one_trace_from_the_mllp_receipt_to_the_erp_call(
             "erp_password": SecretStr(tryton.password),
             "erp_rate_limit": 50.0,
             "erp_poll_interval": 0.1,
+            "erp_gl_posting": "per_event",  # the dispense's own move, not its hour's summary
             "otlp_endpoint": collector.url,
         }
     )

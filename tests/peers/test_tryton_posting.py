@@ -42,6 +42,7 @@ from medbridge.domain.reconciliation import DifferenceKind
 from medbridge.flows.erp_posting import ErpPosting, ErpPostingPolicy
 from medbridge.flows.intake import Submission
 from medbridge.flows.reconciliation import reconcile_period
+from medbridge.settings import Settings
 from medbridge.store import erp_postings
 from medbridge.store.erp_postings import PostingStatus
 from peers.proxy import Proxy, running
@@ -55,6 +56,13 @@ pytestmark = [pytest.mark.peer]
 DAY = datetime(2026, 11, 20, 9, 30, tzinfo=UTC)
 PERIOD = "2026-11"
 DEADLINE = 120.0
+
+
+@pytest.fixture
+def settings(settings: Settings) -> Settings:
+    """Per event: these tests are about the outbox worker posting each entry as its own move
+    (summarised posting of the dispenses is tests/peers/test_tryton_summary.py)."""
+    return settings.model_copy(update={"erp_gl_posting": "per_event"})
 
 
 def policy(**overrides: Any) -> ErpPostingPolicy:

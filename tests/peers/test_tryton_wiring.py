@@ -48,6 +48,7 @@ def test_configured_medbridge_posts_to_tryton_once_and_reconciles(
             "erp_password": SecretStr(tryton.password),
             "erp_rate_limit": 50.0,
             "erp_poll_interval": 0.1,
+            "erp_gl_posting": "per_event",  # the dispense's own move, not its hour's summary
         }
     )
     running = MedBridge.build(settings)

@@ -17,7 +17,7 @@ from medbridge.domain.gl_summary import (
     summary_id,
 )
 
-HOUR, DAY = SummaryPeriod.HOUR, SummaryPeriod.DAY
+MINUTE, HOUR, DAY = SummaryPeriod.MINUTE, SummaryPeriod.HOUR, SummaryPeriod.DAY
 T = datetime(2026, 12, 6, 10, 37, 12, tzinfo=UTC)
 
 
@@ -42,6 +42,16 @@ def test_slice_start_is_the_utc_hour_or_day() -> None:
     local = T.astimezone(timezone(timedelta(hours=-5)))  # 05:37 local, 10:37 UTC
     assert slice_start(local, HOUR) == datetime(2026, 12, 6, 10, tzinfo=UTC)
     assert slice_start(T.replace(tzinfo=None), HOUR) == datetime(2026, 12, 6, 10, tzinfo=UTC)
+
+
+def test_the_demos_minute_slices() -> None:
+    start = slice_start(T, MINUTE)
+    assert start == datetime(2026, 12, 6, 10, 37, tzinfo=UTC)
+    assert MINUTE.length == timedelta(minutes=1)
+    assert summary_id("H1", start, MINUTE) == "SUM-H1-2026-12-06T10:37"
+    assert summary_id("H1", start, MINUTE) != summary_id("H1", slice_start(T, HOUR), HOUR)
+    late = slice_for(T, MINUTE, datetime(2026, 12, 6, 10, 40, tzinfo=UTC))
+    assert late == datetime(2026, 12, 6, 10, 41, tzinfo=UTC)
 
 
 def test_an_entry_goes_to_its_own_slice_unless_that_is_closed() -> None:

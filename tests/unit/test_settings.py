@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
+from medbridge.demo.wiring import demo_settings
 from medbridge.settings import Settings, fhir_config
 
 
@@ -101,3 +102,26 @@ def test_tracing_is_off_unless_an_otlp_endpoint_is_set(monkeypatch: pytest.Monke
     monkeypatch.setenv("MEDBRIDGE_OTLP_ENDPOINT", "collector:4317")  # gRPC-style, no scheme
     with pytest.raises(ValidationError, match="otlp_endpoint"):
         Settings()
+
+
+def test_consumption_is_summarised_by_default_and_the_demo_summarises_per_minute(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    for name in ("MEDBRIDGE_CONFIG_FILE", "MEDBRIDGE_ERP_GL_POSTING"):
+        monkeypatch.delenv(name, raising=False)
+    settings = Settings()
+    assert settings.erp_gl_posting == "summarised"
+    assert (settings.erp_summary_period, settings.erp_summary_grace) == ("hour", 300.0)
+    demo = demo_settings(settings)
+    assert (demo.erp_summary_period, demo.erp_summary_grace, demo.erp_summary_interval) == (
+        "minute",
+        10.0,
+        5.0,
+    )
+    config = tmp_path / "medbridge.toml"
+    config.write_text('erp_summary_period = "day"\n')
+    monkeypatch.setenv("MEDBRIDGE_CONFIG_FILE", str(config))
+    monkeypatch.setenv("MEDBRIDGE_ERP_SUMMARY_GRACE", "60")
+    chosen = demo_settings(Settings())  # what the file and the environment set stays
+    assert (chosen.erp_summary_period, chosen.erp_summary_grace) == ("day", 60.0)
+    assert chosen.erp_summary_interval == 5.0

@@ -48,6 +48,25 @@ def running_demo_erp(settings: Settings) -> TrytonConfig | None:
     )
 
 
+DEMO_GL_SUMMARY = {
+    "erp_summary_period": "minute",
+    "erp_summary_grace": 10.0,
+    "erp_summary_interval": 5.0,
+}
+"""The demo's summarised GL posting: one move per facility and MINUTE, closed 10 s after
+the minute ends, looked at every 5 s, so the dispenses' summaries reach the demo's Tryton
+while one watches (the hour and 300 s grace of production would keep them for up to 65
+minutes). Receipts and every other entry post per event, as always."""
+
+
+def demo_settings(settings: Settings) -> Settings:
+    """``settings`` with the demo's GL summary timing (``DEMO_GL_SUMMARY``) where they leave
+    it unset; whatever was set (environment, config file) stays. Named ``erps`` keep their
+    own ``summary_*``."""
+    unset = {k: v for k, v in DEMO_GL_SUMMARY.items() if k not in settings.model_fields_set}
+    return settings.model_copy(update=unset)
+
+
 def with_demo_partners(partners: dict[str, TradingPartner]) -> dict[str, TradingPartner]:
     """The demo's simulated suppliers join the configured partners (configured ones win)."""
     return {**demo_partners(), **partners}

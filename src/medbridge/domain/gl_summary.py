@@ -1,12 +1,14 @@
 """Summarised GL posting (issue 17): many journal entries of one slice -> one summary entry.
 
-A slice is a period (an hour or a day, UTC) at one facility. The consumption entries
+A slice is a period (an hour or a day, UTC; a minute for the demo, which wants its
+summaries in the ERP while one watches) at one facility. The consumption entries
 (dispenses, clinical consumption) of a slice are posted to the ERP as ONE journal entry,
 with one line per (account, cost center, party), debits and credits netted per line. Pure:
 the store and the summarizer (``flows.gl_summary``) decide when a slice is closed.
 
 - ``summary_id``: derived from the slice alone, frozen (``SUM-<facility>-<yyyy-mm-ddThh>``
-  hourly, ``SUM-<facility>-<yyyy-mm-dd>`` daily): re-running the summarizer can never make
+  hourly, ``SUM-<facility>-<yyyy-mm-dd>`` daily, ``SUM-<facility>-<yyyy-mm-ddThh:mm>`` per
+  minute): re-running the summarizer can never make
   a second summary of the same slice, and the ERP finds the move by this reference.
 - ``slice_for``: an entry goes to the slice of its event's time, or, when that slice (or a
   later one) of its facility is closed already, to the first slice after the last closed
@@ -39,18 +41,30 @@ class GlPostingMode(StrEnum):
 
 
 class SummaryPeriod(StrEnum):
+    MINUTE = "minute"
+    """The demo's (``medbridge run --demo``): summaries reach its ERP within a minute or two."""
     HOUR = "hour"
     DAY = "day"
 
     @property
     def length(self) -> timedelta:
-        return timedelta(hours=1) if self is SummaryPeriod.HOUR else timedelta(days=1)
+        return _LENGTHS[self]
+
+
+_LENGTHS = {
+    SummaryPeriod.MINUTE: timedelta(minutes=1),
+    SummaryPeriod.HOUR: timedelta(hours=1),
+    SummaryPeriod.DAY: timedelta(days=1),
+}
 
 
 def slice_start(at: datetime, period: SummaryPeriod) -> datetime:
     """The start (UTC) of the slice holding ``at`` (a naive ``at`` is taken as UTC)."""
     utc = at.astimezone(UTC) if at.tzinfo is not None else at.replace(tzinfo=UTC)
-    hour = utc.replace(minute=0, second=0, microsecond=0)
+    minute = utc.replace(second=0, microsecond=0)
+    if period is SummaryPeriod.MINUTE:
+        return minute
+    hour = minute.replace(minute=0)
     return hour if period is SummaryPeriod.HOUR else hour.replace(hour=0)
 
 
@@ -67,7 +81,11 @@ def slice_for(
 
 def summary_id(facility: str, start: datetime, period: SummaryPeriod) -> str:
     """The summary's id, from its slice alone. Frozen: the ERP's move reference."""
-    stamp = f"{start:%Y-%m-%dT%H}" if period is SummaryPeriod.HOUR else f"{start:%Y-%m-%d}"
+    stamp = {
+        SummaryPeriod.MINUTE: f"{start:%Y-%m-%dT%H:%M}",
+        SummaryPeriod.HOUR: f"{start:%Y-%m-%dT%H}",
+        SummaryPeriod.DAY: f"{start:%Y-%m-%d}",
+    }[period]
     return f"SUM-{facility}-{stamp}"
 
 

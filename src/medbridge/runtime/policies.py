@@ -51,7 +51,7 @@ DEFAULT_DESTINATION = "tryton"
 
 def erp_destinations(settings: Settings) -> dict[str, ErpDestinationSettings]:
     """The named ERPs: ``erps``, or the one of the flat ``erp_*`` settings, named ``tryton``
-    (its GL posting mode ``erp_gl_posting``, per event by default)."""
+    (its GL posting mode ``erp_gl_posting``, summarised by default)."""
     if settings.erps:
         return dict(settings.erps)
     s = settings

@@ -381,7 +381,7 @@ gl_summaries = Table(
     Column("destination", String(64), primary_key=True),
     Column("facility", String(64), nullable=False),
     Column("slice_start", UTCDateTime, nullable=False),
-    Column("period", String(8), nullable=False),  # hour | day
+    Column("period", String(8), nullable=False),  # minute | hour | day
     Column("status", String(16), nullable=False),  # pending | posted | failed | empty
     Column("erp_id", String(80)),
     Column("attempts", Integer, nullable=False),

@@ -16,8 +16,10 @@ from typing import Any
 import pytest
 from dbos import DBOS
 
+from medbridge.canonical.masterdata import Supplier
 from medbridge.canonical.movements import MovementKind
 from medbridge.canonical.trade import InvoiceDocument, InvoiceLine, PartnerItem
+from medbridge.connectors.tryton.fake import FakeErp
 from medbridge.demo.procurement import demo_partners
 from medbridge.demo.supplier_behaviour import Fault, Faults
 from medbridge.settings import Settings
@@ -358,9 +360,10 @@ def test_an_order_the_erp_refuses_asks_procurement_and_approving_requeues_it(
     """The outbox worker posts the order and the ERP refuses it (a supplier it does not
     know): the row is a dead letter, the step's task says why; approved once the supplier
     is in the ERP, the step requeues the row (audited) and the order goes on."""
-    erp = fake_erp()
-    known = erp.suppliers()
-    erp._suppliers = tuple(s for s in known if s.code != "MCK")  # MCK not in the ERP yet
+    known = fake_erp()
+    erp = FakeErp(  # MCK not in the ERP yet
+        products=known.products(), suppliers=[s for s in known.suppliers() if s.code != "MCK"]
+    )
     h = Harness(cycle_settings(settings, tmp_path), Faults(), erp)
     try:
         reference = h.order()
@@ -372,7 +375,7 @@ def test_an_order_the_erp_refuses_asks_procurement_and_approving_requeues_it(
         assert refused.status is erp_store.PostingStatus.FAILED
         assert "unknown supplier" in (refused.last_error or "")
 
-        erp._suppliers = tuple(known)  # the supplier created in the ERP
+        erp.upsert_supplier(Supplier(code="MCK", name="MCK"))  # the supplier created there
         h.decide(task, action="approve")
         h.until_invoice(f"INV-{reference}-1", "posted")
     finally:

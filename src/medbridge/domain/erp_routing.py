@@ -22,6 +22,10 @@ from enum import StrEnum
 
 ALL_FACILITIES = "*"
 
+DEFAULT_DESTINATION = "tryton"
+"""The name of the one ERP of the flat ``erp_*`` settings (and of every outbox row written
+before destinations existed)."""
+
 
 class ErpDomain(StrEnum):
     """What is routed: one kind of business document."""

@@ -71,6 +71,7 @@ from medbridge.canonical.erp import (
 from medbridge.canonical.finance import JournalEntry
 from medbridge.canonical.messages import Direction, MessageRecord, MessageStatus
 from medbridge.canonical.procurement import GoodsReceipt, PurchaseOrder, SupplierInvoice
+from medbridge.domain.erp_routing import DEFAULT_DESTINATION
 from medbridge.observability import tracing
 from medbridge.observability.logging import get_logger
 from medbridge.store import erp_circuits, erp_postings, gl_summaries
@@ -135,7 +136,7 @@ class PostingWindows:
 class ErpPostingPolicy:
     """How postings flow to the ERP. ``retry.max_attempts`` bounds only unexpected errors."""
 
-    erp_name: str = "tryton"
+    erp_name: str = DEFAULT_DESTINATION
     batch_size: int = 50
     rate_limit: float = 10.0  # calls per second
     burst: int = 1
@@ -228,9 +229,9 @@ class ErpPosting:
                 return 0
             kinds = {p.document: p.kind for p in claimed}
             journal = [p.document for p in claimed if p.kind is DocumentKind.JOURNAL_ENTRY]
-            entries = ledger_store.journal(conn, entry_ids=journal, limit=len(journal) or 1)
-            if not journal:
-                entries = []
+            entries = (
+                ledger_store.journal(conn, entry_ids=journal, limit=len(journal)) if journal else []
+            )
             traces = erp_postings.trace_contexts(conn, name, journal) if tracing.enabled() else {}
         documents = [p for p in claimed if p.kind is not DocumentKind.JOURNAL_ENTRY]
         if self.held() or not self.breaker.allow():

@@ -16,14 +16,17 @@ from datetime import datetime
 from sqlalchemy import Connection
 
 from medbridge.canonical.finance import BookedBy, JournalEntry
-from medbridge.domain.erp_routing import ErpDomain, Role, Route, RoutingTable, single
+from medbridge.domain.erp_routing import (
+    DEFAULT_DESTINATION,
+    ErpDomain,
+    Role,
+    Route,
+    RoutingTable,
+    single,
+)
 from medbridge.domain.gl_summary import GlPostingMode
 from medbridge.store import erp_routes
 from medbridge.store.erp_postings import Delivery, DocumentKind
-
-DEFAULT_DESTINATION = "tryton"
-"""The name of the one ERP of the flat ``erp_*`` settings (and of every row written before
-destinations existed)."""
 
 
 @dataclass(frozen=True)

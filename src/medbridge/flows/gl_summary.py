@@ -39,6 +39,7 @@ from medbridge.bus.port import RetryPolicy
 from medbridge.canonical.erp import ErpAuthError, ErpPort, ErpRejected, ErpUnavailable
 from medbridge.canonical.finance import JournalEntry
 from medbridge.canonical.movements import MovementKind
+from medbridge.domain.erp_routing import DEFAULT_DESTINATION
 from medbridge.domain.gl_summary import (
     CONSUMPTION,
     GlPostingMode,
@@ -61,7 +62,7 @@ class GlPostingPolicy:
     """How the general ledger receives MedBridge's entries (per destination, later)."""
 
     mode: GlPostingMode = GlPostingMode.PER_EVENT
-    destination: str = "tryton"
+    destination: str = DEFAULT_DESTINATION
     """The ERP destination whose summaries this is (each summarises its own entries)."""
     period: SummaryPeriod = SummaryPeriod.HOUR
     grace: float = 300.0  # seconds after a slice's end before it is closed

@@ -22,7 +22,7 @@ from medbridge.bus.sql import SqlBus
 from medbridge.canonical.erp import ErpPort
 from medbridge.connectors.tryton.config import TrytonConfig, TrytonSeries
 from medbridge.connectors.tryton.outbound import TrytonErp
-from medbridge.domain.erp_routing import ErpDomain
+from medbridge.domain.erp_routing import DEFAULT_DESTINATION, ErpDomain
 from medbridge.runtime.policies import erp_destinations
 from medbridge.runtime.registry import Registry
 from medbridge.settings import Settings
@@ -114,7 +114,10 @@ class ErpSlot:
     (adapters are not thread-safe)."""
 
     def __init__(
-        self, config: TrytonConfig | None, kind: str = "tryton", name: str = "tryton"
+        self,
+        config: TrytonConfig | None,
+        kind: str = "tryton",
+        name: str = DEFAULT_DESTINATION,
     ) -> None:
         self.kind, self.name = kind, name
         self._config = config

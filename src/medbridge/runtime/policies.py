@@ -9,6 +9,7 @@ from datetime import timedelta
 from medbridge.bus.port import RetryPolicy
 from medbridge.domain.erp_routing import (
     ALL_FACILITIES,
+    DEFAULT_DESTINATION,
     Capability,
     ErpDomain,
     Route,
@@ -44,9 +45,6 @@ def ledger_retry(settings: Settings) -> RetryPolicy:
         permanent=PERMANENT_ERRORS,
         halt_on=INFRASTRUCTURE_ERRORS,
     )
-
-
-DEFAULT_DESTINATION = "tryton"
 
 
 def erp_destinations(settings: Settings) -> dict[str, ErpDestinationSettings]:

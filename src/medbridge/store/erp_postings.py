@@ -29,7 +29,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Table, and_, exists, func, or_, select, update
 
-from medbridge.domain.erp_routing import ErpDomain, Role
+from medbridge.domain.erp_routing import DEFAULT_DESTINATION, ErpDomain, Role
 from medbridge.store import audit
 from medbridge.store.sql import BulkInsert, chunks
 from medbridge.store.tables import (
@@ -91,7 +91,7 @@ class Posting:
     next_attempt_at: datetime
     posted_at: datetime | None
     created_at: datetime
-    destination: str = "tryton"
+    destination: str = DEFAULT_DESTINATION
     kind: DocumentKind = DocumentKind.JOURNAL_ENTRY
     role: Role = Role.RECORD
     domain: ErpDomain = ErpDomain.GL
@@ -528,7 +528,7 @@ def journal_lines_between(
     start: date,
     end: date,
     accounts: Sequence[str] | None = None,
-    destination: str = "tryton",
+    destination: str = DEFAULT_DESTINATION,
 ) -> list[LedgerLineRow]:
     """Every MedBridge journal line the ERP ``destination`` books, whose entry is dated in
     ``[start, end]`` as it books it (on ``accounts`` only, when given): the entries routed to

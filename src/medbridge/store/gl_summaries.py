@@ -21,6 +21,7 @@ from typing import Any
 
 from sqlalchemy import Connection, and_, func, insert, select, update
 
+from medbridge.domain.erp_routing import DEFAULT_DESTINATION
 from medbridge.domain.gl_summary import LineKey, SummaryPeriod
 from medbridge.store.erp_postings import PostingStatus, requeue_failed
 from medbridge.store.sql import chunks
@@ -41,7 +42,7 @@ class SummaryStatus(StrEnum):
     EMPTY = "empty"
 
 
-DEFAULT = "tryton"
+DEFAULT = DEFAULT_DESTINATION
 
 
 @dataclass(frozen=True)

@@ -37,7 +37,7 @@ from medbridge.flows.erp_sync import (
     push_to_erp,
     require_master_data,
 )
-from medbridge.flows.inbound import ExceptionNotOpen
+from medbridge.flows.inbound import ExceptionNotOpen, NotFillable
 from medbridge.flows.reconciliation import reconcile_period
 from medbridge.flows.retention import EVERY_CONNECTOR
 from medbridge.flows.work_queue import TaskError
@@ -458,6 +458,28 @@ def exceptions_replay(exception_ids: list[int]) -> None:
             console.print(f"  still unresolved: {p.field}={p.value}: {p.reason}")
             failed = True
     if failed:
+        raise typer.Exit(1)
+
+
+@exceptions_app.command("fill")
+def exceptions_fill(
+    exception_id: int,
+    location: Annotated[
+        str, typer.Option(help="Where the stock came from, in the sender's own code.")
+    ],
+    index: Annotated[int, typer.Option(help="Which movement of the message (0: first).")] = 0,
+) -> None:
+    """Fill in what a parked message leaves out (a FHIR SupplyDelivery without a supplier),
+    then replay it; the sender's code is resolved through its cross-references."""
+    try:
+        result = _build().inbound.fill(exception_id, index, "location", location, actor=cli_actor())
+    except (ExceptionNotOpen, NotFillable) as error:
+        errors.print(str(error), markup=False)
+        raise typer.Exit(1) from error
+    console.print(f"{exception_id}: {result.outcome.value}", markup=False)
+    for p in result.problems:
+        console.print(f"  still unresolved: {p.field}={p.value}: {p.reason}", markup=False)
+    if result.problems:
         raise typer.Exit(1)
 
 

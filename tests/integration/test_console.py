@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
+from datetime import UTC, datetime
+from decimal import Decimal
 
 import httpx
 import pytest
@@ -13,11 +15,15 @@ from sqlalchemy import select
 
 from hl7_support import rds_with_patient, send
 from medbridge.app import MedBridge
+from medbridge.canonical.inbound import ExternalItem, InboundMovement, InboundOutcome, ItemCodeKind
+from medbridge.canonical.masterdata import CodeSystem, ItemCode
+from medbridge.canonical.movements import MovementKind
 from medbridge.canonical.tasks import Action, NewTask, TaskStatus, WorkQueue
 from medbridge.flows.work_queue import WorkQueues
 from medbridge.governance.clients import Role
+from medbridge.masterdata.repository import CrossReferences
 from medbridge.store import work_items
-from medbridge.store.tables import messages
+from medbridge.store.tables import audit_log, messages
 
 pytestmark = pytest.mark.db
 
@@ -262,3 +268,48 @@ def test_a_control_character_in_a_filter_is_a_422_naming_it(
         answer = browser.get(f"/console/{page}")
         assert answer.status_code == 422
         assert f"{field}: no control characters" in answer.text
+
+
+def test_a_place_the_message_leaves_out_is_filled_in_from_the_exception_page(
+    medbridge: MedBridge, browser: TestClient
+) -> None:
+    """A transfer whose message does not say where the stock came from (a FHIR SupplyDelivery
+    without a supplier) parks; the page offers to name the place in the sender's code, and
+    filling it in replays the message (audited as the signed-in client's)."""
+    sender = "fhir:ward-system"
+    with medbridge.engine.begin() as conn:
+        CrossReferences.map_location(conn, sender, "Location/pharm-1", "H1-PHARM")
+        CrossReferences.map_location(conn, sender, "Location/icu-1", "H1-ICU")
+    draft = InboundMovement(
+        source_system=sender,
+        kind=MovementKind.TRANSFER,
+        item=ExternalItem(kind=ItemCodeKind.LOCAL, code="VANCO-1G", issuer=None),
+        location=None,
+        to_location="Location/icu-1",
+        quantity=Decimal(2),
+        unit="VIAL",
+        occurred_at=datetime(2026, 11, 20, 10, tzinfo=UTC),
+    )
+    with medbridge.engine.begin() as conn:
+        medbridge.masterdata.link_code(
+            conn, "VANCO-1G", ItemCode(system=CodeSystem.LOCAL, code="VANCO-1G", issuer=sender)
+        )
+    parked = medbridge.inbound.receive([draft], source="fhir:ward", idempotency_key="sd-9")
+    assert parked.outcome is InboundOutcome.EXCEPTION
+    assert parked.exception_id is not None
+    key = medbridge.clients.register("operator", Role.ADMIN)
+    sign_in(browser, "operator", key)
+    page = browser.get(f"/console/exceptions/{parked.exception_id}").text
+    assert "Fill in and replay" in page
+    filled = browser.post(
+        f"/console/exceptions/{parked.exception_id}/fill",
+        data={"value": "Location/pharm-1", "index": "0", "csrf_token": csrf_of(page)},
+    )
+    assert filled.status_code == 200
+    assert f"parked message {parked.exception_id}: accepted" in filled.text
+    assert "Fill in and replay" not in filled.text
+    with medbridge.engine.connect() as conn:
+        [actor] = conn.execute(
+            select(audit_log.c.actor).where(audit_log.c.action == "inbound_exception.fill")
+        ).scalars()
+    assert actor == "operator"

@@ -19,6 +19,7 @@ from medbridge.connectors.hl7v2 import MllpClient, parse
 from medbridge.demo.cabinets import DemoCabinets
 from medbridge.demo.traffic import DemoTraffic
 from medbridge.governance.clients import Role
+from medbridge.masterdata.repository import CrossReferences
 
 pytestmark = pytest.mark.db
 
@@ -140,6 +141,33 @@ def test_cli_lists_maps_and_replays(medbridge: MedBridge, database_url: str) -> 
     replay = runner.invoke(cli, ["exceptions", "replay", str(parked.exception_id)], env=env)
     assert replay.exit_code == 0, replay.output
     assert "accepted" in replay.output
+
+
+def test_cli_fills_in_the_place_a_message_leaves_out(
+    medbridge: MedBridge, database_url: str
+) -> None:
+    env = {"MEDBRIDGE_DATABASE_URL": database_url, "MEDBRIDGE_LOG_JSON": "false", "COLUMNS": "250"}
+    with medbridge.engine.begin() as conn:
+        CrossReferences.map_location(conn, SOURCE, "WARD-7", "H1-ICU")
+        CrossReferences.map_location(conn, SOURCE, "MAIN", "H1-PHARM")
+    gap = draft(code="0069-2587-10").model_copy(
+        update={"kind": MovementKind.TRANSFER, "location": None, "to_location": "WARD-7"}
+    )
+    parked = medbridge.inbound.receive([gap], source="ehr", idempotency_key="ehr:msg-4")
+    assert [p.field for p in parked.problems] == ["location"]
+    runner = CliRunner()
+    number = str(parked.exception_id)
+    wrong = runner.invoke(
+        cli, ["exceptions", "fill", number, "--location", "X", "--index", "3"], env=env
+    )
+    assert wrong.exit_code == 1
+    assert "index: the message has 1 movement(s)" in wrong.output
+    filled = runner.invoke(cli, ["exceptions", "fill", number, "--location", "MAIN"], env=env)
+    assert filled.exit_code == 0, filled.output
+    assert f"{number}: accepted" in filled.output
+    again = runner.invoke(cli, ["exceptions", "fill", number, "--location", "MAIN"], env=env)
+    assert again.exit_code == 1
+    assert "is not open" in again.output
 
 
 def test_the_demo_cabinet_speaks_hl7_the_listener_accepts(medbridge: MedBridge) -> None:

@@ -505,6 +505,79 @@ def test_supply_delivery_is_a_transfer_between_stores(
     assert warning["expression"] == ["SupplyDelivery.supplier"]
 
 
+def test_supply_delivery_without_supplier_is_parked_for_review_then_filled_in(
+    client: TestClient, medbridge: MedBridge, keys: dict[str, str], mapped: None
+) -> None:
+    """``supplier`` is 0..1 in R4: a delivery without one is valid, but where the stock came
+    from is unknown. It is parked (201 with a warning naming SupplyDelivery.supplier), not
+    refused; a reviewer fills the place in (the sender's code) and it applies once."""
+    admin = {"X-API-Key": keys["admin"]}
+    receive_stock(client, "r-1", "VANCO-1G", "H1-PHARM", "100", "VIAL", lot="V2611A")
+    delivery = {
+        "resourceType": "SupplyDelivery",
+        "id": "sd-nosupplier",
+        "status": "completed",
+        "suppliedItem": {
+            "quantity": {"value": 10, "code": "VIAL"},
+            "itemReference": {"reference": "#med"},
+        },
+        "contained": dispense()["contained"],
+        "occurrenceDateTime": "2026-11-20",
+        "destination": {"reference": "Location/icu-1"},
+    }
+    answer = post(client, "/fhir/r4/SupplyDelivery", delivery)
+    assert answer.status_code == 201, answer.text
+    [warning] = issues(answer)
+    assert warning["severity"] == "warning"
+    assert warning["expression"] == ["SupplyDelivery.supplier"]
+    exception_id = int(re.search(r"#(\d+)", warning["diagnostics"]).group(1))  # type: ignore[union-attr]
+    [parked] = client.get("/v1/exceptions", headers=admin).json()["items"]
+    assert parked["id"] == exception_id
+    assert parked["problems"][0]["field"] == "location"
+    assert parked["movements"][0]["location"] is None
+    assert parked["movements"][0]["to_location"] == "Location/icu-1"
+    resent = post(client, "/fhir/r4/SupplyDelivery", delivery)
+    assert resent.status_code == 200
+    assert count(medbridge, inbound_exceptions) == 1
+    medbridge.consumers["ledger"].drain()
+    assert on_hand(client, location="H1-ICU") == Decimal(0)  # nothing applied while parked
+
+    fill = f"/v1/exceptions/{exception_id}/fill"
+    given = client.post(
+        fill, json={"field": "location", "value": "Location/x", "index": 1}, headers=admin
+    )
+    assert given.status_code == 422
+    assert given.json()["detail"][0]["loc"] == ["body", "index"]
+    unknown = client.post(
+        fill, json={"field": "location", "value": "Location/nowhere"}, headers=admin
+    )
+    assert unknown.status_code == 200
+    assert unknown.json()["outcome"] == "exception"  # the sender's code must resolve
+    assert unknown.json()["problems"][0]["value"] == "Location/nowhere"
+    # what is filled in is no longer left out: it is not overwritten
+    again = client.post(
+        fill, json={"field": "location", "value": "Location/pharm-1"}, headers=admin
+    )
+    assert again.status_code == 422
+    assert again.json()["detail"][0]["loc"] == ["body", "location"]
+    xref = {"source_system": EHR, "code": "Location/nowhere", "target": "H1-PHARM"}
+    assert (
+        client.post("/v1/cross-references/locations", json=xref, headers=admin).status_code == 201
+    )
+    replay = client.post(f"/v1/exceptions/{exception_id}/replay", headers=admin).json()
+    assert replay["outcome"] == "accepted"
+    closed = client.post(
+        fill, json={"field": "location", "value": "Location/pharm-1"}, headers=admin
+    )
+    assert closed.status_code == 409
+    medbridge.consumers["ledger"].drain()
+    assert on_hand(client, location="H1-ICU", lot="V2611A") == Decimal(10)
+    assert on_hand(client, location="H1-PHARM") == Decimal(90)
+    assert post(client, "/fhir/r4/SupplyDelivery", delivery).status_code == 200  # applied once
+    audited = client.get("/v1/audit", params={"action": "inbound_exception.fill"}, headers=admin)
+    assert [e["actor"] for e in audited.json()["items"]] == ["admin"]
+
+
 def test_statuses_that_move_no_stock(
     client: TestClient, medbridge: MedBridge, mapped: None
 ) -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from functools import partial
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
@@ -15,7 +15,7 @@ from medbridge.api.params import PRINTABLE, QueryCode, RowId
 from medbridge.api.problems import answers
 from medbridge.canonical.codes import CodeError, NdcShape, ndc_readings
 from medbridge.canonical.masterdata import CodeSystem, ItemCode
-from medbridge.flows.inbound import ExceptionNotOpen, InboundResult
+from medbridge.flows.inbound import ExceptionNotOpen, InboundResult, NotFillable
 from medbridge.governance.permissions import Permission, Principal
 from medbridge.masterdata.repository import CrossReferences, MasterDataError
 from medbridge.store import exceptions as exception_store
@@ -100,6 +100,40 @@ async def discard_exception(
     except ExceptionNotOpen as error:
         raise HTTPException(409, detail=str(error)) from error
     return {"id": exception_id, "status": "discarded"}
+
+
+class Fill(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    index: int = Field(default=0, ge=0, le=10_000)
+    """Which movement of the message (0: the first)."""
+    field: Literal["location"]
+    """What the message leaves out (``location``: where the stock came from)."""
+    value: str = Field(min_length=1, max_length=120, pattern=PRINTABLE)
+    """In the sender's codes: resolved through its cross-references like the rest."""
+
+
+@router.post("/exceptions/{exception_id}/fill", responses=answers(409))
+async def fill_exception(
+    request: Request, body: Fill, client: Decider, exception_id: RowId
+) -> dict[str, Any]:
+    """Fill in what a parked message leaves out (a FHIR SupplyDelivery without ``supplier``:
+    where the stock came from), audited, then replay it: applied once if everything resolves
+    now, else still open with its problems. What the sender did say is never overwritten."""
+    fill = partial(
+        services(request).inbound.fill,
+        exception_id,
+        body.index,
+        body.field,
+        body.value,
+        actor=client.name,
+    )
+    try:
+        result = await run_in_threadpool(fill)
+    except ExceptionNotOpen as error:
+        raise HTTPException(409, detail=str(error)) from error
+    except NotFillable as error:
+        raise _unprocessable(error.field, str(error)) from error
+    return _result(result)
 
 
 class ItemCrossReference(BaseModel):

@@ -50,7 +50,10 @@ class InboundMovement(CanonicalModel):
     """Whose codes these are: e.g. ``H1^PHARMACY`` (HL7 MSH-3/4), ``gnuhealth:health``."""
     kind: MovementKind
     item: ExternalItem
-    location: str = Field(min_length=1, max_length=120)
+    location: str | None = Field(min_length=1, max_length=120)
+    """None: the message does not say (valid by its standard, e.g. FHIR
+    ``SupplyDelivery.supplier`` 0..1): the movement is parked for a reviewer, who fills it in
+    (``InboundIntake.fill``) or discards it; never guessed."""
     quantity: Decimal = Field(max_digits=18, decimal_places=6)
     unit: str | None = Field(default=None, max_length=32)
     lot: str | None = Field(default=None, min_length=1, max_length=64)

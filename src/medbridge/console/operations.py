@@ -17,7 +17,7 @@ from medbridge.canonical.codes import CodeError
 from medbridge.canonical.masterdata import CodeSystem, ItemCode
 from medbridge.console.rendering import flash, link, render
 from medbridge.console.session import Csrf, backend, needs
-from medbridge.flows.inbound import ExceptionNotOpen
+from medbridge.flows.inbound import FILLABLE, ExceptionNotOpen, NotFillable
 from medbridge.governance.permissions import Permission, Principal
 from medbridge.masterdata.repository import CrossReferences, MasterDataError
 from medbridge.store import alerts as alert_store
@@ -104,6 +104,8 @@ def _mapping(parked: exception_store.InboundException, problem: dict[str, Any]) 
         kind = str(item.get("kind", "local"))
         issuer = item.get("issuer") or (parked.source_system if kind == "local" else None)
         return {"kind": "item", "system": kind, "issuer": issuer or ""}
+    if field in FILLABLE and not problem.get("value") and draft.get(field) is None:
+        return {"kind": "fill"}  # the message leaves it out: nothing to map, a place to name
     if field in ("location", "to_location"):
         return {"kind": "location"}
     if field in ("cost_center", "unit"):
@@ -181,6 +183,31 @@ def replay_exception(request: Request, viewer: Decider, exception_id: int) -> Re
         result = backend(request).inbound.replay(exception_id, actor=viewer.name)
     except ExceptionNotOpen as error:
         flash(request, str(error))
+    else:
+        still = "; ".join(f"{p.field} {p.value}: {p.reason}" for p in result.problems)
+        flash(
+            request,
+            f"parked message {exception_id}: {result.outcome.value}"
+            + (f" (still: {still})" if still else ""),
+        )
+    return RedirectResponse(link(request, "exception", exception_id=exception_id), 303)
+
+
+@router.post("/exceptions/{exception_id}/fill", dependencies=[Csrf], name="fill_exception")
+def fill_exception(
+    request: Request,
+    viewer: Decider,
+    exception_id: int,
+    value: Annotated[str, Form(min_length=1, max_length=120, pattern=r"^[^\x00-\x1f\x7f]*$")],
+    index: Annotated[int, Form(ge=0, le=10_000)] = 0,
+) -> Response:
+    """Fill in the place a parked message leaves out (the sender's code), then replay it."""
+    try:
+        result = backend(request).inbound.fill(
+            exception_id, index, "location", value, actor=viewer.name
+        )
+    except (ExceptionNotOpen, NotFillable) as error:
+        flash(request, f"not filled in: {error}")
     else:
         still = "; ".join(f"{p.field} {p.value}: {p.reason}" for p in result.problems)
         flash(

@@ -23,6 +23,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Protocol
 from uuid import UUID
 
+from pydantic import ValidationError
 from sqlalchemy import Engine
 
 from medbridge.bus.group_commit import GroupCommit
@@ -50,6 +51,19 @@ InboundResult = InboundReceipt
 
 class ExceptionNotOpen(Exception):
     """The exception does not exist or was already applied or discarded."""
+
+
+FILLABLE = ("location",)
+"""What a reviewer may fill in on a parked movement: a place its message leaves out."""
+
+
+class NotFillable(ValueError):
+    """The fill names no movement of the message, a field that cannot be filled in, a field
+    the sender did give (never overwritten), or a value that is no valid code there."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field = field
 
 
 class SourceScopes(Protocol):
@@ -269,6 +283,34 @@ class InboundIntake:
         )
         return result
 
+    def fill(
+        self, exception_id: int, index: int, field: str, value: str, *, actor: str
+    ) -> InboundResult:
+        """Fill in what a parked message leaves out (``field`` of its movement ``index``, in
+        the sender's codes: resolved through the cross-references like the rest), audited as
+        ``actor``'s, then replay it. What the sender did say is never overwritten."""
+        if field not in FILLABLE:
+            raise NotFillable("field", f"only {', '.join(FILLABLE)} can be filled in")
+        with self.engine.begin() as conn:
+            parked = exception_store.get(conn, exception_id, for_update=True)
+            if parked is None or parked.status != "open":
+                raise ExceptionNotOpen(f"exception {exception_id} is not open")
+            if not 0 <= index < len(parked.drafts):
+                raise NotFillable("index", f"the message has {len(parked.drafts)} movement(s)")
+            draft = dict(parked.drafts[index])
+            if draft.get(field) is not None:
+                raise NotFillable(field, "the message gives it: only what it leaves out")
+            draft[field] = value
+            try:
+                InboundMovement.model_validate(draft)
+            except ValidationError as error:
+                reason = error.errors(include_url=False)[0]["msg"]
+                raise NotFillable("value", str(reason)) from error
+            drafts = [*parked.drafts[:index], draft, *parked.drafts[index + 1 :]]
+            detail = {"index": index, "field": field}  # not the value: it may be a ward
+            exception_store.fill(conn, exception_id, drafts, actor=actor, detail=detail)
+        return self.replay(exception_id, actor=actor)
+
     def discard(self, exception_id: int, reason: str, *, actor: str) -> None:
         """Close a parked message unapplied; audited as ``actor``'s with the reason."""
         with self.engine.begin() as conn:
@@ -299,7 +341,7 @@ def _parked(
     exception_id: int,
 ) -> None:
     if not message.business_key and drafts:
-        message.business_key = f"{drafts[0].item.code}@{drafts[0].location}"
+        message.business_key = f"{drafts[0].item.code}@{drafts[0].location or '?'}"
     reasons = "; ".join(f"{p.field} {p.value!r}: {p.reason}" for p in problems)
     message.error = f"exception {exception_id}: {reasons}"
     message.settle(MessageStatus.PARKED)

@@ -85,7 +85,7 @@ CATALOG: Final = MappingProxyType(
         "masterdata.contract": CatalogEntry(1, Contract),
         "masterdata.unit_of_measure": CatalogEntry(1, UnitOfMeasure),
         "envelope.stock_movement_event": CatalogEntry(2, EventEnvelope[StockMovement]),
-        "inbound.movement": CatalogEntry(1, InboundMovement),
+        "inbound.movement": CatalogEntry(2, InboundMovement),
         "pharmacy.order": CatalogEntry(1, PharmacyOrder),
         "procurement.purchase_order": CatalogEntry(1, PurchaseOrder),
         "procurement.goods_receipt": CatalogEntry(1, GoodsReceipt),

@@ -28,6 +28,9 @@ from medbridge.masterdata.repository import MasterDataRepository
 Unmapped = UnresolvedCode
 """Kept as the resolver's name for an unresolved code."""
 
+ABSENT = "not in the message: fill it in (the sender's code) or discard the message"
+"""The reason of a place the message leaves out (``InboundMovement.location`` None)."""
+
 
 class InboundResolver:
     def __init__(self, repo: MasterDataRepository) -> None:
@@ -158,7 +161,9 @@ class InboundResolver:
         index: int,
         found: list[Unmapped],
     ) -> str | None:
-        assert code is not None
+        if code is None:  # the message does not say: a reviewer fills it in
+            found.append(Unmapped(index, field, "", ABSENT))
+            return None
         location = snap.location_xrefs.get((source, code))
         if location is None:
             found.append(Unmapped(index, field, code, f"no location cross-reference for {source}"))

@@ -57,8 +57,13 @@ def park(
     return int(new_id), True
 
 
-def get(conn: Connection, exception_id: int) -> InboundException | None:
-    row = conn.execute(select(t).where(t.c.id == exception_id)).first()
+def get(
+    conn: Connection, exception_id: int, *, for_update: bool = False
+) -> InboundException | None:
+    """``for_update``: the row locked until the transaction ends (PostgreSQL; SQLite
+    serialises writers anyway)."""
+    query = select(t).where(t.c.id == exception_id)
+    row = conn.execute(query.with_for_update() if for_update else query).first()
     return None if row is None else InboundException(**row._mapping)
 
 
@@ -104,6 +109,30 @@ def update_problems(
         before=before,
         after=_state(conn, exception_id),
         detail={"outcome": "exception", "unresolved": sorted({p["field"] for p in problems})},
+    )
+
+
+def fill(
+    conn: Connection,
+    exception_id: int,
+    drafts: Sequence[dict[str, Any]],
+    *,
+    actor: str,
+    detail: dict[str, Any],
+) -> None:
+    """A reviewer filled in what the message left out (``drafts``: the movements as they now
+    read, the sender's codes still); audited as ``actor``'s, ``detail`` saying what."""
+    before = _state(conn, exception_id)
+    conn.execute(update(t).where(t.c.id == exception_id).values(drafts=list(drafts)))
+    audit.append(
+        conn,
+        actor=actor,
+        action="inbound_exception.fill",
+        target_type="inbound_exception",
+        target_id=exception_id,
+        before=before,
+        after=_state(conn, exception_id),
+        detail=detail,
     )
 
 

@@ -10,7 +10,9 @@
   read as a location reference, so a restock from central supply to a ward cabinet moves stock
   between two MedBridge stores. A delivery from an outside vendor is a goods receipt, which
   needs the price and comes through the procurement connectors (X12 856, cXML): its supplier
-  has no location cross-reference, so it lands in the exception queue, named.
+  has no location cross-reference, so it lands in the exception queue, named. A delivery
+  without ``supplier`` (0..1 in R4) is valid but says not where the stock came from: it is
+  parked for review the same way (a reviewer fills the place in, or discards it), not refused.
 - Procedure -> one ``clinical_consumption`` per ``usedCode`` / ``usedReference`` item, at the
   procedure's ``location``, ``performed[x]`` time; quantity 1 (the item's base unit) unless the
   item carries the used-quantity extension (valueQuantity).
@@ -194,8 +196,6 @@ def _delivery(sd: SupplyDelivery, ctx: Context) -> Mapped:
         missing=("no supplied item", f"{base}.item[x]"),
     )
     quantity, unit = _quantity(supplied.quantity, f"{base}.quantity", required=True)
-    if sd.supplier is None:
-        raise UnmappableResource("no supplier: where the stock came from", path=f"{rt}.supplier")
     if sd.destination is None:
         raise UnmappableResource("no destination", path=f"{rt}.destination")
     if sd.occurrenceTiming is not None:
@@ -219,7 +219,9 @@ def _delivery(sd: SupplyDelivery, ctx: Context) -> Mapped:
         kind=MovementKind.TRANSFER,
         source_system=ctx.source_system,
         item=item[0],
-        location=_ref_code(sd, sd.supplier, f"{rt}.supplier", ctx),
+        # no supplier (0..1 in R4): valid, but where the stock came from is unknown; the
+        # movement is parked for review (the resolver names SupplyDelivery.supplier)
+        location=None if sd.supplier is None else _ref_code(sd, sd.supplier, f"{rt}.supplier", ctx),
         to_location=_ref_code(sd, sd.destination, f"{rt}.destination", ctx),
         quantity=quantity,
         unit=unit,

@@ -60,7 +60,12 @@ class PeriodClosed(PeriodError):
 
 
 class UnforcedDifferences(PeriodError):
-    """The close found differences and was not forced (with a reason)."""
+    """The close found differences and was not forced (with a reason); ``report``: what it
+    found."""
+
+    def __init__(self, field_name: str, message: str, report: CloseReport) -> None:
+        super().__init__(field_name, message)
+        self.report = report
 
 
 def parse_period(period: str) -> tuple[date, date]:

@@ -246,6 +246,7 @@ class PeriodClose:
                 "force",
                 f"{len(report.differences)} difference(s) in {period}: clear them, or close"
                 " with a reason (finance decides)",
+                report,
             )
         report = replace(report, notes=(f"forced: {reason}",) if report.differences else ())
         try:

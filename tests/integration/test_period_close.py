@@ -177,3 +177,23 @@ def test_grni_as_of_a_cutoff_leaves_out_what_came_after(medbridge: MedBridge) ->
     assert [g for g in before.grni if g.order == "PO-NOV-1"] == []
     after = close.report("2026-11", cutoff=datetime(2026, 11, 10, 9, 30, tzinfo=UTC))
     assert [g.amount for g in after.grni if g.order == "PO-NOV-1"] == [Decimal("274.00")]
+
+
+def test_an_entry_posted_while_the_report_is_read_is_noted(medbridge: MedBridge) -> None:
+    fake = FakeErp()
+    november(medbridge, fake)
+
+    def erp_during_a_late_dispense(_name: str) -> FakeErp:
+        # the close reads the books; meanwhile a November dispense is posted (still open)
+        when = datetime(2026, 11, 30, 8, tzinfo=UTC)
+        submit(medbridge, fake, movement(MovementKind.DISPENSE, 1, when))
+        return fake
+
+    close = PeriodClose(
+        medbridge.engine, list(medbridge.erp_slots), erp_during_a_late_dispense, clock=lambda: NOW
+    )
+    report = close.close("2026-11", actor="cli:finance", force_reason="posted during the close")
+    assert report.notes[-1] == (
+        "1 entry of 2026-11 recorded while the report was read: in the period, perhaps not in"
+        " this report"
+    )

@@ -127,7 +127,7 @@ class LedgerPosting:
             )
             applied, entries, tasks = [], [], []
             summarisable: set[str] = set()
-            closed = periods.closed(conn)  # the period lock: one query per batch
+            closed = periods.closed(conn, posting=True)  # the period lock: once per batch
             for message in fresh:
                 envelope = envelopes[message.event_id]
                 movement = envelope.data

@@ -31,7 +31,7 @@ from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Connection, Engine, func, select
 from sqlalchemy.exc import IntegrityError
 
 from medbridge.canonical.erp import ErpError, GeneralLedgerPort
@@ -238,6 +238,7 @@ class PeriodClose:
         if done is not None:
             raise _closed(done)
         moment = check_cutoff(period, cutoff, self.clock())
+        started = _now()  # the store's clock (created_at), whatever ``clock`` says
         report = self._report(period, moment)
         if dry_run:
             return report
@@ -248,9 +249,17 @@ class PeriodClose:
                 " with a reason (finance decides)",
                 report,
             )
-        report = replace(report, notes=(f"forced: {reason}",) if report.differences else ())
+        notes: tuple[str, ...] = (f"forced: {reason}",) if report.differences else ()
         try:
             with self.engine.begin() as conn:
+                periods.lock_for_close(conn)
+                raced = _recorded_since(conn, period, started)
+                if raced:  # posted while the report was read: in the period, not in the report
+                    notes += (
+                        f"{raced} entr{'y' if raced == 1 else 'ies'} of {period} recorded while"
+                        " the report was read: in the period, perhaps not in this report",
+                    )
+                report = replace(report, notes=notes)
                 periods.close(
                     conn,
                     period,
@@ -269,6 +278,14 @@ class PeriodClose:
             raise _closed(done) from None
         log.info("period.closed", period=period, differences=len(report.differences), actor=actor)
         return report
+
+
+def _recorded_since(conn: Connection, period: str, since: datetime) -> int:
+    e = journal_entries
+    found = conn.execute(
+        select(func.count()).select_from(e).where(e.c.period == period, e.c.created_at > since)
+    ).scalar_one()
+    return int(found)
 
 
 def _closed(done: periods.Period) -> PeriodClosed:

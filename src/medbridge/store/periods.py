@@ -1,5 +1,11 @@
 """The closed periods: read (one small query: the ledger posting asks once per batch) and
-written once per period, audited (``period.close``) in the close's transaction."""
+written once per period, audited (``period.close``) in the close's transaction.
+
+A batch that posts and a close must not cross: on PostgreSQL the posting reads the closed
+periods under a SHARE lock of the table (``closed(conn, posting=True)``: batches do not wait
+for each other) and the close takes it EXCLUSIVE (``lock_for_close``) before it writes, so a
+close waits for the batches in flight and the next batches see it. On SQLite every writing
+transaction holds the database's one write lock already (``store.db``)."""
 
 from __future__ import annotations
 
@@ -7,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, func, insert, select
+from sqlalchemy import Connection, func, insert, select, text
 
 from medbridge.store import audit
 from medbridge.store.tables import journal_entries, periods
@@ -25,10 +31,19 @@ class Period:
     entries: int = 0
 
 
-def closed(conn: Connection) -> frozenset[str]:
-    """Every closed period (``YYYY-MM``)."""
+def closed(conn: Connection, *, posting: bool = False) -> frozenset[str]:
+    """Every closed period (``YYYY-MM``); ``posting``: in a transaction that dates entries
+    by them (see the module's docstring)."""
     t = periods
+    if posting and conn.dialect.name == "postgresql":
+        conn.execute(text("LOCK TABLE periods IN SHARE MODE"))
     return frozenset(conn.execute(select(t.c.period).where(t.c.state == "closed")).scalars())
+
+
+def lock_for_close(conn: Connection) -> None:
+    """No entry is dated by the closed periods until this transaction ends."""
+    if conn.dialect.name == "postgresql":
+        conn.execute(text("LOCK TABLE periods IN EXCLUSIVE MODE"))
 
 
 def get(conn: Connection, period: str) -> Period | None:

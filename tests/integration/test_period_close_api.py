@@ -73,6 +73,7 @@ def test_finance_closes_november_through_the_api(
     assert bad.status_code == 422
     assert bad.json()["detail"][0]["loc"] == ["body", "cutoff"]
     assert client.post("/v1/periods/2026-13/close", json={}, headers=finance).status_code == 422
+    assert client.get("/v1/periods/9999-12/report", headers=finance).status_code == 422
 
     closed = client.post("/v1/periods/2026-11/close", json={}, headers=finance)
     assert closed.status_code == 200, closed.text

@@ -63,7 +63,7 @@ def test_the_cutoff_is_in_the_period_and_not_to_come() -> None:
         check_cutoff("2026-11", datetime(2026, 11, 20), NOW)
     with pytest.raises(PeriodError, match="2026-12 is not over"):
         check_cutoff("2026-12", None, NOW)
-    for bad in ("2026-13", "26-11", "2026-1", "november"):
+    for bad in ("2026-13", "26-11", "2026-1", "november", "0000-01", "9999-12"):
         with pytest.raises(PeriodError, match="is not YYYY-MM"):
             check_cutoff(bad, None, NOW)
 

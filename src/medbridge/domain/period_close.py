@@ -75,10 +75,10 @@ def parse_period(period: str) -> tuple[date, date]:
         if len(year_s) != 4 or len(month_s) != 2:
             raise ValueError
         first = date(int(year_s), int(month_s), 1)
-    except ValueError:
+        days = calendar.monthrange(first.year, first.month)[1]
+        return first, first + timedelta(days=days)
+    except (ValueError, OverflowError):
         raise PeriodError("period", f"{period!r} is not YYYY-MM") from None
-    days = calendar.monthrange(first.year, first.month)[1]
-    return first, first + timedelta(days=days)
 
 
 def period_of(day: date) -> str:
@@ -102,7 +102,11 @@ def check_cutoff(period: str, cutoff: datetime | None, now: datetime) -> datetim
     moment = end if cutoff is None else cutoff
     if moment.tzinfo is None:
         raise PeriodError("cutoff", f"{moment.isoformat()} has no time zone (add Z or an offset)")
-    if not start < moment <= end:
+    try:
+        inside = start < moment <= end
+    except OverflowError:  # an offset that takes the moment out of the calendar
+        inside = False
+    if not inside:
         raise PeriodError(
             "cutoff",
             f"{moment.isoformat()} is not in {period} (after {start.isoformat()},"

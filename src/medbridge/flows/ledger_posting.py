@@ -13,6 +13,11 @@ has never seen), it is applied, leaving a negative balance, posted like any othe
 ``stock_discrepancy`` task is opened in the pharmacy work queue, keyed by the event, in the
 same transaction: a redelivery finds the task already there and the event already applied.
 
+The period lock (``domain.period_close``): each batch reads the closed periods once; an event
+of a closed period is dated on the first day of the next open one, its description says which
+closed period it belongs to, and it is posted on its own (never in a GL summary, whose slice
+would be of the closed period).
+
 With tracing on, each movement is a ``ledger.post`` span under its delivery, ended when the
 batch's transaction ends; the ERP posting outbox row of its journal entry keeps that span's
 trace context, so the ERP call, later and elsewhere, joins the same trace.

@@ -7,23 +7,33 @@ from __future__ import annotations
 
 import csv
 import io
+import uuid
 from datetime import UTC, date, datetime
 from decimal import Decimal
 
 import pytest
 from sqlalchemy import select, update
 from tests.close_support import NOW, movement, november, submit
+from tests.ledger_support import record_entries
 
 from medbridge.app import MedBridge
+from medbridge.canonical.finance import JournalEntry, JournalLine
 from medbridge.canonical.movements import MovementKind
 from medbridge.connectors.tryton.fake import FakeErp
-from medbridge.domain.period_close import PeriodClosed, PeriodError, UnforcedDifferences, report_csv
+from medbridge.domain.period_close import (
+    PeriodClosed,
+    PeriodError,
+    PpvLine,
+    UnforcedDifferences,
+    report_csv,
+)
+from medbridge.flows.erp_posting import ErpPosting, ErpPostingPolicy
 from medbridge.flows.period_close import PeriodClose
 from medbridge.flows.reconciliation import reconcile_period
 from medbridge.store import audit as audit_store
 from medbridge.store import ledger as ledger_store
 from medbridge.store import periods as periods_store
-from medbridge.store.tables import journal_lines
+from medbridge.store.tables import invoice_matches, journal_lines
 
 pytestmark = pytest.mark.db
 
@@ -197,3 +207,62 @@ def test_an_entry_posted_while_the_report_is_read_is_noted(medbridge: MedBridge)
         "1 entry of 2026-11 recorded while the report was read: in the period, perhaps not in"
         " this report"
     )
+
+
+def test_ppv_per_supplier_item_and_facility_and_grni_through_the_invoice(
+    medbridge: MedBridge,
+) -> None:
+    fake = FakeErp()
+    order = november(medbridge, fake)
+    key = "x12:MCK:INV-881"
+    with medbridge.engine.begin() as conn:
+        conn.execute(
+            invoice_matches.insert().values(
+                reference=key,
+                supplier="MCK",
+                number="INV-881",
+                total=Decimal("70.00"),
+                order_reference=order,
+                status="posted",
+                result={
+                    "exceptions": [],
+                    "lines": [
+                        {
+                            "line": 1,
+                            "order": order,
+                            "order_line": 1,
+                            "base_quantity": "10",
+                            "amount": "70.00",
+                            "grni": "68.50",
+                        },
+                    ],
+                    "posting": None,
+                },
+                correlation_id=str(uuid.uuid4()),
+                created_at=NOW,
+                updated_at=NOW,
+            )
+        )
+        variance = Decimal("1.50")
+        record_entries(
+            conn,
+            [
+                JournalEntry(
+                    entry_id=f"ppv:{uuid.uuid5(uuid.NAMESPACE_URL, key)}",
+                    posting_date=date(2026, 11, 25),
+                    description="price variance, invoice INV-881 of MCK",
+                    source_event_id=str(uuid.uuid5(uuid.NAMESPACE_URL, f"ppv:{key}")),
+                    correlation_id=str(uuid.uuid4()),
+                    lines=(
+                        JournalLine(account="5500-H1", debit=variance, facility="H1"),
+                        JournalLine(account="2100-H1", credit=variance, facility="H1"),
+                    ),
+                )
+            ],
+        )
+    ErpPosting(medbridge.engine, fake, ErpPostingPolicy(rate_limit=1000.0)).drain()
+    report = closer(medbridge, fake).report("2026-11")
+    assert report.ppv == (PpvLine("MCK", "VANCO-1G", "H1", Decimal("1.50")),)
+    [grni] = [g for g in report.grni if g.order == order]
+    assert (grni.supplier, grni.amount) == ("MCK", Decimal("275.50"))  # its entry, its order
+    assert report.differences == ()

@@ -1,7 +1,8 @@
 """Period close: the rules, pure. The store and the ERPs are read by ``flows.period_close``.
 
-- **Periods** are calendar months, ``YYYY-MM``, in UTC (a journal entry's ``period`` is its
-  posting date's month).
+- **Periods** are calendar months, ``YYYY-MM`` (a journal entry's ``period`` is its posting
+  date's month; the posting date is its event's own date, as the source stated it). A close's
+  cut-off is a moment in UTC.
 - **The lock**: once a period is closed nothing more is dated in it. An event whose time falls
   in a closed period (it arrived late) posts to the next period that is still open, dated on
   its first day, and its journal entry says so in its description (``late_note``): the note

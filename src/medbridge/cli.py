@@ -24,6 +24,7 @@ from medbridge.canonical.codes import CodeError, NdcShape, ndc_readings
 from medbridge.canonical.erp import ErpPort
 from medbridge.canonical.masterdata import AccountRole, CodeSystem, ItemCode
 from medbridge.canonical.tasks import Action, Decision, WorkQueue
+from medbridge.commands import periods as periods_commands
 from medbridge.connectors.flatfile import FlatFileError
 from medbridge.demo.wiring import demo_settings, running_demo_erp
 from medbridge.domain.erp_compare import ComparisonKind, ErpComparison
@@ -164,6 +165,9 @@ def _build(*, demo: bool = False) -> MedBridge:
         raise UsageError(str(error)) from None
     configure_logging(settings.log_level, settings.log_json)
     return MedBridge.build(settings)
+
+
+app.command("close")(periods_commands.make_close(_build))
 
 
 def _ports_free(settings: Settings, *, http: bool, mllp: bool) -> None:

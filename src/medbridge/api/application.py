@@ -28,6 +28,7 @@ from medbridge.api import (
     movements,
     oauth,
     operations,
+    periods,
     procurement,
     reads,
     trade,
@@ -171,6 +172,7 @@ def create_api(
         procurement,
         catalog,
         audit,
+        periods,
     )
     for module in keyed:
         api.include_router(module.router, responses=KEYED)

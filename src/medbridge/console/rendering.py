@@ -33,6 +33,7 @@ NAV: tuple[tuple[str, str, Permission | None], ...] = (
     ("reconciliation", "Reconciliation", Permission.ERP_READ),
     ("erp_compare", "ERP compare", Permission.ERP_READ),
     ("erp_routes", "ERP routes", Permission.ERP_READ),
+    ("periods", "Close", Permission.PERIODS_READ),
 )
 """The navigation: (route name, label, the permission that shows it)."""
 

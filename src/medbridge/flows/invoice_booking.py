@@ -6,8 +6,10 @@ from the invoice's wire identity: never change how."""
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from collections.abc import Mapping
+from datetime import date
 from decimal import Decimal
 from typing import Any
 
@@ -18,6 +20,7 @@ from medbridge.canonical.trade import InvoiceDocument, InvoicePurpose
 from medbridge.domain import ap_posting
 from medbridge.domain.errors import MissingAccount
 from medbridge.domain.matching import MatchBook, Tolerances, match_invoice
+from medbridge.domain.period_close import Dating, late_note
 from medbridge.flows.invoice_matching import match_input, match_lines
 
 
@@ -114,6 +117,30 @@ def journal_entries(
             )
         )
     return entries
+
+
+def dated_booking(booking: ap_posting.ApBooking, dated: Dating) -> ap_posting.ApBooking:
+    """The ERP document accounted on the day the period lock dates it (``domain.period_close``:
+    an invoice dated in a closed period is booked in the next open one)."""
+    if dated.late_for is None:
+        return booking
+    document = booking.document.model_copy(update={"accounting_date": dated.posting_date})
+    return dataclasses.replace(booking, document=document)
+
+
+def dated_entries(entries: list[JournalEntry], day: date, dated: Dating) -> list[JournalEntry]:
+    """The entries dated as the period lock says, with its note when it moved them."""
+    if dated.late_for is None:
+        return entries
+    return [
+        e.model_copy(
+            update={
+                "posting_date": dated.posting_date,
+                "description": late_note(e.description, day, dated.late_for),
+            }
+        )
+        for e in entries
+    ]
 
 
 def _fresh(book: MatchBook) -> MatchBook:

@@ -37,13 +37,21 @@ from medbridge.domain.ledger import money
 from medbridge.domain.matching import (
     match_invoice,
 )
+from medbridge.domain.period_close import dating
 from medbridge.flows.escalation import escalate
-from medbridge.flows.invoice_booking import ap_accounts, journal_entries, settlement
+from medbridge.flows.invoice_booking import (
+    ap_accounts,
+    dated_booking,
+    dated_entries,
+    journal_entries,
+    settlement,
+)
 from medbridge.flows.invoice_matching import match_book, match_input, match_lines, result_json
 from medbridge.flows.procurement_runtime import TERMINAL, failpoint, now, runtime
 from medbridge.observability import tracing
 from medbridge.observability.logging import get_logger
 from medbridge.store import ledger as ledger_store
+from medbridge.store import periods
 from medbridge.store import procurement as store
 from medbridge.store.erp_postings import DocumentKind
 from medbridge.store.trade import next_control_number
@@ -239,12 +247,15 @@ def _post(invoice: dict[str, Any], decision: dict[str, Any] | None) -> str:
     with rt.engine.connect() as conn:
         book_, by_order = match_book(conn, supplier, orders)
         accounts_map = rt.masterdata.account_map(conn)
+        closed = periods.closed(conn)
     if not by_order:
         with rt.engine.begin() as conn:
             store.set_invoice(conn, key, status=outcome)
         return outcome
     settled = settlement(invoice, document, row, by_order, book_, decision, action)
     booking = ap_posting.book(settled, ap_accounts(accounts_map, settled.facility))
+    dated = dating(settled.invoice_date, closed)  # the period lock: a closed month moves on
+    booking = dated_booking(booking, dated)
     posted = rt.erp_document(
         DocumentKind.SUPPLIER_INVOICE,
         booking.document.reference,
@@ -254,7 +265,9 @@ def _post(invoice: dict[str, Any], decision: dict[str, Any] | None) -> str:
     )
     erp_id = None if posted is None else posted.erp_id
     failpoint("erp_invoice")
-    entries = journal_entries(key, settled, booking, row["correlation_id"])
+    entries = dated_entries(
+        journal_entries(key, settled, booking, row["correlation_id"]), settled.invoice_date, dated
+    )
     with rt.engine.begin() as conn:
         known = {
             e.entry_id

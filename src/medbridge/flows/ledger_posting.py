@@ -13,6 +13,11 @@ has never seen), it is applied, leaving a negative balance, posted like any othe
 ``stock_discrepancy`` task is opened in the pharmacy work queue, keyed by the event, in the
 same transaction: a redelivery finds the task already there and the event already applied.
 
+The period lock (``domain.period_close``): each batch reads the closed periods once; an event
+of a closed period is dated on the first day of the next open one, its description says which
+closed period it belongs to, and it is posted on its own (never in a GL summary, whose slice
+would be of the closed period).
+
 With tracing on, each movement is a ``ledger.post`` span under its delivery, ended when the
 batch's transaction ends; the ERP posting outbox row of its journal entry keeps that span's
 trace context, so the ERP call, later and elsewhere, joins the same trace.
@@ -37,13 +42,14 @@ from medbridge.canonical.tasks import Action, NewTask, WorkQueue
 from medbridge.domain.errors import InsufficientStock, InvalidMovement
 from medbridge.domain.gl_summary import CONSUMPTION
 from medbridge.domain.ledger import NO_LOT, ValuedMovement, from_canonical
+from medbridge.domain.period_close import dating, late_note
 from medbridge.domain.posting import PostingContext, journal_entry_for
 from medbridge.flows.erp_routing import ErpRouter
 from medbridge.masterdata.repository import MasterDataRepository
 from medbridge.masterdata.validation import check_current
 from medbridge.observability import tracing
 from medbridge.observability.logging import get_logger
-from medbridge.store import dedup, work_items
+from medbridge.store import dedup, periods, work_items
 from medbridge.store import ledger as ledger_store
 
 CONSUMER = "ledger"
@@ -126,6 +132,7 @@ class LedgerPosting:
             )
             applied, entries, tasks = [], [], []
             summarisable: set[str] = set()
+            closed = periods.closed(conn, posting=True)  # the period lock: once per batch
             for message in fresh:
                 envelope = envelopes[message.event_id]
                 movement = envelope.data
@@ -138,13 +145,15 @@ class LedgerPosting:
                     if movement.kind is MovementKind.TRANSFER and movement.to_location
                     else None
                 )
+                day = movement.occurred_at.date()
+                dated = dating(day, closed)
                 entry = journal_entry_for(
                     valued,
                     PostingContext(
                         entry_id=f"JE-{message.event_id}",
                         source_event_id=message.event_id,
                         correlation_id=message.correlation_id,
-                        posting_date=movement.occurred_at.date(),
+                        posting_date=dated.posting_date,
                         category=item.category,
                         facility=location.facility,
                         cost_center=movement.cost_center or location.cost_center,
@@ -159,9 +168,18 @@ class LedgerPosting:
                         message.event_id, message.correlation_id, movement.occurred_at, valued
                     )
                 )
+                if entry is not None and dated.late_for is not None:
+                    # a late event of a closed period: dated in the next open one, said so,
+                    # and posted on its own (a summary slice is dated by its events' time)
+                    note = late_note(entry.description, day, dated.late_for)
+                    entry = entry.model_copy(update={"description": note})
                 if entry is not None:
                     entries.append(entry)
-                    if movement.kind in self.summarised_kinds and _one_facility(entry):
+                    if (
+                        movement.kind in self.summarised_kinds
+                        and _one_facility(entry)
+                        and dated.late_for is None
+                    ):
                         summarisable.add(entry.entry_id)
                 if valued.discrepancy is not None:
                     task = discrepancy_task(valued, movement, item, message)

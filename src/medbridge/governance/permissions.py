@@ -26,7 +26,8 @@ procurement   ``stock:read``, ``procurement:read``, ``trade:read``, ``work:read`
 ap_clerk      ``procurement:read``, ``trade:read``, ``work:read``, ``work:ap``, ``erp:read``,
               ``dashboard:read``
 finance       ``stock:read``, ``ledger:read``, ``erp:read``, ``erp:requeue``,
-              ``erp:cutover``, ``procurement:read``, ``work:read``, ``work:ap``, ``dashboard:read``
+              ``erp:cutover``, ``procurement:read``, ``work:read``, ``work:ap``, ``dashboard:read``,
+              ``periods:read``, ``periods:close``
 auditor       every ``*:read`` but ``encounters:read``, ``audit:read`` included; changes
               nothing
 admin         every permission
@@ -70,6 +71,8 @@ class Permission(StrEnum):
     CLIENTS_ADMIN = "clients:admin"  # clients, keys, roles
     MESSAGES_READ = "messages:read"  # the message browser: inbound and outbound messages
     MESSAGES_REPROCESS = "messages:reprocess"  # feed stored messages back through their path
+    PERIODS_READ = "periods:read"  # accounting periods and their close reports
+    PERIODS_CLOSE = "periods:close"  # close (lock) an accounting period
 
 
 WORK_DECISIONS = {
@@ -145,6 +148,8 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
             P.WORK_READ,
             P.WORK_AP,
             P.DASHBOARD_READ,
+            P.PERIODS_READ,
+            P.PERIODS_CLOSE,
         }
     ),
     Role.AUDITOR: _READS,

@@ -22,6 +22,7 @@ from sqlalchemy import (
 
 from medbridge.store.tables.base import SeqId, metadata
 from medbridge.store.tables.messages import message_bodies, messages
+from medbridge.store.tables.periods import periods
 from medbridge.store.tables.processes import (
     alert_states,
     audit_chain_head,
@@ -427,6 +428,7 @@ __all__ = [
     "message_bodies",
     "messages",
     "metadata",
+    "periods",
     "purchase_orders",
     "replenishment_lines",
     "replenishment_policies",

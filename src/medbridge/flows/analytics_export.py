@@ -1,0 +1,537 @@
+"""The analytics export (issue 18): events, stock movements, journal lines, purchase orders,
+goods receipts, supplier invoices with their match, and daily KPIs, from the store to the
+``analytics`` connector (Parquet by day and a DuckDB file of views).
+
+What it promises:
+
+* **no patient, no encounter.** Nothing read here identifies a patient: the tables exported
+  hold none, and an event's ``data`` leaves without ``encounter_ref`` (the encounter
+  pseudonym; ``governance.minimisation.PROTECTED``) and ``patient_location`` (a ward and bed)
+  at any depth. Free text a person typed (an order's note, who received) stays home too.
+* **incremental, never a duplicate.** Each dataset has a watermark (the export's start, kept
+  in the directory). An export reads the rows changed since the watermark (less ``settle``:
+  a transaction that began before it may commit after it), takes the days those rows belong
+  to (and, for rows that change, the days they were written to before) and writes each such
+  day again whole. A day without a change is not touched; a day written again holds each row
+  once. The daily KPIs are written again from the earliest day any change touched (a late
+  dispense moves every later balance) up to today, and always for the day the last export
+  left open.
+* **one snapshot.** Every row is read in one read transaction (PostgreSQL: repeatable read),
+  so the datasets and the KPIs agree with each other.
+* **audited.** Each export appends ``analytics.export`` (who, the directory, the days written
+  per dataset, the ``since`` asked) to the audit log.
+
+Days are UTC days. ``since``: no day before it is written (a first export of a long history
+can start late); the days before it are left as they are.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+import pyarrow as pa
+from sqlalchemy import Connection, Date, Engine, Select, select
+from sqlalchemy.sql.elements import ColumnElement
+
+from medbridge.connectors.analytics import ExportState, ParquetExport
+from medbridge.governance.minimisation import PROTECTED, without
+from medbridge.observability.daily_kpis import DailyKpis, daily_kpis, day_of, start_of
+from medbridge.store import audit as audit_store
+from medbridge.store.db import read_only
+from medbridge.store.tables import (
+    bus_events,
+    goods_receipts,
+    invoice_matches,
+    journal_entries,
+    journal_lines,
+    ledger_movements,
+    locations,
+    purchase_orders,
+)
+
+SETTLE = timedelta(seconds=60)
+"""How far before the last watermark changes are read again: a transaction that stamped a row
+before the last export began may have committed after it read."""
+BATCH_DAYS = 31
+"""Days read per query (memory: one batch of rows at a time)."""
+HIDDEN_EVENT_FIELDS = frozenset(PROTECTED) | {"encounter_ref", "patient_location"}
+KPIS = "kpis_daily"
+FEEDS_KPIS = ("movements", "journal_lines", "purchase_orders", "invoices")
+
+TS = pa.timestamp("us", tz="UTC")
+MONEY = pa.decimal128(18, 2)
+QUANTITY = pa.decimal128(24, 6)
+RATE = pa.decimal128(9, 4)
+STR = pa.string()
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """One exported table: its rows (``query``), each row's ``day``, when a row last
+    ``changed``, its identity (``key``, a column of ``schema``) and whether a row written
+    may change later (``mutable``: its old day is looked up and written again)."""
+
+    name: str
+    schema: pa.Schema
+    query: Select[Any]
+    day: ColumnElement[Any]
+    changed: ColumnElement[Any]
+    key: ColumnElement[Any]
+    mutable: bool
+    shape: Callable[[Mapping[Any, Any]], dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class DatasetReport:
+    name: str
+    days: tuple[date, ...]
+    """The days written (again) by this export."""
+    rows: int
+    """The rows in those days."""
+
+
+@dataclass(frozen=True)
+class ExportReport:
+    directory: str
+    as_of: datetime
+    since: date | None
+    datasets: tuple[DatasetReport, ...]
+    duckdb_file: str
+
+    def of(self, name: str) -> DatasetReport:
+        return next(d for d in self.datasets if d.name == name)
+
+
+def _event_row(r: Mapping[Any, Any]) -> dict[str, Any]:
+    envelope = json.loads(r["payload"])
+    data, _ = without(envelope.get("data"), HIDDEN_EVENT_FIELDS)
+    row = {k: r[k] for k in ("seq", "id", "type", "source", "subject", "correlation_id")}
+    return row | {
+        "causation_id": r["causation_id"],
+        "time": r["time"],
+        "appended_at": r["appended_at"],
+        "data": json.dumps(data, sort_keys=True, default=str),
+    }
+
+
+def _plain(*names: str) -> Callable[[Mapping[Any, Any]], dict[str, Any]]:
+    return lambda r: {n: r[n] for n in names}
+
+
+def _as_json(value: Any) -> str:
+    return json.dumps(json.loads(value) if isinstance(value, str) else value, default=str)
+
+
+def _order_row(r: Mapping[Any, Any]) -> dict[str, Any]:
+    lines = json.loads(r["lines"]) if isinstance(r["lines"], str) else r["lines"]
+    return {n: r[n] for n in ORDER_COLUMNS} | {"line_count": len(lines), "lines": _as_json(lines)}
+
+
+def _receipt_row(r: Mapping[Any, Any]) -> dict[str, Any]:
+    return {n: r[n] for n in RECEIPT_COLUMNS} | {"lines": _as_json(r["lines"])}
+
+
+def _invoice_row(r: Mapping[Any, Any]) -> dict[str, Any]:
+    result = json.loads(r["result"]) if isinstance(r["result"], str) else r["result"]
+    kinds = sorted({str(e.get("kind")) for e in (result or {}).get("exceptions", [])})
+    return {n: r[n] for n in INVOICE_COLUMNS} | {"exception_kinds": kinds}
+
+
+ORDER_COLUMNS = (
+    "reference",
+    "supplier",
+    "facility",
+    "urgency",
+    "status",
+    "erp_id",
+    "correlation_id",
+    "created_at",
+    "updated_at",
+)
+RECEIPT_COLUMNS = (
+    "reference",
+    "order_reference",
+    "shipment_id",
+    "status",
+    "erp_id",
+    "correlation_id",
+    "received_at",
+)
+INVOICE_COLUMNS = (
+    "reference",
+    "supplier",
+    "number",
+    "total",
+    "order_reference",
+    "status",
+    "erp_id",
+    "correlation_id",
+    "created_at",
+    "updated_at",
+)
+MOVEMENT_COLUMNS = (
+    "event_id",
+    "kind",
+    "item",
+    "location",
+    "facility",
+    "to_location",
+    "quantity",
+    "amount",
+    "correlation_id",
+    "occurred_at",
+    "applied_at",
+)
+JOURNAL_COLUMNS = (
+    "entry_id",
+    "line_no",
+    "posting_date",
+    "period",
+    "currency",
+    "description",
+    "account",
+    "facility",
+    "cost_center",
+    "debit",
+    "credit",
+    "party",
+    "booked_by",
+    "correlation_id",
+    "created_at",
+)
+
+
+def datasets() -> tuple[Dataset, ...]:
+    ev, m, loc, je, jl = bus_events, ledger_movements, locations, journal_entries, journal_lines
+    po, gr, im = purchase_orders, goods_receipts, invoice_matches
+    return (
+        Dataset(
+            "events",
+            pa.schema(
+                [
+                    ("seq", pa.int64()),
+                    ("id", STR),
+                    ("type", STR),
+                    ("source", STR),
+                    ("subject", STR),
+                    ("correlation_id", STR),
+                    ("causation_id", STR),
+                    ("time", TS),
+                    ("appended_at", TS),
+                    ("data", STR),
+                ]
+            ),
+            select(ev),
+            ev.c.time,
+            ev.c.appended_at,
+            ev.c.id,
+            False,
+            _event_row,
+        ),
+        Dataset(
+            "movements",
+            pa.schema(
+                [
+                    ("event_id", STR),
+                    ("kind", STR),
+                    ("item", STR),
+                    ("location", STR),
+                    ("facility", STR),
+                    ("to_location", STR),
+                    ("quantity", QUANTITY),
+                    ("amount", MONEY),
+                    ("correlation_id", STR),
+                    ("occurred_at", TS),
+                    ("applied_at", TS),
+                ]
+            ),
+            select(m, loc.c.facility).outerjoin(loc, loc.c.code == m.c.location),
+            m.c.occurred_at,
+            m.c.applied_at,
+            m.c.event_id,
+            False,
+            _plain(*MOVEMENT_COLUMNS),
+        ),
+        Dataset(
+            "journal_lines",
+            pa.schema(
+                [
+                    ("entry_id", STR),
+                    ("line_no", pa.int32()),
+                    ("posting_date", pa.date32()),
+                    ("period", STR),
+                    ("currency", STR),
+                    ("description", STR),
+                    ("account", STR),
+                    ("facility", STR),
+                    ("cost_center", STR),
+                    ("debit", MONEY),
+                    ("credit", MONEY),
+                    ("party", STR),
+                    ("booked_by", STR),
+                    ("correlation_id", STR),
+                    ("created_at", TS),
+                ]
+            ),
+            select(
+                jl,
+                je.c.posting_date,
+                je.c.period,
+                je.c.currency,
+                je.c.description,
+                je.c.booked_by,
+                je.c.correlation_id,
+                je.c.created_at,
+            ).join(je, je.c.entry_id == jl.c.entry_id),
+            je.c.posting_date,
+            je.c.created_at,
+            je.c.entry_id,
+            False,
+            _plain(*JOURNAL_COLUMNS),
+        ),
+        Dataset(
+            "purchase_orders",
+            pa.schema(
+                [
+                    *((n, TS if n.endswith("_at") else STR) for n in ORDER_COLUMNS),
+                    ("line_count", pa.int32()),
+                    ("lines", STR),
+                ]
+            ),
+            select(po),
+            po.c.created_at,
+            po.c.updated_at,
+            po.c.reference,
+            True,
+            _order_row,
+        ),
+        Dataset(
+            "goods_receipts",
+            pa.schema(
+                [*((n, TS if n.endswith("_at") else STR) for n in RECEIPT_COLUMNS), ("lines", STR)]
+            ),
+            select(gr),
+            gr.c.received_at,
+            gr.c.received_at,
+            gr.c.reference,
+            True,
+            _receipt_row,
+        ),
+        Dataset(
+            "invoices",
+            pa.schema(
+                [
+                    *(
+                        (n, TS if n.endswith("_at") else MONEY if n == "total" else STR)
+                        for n in INVOICE_COLUMNS
+                    ),
+                    ("exception_kinds", pa.list_(STR)),
+                ]
+            ),
+            select(im),
+            im.c.created_at,
+            im.c.updated_at,
+            im.c.reference,
+            True,
+            _invoice_row,
+        ),
+    )
+
+
+KPI_SCHEMA = pa.schema(
+    [
+        ("facility", STR),
+        ("dispenses", pa.int64()),
+        ("consumption_value", MONEY),
+        ("receipts", pa.int64()),
+        ("received_value", MONEY),
+        ("purchase_orders", pa.int64()),
+        ("order_lines", pa.int64()),
+        ("invoices", pa.int64()),
+        ("invoices_first_pass", pa.int64()),
+        ("invoice_first_pass_rate", RATE),
+        ("gl_inventory", MONEY),
+        ("grni_balance", MONEY),
+        ("days_on_hand", MONEY),
+    ]
+)
+
+
+class AnalyticsExport:
+    """``run()`` exports what changed since the last run into ``target``."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        target: ParquetExport,
+        *,
+        now: Callable[[], datetime] = lambda: datetime.now(UTC),
+        settle: timedelta = SETTLE,
+    ) -> None:
+        self.engine, self.target, self.now, self.settle = engine, target, now, settle
+        self.datasets = datasets()
+
+    def run(self, *, actor: str, since: date | None = None) -> ExportReport:
+        as_of = self.now()
+        today = day_of(as_of)
+        if since is not None and since > today:
+            raise ValueError(f"since: {since} is after today ({today})")
+        state = self.target.state()
+        reports: list[DatasetReport] = []
+        touched: set[date] = set()
+        with self._snapshot() as conn:
+            for dataset in self.datasets:
+                days = self._changed_days(conn, dataset, state.watermarks.get(dataset.name))
+                days = {d for d in days if since is None or d >= since}
+                rows = self._write(conn, dataset, days)
+                reports.append(DatasetReport(dataset.name, tuple(sorted(days)), rows))
+                if dataset.name in FEEDS_KPIS:
+                    touched |= days
+            reports.append(self._kpis(conn, state, touched, today, since))
+        for name in [*(d.name for d in self.datasets), KPIS]:
+            state.watermarks[name] = as_of
+        duckdb_file = self.target.write_views(
+            {d.name: d.schema for d in self.datasets} | {KPIS: KPI_SCHEMA}
+        )
+        self.target.save_state(state)
+        report = ExportReport(str(self.target.root), as_of, since, tuple(reports), str(duckdb_file))
+        self._audit(report, actor)
+        return report
+
+    # --- reading ---------------------------------------------------------------------------
+
+    def _snapshot(self) -> Any:
+        """One read transaction for the whole export (PostgreSQL: one repeatable-read
+        snapshot; SQLite: one deferred read transaction, a snapshot under WAL)."""
+        engine = read_only(self.engine)
+        if engine.dialect.name == "postgresql":
+            engine = engine.execution_options(isolation_level="REPEATABLE READ")
+        return _Snapshot(engine)
+
+    def _changed_days(
+        self, conn: Connection, dataset: Dataset, watermark: datetime | None
+    ) -> set[date]:
+        stmt = dataset.query.with_only_columns(
+            dataset.key, dataset.day.label("_day"), maintain_column_froms=True
+        ).distinct()
+        if watermark is not None:
+            stmt = stmt.where(dataset.changed >= watermark - self.settle)
+        days, keys = set(), []
+        for key, day in conn.execute(stmt):
+            days.add(_day(day))
+            keys.append(str(key))
+        if dataset.mutable and watermark is not None and keys:
+            days |= self.target.days_holding(dataset.name, dataset.key.name, keys)
+        return days
+
+    def _write(self, conn: Connection, dataset: Dataset, days: Iterable[date]) -> int:
+        written = 0
+        for batch in _batches(sorted(days)):
+            found: dict[date, list[dict[str, Any]]] = defaultdict(list)
+            stmt = dataset.query.add_columns(dataset.day.label("_day")).where(
+                *_within(dataset.day, batch[0], batch[-1])
+            )
+            for r in conn.execute(stmt.order_by(dataset.key)):
+                found[_day(r._mapping["_day"])].append(dataset.shape(r._mapping))
+            for day in batch:
+                table = pa.Table.from_pylist(found.get(day, []), schema=dataset.schema)
+                written += self.target.replace_day(dataset.name, day, table)
+        return written
+
+    def _kpis(
+        self,
+        conn: Connection,
+        state: ExportState,
+        touched: set[date],
+        today: date,
+        since: date | None,
+    ) -> DatasetReport:
+        last = state.watermarks.get(KPIS)
+        starts = set(touched) | ({day_of(last)} if last is not None else set())
+        if not starts:
+            return DatasetReport(KPIS, (), 0)
+        first = min(starts) if since is None else max(min(starts), since)
+        written, days = 0, []
+        for batch in _batches(_days(first, today)):
+            by_day: dict[date, list[DailyKpis]] = defaultdict(list)
+            for k in daily_kpis(conn, batch[0], batch[-1]):
+                by_day[k.day].append(k)
+            for day in batch:
+                rows = [k.model_dump(exclude={"day"}) for k in by_day.get(day, [])]
+                table = pa.Table.from_pylist(rows, schema=KPI_SCHEMA)
+                written += self.target.replace_day(KPIS, day, table)
+                days.append(day)
+        return DatasetReport(KPIS, tuple(days), written)
+
+    def _audit(self, report: ExportReport, actor: str) -> None:
+        detail = {
+            "as_of": report.as_of.isoformat(),
+            "since": report.since.isoformat() if report.since else None,
+            "datasets": {
+                d.name: {
+                    "first_day": d.days[0].isoformat() if d.days else None,
+                    "last_day": d.days[-1].isoformat() if d.days else None,
+                    "days": len(d.days),
+                    "rows": d.rows,
+                }
+                for d in report.datasets
+            },
+        }
+        with self.engine.begin() as conn:
+            audit_store.append(
+                conn,
+                actor=actor,
+                action="analytics.export",
+                target_type="analytics_export",
+                target_id=report.directory,
+                detail=detail,
+            )
+
+
+class _Snapshot:
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def __enter__(self) -> Connection:
+        self.conn = self.engine.connect()
+        self.conn.begin()
+        return self.conn
+
+    def __exit__(self, *exc: object) -> None:
+        self.conn.rollback()
+        self.conn.close()
+
+
+def _day(value: Any) -> date:
+    if isinstance(value, datetime):
+        return day_of(value if value.tzinfo else value.replace(tzinfo=UTC))
+    if isinstance(value, date):
+        return value
+    text = str(value)  # a driver answering a date as text
+    return date.fromisoformat(text[:10])
+
+
+def _within(column: ColumnElement[Any], first: date, last: date) -> list[ColumnElement[bool]]:
+    if isinstance(column.type, Date):
+        return [column >= first, column <= last]
+    return [column >= start_of(first), column < start_of(last + timedelta(days=1))]
+
+
+def _days(first: date, last: date) -> list[date]:
+    return [first + timedelta(days=n) for n in range((last - first).days + 1)]
+
+
+def _batches(days: Sequence[date]) -> list[list[date]]:
+    """Consecutive runs of sorted ``days``, each spanning at most ``BATCH_DAYS`` days."""
+    batches: list[list[date]] = []
+    for day in days:
+        if batches and (day - batches[-1][0]).days < BATCH_DAYS:
+            batches[-1].append(day)
+        else:
+            batches.append([day])
+    return batches

@@ -57,7 +57,7 @@ def export(
         last_day = d.days[-1].isoformat() if d.days else "-"
         table.add_row(d.name, str(len(d.days)), first_day, last_day, str(d.rows))
     console.print(table)
-    console.print(f"DuckDB: {report.duckdb_file}", markup=False, highlight=False)
+    typer.echo(f"DuckDB: {report.duckdb_file}")  # whole, never wrapped: a path to copy
 
 
 def _when(at: datetime) -> str:

@@ -105,7 +105,7 @@ class ParquetExport:
         partition.mkdir(parents=True, exist_ok=True)
         target = partition / PART
         beside = partition / f".{PART}.writing"
-        pq.write_table(table, beside, compression="zstd")
+        pq.write_table(table, beside, compression=self.config.compression)
         os.replace(beside, target)
         return int(table.num_rows)
 

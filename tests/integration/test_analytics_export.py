@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -21,10 +20,10 @@ import duckdb
 import pyarrow.parquet as pq
 import pytest
 from fastapi.testclient import TestClient
-from hl7_support import map_hl7_sources, send
 from sqlalchemy import func, select, update
 from typer.testing import CliRunner
 
+from hl7_support import map_hl7_sources, send
 from medbridge.app import MedBridge
 from medbridge.canonical.base import Money
 from medbridge.canonical.movements import MovementKind, StockMovement
@@ -147,7 +146,7 @@ def noon(day: date) -> datetime:
 
 
 @pytest.fixture
-def active(medbridge: MedBridge) -> Iterator[MedBridge]:
+def active(medbridge: MedBridge) -> MedBridge:
     mb = medbridge
     map_hl7_sources(mb)
     receive(mb, DAY1, 50)
@@ -157,7 +156,7 @@ def active(medbridge: MedBridge) -> Iterator[MedBridge]:
     assert all(b"|AA|" in a for a in acks), acks
     drain(mb)
     procure(mb)
-    yield mb
+    return mb
 
 
 def the_pseudonym(mb: MedBridge) -> str:
@@ -183,7 +182,7 @@ def query(to: Path, sql: str, *params: Any) -> list[tuple[Any, ...]]:
 
 
 def count(to: Path, dataset: str) -> int:
-    ((n,),) = query(to, f"SELECT count(*) FROM {dataset}")  # noqa: S608
+    ((n,),) = query(to, f"SELECT count(*) FROM {dataset}")
     return int(n)
 
 
@@ -252,12 +251,11 @@ def test_duckdb_reads_the_export_and_its_kpis_equal_the_apis(active: MedBridge, 
 
     day1 = {k["facility"]: k for k in assert_kpis_equal(active, to, DAY1)}
     day2 = {k["facility"]: k for k in assert_kpis_equal(active, to, DAY2)}
-    assert day1["H1"]["dispenses"] == 2 and day2["H1"]["dispenses"] == 1
-    assert day1["H1"]["receipts"] == 1 and Decimal(day1["H1"]["received_value"]) == Decimal(
-        "342.50"
-    )
-    assert day1["H1"]["purchase_orders"] == 1 and day1["H1"]["order_lines"] == 2
-    assert day2["H1"]["invoices"] == 2 and day2["H1"]["invoices_first_pass"] == 1
+    assert (day1["H1"]["dispenses"], day2["H1"]["dispenses"]) == (2, 1)
+    assert day1["H1"]["receipts"] == 1
+    assert Decimal(day1["H1"]["received_value"]) == Decimal("342.50")
+    assert (day1["H1"]["purchase_orders"], day1["H1"]["order_lines"]) == (1, 2)
+    assert (day2["H1"]["invoices"], day2["H1"]["invoices_first_pass"]) == (2, 1)
     assert Decimal(day2["H1"]["invoice_first_pass_rate"]) == Decimal("0.5")
     assert Decimal(day2["H1"]["gl_inventory"]) > Decimal(day1["H1"]["gl_inventory"]) > 0
     assert day1["H2"]["dispenses"] == 0
@@ -266,7 +264,8 @@ def test_duckdb_reads_the_export_and_its_kpis_equal_the_apis(active: MedBridge, 
 
     with active.engine.connect() as conn:
         (audited,) = audit_store.entries(conn, action="analytics.export")
-    assert audited.actor == "test:analytics" and audited.target_id == str(to.resolve())
+    assert audited.actor == "test:analytics"
+    assert audited.target_id == str(to.resolve())
     assert audited.detail["datasets"]["movements"]["rows"] == 5
 
 
@@ -303,7 +302,7 @@ def test_a_second_export_adds_only_what_is_new(active: MedBridge, tmp_path: Path
 
     again = export(active, to)  # nothing happened
     for name in DATASETS[:-1]:
-        assert again.of(name).rows == 0 and again.of(name).days == (), name
+        assert (again.of(name).rows, again.of(name).days) == (0, ()), name
     assert again.of("kpis_daily").days == (first.as_of.date(),)  # the open day, again
     assert {name: count(to, name) for name in DATASETS} == counts
     assert day1_file.stat().st_mtime_ns == written
@@ -333,7 +332,7 @@ def test_a_second_export_adds_only_what_is_new(active: MedBridge, tmp_path: Path
     ):
         ((rows, distinct),) = query(
             to,
-            f"SELECT count(*), count(DISTINCT {key}) FROM {name}",  # noqa: S608
+            f"SELECT count(*), count(DISTINCT {key}) FROM {name}",
         )
         assert rows == distinct, name
     assert query(to, "SELECT status FROM purchase_orders") == [("received",)]
@@ -357,7 +356,8 @@ def test_the_command_exports_and_refuses_a_file_as_directory(
     to = tmp_path / "out"
     result = CliRunner().invoke(cli_app, ["analytics", "export", "--to", str(to)])
     assert result.exit_code == 0, result.output
-    assert "movements" in result.output and "medbridge.duckdb" in result.output
+    assert "movements" in result.output
+    assert "medbridge.duckdb" in result.output
     assert count(to, "movements") == 5
 
     since = CliRunner().invoke(
@@ -371,14 +371,16 @@ def test_the_command_exports_and_refuses_a_file_as_directory(
     refused = CliRunner().invoke(cli_app, ["analytics", "export", "--to", str(blocker)])
     assert refused.exit_code != 0
     bad_day = CliRunner().invoke(cli_app, ["analytics", "export", "--to", str(to), "--since", "x"])
-    assert bad_day.exit_code == 2 and "not a day" in bad_day.output
+    assert bad_day.exit_code == 2
+    assert "not a day" in bad_day.output
 
 
 def test_the_daily_kpis_route_refuses_a_bad_day_and_filters_by_facility(active: MedBridge):
     key = active.ensure_admin_key()[0]
     client = TestClient(active.api())
     bad = client.get("/v1/kpis/daily", params={"day": "2026-13-01"}, headers={"X-API-Key": key})
-    assert bad.status_code == 422 and "day" in bad.text
+    assert bad.status_code == 422
+    assert "day" in bad.text
     only_h2 = client.get(
         "/v1/kpis/daily",
         params={"day": DAY1.isoformat(), "facility": "H2"},

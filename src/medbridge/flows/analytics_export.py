@@ -416,31 +416,54 @@ class AnalyticsExport:
     def _changed_days(
         self, conn: Connection, dataset: Dataset, watermark: datetime | None
     ) -> set[date]:
-        stmt = dataset.query.with_only_columns(
-            dataset.key, dataset.day.label("_day"), maintain_column_froms=True
-        ).distinct()
+        moved = dataset.mutable and watermark is not None  # a changed row may leave its day
+        columns = (dataset.key, dataset.day) if moved else (dataset.day,)
+        stmt = dataset.query.with_only_columns(*columns, maintain_column_froms=True).distinct()
         if watermark is not None:
             stmt = stmt.where(dataset.changed >= watermark - self.settle)
-        days, keys = set(), []
-        for key, day in conn.execute(stmt):
-            days.add(_day(day))
-            keys.append(str(key))
-        if dataset.mutable and watermark is not None and keys:
+        rows = conn.execute(stmt).all()
+        days = {_day(r[-1]) for r in rows}
+        if moved and rows:
+            keys = [str(r[0]) for r in rows]
             days |= self.target.days_holding(dataset.name, dataset.key.name, keys)
         return days
 
     def _write(self, conn: Connection, dataset: Dataset, days: Iterable[date]) -> int:
+        """Each of ``days`` written whole; rows come ordered by day, so one day at a time is
+        held in memory."""
         written = 0
-        for batch in _batches(sorted(days)):
-            found: dict[date, list[dict[str, Any]]] = defaultdict(list)
-            stmt = dataset.query.add_columns(dataset.day.label("_day")).where(
-                *_within(dataset.day, batch[0], batch[-1])
+        wanted = set(days)
+
+        def flush(day: date, rows: list[dict[str, Any]]) -> int:
+            table = pa.Table.from_pylist(rows, schema=dataset.schema)
+            return self.target.replace_day(dataset.name, day, table)
+
+        for batch in _batches(sorted(wanted)):
+            stmt = (
+                dataset.query.add_columns(dataset.day.label("_day"))
+                .where(*_within(dataset.day, batch[0], batch[-1]))
+                .order_by(dataset.day, dataset.key)
             )
-            for r in conn.execute(stmt.order_by(dataset.key)):
-                found[_day(r._mapping["_day"])].append(dataset.shape(r._mapping))
-            for day in batch:
-                table = pa.Table.from_pylist(found.get(day, []), schema=dataset.schema)
-                written += self.target.replace_day(dataset.name, day, table)
+            pending = set(batch)
+            current: date | None = None
+            rows: list[dict[str, Any]] = []
+            for r in conn.execution_options(yield_per=5000).execute(stmt):
+                day = _day(r._mapping["_day"])
+                if day not in wanted:
+                    continue
+                if day != current:
+                    if day not in pending:  # written already: a day must never be cut in two
+                        raise RuntimeError(f"{dataset.name}: rows of {day} not read together")
+                    if current is not None:
+                        written += flush(current, rows)
+                        pending.discard(current)
+                    current, rows = day, []
+                rows.append(dataset.shape(r._mapping))
+            if current is not None:
+                written += flush(current, rows)
+                pending.discard(current)
+            for day in sorted(pending):  # no row left: the day goes
+                written += flush(day, [])
         return written
 
     def _kpis(

@@ -11,8 +11,6 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from medbridge.connectors.analytics import AnalyticsConfig, AnalyticsError, ParquetExport
-from medbridge.flows.analytics_export import AnalyticsExport
 from medbridge.store.audit import cli_actor
 
 app = typer.Typer(help="Analytics: Parquet and DuckDB exports.", no_args_is_help=True)
@@ -38,7 +36,10 @@ def export(
     """Write what changed since the last export to DIR: events, movements, journal lines,
     purchase orders, goods receipts, invoices and daily KPIs as Parquet by day, and
     DIR/medbridge.duckdb with a view per dataset."""
-    from medbridge.cli import UsageError, _build  # the command's root builds MedBridge
+    # pyarrow and duckdb load only for this command; the command's root builds MedBridge
+    from medbridge.cli import UsageError, _build
+    from medbridge.connectors.analytics import AnalyticsConfig, AnalyticsError, ParquetExport
+    from medbridge.flows.analytics_export import AnalyticsExport
 
     first = _day(since)
     mb = _build()

@@ -33,6 +33,7 @@ from medbridge.connectors.hl7v2.codec import parse
 from medbridge.connectors.hl7v2.mapping import pseudonym, read_header
 from medbridge.flows.analytics_export import AnalyticsExport, ExportReport
 from medbridge.flows.intake import Submission
+from medbridge.governance.permissions import Role
 from medbridge.observability.daily_kpis import DailyKpis
 from medbridge.store import audit as audit_store
 from medbridge.store import procurement as store
@@ -388,3 +389,17 @@ def test_the_daily_kpis_route_refuses_a_bad_day_and_filters_by_facility(active: 
     )
     assert [k["facility"] for k in only_h2.json()["facilities"]] == ["H2"]
     assert set(DailyKpis.model_fields) == set(only_h2.json()["facilities"][0])
+
+
+def test_a_client_bound_to_a_facility_gets_only_its_daily_kpis(active: MedBridge):
+    key = active.clients.register("h2-finance", Role.FINANCE, facilities=["H2"])
+    client = TestClient(active.api())
+    mine = client.get("/v1/kpis/daily", params={"day": str(DAY1)}, headers={"X-API-Key": key})
+    assert mine.status_code == 200, mine.text
+    assert [k["facility"] for k in mine.json()["facilities"]] == ["H2"]
+    other = client.get(
+        "/v1/kpis/daily",
+        params={"day": str(DAY1), "facility": "H1"},
+        headers={"X-API-Key": key},
+    )
+    assert other.status_code == 403

@@ -70,3 +70,12 @@ def test_a_file_is_no_export_directory_and_a_bad_name_no_dataset(tmp_path: Path)
     out = ParquetExport(AnalyticsConfig(directory=tmp_path / "ok"))
     with pytest.raises(ExportDirectoryError, match="dataset name"):
         out.replace_day("../escape", D1, rows(("PO1", "1")))
+
+
+def test_one_export_at_a_time(tmp_path: Path) -> None:
+    out = ParquetExport(AnalyticsConfig(directory=tmp_path))
+    other = ParquetExport(AnalyticsConfig(directory=tmp_path))
+    with out.lock(), pytest.raises(ExportDirectoryError, match="another export"), other.lock():
+        pass
+    with other.lock():
+        pass

@@ -377,6 +377,10 @@ class AnalyticsExport:
         self.datasets = datasets()
 
     def run(self, *, actor: str, since: date | None = None) -> ExportReport:
+        with self.target.lock():
+            return self._run(actor, since)
+
+    def _run(self, actor: str, since: date | None) -> ExportReport:
         as_of = self.now()
         today = day_of(as_of)
         if since is not None and since > today:

@@ -5,6 +5,7 @@ Layout of ``directory``::
 
     <dataset>/day=YYYY-MM-DD/part-0.parquet   one file per day, rewritten whole
     _export_state.json                        each dataset's watermark (ISO 8601, UTC)
+    .export.lock                              held by the export writing (one at a time)
     medbridge.duckdb                          one view per dataset (absolute paths)
     views.sql                                 the same views, paths relative to the directory
 
@@ -17,11 +18,13 @@ file is rebuilt beside and renamed over too: a tool holding the old one open kee
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import re
 import shutil
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from pathlib import Path
@@ -36,6 +39,7 @@ from medbridge.connectors.analytics.errors import ExportDirectoryError
 
 PART = "part-0.parquet"
 STATE_FILE = "_export_state.json"
+LOCK_FILE = ".export.lock"
 STATE_VERSION = 1
 _PARTITION = re.compile(r"^day=(\d{4}-\d{2}-\d{2})$")
 _NAME = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
@@ -73,6 +77,19 @@ class ParquetExport:
             self.root.mkdir(parents=True, exist_ok=True)
         except OSError as error:
             raise ExportDirectoryError(f"{self.root}: {error.strerror or error}") from None
+
+    @contextmanager
+    def lock(self) -> Iterator[None]:
+        """The directory for one export at a time (another one at once: refused)."""
+        with open(self.root / LOCK_FILE, "a+b") as held:
+            try:
+                fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise ExportDirectoryError(f"{self.root}: another export is writing it") from None
+            try:
+                yield
+            finally:
+                fcntl.flock(held, fcntl.LOCK_UN)
 
     # --- watermarks --------------------------------------------------------------------
 

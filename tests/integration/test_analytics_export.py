@@ -379,9 +379,10 @@ def test_the_command_exports_and_refuses_a_file_as_directory(
 def test_the_daily_kpis_route_refuses_a_bad_day_and_filters_by_facility(active: MedBridge):
     key = active.ensure_admin_key()[0]
     client = TestClient(active.api())
-    bad = client.get("/v1/kpis/daily", params={"day": "2026-13-01"}, headers={"X-API-Key": key})
-    assert bad.status_code == 422
-    assert "day" in bad.text
+    for wrong in ("2026-13-01", "9999-12-31", "0001-01-01", ""):
+        bad = client.get("/v1/kpis/daily", params={"day": wrong}, headers={"X-API-Key": key})
+        assert bad.status_code == 422, (wrong, bad.text)
+        assert "day" in bad.text
     only_h2 = client.get(
         "/v1/kpis/daily",
         params={"day": DAY1.isoformat(), "facility": "H2"},

@@ -19,6 +19,7 @@ from medbridge.observability.daily_kpis import DailyKpis, daily_kpis
 from medbridge.store.db import read_only
 
 router = APIRouter(prefix="/v1", tags=["dashboard"])
+FIRST_DAY, LAST_DAY = date(1900, 1, 1), date(9999, 12, 30)  # the day after is a date too
 Reader = Annotated[Principal, Depends(require(Permission.DASHBOARD_READ))]
 
 
@@ -31,7 +32,7 @@ class DailyKpisAnswer(BaseModel):
 async def get_daily_kpis(
     request: Request,
     client: Reader,
-    day: Annotated[date, Query(description="the UTC day, YYYY-MM-DD")],
+    day: Annotated[date, Query(description="the UTC day, YYYY-MM-DD", ge=FIRST_DAY, le=LAST_DAY)],
     facility: Annotated[list[str] | None, Query(max_length=100)] = None,
 ) -> DailyKpisAnswer:
     """Each facility's KPIs of ``day`` (UTC): dispenses and consumption value, receipts,

@@ -7,7 +7,8 @@ What it promises:
 * **no patient, no encounter.** Nothing read here identifies a patient: the tables exported
   hold none, and an event's ``data`` leaves without ``encounter_ref`` (the encounter
   pseudonym; ``governance.minimisation.PROTECTED``) and ``patient_location`` (a ward and bed)
-  at any depth. Free text a person typed (an order's note, who received) stays home too.
+  at any depth. Free text a person typed (an order's note, who received) stays home too
+  (``flows.analytics_datasets``: what each dataset reads and how a row leaves).
 * **incremental, never a duplicate.** Each dataset has a watermark (the export's start, kept
   in the directory). An export reads the rows changed since the watermark (less ``settle``:
   a transaction that began before it may commit after it), takes the days those rows belong
@@ -27,63 +28,27 @@ can start late); the days before it are left as they are.
 
 from __future__ import annotations
 
-import json
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import pyarrow as pa
-from sqlalchemy import Connection, Date, Engine, Select, select
+from sqlalchemy import Connection, Date, Engine
 from sqlalchemy.sql.elements import ColumnElement
 
 from medbridge.connectors.analytics import ExportState, ParquetExport
-from medbridge.governance.minimisation import PROTECTED, without
+from medbridge.flows.analytics_datasets import FEEDS_KPIS, KPI_SCHEMA, KPIS, Dataset, datasets
 from medbridge.observability.daily_kpis import DailyKpis, daily_kpis, day_of, start_of
 from medbridge.store import audit as audit_store
 from medbridge.store.db import read_only
-from medbridge.store.tables import (
-    bus_events,
-    goods_receipts,
-    invoice_matches,
-    journal_entries,
-    journal_lines,
-    ledger_movements,
-    locations,
-    purchase_orders,
-)
 
 SETTLE = timedelta(seconds=60)
 """How far before the last watermark changes are read again: a transaction that stamped a row
 before the last export began may have committed after it read."""
 BATCH_DAYS = 31
-"""Days read per query (memory: one batch of rows at a time)."""
-HIDDEN_EVENT_FIELDS = frozenset(PROTECTED) | {"encounter_ref", "patient_location"}
-KPIS = "kpis_daily"
-FEEDS_KPIS = ("movements", "journal_lines", "purchase_orders", "invoices")
-
-TS = pa.timestamp("us", tz="UTC")
-MONEY = pa.decimal128(18, 2)
-QUANTITY = pa.decimal128(24, 6)
-RATE = pa.decimal128(9, 4)
-STR = pa.string()
-
-
-@dataclass(frozen=True)
-class Dataset:
-    """One exported table: its rows (``query``), each row's ``day``, when a row last
-    ``changed``, its identity (``key``, a column of ``schema``) and whether a row written
-    may change later (``mutable``: its old day is looked up and written again)."""
-
-    name: str
-    schema: pa.Schema
-    query: Select[Any]
-    day: ColumnElement[Any]
-    changed: ColumnElement[Any]
-    key: ColumnElement[Any]
-    mutable: bool
-    shape: Callable[[Mapping[Any, Any]], dict[str, Any]]
+"""Days read per query (in memory: one day of rows at a time)."""
 
 
 @dataclass(frozen=True)
@@ -105,261 +70,6 @@ class ExportReport:
 
     def of(self, name: str) -> DatasetReport:
         return next(d for d in self.datasets if d.name == name)
-
-
-def _event_row(r: Mapping[Any, Any]) -> dict[str, Any]:
-    envelope = json.loads(r["payload"])
-    data, _ = without(envelope.get("data"), HIDDEN_EVENT_FIELDS)
-    row = {k: r[k] for k in ("seq", "id", "type", "source", "subject", "correlation_id")}
-    return row | {
-        "causation_id": r["causation_id"],
-        "time": r["time"],
-        "appended_at": r["appended_at"],
-        "data": json.dumps(data, sort_keys=True, default=str),
-    }
-
-
-def _plain(*names: str) -> Callable[[Mapping[Any, Any]], dict[str, Any]]:
-    return lambda r: {n: r[n] for n in names}
-
-
-def _as_json(value: Any) -> str:
-    return json.dumps(json.loads(value) if isinstance(value, str) else value, default=str)
-
-
-def _order_row(r: Mapping[Any, Any]) -> dict[str, Any]:
-    lines = json.loads(r["lines"]) if isinstance(r["lines"], str) else r["lines"]
-    return {n: r[n] for n in ORDER_COLUMNS} | {"line_count": len(lines), "lines": _as_json(lines)}
-
-
-def _receipt_row(r: Mapping[Any, Any]) -> dict[str, Any]:
-    return {n: r[n] for n in RECEIPT_COLUMNS} | {"lines": _as_json(r["lines"])}
-
-
-def _invoice_row(r: Mapping[Any, Any]) -> dict[str, Any]:
-    result = json.loads(r["result"]) if isinstance(r["result"], str) else r["result"]
-    kinds = sorted({str(e.get("kind")) for e in (result or {}).get("exceptions", [])})
-    return {n: r[n] for n in INVOICE_COLUMNS} | {"exception_kinds": kinds}
-
-
-ORDER_COLUMNS = (
-    "reference",
-    "supplier",
-    "facility",
-    "urgency",
-    "status",
-    "erp_id",
-    "correlation_id",
-    "created_at",
-    "updated_at",
-)
-RECEIPT_COLUMNS = (
-    "reference",
-    "order_reference",
-    "shipment_id",
-    "status",
-    "erp_id",
-    "correlation_id",
-    "received_at",
-)
-INVOICE_COLUMNS = (
-    "reference",
-    "supplier",
-    "number",
-    "total",
-    "order_reference",
-    "status",
-    "erp_id",
-    "correlation_id",
-    "created_at",
-    "updated_at",
-)
-MOVEMENT_COLUMNS = (
-    "event_id",
-    "kind",
-    "item",
-    "location",
-    "facility",
-    "to_location",
-    "quantity",
-    "amount",
-    "correlation_id",
-    "occurred_at",
-    "applied_at",
-)
-JOURNAL_COLUMNS = (
-    "entry_id",
-    "line_no",
-    "posting_date",
-    "period",
-    "currency",
-    "description",
-    "account",
-    "facility",
-    "cost_center",
-    "debit",
-    "credit",
-    "party",
-    "booked_by",
-    "correlation_id",
-    "created_at",
-)
-
-
-def datasets() -> tuple[Dataset, ...]:
-    ev, m, loc, je, jl = bus_events, ledger_movements, locations, journal_entries, journal_lines
-    po, gr, im = purchase_orders, goods_receipts, invoice_matches
-    return (
-        Dataset(
-            "events",
-            pa.schema(
-                [
-                    ("seq", pa.int64()),
-                    ("id", STR),
-                    ("type", STR),
-                    ("source", STR),
-                    ("subject", STR),
-                    ("correlation_id", STR),
-                    ("causation_id", STR),
-                    ("time", TS),
-                    ("appended_at", TS),
-                    ("data", STR),
-                ]
-            ),
-            select(ev),
-            ev.c.time,
-            ev.c.appended_at,
-            ev.c.id,
-            False,
-            _event_row,
-        ),
-        Dataset(
-            "movements",
-            pa.schema(
-                [
-                    ("event_id", STR),
-                    ("kind", STR),
-                    ("item", STR),
-                    ("location", STR),
-                    ("facility", STR),
-                    ("to_location", STR),
-                    ("quantity", QUANTITY),
-                    ("amount", MONEY),
-                    ("correlation_id", STR),
-                    ("occurred_at", TS),
-                    ("applied_at", TS),
-                ]
-            ),
-            select(m, loc.c.facility).outerjoin(loc, loc.c.code == m.c.location),
-            m.c.occurred_at,
-            m.c.applied_at,
-            m.c.event_id,
-            False,
-            _plain(*MOVEMENT_COLUMNS),
-        ),
-        Dataset(
-            "journal_lines",
-            pa.schema(
-                [
-                    ("entry_id", STR),
-                    ("line_no", pa.int32()),
-                    ("posting_date", pa.date32()),
-                    ("period", STR),
-                    ("currency", STR),
-                    ("description", STR),
-                    ("account", STR),
-                    ("facility", STR),
-                    ("cost_center", STR),
-                    ("debit", MONEY),
-                    ("credit", MONEY),
-                    ("party", STR),
-                    ("booked_by", STR),
-                    ("correlation_id", STR),
-                    ("created_at", TS),
-                ]
-            ),
-            select(
-                jl,
-                je.c.posting_date,
-                je.c.period,
-                je.c.currency,
-                je.c.description,
-                je.c.booked_by,
-                je.c.correlation_id,
-                je.c.created_at,
-            ).join(je, je.c.entry_id == jl.c.entry_id),
-            je.c.posting_date,
-            je.c.created_at,
-            je.c.entry_id,
-            False,
-            _plain(*JOURNAL_COLUMNS),
-        ),
-        Dataset(
-            "purchase_orders",
-            pa.schema(
-                [
-                    *((n, TS if n.endswith("_at") else STR) for n in ORDER_COLUMNS),
-                    ("line_count", pa.int32()),
-                    ("lines", STR),
-                ]
-            ),
-            select(po),
-            po.c.created_at,
-            po.c.updated_at,
-            po.c.reference,
-            True,
-            _order_row,
-        ),
-        Dataset(
-            "goods_receipts",
-            pa.schema(
-                [*((n, TS if n.endswith("_at") else STR) for n in RECEIPT_COLUMNS), ("lines", STR)]
-            ),
-            select(gr),
-            gr.c.received_at,
-            gr.c.received_at,
-            gr.c.reference,
-            True,
-            _receipt_row,
-        ),
-        Dataset(
-            "invoices",
-            pa.schema(
-                [
-                    *(
-                        (n, TS if n.endswith("_at") else MONEY if n == "total" else STR)
-                        for n in INVOICE_COLUMNS
-                    ),
-                    ("exception_kinds", pa.list_(STR)),
-                ]
-            ),
-            select(im),
-            im.c.created_at,
-            im.c.updated_at,
-            im.c.reference,
-            True,
-            _invoice_row,
-        ),
-    )
-
-
-KPI_SCHEMA = pa.schema(
-    [
-        ("facility", STR),
-        ("dispenses", pa.int64()),
-        ("consumption_value", MONEY),
-        ("receipts", pa.int64()),
-        ("received_value", MONEY),
-        ("purchase_orders", pa.int64()),
-        ("order_lines", pa.int64()),
-        ("invoices", pa.int64()),
-        ("invoices_first_pass", pa.int64()),
-        ("invoice_first_pass_rate", RATE),
-        ("gl_inventory", MONEY),
-        ("grni_balance", MONEY),
-        ("days_on_hand", MONEY),
-    ]
-)
 
 
 class AnalyticsExport:

@@ -3,6 +3,9 @@
 changed, its identity, and the shaping of a row, where minimisation happens: an event's
 ``data`` without ``encounter_ref`` (the encounter pseudonym; ``governance.minimisation``) and
 ``patient_location`` at any depth; an order's note and who received a shipment stay home.
+
+``events`` reads the embedded SQL event log (``bus_events``); a network on NATS JetStream
+keeps its events in the stream, and the dataset stays empty there.
 """
 
 from __future__ import annotations

@@ -31,13 +31,16 @@ from medbridge.cli import app as cli_app
 from medbridge.connectors.analytics import AnalyticsConfig, ParquetExport
 from medbridge.connectors.hl7v2.codec import parse
 from medbridge.connectors.hl7v2.mapping import pseudonym, read_header
+from medbridge.demo.supplier_behaviour import Faults
 from medbridge.flows.analytics_export import AnalyticsExport, ExportReport
 from medbridge.flows.intake import Submission
 from medbridge.governance.permissions import Role
 from medbridge.observability.daily_kpis import DailyKpis
+from medbridge.settings import Settings
 from medbridge.store import audit as audit_store
 from medbridge.store import procurement as store
 from medbridge.store.tables import bus_events, goods_receipts, invoice_matches, purchase_orders
+from procurement_support import Harness, cycle_settings, fake_erp
 
 pytestmark = pytest.mark.db
 
@@ -160,11 +163,11 @@ def active(medbridge: MedBridge) -> MedBridge:
     return mb
 
 
-def the_pseudonym(mb: MedBridge) -> str:
+def the_pseudonym(mb: MedBridge, control_id: str = "AX-1", day: date = DAY1) -> str:
     """The encounter's pseudonym as the connector derives it, found in the event log (so the
     export had it to leak)."""
     secret = mb.pseudonym_secret().get_secret_value().encode()
-    expected = pseudonym(secret, read_header(parse(dispense("AX-1", DAY1, 8))), VISIT)
+    expected = pseudonym(secret, read_header(parse(dispense(control_id, day, 8))), VISIT)
     assert expected
     with mb.engine.connect() as conn:
         payloads = conn.execute(select(bus_events.c.payload)).scalars().all()
@@ -404,3 +407,39 @@ def test_a_client_bound_to_a_facility_gets_only_its_daily_kpis(active: MedBridge
         headers={"X-API-Key": key},
     )
     assert other.status_code == 403
+
+
+def test_a_procure_to_pay_cycle_exported_agrees_with_the_api(
+    engine: object, settings: Settings, tmp_path: Path
+):
+    """The real cycle (workflows, simulated supplier, fake ERP): an order received, invoiced,
+    matched and posted; a canary patient's dispense beside it; the export of today agrees
+    with the API and holds neither the patient nor the encounter."""
+    h = Harness(cycle_settings(settings, tmp_path), Faults(), fake_erp())
+    try:
+        map_hl7_sources(h.mb)
+        reference = h.order()
+        h.cycle.run_until(lambda: [i["status"] for i in h.cycle.invoices()] == ["posted"])
+        today = datetime.now(UTC).date()
+        acks = send(h.mb, dispense("CY-1", today, 0))
+        assert all(b"|AA|" in a for a in acks), acks
+        drain(h.mb)
+        encounter = the_pseudonym(h.mb, "CY-1", today)
+        to = tmp_path / "cycle"
+        report = export(h.mb, to, compression="none")
+        day = report.as_of.date()
+        assert query(to, "SELECT reference, status FROM purchase_orders") == [
+            (reference, h.cycle.orders()[0]["status"])
+        ]
+        assert query(to, "SELECT status FROM goods_receipts") == [("received",)]
+        assert query(to, "SELECT status, exception_kinds FROM invoices") == [("posted", [])]
+        kpis = {k["facility"]: k for k in assert_kpis_equal(h.mb, to, day)}
+        assert kpis["H1"]["invoices"] == 1
+        assert kpis["H1"]["invoices_first_pass"] == 1
+        assert kpis["H1"]["purchase_orders"] == 1
+        for path in exported_files(to):
+            data = path.read_bytes()
+            for needle in (*CANARIES, encounter):
+                assert needle.encode() not in data, (path, needle)
+    finally:
+        h.mb.stop_workers()

@@ -35,7 +35,7 @@ from medbridge.demo.supplier_behaviour import Faults
 from medbridge.flows.analytics_export import AnalyticsExport, ExportReport
 from medbridge.flows.intake import Submission
 from medbridge.governance.permissions import Role
-from medbridge.observability.daily_kpis import DailyKpis
+from medbridge.observability.daily_kpis import DailyKpis, day_of
 from medbridge.settings import Settings
 from medbridge.store import audit as audit_store
 from medbridge.store import procurement as store
@@ -307,7 +307,11 @@ def test_a_second_export_adds_only_what_is_new(active: MedBridge, tmp_path: Path
     again = export(active, to)  # nothing happened
     for name in DATASETS[:-1]:
         assert (again.of(name).rows, again.of(name).days) == (0, ()), name
-    assert again.of("kpis_daily").days == (first.as_of.date(),)  # the open day, again
+    # the open day again (and the next, had midnight passed in between)
+    opened, now = first.as_of.date(), again.as_of.date()
+    assert again.of("kpis_daily").days == tuple(
+        opened + timedelta(days=n) for n in range((now - opened).days + 1)
+    )
     assert {name: count(to, name) for name in DATASETS} == counts
     assert day1_file.stat().st_mtime_ns == written
 
@@ -341,8 +345,9 @@ def test_a_second_export_adds_only_what_is_new(active: MedBridge, tmp_path: Path
         assert rows == distinct, name
     assert query(to, "SELECT status FROM purchase_orders") == [("received",)]
     # the receipt moved to the day it was received: gone from DAY1, once in its new day
-    today = third.as_of.date()
-    assert query(to, "SELECT day, status FROM goods_receipts") == [(today, "received")]
+    with active.engine.connect() as conn:
+        received = day_of(conn.execute(select(goods_receipts.c.received_at)).scalar_one())
+    assert query(to, "SELECT day, status FROM goods_receipts") == [(received, "received")]
     assert not (to / "goods_receipts" / f"day={DAY1}").exists()
     assert third.of("invoices").days == ()
     assert third.of("kpis_daily").days[0] == DAY1  # from the late dispense's day on
@@ -427,16 +432,18 @@ def test_a_procure_to_pay_cycle_exported_agrees_with_the_api(
         encounter = the_pseudonym(h.mb, "CY-1", today)
         to = tmp_path / "cycle"
         report = export(h.mb, to, compression="none")
-        day = report.as_of.date()
+        (order,), (invoice,) = h.cycle.orders(), h.cycle.invoices()
+        days = sorted({day_of(order["created_at"]), day_of(invoice["created_at"])})
+        assert days[-1] <= report.as_of.date()
         assert query(to, "SELECT reference, status FROM purchase_orders") == [
-            (reference, h.cycle.orders()[0]["status"])
+            (reference, order["status"])
         ]
         assert query(to, "SELECT status FROM goods_receipts") == [("received",)]
         assert query(to, "SELECT status, exception_kinds FROM invoices") == [("posted", [])]
-        kpis = {k["facility"]: k for k in assert_kpis_equal(h.mb, to, day)}
-        assert kpis["H1"]["invoices"] == 1
-        assert kpis["H1"]["invoices_first_pass"] == 1
-        assert kpis["H1"]["purchase_orders"] == 1
+        h1 = [k for d in days for k in assert_kpis_equal(h.mb, to, d) if k["facility"] == "H1"]
+        assert sum(k["invoices"] for k in h1) == 1
+        assert sum(k["invoices_first_pass"] for k in h1) == 1
+        assert sum(k["purchase_orders"] for k in h1) == 1
         for path in exported_files(to):
             data = path.read_bytes()
             for needle in (*CANARIES, encounter):

@@ -356,6 +356,12 @@ def test_a_second_export_adds_only_what_is_new(active: MedBridge, tmp_path: Path
     assert day1["H1"]["dispenses"] == 3
     assert_kpis_equal(active, to, DAY2)
 
+    # the watermarks lost: everything written again, whole, each row still once
+    after = {name: count(to, name) for name in DATASETS}
+    (to / "_export_state.json").unlink()
+    export(active, to)
+    assert {name: count(to, name) for name in DATASETS} == after
+
 
 def test_the_command_exports_and_refuses_a_file_as_directory(
     active: MedBridge, tmp_path: Path, monkeypatch: pytest.MonkeyPatch

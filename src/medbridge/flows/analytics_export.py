@@ -29,7 +29,8 @@ can start late); the days before it are left as they are.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -119,13 +120,15 @@ class AnalyticsExport:
 
     # --- reading ---------------------------------------------------------------------------
 
-    def _snapshot(self) -> Any:
+    @contextmanager
+    def _snapshot(self) -> Iterator[Connection]:
         """One read transaction for the whole export (PostgreSQL: one repeatable-read
         snapshot; SQLite: one deferred read transaction, a snapshot under WAL)."""
         engine = read_only(self.engine)
         if engine.dialect.name == "postgresql":
             engine = engine.execution_options(isolation_level="REPEATABLE READ")
-        return _Snapshot(engine)
+        with engine.connect() as conn, conn.begin():
+            yield conn
 
     def _changed_days(
         self, conn: Connection, dataset: Dataset, watermark: datetime | None
@@ -137,6 +140,8 @@ class AnalyticsExport:
             stmt = stmt.where(dataset.changed >= watermark - self.settle)
         rows = conn.execute(stmt).all()
         days = {_day(r[-1]) for r in rows}
+        if watermark is None:  # everything: the days already in the directory too (a lost state)
+            days |= set(self.target.days(dataset.name))
         if moved and rows:
             keys = [str(r[0]) for r in rows]
             days |= self.target.days_holding(dataset.name, dataset.key.name, keys)
@@ -161,7 +166,7 @@ class AnalyticsExport:
             pending = set(batch)
             current: date | None = None
             rows: list[dict[str, Any]] = []
-            for r in conn.execution_options(yield_per=5000).execute(stmt):
+            for r in conn.execute(stmt.execution_options(yield_per=5000)):
                 day = _day(r._mapping["_day"])
                 if day not in wanted:
                     continue
@@ -190,6 +195,8 @@ class AnalyticsExport:
     ) -> DatasetReport:
         last = state.watermarks.get(KPIS)
         starts = set(touched) | ({day_of(last)} if last is not None else set())
+        if last is None:  # everything: from the first day already in the directory too
+            starts |= set(self.target.days(KPIS)[:1])
         if not starts:
             return DatasetReport(KPIS, (), 0)
         first = min(starts) if since is None else max(min(starts), since)
@@ -228,20 +235,6 @@ class AnalyticsExport:
                 target_id=report.directory,
                 detail=detail,
             )
-
-
-class _Snapshot:
-    def __init__(self, engine: Engine) -> None:
-        self.engine = engine
-
-    def __enter__(self) -> Connection:
-        self.conn = self.engine.connect()
-        self.conn.begin()
-        return self.conn
-
-    def __exit__(self, *exc: object) -> None:
-        self.conn.rollback()
-        self.conn.close()
 
 
 def _day(value: Any) -> date:

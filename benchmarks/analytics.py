@@ -106,7 +106,7 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=100_000)
     parser.add_argument("--days", type=int, default=30)
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory(ignore_cleanup_errors=True) as tmp:
         root = Path(tmp)
         settings = Settings(database_url=f"sqlite:///{root / 'bench.db'}", var_dir=root / "var")
         mb = MedBridge.build(settings)
@@ -135,6 +135,7 @@ def main() -> None:
         second_rows = second.of("movements").rows + second.of("events").rows
         if second_rows != 2 * more:
             sys.exit(f"FAILED: the incremental export wrote {second_rows} rows, not {2 * more}")
+        mb.stop_workers()
         mb.engine.dispose()
 
     base_rate = base_rows / base_s

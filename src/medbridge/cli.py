@@ -24,6 +24,7 @@ from medbridge.canonical.codes import CodeError, NdcShape, ndc_readings
 from medbridge.canonical.erp import ErpPort
 from medbridge.canonical.masterdata import AccountRole, CodeSystem, ItemCode
 from medbridge.canonical.tasks import Action, Decision, WorkQueue
+from medbridge.commands import analytics as analytics_commands
 from medbridge.commands import periods as periods_commands
 from medbridge.connectors.flatfile import FlatFileError
 from medbridge.demo.wiring import demo_settings, running_demo_erp
@@ -79,6 +80,7 @@ app.add_typer(erp_app, name="erp")
 app.add_typer(xref_app, name="xref")
 tasks_app = typer.Typer(help="Exception work queues: human tasks.", no_args_is_help=True)
 app.add_typer(tasks_app, name="tasks")
+app.add_typer(analytics_commands.app, name="analytics")
 snapshot_app = typer.Typer(help="Nightly inventory snapshots (flat files).", no_args_is_help=True)
 app.add_typer(snapshot_app, name="snapshot")
 audit_app = typer.Typer(help="The hash-chained audit log of changes.", no_args_is_help=True)

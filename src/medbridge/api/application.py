@@ -24,6 +24,7 @@ from medbridge.api import (
     erp,
     exceptions,
     fhir,
+    kpis,
     messages,
     movements,
     oauth,
@@ -173,6 +174,7 @@ def create_api(
         catalog,
         audit,
         periods,
+        kpis,
     )
     for module in keyed:
         api.include_router(module.router, responses=KEYED)

@@ -24,6 +24,7 @@ from medbridge.canonical.codes import CodeError, NdcShape, ndc_readings
 from medbridge.canonical.erp import ErpPort
 from medbridge.canonical.masterdata import AccountRole, CodeSystem, ItemCode
 from medbridge.canonical.tasks import Action, Decision, WorkQueue
+from medbridge.commands import recall as recall_commands
 from medbridge.connectors.flatfile import FlatFileError
 from medbridge.demo.wiring import demo_settings, running_demo_erp
 from medbridge.domain.erp_compare import ComparisonKind, ErpComparison
@@ -87,6 +88,7 @@ app.add_typer(messages_app, name="messages")
 
 console = Console()
 errors = Console(stderr=True, soft_wrap=True)
+app.command("recall")(recall_commands.command(lambda: _build()))
 
 
 REPLAY_PROGRESS_FROM = 10

@@ -20,6 +20,7 @@ from medbridge.store.tables import (
     lot_held_movements,
     lot_quarantines,
     purchase_orders,
+    stock_lots,
     trade_documents,
 )
 
@@ -265,3 +266,11 @@ def ship_notices_of(conn: Connection, correlation_ids: Iterable[str]) -> list[di
             .order_by(t.c.id)
         )
     ]
+
+
+def items_with_lot(conn: Connection, lot: str) -> list[str]:
+    """The items a lot number is known for: in stock, in the lot history, or quarantined."""
+    found: set[str] = set()
+    for table in (stock_lots, ledger_movement_lots, lot_quarantines):
+        found |= set(conn.execute(select(table.c.item).where(table.c.lot == lot)).scalars())
+    return sorted(found)

@@ -17,8 +17,8 @@ from sqlalchemy import func, select
 from typer.testing import CliRunner
 
 from medbridge.app import MedBridge
-from medbridge.cli import app as cli
 from medbridge.canonical.tasks import WorkQueue
+from medbridge.cli import app as cli
 from medbridge.demo.supplier_behaviour import Faults
 from medbridge.flows.ledger_posting import HELD_REFUSED, QUARANTINED_DISPENSE
 from medbridge.governance.permissions import Role
@@ -322,7 +322,8 @@ def test_the_recall_command_prints_the_trace_and_quarantines(api: Api, database_
     runner = CliRunner()
     shown = runner.invoke(cli, ["recall", "C7"], env=env)
     assert shown.exit_code == 0, shown.output
-    assert "H1-PHARM" in shown.output and "H1-ICU" in shown.output
+    assert "H1-PHARM" in shown.output
+    assert "H1-ICU" in shown.output
     assert "H1-CC-ICU" in shown.output
     assert "enc-cli" not in shown.output
     assert "enc-cli" in runner.invoke(cli, ["recall", "C7", "--encounters"], env=env).output

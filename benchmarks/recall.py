@@ -87,26 +87,36 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--movements", type=int, default=10_000)
     parser.add_argument("--traces", type=int, default=20)
     parser.add_argument("--seed", type=int, default=20260101)
+    parser.add_argument("--repeat", type=int, default=3, help="runs of each; medians shown")
     args = parser.parse_args(argv)
-    if args.movements < 1 or args.traces < 1:
-        parser.error("--movements and --traces must be positive")
+    if min(args.movements, args.traces, args.repeat) < 1:
+        parser.error("--movements, --traces and --repeat must be positive")
     configure_logging(level="WARNING", json=False)
     tune_interpreter()
     console, n = Console(), args.movements
+    with_lots, without, timings, events = [], [], [], 0
     with tempfile.TemporaryDirectory(prefix="medbridge-bench-") as tmp:
-        with without_lot_history():
-            baseline, _, _ = drain(f"sqlite:///{tmp}/baseline.db", n, args.seed, 1)
-        seconds, timings, events = drain(f"sqlite:///{tmp}/lots.db", n, args.seed, args.traces)
+        for r in range(args.repeat):  # alternated, so that neither always runs first
+            for lots in (r % 2 == 0, r % 2 == 1):
+                url = f"sqlite:///{tmp}/{r}-{lots}.db"
+                if lots:
+                    seconds, traced, events = drain(url, n, args.seed + r, args.traces)
+                    with_lots.append(seconds)
+                    timings += traced
+                else:
+                    with without_lot_history():
+                        without.append(drain(url, n, args.seed + r, 1)[0])
+    seconds, baseline = statistics.median(with_lots), statistics.median(without)
     rate, base = n / seconds, n / baseline
     console.print(
         f"ledger consumer with lot history: {rate:,.0f} movements/s; baseline without it:"
-        f" {base:,.0f} movements/s; ratio {rate / base:.3f}",
+        f" {base:,.0f} movements/s; ratio {rate / base:.3f} (medians of {args.repeat})",
         highlight=False,
     )
     median = statistics.median(timings)
     console.print(
         f"trace of a lot dispensed {events:,} times (of {n:,} movements): median"
-        f" {median * 1000:.1f} ms over {args.traces} calls; the drain of one movement takes"
+        f" {median * 1000:.1f} ms over {len(timings)} calls; the drain of one movement takes"
         f" {seconds / n * 1000:.3f} ms",
         highlight=False,
     )

@@ -24,21 +24,20 @@ depends_on = None
 def upgrade() -> None:
     op.create_table(
         "ledger_movement_lots",
+        sa.Column("item", sa.String(length=64), nullable=False),
+        sa.Column("lot", sa.String(length=64), nullable=False),
         sa.Column("event_id", sa.String(length=36), nullable=False),
         sa.Column("seq", sa.Integer(), nullable=False),
-        sa.Column("item", sa.String(length=64), nullable=False),
         sa.Column("location", sa.String(length=64), nullable=False),
-        sa.Column("lot", sa.String(length=64), nullable=False),
         sa.Column("expiry", sa.Date(), nullable=True),
         sa.Column(
             "quantity", medbridge.store.types.ExactDecimal(precision=18, scale=6), nullable=False
         ),
         sa.Column("cost_center", sa.String(length=64), nullable=True),
         sa.Column("encounter_ref", sa.String(length=128), nullable=True),
-        sa.PrimaryKeyConstraint("event_id", "seq", name=op.f("pk_ledger_movement_lots")),
-    )
-    op.create_index(
-        "ix_ledger_movement_lots_item_lot", "ledger_movement_lots", ["item", "lot"], unique=False
+        sa.PrimaryKeyConstraint(
+            "item", "lot", "event_id", "seq", name=op.f("pk_ledger_movement_lots")
+        ),
     )
     op.create_table(
         "lot_quarantines",
@@ -83,5 +82,4 @@ def downgrade() -> None:
     op.drop_index("ix_lot_held_movements_lot", table_name="lot_held_movements")
     op.drop_table("lot_held_movements")
     op.drop_table("lot_quarantines")
-    op.drop_index("ix_ledger_movement_lots_item_lot", table_name="ledger_movement_lots")
     op.drop_table("ledger_movement_lots")

@@ -204,7 +204,9 @@ class LedgerPosting:
         if valued.discrepancy is not None:
             task = discrepancy_task(valued, movement, item, event_id, correlation_id)
             batch.tasks.append(task.model_copy(update={"facility": location.facility}))
-        recalled = quarantine_task(valued, movement, item, event_id, correlation_id, book)
+        recalled = quarantine_task(
+            valued, movement, item, event_id, correlation_id, book, cost_center
+        )
         if recalled is not None:
             batch.tasks.append(recalled.model_copy(update={"facility": location.facility}))
 
@@ -406,11 +408,14 @@ def quarantine_task(
     event_id: str,
     correlation_id: str,
     book: StockBook,
+    cost_center: str | None = None,
 ) -> NewTask | None:
     """The URGENT pharmacy task of a dispense (or clinical consumption) that took units of a
     quarantined lot, or None. Applied already (it was handed out); keyed by the event: one
     task per event however often it is delivered. Urgency is said in the subject, the reason
-    and ``context.urgency`` (tasks have no priority of their own)."""
+    and ``context.urgency`` (tasks have no priority of their own). No encounter pseudonym in
+    the task (the console shows a task's context to every ``work:read``): the lot's trace
+    gives it to those who may see it."""
     if movement.kind not in FACTS:
         return None
     taken = [
@@ -425,8 +430,9 @@ def quarantine_task(
     reason = (
         f"URGENT: {movement.kind.value} at {movement.location} of "
         f"{_n(sum((-c.quantity for c in taken), Decimal(0)))} {item.base_unit} of {movement.item} "
-        f"lot {lots}, which is in quarantine (a recall): applied, as it was handed out. Find "
-        "the patient's encounter and follow the recall procedure; close when done."
+        f"lot {lots}, which is in quarantine (a recall): applied, as it was handed out. The "
+        "lot's trace names the encounter (for encounters:read); follow the recall procedure "
+        "and close when done."
     )
     return NewTask(
         key=f"{QUARANTINED_DISPENSE}:{event_id}",
@@ -441,8 +447,7 @@ def quarantine_task(
             "lots": {c.lot: _n(-c.quantity) for c in taken},
             "unit": item.base_unit,
             "movement_kind": movement.kind.value,
-            "cost_center": movement.cost_center,
-            "encounter_ref": movement.encounter_ref,  # minimised: encounters:read only
+            "cost_center": cost_center,
             "occurred_at": movement.occurred_at.isoformat(),
             "event_id": event_id,
             "correlation_id": correlation_id,

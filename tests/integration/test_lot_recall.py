@@ -335,9 +335,16 @@ def test_the_recall_command_prints_the_trace_and_quarantines(api: Api, database_
     )
     assert done.exit_code == 0, done.output
     assert "quarantined" in done.output
+    released = runner.invoke(cli, ["recall", "C7", "--release", "--note", "cleared"], env=env)
+    assert released.exit_code == 0, released.output
+    assert "released; 0 held movement(s) applied" in released.output
+    again = runner.invoke(cli, ["recall", "C7", "--release"], env=env)
+    assert again.exit_code == 1
+    assert "not in quarantine" in again.output
     with api.mb.engine.connect() as conn:
-        (entry,) = audit.entries(conn, target_type="lot")
-    assert entry.actor.startswith("cli:")
+        entries = audit.entries(conn, target_type="lot")
+    assert [e.action for e in entries] == ["lot.quarantine", "lot.release"]
+    assert all(e.actor.startswith("cli:") for e in entries)
     unknown = runner.invoke(cli, ["recall", "NOPE"], env=env)
     assert unknown.exit_code == 1
     assert "known for no item" in unknown.output

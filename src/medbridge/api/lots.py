@@ -128,7 +128,8 @@ async def release_lot(
         released = await run_in_threadpool(
             partial(recall.release, posting, item, lot, client.name, body.note or "")
         )
-    except recall.NotQuarantined as error:
+    except (recall.NotQuarantined, recall.UnresolvableMovement) as error:
+        # not in quarantine; or a held movement names master data gone since: nothing changed
         raise HTTPException(409, detail=str(error)) from error
     return {
         "item": item,

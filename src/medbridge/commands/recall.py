@@ -70,6 +70,8 @@ def command(build: Callable[[], MedBridge]) -> Callable[..., None]:
         as_json: Annotated[bool, typer.Option("--json", help="The trace as JSON.")] = False,
     ) -> None:
         """Where a lot came from, where it is, where it went; quarantine or release it."""
+        if not lot or len(lot) > 64 or not lot.isprintable():
+            raise _fail("LOT: 1 to 64 printable characters")
         if quarantine and release:
             raise _fail("--quarantine or --release, not both")
         if quarantine and not (reason and reason.strip()):
@@ -88,7 +90,7 @@ def command(build: Callable[[], MedBridge]) -> Callable[..., None]:
             posting = LedgerPosting(mb.engine, mb.masterdata, mb.erp_router())
             try:
                 done = flow.release(posting, code, lot, actor, note)
-            except flow.NotQuarantined as error:
+            except (flow.NotQuarantined, flow.UnresolvableMovement) as error:
                 raise _fail(str(error)) from error
             console.print(
                 f"lot {lot} of {code}: released; {len(done.applied)} held movement(s) applied,"

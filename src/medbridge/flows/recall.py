@@ -22,11 +22,17 @@ from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import Engine
+from sqlalchemy.exc import IntegrityError
 
 from medbridge.canonical.codes import CodeError, normalize_gtin
 from medbridge.canonical.masterdata import CodeSystem
 from medbridge.canonical.movements import MovementKind
-from medbridge.flows.ledger_posting import LedgerPosting, NotQuarantined, Release
+from medbridge.flows.ledger_posting import (
+    LedgerPosting,
+    NotQuarantined,
+    Release,
+    UnresolvableMovement,
+)
 from medbridge.masterdata.cache import MasterDataSnapshot
 from medbridge.masterdata.repository import MasterDataRepository
 from medbridge.observability.logging import get_logger
@@ -34,7 +40,15 @@ from medbridge.store import audit
 from medbridge.store import ledger as ledger_store
 from medbridge.store import recall as store
 
-__all__ = ["NotQuarantined", "Release", "UnknownItem", "quarantine", "release", "trace"]
+__all__ = [
+    "NotQuarantined",
+    "Release",
+    "UnknownItem",
+    "UnresolvableMovement",
+    "quarantine",
+    "release",
+    "trace",
+]
 
 log = get_logger(__name__)
 
@@ -307,20 +321,23 @@ def _dispensed(rows: Iterable[store.LotMovement], with_encounters: bool) -> list
 def quarantine(engine: Engine, item: str, lot: str, reason: str, actor: str) -> bool:
     """Put the lot in quarantine (audited); False if it already was (nothing changes). A lot
     not yet received can be quarantined: its receipts are held when they come."""
-    with engine.begin() as conn:
-        before = store.quarantine(conn, item, lot)
-        changed = store.put_in_quarantine(conn, item, lot, reason, actor, datetime.now(UTC))
-        if changed:
-            audit.append(
-                conn,
-                actor=actor,
-                action="lot.quarantine",
-                target_type="lot",
-                target_id=f"{item}/{lot}",
-                before={"status": before["status"]} if before else None,
-                after={"status": store.QUARANTINED},
-                detail={"reason": reason},
-            )
+    try:
+        with engine.begin() as conn:
+            before = store.quarantine(conn, item, lot)
+            changed = store.put_in_quarantine(conn, item, lot, reason, actor, datetime.now(UTC))
+            if changed:
+                audit.append(
+                    conn,
+                    actor=actor,
+                    action="lot.quarantine",
+                    target_type="lot",
+                    target_id=f"{item}/{lot}",
+                    before={"status": before["status"]} if before else None,
+                    after={"status": store.QUARANTINED},
+                    detail={"reason": reason},
+                )
+    except IntegrityError:  # another caller quarantined the same new lot just now
+        return False
     if changed:
         log.warning("lot.quarantined", item=item, lot=lot, actor=actor)
     return changed

@@ -16,6 +16,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 from typer.testing import CliRunner
 
+from hl7_support import ack_code, rds, send
 from medbridge.app import MedBridge
 from medbridge.canonical.tasks import WorkQueue
 from medbridge.cli import app as cli
@@ -348,3 +349,23 @@ def test_the_recall_command_prints_the_trace_and_quarantines(api: Api, database_
     unknown = runner.invoke(cli, ["recall", "NOPE"], env=env)
     assert unknown.exit_code == 1
     assert "known for no item" in unknown.output
+
+
+def test_an_hl7_dispense_naming_a_quarantined_lot_is_acknowledged_and_opens_the_task(
+    api: Api,
+) -> None:
+    api.move(movement("r1", "receipt", "H1-ICU", "6", lot="H7"))
+    assert api.post("/v1/lots/VANCO-1G/H7/quarantine", {"reason": "recall"}).status_code == 200
+    fields = rds("LOT-1").split("\r")[2].split("|")
+    fields[18] = "H7"  # RXD-18: the lot the cabinet gave out
+    message = "\r".join([*rds("LOT-1").split("\r")[:2], "|".join(fields), ""])
+    (ack,) = send(api.mb, message)
+    assert ack_code(ack.decode())[0] == "AA"
+    api.mb.consumers["ledger"].drain()
+    (task,) = pharmacy_tasks(api.mb, QUARANTINED_DISPENSE)
+    assert task.context["lots"] == {"H7": "1"}
+    assert task.context["cost_center"] == "H1-CC-ICU"
+    trace = api.trace("VANCO-1G", "H7")
+    assert on_hand(trace) == {"H1-ICU": "5"}
+    (group,) = trace["dispensed"]
+    assert (group["location"], group["day"]) == ("H1-ICU", "2026-11-21")

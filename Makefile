@@ -64,6 +64,7 @@ bench: install
 	$(BIN)/python -m benchmarks.period_lock
 	$(BIN)/python -m benchmarks.period_lock --pg $(PG_URL)
 	$(BIN)/python -m benchmarks.analytics
+	$(BIN)/python -m benchmarks.recall
 
 ## Every parser under 1,000,000 generated hostile inputs on every core (~5 min); fails on any
 ## untyped exception or input over 1 s, the inputs in var/fuzz-findings.jsonl.

@@ -104,6 +104,7 @@ WRITTEN = (
     "bus_events",
     "consumer_dedup",
     "ledger_movements",
+    "ledger_movement_lots",
     "journal_entries",
     "journal_lines",
     "erp_postings",

@@ -26,6 +26,7 @@ from medbridge.canonical.masterdata import AccountRole, CodeSystem, ItemCode
 from medbridge.canonical.tasks import Action, Decision, WorkQueue
 from medbridge.commands import analytics as analytics_commands
 from medbridge.commands import periods as periods_commands
+from medbridge.commands import recall as recall_commands
 from medbridge.connectors.flatfile import FlatFileError
 from medbridge.demo.wiring import demo_settings, running_demo_erp
 from medbridge.domain.erp_compare import ComparisonKind, ErpComparison
@@ -90,6 +91,7 @@ app.add_typer(messages_app, name="messages")
 
 console = Console()
 errors = Console(stderr=True, soft_wrap=True)
+app.command("recall")(recall_commands.command(lambda: _build()))
 
 
 REPLAY_PROGRESS_FROM = 10

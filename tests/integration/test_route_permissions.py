@@ -39,6 +39,8 @@ PATH_VALUES = {
     "reference": "PO00000001",
     "message_id": "unknown",
     "period": "2026-11",
+    "code": "VANCO-1G",
+    "lot": "NO-SUCH-LOT",
 }
 NOW = "2026-11-20T09:30:00+00:00"
 

@@ -25,6 +25,7 @@ from medbridge.api import (
     exceptions,
     fhir,
     kpis,
+    lots,
     messages,
     movements,
     oauth,
@@ -175,6 +176,7 @@ def create_api(
         audit,
         periods,
         kpis,
+        lots,
     )
     for module in keyed:
         api.include_router(module.router, responses=KEYED)

@@ -12,6 +12,13 @@ Valuation rules (moving average per item@location, money kept to the cent):
 - a transfer moves the issued value to the destination.
 Issues without a lot draw lots first-expiry-first-out (lots without expiry last).
 
+Quarantined lots (``StockBook.quarantined``, a recall): an issue without a lot does not draw
+them while other stock exists. A request (transfer, wastage, return, count loss) never draws
+them; a fact (dispense, clinical consumption) draws them only after every other lot is empty
+(the units were handed out, so they most likely came from there), before a shortfall goes on
+the lot-less balance. An issue naming a quarantined lot takes it as any other lot: what to do
+about it (hold it, open a task) is the ledger consumer's business (``flows.ledger_posting``).
+
 Facts, not requests (DESIGN.md): a dispense or a clinical consumption already happened on the
 floor, so it is applied even when the ledger holds less than it takes, or names a lot the
 ledger has never seen. What the lots hold is drawn first (FEFO, or the named lot); the
@@ -191,6 +198,8 @@ class StockBook:
     valuations: dict[ValueKey, Valuation] = field(default_factory=dict)
     last_costs: dict[ValueKey, Decimal] = field(default_factory=dict)
     """Per item@location, the unit cost its last movement was valued at."""
+    quarantined: frozenset[tuple[str, str]] = frozenset()
+    """(item, lot) pairs in quarantine: drawn last by FEFO, see the module docstring."""
     changed_lots: set[LotKey] = field(default_factory=set)
     changed_values: set[ValueKey] = field(default_factory=set)
 
@@ -248,6 +257,10 @@ def _allocate(
         (k for k in book.lots(item, location) if book.on_hand[k] > 0),
         key=lambda k: _fefo_key(book, k),
     )
+    if book.quarantined:
+        free = [k for k in candidates if (k[0], k[2]) not in book.quarantined]
+        # a request draws free stock only; a fact draws quarantined lots last
+        candidates = free + [k for k in candidates if k not in free] if forced else free
     held = sum((book.on_hand[k] for k in candidates), ZERO)
     if held < qty and not forced:
         raise InsufficientStock(item, location, None, qty, held)

@@ -20,9 +20,10 @@ integration   reader + ``movements:write``, ``trade:write``, ``receiving:write``
               ``messages:reprocess`` and the decisions of every work queue (the
               integration engine's own account)
 pharmacy      ``stock:read``, ``ledger:read``, ``work:read``, ``work:pharmacy``,
-              ``movements:write``, ``encounters:read``, ``dashboard:read``
+              ``movements:write``, ``encounters:read``, ``dashboard:read``, ``lots:read``,
+              ``lots:quarantine``
 procurement   ``stock:read``, ``procurement:read``, ``trade:read``, ``work:read``,
-              ``work:procurement``, ``receiving:write``, ``dashboard:read``
+              ``work:procurement``, ``receiving:write``, ``dashboard:read``, ``lots:read``
 ap_clerk      ``procurement:read``, ``trade:read``, ``work:read``, ``work:ap``, ``erp:read``,
               ``dashboard:read``
 finance       ``stock:read``, ``ledger:read``, ``erp:read``, ``erp:requeue``,
@@ -73,6 +74,8 @@ class Permission(StrEnum):
     MESSAGES_REPROCESS = "messages:reprocess"  # feed stored messages back through their path
     PERIODS_READ = "periods:read"  # accounting periods and their close reports
     PERIODS_CLOSE = "periods:close"  # close (lock) an accounting period
+    LOTS_READ = "lots:read"  # a lot's trace (recall): where it came from, is, went
+    LOTS_QUARANTINE = "lots:quarantine"  # quarantine a lot, and release it
 
 
 WORK_DECISIONS = {
@@ -121,6 +124,8 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
             P.MOVEMENTS_WRITE,
             P.ENCOUNTERS_READ,
             P.DASHBOARD_READ,
+            P.LOTS_READ,
+            P.LOTS_QUARANTINE,
         }
     ),
     Role.PROCUREMENT: frozenset(
@@ -132,6 +137,7 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
             P.WORK_PROCUREMENT,
             P.RECEIVING_WRITE,
             P.DASHBOARD_READ,
+            P.LOTS_READ,
         }
     ),
     Role.AP_CLERK: frozenset(

@@ -18,6 +18,7 @@ from medbridge.store.sql import BulkInsert, chunks, upsert
 from medbridge.store.tables import (
     journal_entries,
     journal_lines,
+    ledger_movement_lots,
     ledger_movements,
     locations,
     stock_lots,
@@ -81,6 +82,10 @@ class AppliedMovement:
     correlation_id: str
     occurred_at: datetime
     valued: ValuedMovement
+    cost_center: str | None = None
+    """The cost center it was booked to (the movement's, or its location's)."""
+    encounter_ref: str | None = None
+    """The movement's encounter pseudonym (kept for a lot recall, minimised on reads)."""
 
 
 _insert_movements = BulkInsert(
@@ -96,6 +101,20 @@ _insert_movements = BulkInsert(
         "correlation_id",
         "occurred_at",
         "applied_at",
+    ),
+)
+_insert_lots = BulkInsert(
+    ledger_movement_lots,
+    (
+        "event_id",
+        "seq",
+        "item",
+        "location",
+        "lot",
+        "expiry",
+        "quantity",
+        "cost_center",
+        "encounter_ref",
     ),
 )
 _insert_entries = BulkInsert(
@@ -127,9 +146,10 @@ def record(
     *,
     deliveries: Sequence[erp_postings.Delivery],
 ) -> None:
-    """Store the applied movements and the journal entries, and queue what the ERPs are to
-    receive of them (``deliveries``: ``flows.erp_routing.ErpRouter.journal``). ``traces``:
-    per entry id, the trace context its ERP postings continue."""
+    """Store the applied movements (and the lots each changed) and the journal entries, and
+    queue what the ERPs are to receive of them (``deliveries``:
+    ``flows.erp_routing.ErpRouter.journal``). ``traces``: per entry id, the trace context its
+    ERP postings continue."""
     now = datetime.now(UTC)
     if applied:
         _insert_movements(
@@ -148,6 +168,24 @@ def record(
                     "applied_at": now,
                 }
                 for a in applied
+            ],
+        )
+        _insert_lots(
+            conn,
+            [
+                {
+                    "event_id": a.event_id,
+                    "seq": n,
+                    "item": a.valued.movement.item,
+                    "location": change.location,
+                    "lot": change.lot,
+                    "expiry": change.expiry,
+                    "quantity": change.quantity,
+                    "cost_center": a.cost_center,
+                    "encounter_ref": a.encounter_ref,
+                }
+                for a in applied
+                for n, change in enumerate(a.valued.lot_changes, start=1)
             ],
         )
     if entries:

@@ -37,6 +37,11 @@ from medbridge.store.tables.processes import (
     trade_interchanges,
     work_items,
 )
+from medbridge.store.tables.recall import (
+    ledger_movement_lots,
+    lot_held_movements,
+    lot_quarantines,
+)
 from medbridge.store.types import MONEY, QUANTITY, UNIT_COST, ExactDecimal, UTCDateTime
 
 # --- master data -------------------------------------------------------------------------
@@ -425,6 +430,9 @@ __all__ = [
     "audit_log",
     "goods_receipts",
     "invoice_matches",
+    "ledger_movement_lots",
+    "lot_held_movements",
+    "lot_quarantines",
     "message_bodies",
     "messages",
     "metadata",

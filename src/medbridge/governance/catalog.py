@@ -95,6 +95,7 @@ APIS: Final = (
     Api("erp", "v1", "finance-integration", "ERP postings and the ERP ledger reconciliation"),
     Api("audit", "v1", "security", "the hash-chained audit log"),
     Api("lot recall", "v1", "pharmacy-integration", "a lot's trace; quarantine and release"),
+    Api("periods", "v1", "finance-integration", "accounting periods: close, lock, close report"),
     Api("catalog", "v1", "platform", "this catalog and the AsyncAPI document"),
     Api("oauth", "v1", "security", "OAuth2 client credentials tokens"),
     Api("open", "v1", "platform", "health and metrics"),

@@ -24,8 +24,11 @@ run: install
 	@($(MAKE) --no-print-directory peers-tryton > var/peers-tryton.log 2>&1 &)
 	$(BIN)/medbridge run --demo
 
-## Lint, type-check, the dependency rule, then every test on SQLite and the storage tests on PostgreSQL.
-test: install lint test-sqlite test-postgresql
+## Lint, type-check, the dependency rule, then every test on SQLite and the storage tests on
+## PostgreSQL: the two runs side by side (each a single pytest process: one core each), each
+## one's output printed whole when it ends.
+test: install lint
+	$(MAKE) --no-print-directory -j2 --output-sync=target test-sqlite test-postgresql
 
 ## Debian's chromium for the browser tests (Playwright drives it; never a downloaded build).
 browser:
@@ -45,7 +48,7 @@ lint: install
 test-sqlite: install peers-gnuhealth peers-tryton peers-tryton-next browser
 	env -u MEDBRIDGE_DATABASE_URL $(BIN)/pytest $(PYTEST_ARGS)
 
-test-postgresql: install
+test-postgresql: install peers-gnuhealth peers-tryton peers-tryton-next
 	MEDBRIDGE_DATABASE_URL=$(PG_URL) $(BIN)/pytest -m db $(PYTEST_ARGS)
 
 bench: install

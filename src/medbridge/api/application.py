@@ -24,6 +24,7 @@ from medbridge.api import (
     erp,
     exceptions,
     fhir,
+    masterdata,
     messages,
     movements,
     oauth,
@@ -171,6 +172,7 @@ def create_api(
         procurement,
         catalog,
         audit,
+        masterdata,
     )
     for module in keyed:
         api.include_router(module.router, responses=KEYED)

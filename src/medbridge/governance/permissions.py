@@ -29,7 +29,7 @@ finance       ``stock:read``, ``ledger:read``, ``erp:read``, ``erp:requeue``,
               ``erp:cutover``, ``procurement:read``, ``work:read``, ``work:ap``, ``dashboard:read``
 auditor       every ``*:read`` but ``encounters:read``, ``audit:read`` included; changes
               nothing
-admin         every permission
+admin         every permission (the only role with ``masterdata:write``)
 ============  ==================================================================================
 """
 
@@ -70,6 +70,8 @@ class Permission(StrEnum):
     CLIENTS_ADMIN = "clients:admin"  # clients, keys, roles
     MESSAGES_READ = "messages:read"  # the message browser: inbound and outbound messages
     MESSAGES_REPROCESS = "messages:reprocess"  # feed stored messages back through their path
+    MASTERDATA_READ = "masterdata:read"  # items, locations, cost centers, suppliers
+    MASTERDATA_WRITE = "masterdata:write"  # write them, one by one or by bulk import
 
 
 WORK_DECISIONS = {

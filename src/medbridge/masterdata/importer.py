@@ -53,6 +53,7 @@ from medbridge.domain.audit import changes
 from medbridge.masterdata.cache import touch
 from medbridge.masterdata.tabular import (
     ImportRejected,
+    Problem,
     Problems,
     cell_problem,
     header_problems,
@@ -131,6 +132,13 @@ class _Row:
         i = self.item
         return (i.name, i.category.value, i.base_unit, i.strength)
 
+    def values(self, prefix: str = "") -> dict[str, Any]:
+        """The ``items`` row (keys prefixed by ``prefix``)."""
+        i = self.item
+        row: dict[str, Any] = {"code": i.code, "name": i.name, "category": i.category.value}
+        row |= {"base_unit": i.base_unit, "strength": i.strength}
+        return {prefix + k: v for k, v in row.items()}
+
     @property
     def packs(self) -> tuple[Pack, ...]:
         return tuple(sorted((p.unit, p.factor, p.gtin) for p in self.item.packs))
@@ -174,13 +182,11 @@ def _codes(column: str, value: str) -> list[CodeKey]:
     return [(system.value, issuer, code) for issuer, code in pairs(value, what)]
 
 
-def _parse(
-    rows: Iterator[tuple[int, list[str]]], problems: Problems
-) -> tuple[list[_Row], int]:
+def _parse(rows: Iterator[tuple[int, list[str]]], problems: Problems) -> tuple[list[_Row], int]:
     """The valid rows and the number of data rows; what is wrong goes to ``problems``."""
     first = next(rows, None)
     if first is None:
-        raise ImportRejected([])
+        raise ImportRejected([Problem(1, "", "the file is empty: a header row is needed")])
     where, header = header_problems(first[1], ITEM_COLUMNS, ITEM_REQUIRED)
     if header:
         raise ImportRejected(header)
@@ -242,21 +248,34 @@ class _Current:
     @classmethod
     def load(cls, conn: Connection) -> _Current:
         packs: dict[str, list[Pack]] = {}
-        for r in conn.execute(select(item_packs.c.item, item_packs.c.unit, item_packs.c.factor, item_packs.c.gtin)):
+        for r in conn.execute(
+            select(item_packs.c.item, item_packs.c.unit, item_packs.c.factor, item_packs.c.gtin)
+        ):
             packs.setdefault(r.item, []).append((r.unit, r.factor, r.gtin))
         return cls(
             units=set(conn.execute(select(units.c.code)).scalars()),
             fields={
                 r.code: (r.name, r.category, r.base_unit, r.strength)
                 for r in conn.execute(
-                    select(items.c.code, items.c.name, items.c.category, items.c.base_unit, items.c.strength)
+                    select(
+                        items.c.code,
+                        items.c.name,
+                        items.c.category,
+                        items.c.base_unit,
+                        items.c.strength,
+                    )
                 )
             },
             packs={item: tuple(sorted(p)) for item, p in packs.items()},
             codes={
                 (r.system, r.issuer, r.code): r.item
                 for r in conn.execute(
-                    select(item_codes.c.system, item_codes.c.issuer, item_codes.c.code, item_codes.c.item)
+                    select(
+                        item_codes.c.system,
+                        item_codes.c.issuer,
+                        item_codes.c.code,
+                        item_codes.c.item,
+                    )
                 )
             },
         )
@@ -278,7 +297,9 @@ def _check(parsed: list[_Row], current: _Current, problems: Problems) -> None:
     for row in parsed:
         item = row.item
         if item.code in first_row:
-            problems.add(row.number, "code", f"item {item.code} is on row {first_row[item.code]} too")
+            problems.add(
+                row.number, "code", f"item {item.code} is on row {first_row[item.code]} too"
+            )
             continue
         first_row[item.code] = row.number
         if item.base_unit not in current.units:
@@ -310,7 +331,9 @@ def _check(parsed: list[_Row], current: _Current, problems: Problems) -> None:
                 )
 
 
-def _state(code: str, fields: tuple[str, str, str, str | None], packs: Iterable[Pack]) -> dict[str, Any]:
+def _state(
+    code: str, fields: tuple[str, str, str, str | None], packs: Iterable[Pack]
+) -> dict[str, Any]:
     """An item as ``MasterDataRepository.save_item`` audits it (same digest)."""
     name, category, base_unit, strength = fields
     return {
@@ -395,10 +418,7 @@ def _write(
     actor: str,
 ) -> None:
     touch(conn)
-    _ITEMS(
-        conn,
-        [{"code": r.item.code} | dict(zip(("name", "category", "base_unit", "strength"), r.fields, strict=True)) for r in new],
-    )
+    _ITEMS(conn, [r.values() for r in new])
     updates = [r for r, fields_differ, _ in changed if fields_differ]
     if updates:
         conn.execute(
@@ -410,11 +430,7 @@ def _write(
                 base_unit=bindparam("b_base_unit"),
                 strength=bindparam("b_strength"),
             ),
-            [
-                {"b_code": r.item.code}
-                | dict(zip(("b_name", "b_category", "b_base_unit", "b_strength"), r.fields, strict=True))
-                for r in updates
-            ],
+            [r.values("b_") for r in updates],
         )
     repacked = [r for r, _, packs_differ in changed if packs_differ]
     for chunk in chunks([r.item.code for r in repacked]):
@@ -443,7 +459,10 @@ def _write(
             target_id=r.item.code,
             before=None,
             after=_state(r.item.code, r.fields, r.packs),
-            detail={"import": tag, "codes_added": ["/".join(k) for k in added.get(r.item.code, ())]},
+            detail={
+                "import": tag,
+                "codes_added": ["/".join(k) for k in added.get(r.item.code, ())],
+            },
         )
         for r in new
     ]
@@ -471,9 +490,7 @@ def _write(
             target_type="import",
             target_id=f"items:{report.file}",
             detail={
-                k: v
-                for k, v in report.as_dict().items()
-                if k not in ("dry_run", "written", "kind")
+                k: v for k, v in report.as_dict().items() if k not in ("dry_run", "written", "kind")
             }
             | {"kind": "items"},
         )

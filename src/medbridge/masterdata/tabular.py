@@ -105,8 +105,7 @@ def read_rows(name: str, data: bytes) -> Iterator[tuple[int, list[str]]]:
         raise ImportRejected([Problem(line, "", f"not UTF-8 text: {error.reason}")]) from None
     reader = csv.reader(io.StringIO(text, newline=""))
     try:
-        for number, cells in enumerate(reader, start=1):
-            yield number, cells
+        yield from enumerate(reader, start=1)
     except csv.Error as error:
         raise ImportRejected([Problem(reader.line_num, "", f"unreadable CSV: {error}")]) from None
 

@@ -1,0 +1,1 @@
+"""Sub-commands of ``medbridge``, one module per area (registered in ``medbridge.cli``)."""

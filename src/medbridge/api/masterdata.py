@@ -30,7 +30,6 @@ from medbridge.canonical.masterdata import (
     ItemCode,
     Location,
     LocationKind,
-    PackConversion,
     Supplier,
     SupplierStatus,
     UnitCode,
@@ -177,7 +176,7 @@ async def put_item(
             category=body.category,
             base_unit=body.base_unit,
             strength=body.strength,
-            packs=tuple(PackConversion(**p.model_dump()) for p in body.packs),
+            packs=[p.model_dump() for p in body.packs],
         )
     except ValidationError as error:
         raise _invalid(error, "packs") from error

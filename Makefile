@@ -61,6 +61,8 @@ bench: install
 	$(BIN)/python -m benchmarks.drain
 	$(BIN)/python -m benchmarks.messages
 	$(BIN)/python -m benchmarks.messages --pg $(PG_URL)
+	$(BIN)/python -m benchmarks.masterdata_import
+	$(BIN)/python -m benchmarks.masterdata_import --pg $(PG_URL)
 
 ## Every parser under 1,000,000 generated hostile inputs on every core (~5 min); fails on any
 ## untyped exception or input over 1 s, the inputs in var/fuzz-findings.jsonl.

@@ -32,10 +32,11 @@ def gtin(n: int, indicator: int = 0) -> str:
     return body + str(gs1_check_digit(body))
 
 
-def rows(n: int, seed: int = 18) -> Iterator[list[str]]:
-    """``n`` item rows (no header)."""
-    rng = random.Random(seed)  # noqa: S311 (made-up data, not a secret)
-    for i in range(n):
+def rows(n: int, seed: int = 18, start: int = 0) -> Iterator[list[str]]:
+    """``n`` item rows (no header), numbered from ``start`` (another range: other items,
+    other codes)."""
+    rng = random.Random(seed + start)  # noqa: S311 (made-up data, not a secret)
+    for i in range(start, start + n):
         unit, form = _FORMS[i % len(_FORMS)]
         drug = unit != "EA"
         labeler = 10000 + i // 10000

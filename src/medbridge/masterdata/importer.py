@@ -42,12 +42,13 @@ import hashlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
+from functools import cached_property
 from typing import Any
 
 from pydantic import ValidationError
 from sqlalchemy import Connection, Engine, bindparam, delete, select, update
 
-from medbridge.canonical.codes import CodeError, normalize_gtin, normalize_ndc
+from medbridge.canonical.codes import normalize_gtin, normalize_ndc
 from medbridge.canonical.masterdata import CodeSystem, Item
 from medbridge.domain.audit import changes
 from medbridge.masterdata.cache import touch
@@ -127,7 +128,7 @@ class _Row:
     codes: list[tuple[CodeKey, str]] = field(default_factory=list)
     """Each code with the column it came from."""
 
-    @property
+    @cached_property
     def fields(self) -> tuple[str, str, str, str | None]:
         i = self.item
         return (i.name, i.category.value, i.base_unit, i.strength)
@@ -139,7 +140,7 @@ class _Row:
         row |= {"base_unit": i.base_unit, "strength": i.strength}
         return {prefix + k: v for k, v in row.items()}
 
-    @property
+    @cached_property
     def packs(self) -> tuple[Pack, ...]:
         return tuple(sorted((p.unit, p.factor, p.gtin) for p in self.item.packs))
 
@@ -162,12 +163,7 @@ def _packs(value: str) -> list[dict[str, Any]]:
         exponent = factor.as_tuple().exponent
         if isinstance(exponent, int) and exponent < -6:
             raise ValueError(f"{part!r}: the factor has more than 6 decimal places")
-        gtin = bits[2] if len(bits) == 3 and bits[2] else None
-        if gtin is not None:
-            try:
-                gtin = normalize_gtin(gtin)
-            except CodeError as error:
-                raise ValueError(f"{part!r}: {error}") from None
+        gtin = bits[2] if len(bits) == 3 and bits[2] else None  # checked by PackConversion
         found.append({"unit": bits[0], "factor": factor, "gtin": gtin})
     return found
 

@@ -22,9 +22,10 @@ from medbridge.demo.network import UNITS
 from medbridge.masterdata.cache import current_revision
 from medbridge.masterdata.importer import import_items
 from medbridge.masterdata.repository import MasterDataRepository
+from medbridge.masterdata.row_import import import_rows
 from medbridge.masterdata.tabular import ImportRejected
 from medbridge.store import audit
-from medbridge.store.tables import audit_log, item_codes, item_packs, items
+from medbridge.store.tables import audit_log, item_codes, item_packs, items, locations
 
 pytestmark = pytest.mark.db
 
@@ -225,3 +226,59 @@ def test_the_command_names_row_and_column(units: Engine, database_url: str, tmp_
     assert counts(units)[0] == 20
     with units.connect() as conn:
         assert audit.entries(conn, action="masterdata.import")[0].actor.startswith("cli:")
+
+
+def test_units_locations_cost_centers_and_suppliers_import(engine: Engine) -> None:
+    def run(kind: str, text: str, dry_run: bool = False) -> tuple[int, int, int]:
+        report = import_rows(
+            engine, kind, f"{kind}.csv", text.encode(), actor=ACTOR, dry_run=dry_run
+        )
+        return report.new, report.changed, report.unchanged
+
+    assert run("units", "code,name\nEA,each\nVIAL,vial\nBX,box\n") == (3, 0, 0)
+    assert run(
+        "locations", "code,name,kind,parent\nNET,Network,network,\nH9,Hospital 9,facility,NET\n"
+    ) == (2, 0, 0)
+    assert run("cost-centers", "code,name,facility\nH9-CC-PHARM,H9 pharmacy,H9\n") == (1, 0, 0)
+    stores = (
+        "code,name,kind,parent,cost_center\n"
+        "H9-PHARM-B1,Bin 1,bin,H9-PHARM,\n"  # before its store: parents are written first
+        "H9-PHARM,H9 pharmacy,store,H9,H9-CC-PHARM\n"
+    )
+    before = counts(engine)
+    assert run("locations", stores, dry_run=True) == (2, 0, 0)
+    assert counts(engine) == before
+    assert run("locations", stores) == (2, 0, 0)
+    assert run("locations", stores) == (0, 0, 2)
+    assert run("locations", stores.replace("Bin 1", "Bin one")) == (0, 1, 1)
+    with engine.connect() as conn:
+        bin_ = conn.execute(select(locations).where(locations.c.code == "H9-PHARM-B1")).one()
+        saves = audit.entries(conn, target_type="location", limit=1000)
+    assert (bin_.facility, bin_.name) == ("H9", "Bin one")
+    assert [e.target_id for e in saves][-1] == "H9-PHARM-B1"
+    assert run(
+        "suppliers", "code,name,status,lead_time_days\nACME,Acme,on_hold,4\nMCK,McKesson,,\n"
+    ) == (2, 0, 0)
+
+    bad = {
+        "locations": (
+            "code,name,kind,parent,cost_center\n"
+            "H9-OR,OR,store,H9,NO-CC\n"  # row 2
+            "H9-X-B1,Bin,bin,H9,\n"  # row 3: a bin's parent is a store
+            "H9-Y,Y,store,NOWHERE,\n"  # row 4
+            "H9-Z,Z,store,,\n",  # row 5: a store needs a parent
+            {(2, "cost_center"), (3, "parent"), (4, "parent"), (5, "parent")},
+        ),
+        "cost-centers": ("code,name,facility\nCC1,x,H9-PHARM\n", {(2, "facility")}),
+        "suppliers": (
+            "code,name,status,lead_time_days\nA,a,sleeping,1\nB,b,active,99999\nC,c,active,-1\n",
+            {(2, "status"), (3, "lead_time_days"), (4, "lead_time_days")},
+        ),
+        "units": ("code,name\nBAD UNIT,x\n", {(2, "code")}),
+    }
+    before = counts(engine)
+    for kind, (text, expected) in bad.items():
+        with pytest.raises(ImportRejected) as refused:
+            run(kind, text)
+        assert {(p.row, p.column) for p in refused.value.problems} == expected, kind
+    assert counts(engine) == before

@@ -11,6 +11,7 @@ from rich.console import Console
 from rich.table import Table
 
 from medbridge.masterdata.importer import ImportReport, import_items
+from medbridge.masterdata.row_import import KINDS, import_rows
 from medbridge.masterdata.tabular import ImportRejected
 from medbridge.store.audit import cli_actor
 
@@ -40,21 +41,24 @@ def _print(report: ImportReport) -> None:
     console.print(f"sha256 {report.sha256}", markup=False, highlight=False)
 
 
-@app.command("items")
-def items_command(
-    file: Annotated[Path, typer.Argument(help="A .csv (UTF-8, header row) or .xlsx file.")],
-    dry_run: Annotated[
-        bool, typer.Option("--dry-run", help="Validate and count; write nothing.")
-    ] = False,
-) -> None:
-    """Import items (all or nothing): every problem is listed with its row (the header is
-    row 1) and column, and then nothing is written (exit 1)."""
+FileArgument = Annotated[Path, typer.Argument(help="A .csv (UTF-8, header row) or .xlsx file.")]
+DryRun = Annotated[bool, typer.Option("--dry-run", help="Validate and count; write nothing.")]
+
+
+def _import(kind: str, file: Path, dry_run: bool) -> None:
+    """Import (all or nothing): every problem is listed with its row (the header is row 1)
+    and column, and then nothing is written (exit 1)."""
     from medbridge.cli import _build  # the command's own MedBridge (cli imports this module)
 
     data = file.read_bytes()
     mb = _build()
     try:
-        report = import_items(mb.engine, file.name, data, actor=cli_actor(), dry_run=dry_run)
+        if kind == "items":
+            report = import_items(mb.engine, file.name, data, actor=cli_actor(), dry_run=dry_run)
+        else:
+            report = import_rows(
+                mb.engine, kind, file.name, data, actor=cli_actor(), dry_run=dry_run
+            )
     except ImportRejected as error:
         for problem in error.problems:
             errors.print(f"{file.name}: {problem}", markup=False, highlight=False)
@@ -70,3 +74,28 @@ def items_command(
     finally:
         mb.engine.dispose()
     _print(report)
+
+
+@app.command("items")
+def items_command(file: FileArgument, dry_run: DryRun = False) -> None:
+    """Import items: code, name, category, base_unit, strength, ndc, gtin, packs
+    (UNIT:FACTOR[:GTIN];...), supplier_skus and erp_ids and local_codes (ISSUER:CODE;...).
+    All or nothing; problems named by row (header = row 1) and column (exit 1)."""
+    _import("items", file, dry_run)
+
+
+def _row_command(kind: str) -> None:
+    columns = ", ".join(KINDS[kind].columns)
+
+    def command(file: FileArgument, dry_run: DryRun = False) -> None:
+        _import(kind, file, dry_run)
+
+    command.__doc__ = (
+        f"Import {kind}: {columns}. All or nothing; problems named by row (header = row 1)"
+        " and column (exit 1)."
+    )
+    app.command(kind)(command)
+
+
+for _kind in KINDS:
+    _row_command(_kind)

@@ -342,9 +342,9 @@ def _state(
     }
 
 
-_ITEMS = BulkInsert(items, ("code", "name", "category", "base_unit", "strength"))
-_PACKS = BulkInsert(item_packs, ("item", "unit", "factor", "gtin"))
-_CODES = BulkInsert(item_codes, ("system", "issuer", "code", "item"))
+_ITEMS = BulkInsert(items, ("code", "name", "category", "base_unit", "strength"), copy=True)
+_PACKS = BulkInsert(item_packs, ("item", "unit", "factor", "gtin"), copy=True)
+_CODES = BulkInsert(item_codes, ("system", "issuer", "code", "item"), copy=True)
 
 
 def import_items(

@@ -252,7 +252,9 @@ def import_rows(
             return report
         touch(conn)
         columns = list(kind.table.c.keys())
-        BulkInsert(kind.table, columns)(conn, [{c: r.get(c) for c in columns} for r in new])
+        BulkInsert(kind.table, columns, copy=True)(
+            conn, [{c: r.get(c) for c in columns} for r in new]
+        )
         if changed:
             conn.execute(
                 update(kind.table)

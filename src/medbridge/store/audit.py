@@ -142,6 +142,7 @@ _BULK_ROWS = BulkInsert(
         "hash",
     ),
     dialect_binds=True,
+    copy=True,
 )
 
 

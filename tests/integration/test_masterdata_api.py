@@ -4,10 +4,13 @@ client bound to a facility writes none of it and reads its facility's locations 
 
 from __future__ import annotations
 
+import csv
+import io
 from collections.abc import Iterator
 
 import pytest
 from fastapi.testclient import TestClient
+from openpyxl import Workbook
 
 from medbridge.app import MedBridge
 from medbridge.demo.item_files import items_csv
@@ -177,3 +180,14 @@ def test_the_import_route(medbridge: MedBridge, api: TestClient, admin: dict[str
     with medbridge.engine.connect() as conn:
         imports = audit.entries(conn, action="masterdata.import")
     assert [(e.actor, e.target_id) for e in imports] == [("onboarding", "items:hospital.csv")]
+
+    book = Workbook()
+    sheet = book.active
+    assert sheet is not None
+    for line in csv.reader(io.StringIO(items_csv(60).decode())):
+        sheet.append(line)
+    body = io.BytesIO()
+    book.save(body)
+    xlsx = api.post("/v1/items/import?name=items.xlsx", content=body.getvalue(), headers=admin)
+    assert xlsx.status_code == 200, xlsx.text
+    assert (xlsx.json()["new"], xlsx.json()["unchanged"]) == (10, 50)

@@ -282,3 +282,14 @@ def test_units_locations_cost_centers_and_suppliers_import(engine: Engine) -> No
             run(kind, text)
         assert {(p.row, p.column) for p in refused.value.problems} == expected, kind
     assert counts(engine) == before
+
+
+def test_the_first_fifty_problems_are_listed_and_all_counted(units: Engine) -> None:
+    table = list(rows(300))
+    for line in table[:120]:
+        line[2] = "food"
+    with pytest.raises(ImportRejected) as refused:
+        import_items(units, "items.csv", csv_of(table), actor=ACTOR)
+    assert refused.value.total == 120
+    assert [p.row for p in refused.value.problems] == list(range(2, 52))
+    assert "and 70 more" in str(refused.value)

@@ -13,6 +13,7 @@ from fastapi.testclient import TestClient
 from openpyxl import Workbook
 
 from medbridge.app import MedBridge
+from medbridge.canonical.masterdata import CodeSystem
 from medbridge.demo.item_files import items_csv
 from medbridge.governance.clients import Role
 from medbridge.store import audit
@@ -171,6 +172,9 @@ def test_the_import_route(medbridge: MedBridge, api: TestClient, admin: dict[str
     assert api.get("/v1/items/ITM0000000", headers=admin).status_code == 404
     done = api.post("/v1/items/import?name=hospital.csv", content=data, headers=admin)
     assert (done.json()["new"], done.json()["written"]) == (50, True)
+    resolved = medbridge.masterdata.snapshot()  # what the intake resolves codes with
+    assert resolved.item_for(CodeSystem.NDC, "10000000358") == "ITM0000003"
+    assert resolved.item_for(CodeSystem.SUPPLIER_SKU, "100003", "MCK") == "ITM0000003"
     again = api.post("/v1/items/import", content=data, headers=admin).json()
     assert (again["new"], again["changed"], again["unchanged"]) == (0, 0, 50)
     bad = data.replace(b",drug,", b",drugs,", 1)

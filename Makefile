@@ -68,6 +68,8 @@ bench: install
 	$(BIN)/python -m benchmarks.period_lock --pg $(PG_URL)
 	$(BIN)/python -m benchmarks.analytics
 	$(BIN)/python -m benchmarks.recall
+	$(BIN)/python -m benchmarks.masterdata_import
+	$(BIN)/python -m benchmarks.masterdata_import --pg $(PG_URL)
 
 ## Every parser under 1,000,000 generated hostile inputs on every core (~5 min); fails on any
 ## untyped exception or input over 1 s, the inputs in var/fuzz-findings.jsonl.

@@ -26,6 +26,7 @@ from medbridge.api import (
     fhir,
     kpis,
     lots,
+    masterdata,
     messages,
     movements,
     oauth,
@@ -177,6 +178,7 @@ def create_api(
         periods,
         kpis,
         lots,
+        masterdata,
     )
     for module in keyed:
         api.include_router(module.router, responses=KEYED)

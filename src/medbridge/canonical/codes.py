@@ -62,7 +62,8 @@ def ndc_readings(raw: str) -> dict[str, str]:
 
 def gs1_check_digit(body: str) -> int:
     """The GS1 mod-10 check digit of ``body`` (all digits but the last)."""
-    total = sum(int(d) * (3 if i % 2 == 0 else 1) for i, d in enumerate(reversed(body)))
+    backwards = body[::-1]  # the digit next to the check digit weighs 3, the next 1, ...
+    total = 3 * sum(map(int, backwards[0::2])) + sum(map(int, backwards[1::2]))
     return (10 - total % 10) % 10
 
 

@@ -89,6 +89,7 @@ APIS: Final = (
     Api("procurement", "v1", "supply-chain-integration", "orders, receipts at the dock, invoices"),
     Api("work queues", "v1", "operations", "human tasks of pharmacy, procurement and AP"),
     Api("exceptions and cross-references", "v1", "operations", "parked messages, code maps"),
+    Api("master data", "v1", "master-data", "items, locations, cost centers, suppliers; import"),
     Api("operations", "v1", "operations", "dead letters"),
     Api("dashboard", "v1", "operations", "KPIs per facility, consumer lag, ERP outbox, queues"),
     Api("messages", "v1", "operations", "every message in and out: search, detail, reprocess"),

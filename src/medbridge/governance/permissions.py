@@ -31,7 +31,7 @@ finance       ``stock:read``, ``ledger:read``, ``erp:read``, ``erp:requeue``,
               ``periods:read``, ``periods:close``
 auditor       every ``*:read`` but ``encounters:read``, ``audit:read`` included; changes
               nothing
-admin         every permission
+admin         every permission (the only role with ``masterdata:write``)
 ============  ==================================================================================
 """
 
@@ -76,6 +76,8 @@ class Permission(StrEnum):
     PERIODS_CLOSE = "periods:close"  # close (lock) an accounting period
     LOTS_READ = "lots:read"  # a lot's trace (recall): where it came from, is, went
     LOTS_QUARANTINE = "lots:quarantine"  # quarantine a lot, and release it
+    MASTERDATA_READ = "masterdata:read"  # items, locations, cost centers, suppliers
+    MASTERDATA_WRITE = "masterdata:write"  # write them, one by one or by bulk import
 
 
 WORK_DECISIONS = {

@@ -38,6 +38,7 @@ PATH_VALUES = {
     "item_id": "1",
     "reference": "PO00000001",
     "message_id": "unknown",
+    "code": "unknown",
 }
 NOW = "2026-11-20T09:30:00+00:00"
 

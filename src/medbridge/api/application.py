@@ -20,6 +20,7 @@ import medbridge
 from medbridge.api import (
     audit,
     catalog,
+    contracts,
     dashboard,
     erp,
     exceptions,
@@ -171,6 +172,7 @@ def create_api(
         procurement,
         catalog,
         audit,
+        contracts,
     )
     for module in keyed:
         api.include_router(module.router, responses=KEYED)

@@ -22,11 +22,13 @@ integration   reader + ``movements:write``, ``trade:write``, ``receiving:write``
 pharmacy      ``stock:read``, ``ledger:read``, ``work:read``, ``work:pharmacy``,
               ``movements:write``, ``encounters:read``, ``dashboard:read``
 procurement   ``stock:read``, ``procurement:read``, ``trade:read``, ``work:read``,
-              ``work:procurement``, ``receiving:write``, ``dashboard:read``
+              ``work:procurement``, ``receiving:write``, ``dashboard:read``,
+              ``contracts:read``, ``contracts:write``
 ap_clerk      ``procurement:read``, ``trade:read``, ``work:read``, ``work:ap``, ``erp:read``,
               ``dashboard:read``
 finance       ``stock:read``, ``ledger:read``, ``erp:read``, ``erp:requeue``,
-              ``erp:cutover``, ``procurement:read``, ``work:read``, ``work:ap``, ``dashboard:read``
+              ``erp:cutover``, ``procurement:read``, ``work:read``, ``work:ap``, ``dashboard:read``,
+              ``contracts:read``
 auditor       every ``*:read`` but ``encounters:read``, ``audit:read`` included; changes
               nothing
 admin         every permission
@@ -70,6 +72,8 @@ class Permission(StrEnum):
     CLIENTS_ADMIN = "clients:admin"  # clients, keys, roles
     MESSAGES_READ = "messages:read"  # the message browser: inbound and outbound messages
     MESSAGES_REPROCESS = "messages:reprocess"  # feed stored messages back through their path
+    CONTRACTS_READ = "contracts:read"  # supplier contracts, price tiers, catalog proposals
+    CONTRACTS_WRITE = "contracts:write"  # create and change contracts
 
 
 WORK_DECISIONS = {
@@ -129,6 +133,8 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
             P.WORK_PROCUREMENT,
             P.RECEIVING_WRITE,
             P.DASHBOARD_READ,
+            P.CONTRACTS_READ,
+            P.CONTRACTS_WRITE,
         }
     ),
     Role.AP_CLERK: frozenset(
@@ -145,6 +151,7 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
             P.WORK_READ,
             P.WORK_AP,
             P.DASHBOARD_READ,
+            P.CONTRACTS_READ,
         }
     ),
     Role.AUDITOR: _READS,

@@ -14,7 +14,31 @@ from medbridge.canonical.masterdata import Contract, PriceTier
 from medbridge.store import audit
 from medbridge.store.sql import chunks
 from medbridge.store.tables import contract_price_tiers as tiers_table
-from medbridge.store.tables import contracts
+from medbridge.store.tables import contracts, item_packs, items, suppliers
+
+
+def unknown_reference(conn: Connection, contract: Contract) -> tuple[str, str] | None:
+    """(field, message) of what master data does not know: the supplier, the item, or the
+    unit among the item's (its base unit and packs); None when all are known."""
+    if (
+        conn.execute(select(suppliers.c.code).where(suppliers.c.code == contract.supplier)).first()
+        is None
+    ):
+        return "supplier", f"unknown supplier {contract.supplier!r}"
+    base = conn.execute(
+        select(items.c.base_unit).where(items.c.code == contract.item)
+    ).scalar_one_or_none()
+    if base is None:
+        return "item", f"unknown item {contract.item!r}"
+    units = {
+        base,
+        *conn.execute(
+            select(item_packs.c.unit).where(item_packs.c.item == contract.item)
+        ).scalars(),
+    }
+    if contract.unit not in units:
+        return "unit", f"{contract.item} comes in {', '.join(sorted(units))}, not {contract.unit}"
+    return None
 
 
 def overlapping(conn: Connection, contract: Contract) -> Contract | None:

@@ -316,9 +316,13 @@ class MasterDataRepository:
         detail: dict[str, Any] | None = None,
     ) -> None:
         """The contract and its price tiers (one audit row, ``detail`` added to it: e.g. the
-        catalog a price came from). MasterDataError naming
+        catalog a price came from). MasterDataError naming ``supplier``, ``item`` or ``unit``
+        when master data does not know them (the unit: not one of the item's), naming
         ``valid_from`` or ``valid_to`` when another contract of the same supplier, item and
         unit is valid on one of its days."""
+        problem = contract_terms.unknown_reference(conn, contract)
+        if problem is not None:
+            raise MasterDataError(*problem)
         other = contract_terms.overlapping(conn, contract)
         if other is not None:
             until = other.valid_to.isoformat() if other.valid_to else "open-ended"

@@ -24,6 +24,7 @@ from medbridge.canonical.codes import CodeError, NdcShape, ndc_readings
 from medbridge.canonical.erp import ErpPort
 from medbridge.canonical.masterdata import AccountRole, CodeSystem, ItemCode
 from medbridge.canonical.tasks import Action, Decision, WorkQueue
+from medbridge.commands import contracts
 from medbridge.connectors.flatfile import FlatFileError
 from medbridge.demo.wiring import demo_settings, running_demo_erp
 from medbridge.domain.erp_compare import ComparisonKind, ErpComparison
@@ -84,6 +85,7 @@ audit_app = typer.Typer(help="The hash-chained audit log of changes.", no_args_i
 app.add_typer(audit_app, name="audit")
 messages_app = typer.Typer(help="The message store: retention of raw bodies.", no_args_is_help=True)
 app.add_typer(messages_app, name="messages")
+app.add_typer(contracts.app, name="contracts")
 
 console = Console()
 errors = Console(stderr=True, soft_wrap=True)

@@ -14,10 +14,12 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
+from typer.testing import CliRunner
 
 from medbridge.app import MedBridge
 from medbridge.canonical.partners import OwnIdentity, TradingPartner
 from medbridge.canonical.tasks import Action, Decision
+from medbridge.cli import app as cli
 from medbridge.governance.permissions import Role
 from medbridge.store.tables import audit_log, work_items
 from paths import SAMPLES
@@ -165,6 +167,22 @@ def test_a_price_beyond_tolerance_waits_for_approval(open_medbridge: Open) -> No
     [settled] = [p for p in receive(client, mb, raw) if p["id"] == proposal["id"]]
     assert settled["status"] == "approved"
     assert settled["decided_by"] == "buyer"
+
+
+def test_the_cli_lists_the_proposals(open_medbridge: Open, database_url: str) -> None:
+    client, mb = open_medbridge()
+    [proposal] = receive(client, mb, list_832())
+    env = {"MEDBRIDGE_DATABASE_URL": database_url, "MEDBRIDGE_LOG_JSON": "false", "COLUMNS": "250"}
+    shown = CliRunner().invoke(cli, ["contracts", "proposals", "--status", "pending"], env=env)
+    assert shown.exit_code == 0, shown.output
+    assert CONTRACT in shown.output
+    assert "2.940000 -> 3.325000" in shown.output
+    assert "1 proposal(s)" in shown.output
+    listed = CliRunner().invoke(cli, ["contracts", "list", "--item", "DRAPE-SM"], env=env)
+    assert "1 contract(s)" in listed.output
+    bad = CliRunner().invoke(cli, ["contracts", "list", "--valid-on", "someday"], env=env)
+    assert bad.exit_code == 2
+    assert "not a date" in bad.output
 
 
 def test_a_rejected_price_changes_nothing(open_medbridge: Open) -> None:

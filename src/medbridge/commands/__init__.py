@@ -1,0 +1,1 @@
+"""The ``medbridge`` command's command groups, one module each."""

@@ -172,6 +172,7 @@ def test_a_price_beyond_tolerance_waits_for_approval(open_medbridge: Open) -> No
 def test_the_cli_lists_the_proposals(open_medbridge: Open, database_url: str) -> None:
     client, mb = open_medbridge()
     [proposal] = receive(client, mb, list_832())
+    assert proposal["status"] == "pending"
     env = {"MEDBRIDGE_DATABASE_URL": database_url, "MEDBRIDGE_LOG_JSON": "false", "COLUMNS": "250"}
     shown = CliRunner().invoke(cli, ["contracts", "proposals", "--status", "pending"], env=env)
     assert shown.exit_code == 0, shown.output

@@ -16,10 +16,11 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 from typer.testing import CliRunner
 
-from medbridge.app import MedBridge
+from medbridge.app import MedBridge, contract_catalog_of
 from medbridge.canonical.partners import OwnIdentity, TradingPartner
 from medbridge.canonical.tasks import Action, Decision
 from medbridge.cli import app as cli
+from medbridge.flows.work_queue import WorkQueues
 from medbridge.governance.permissions import Role
 from medbridge.store.tables import audit_log, work_items
 from paths import SAMPLES
@@ -193,6 +194,35 @@ def test_a_rejected_price_changes_nothing(open_medbridge: Open) -> None:
     assert price(client) == Decimal("2.94")
     [settled] = receive(client, mb, list_832())
     assert settled["status"] == "rejected"
+
+
+def test_a_newer_catalog_supersedes_a_pending_proposal(open_medbridge: Open) -> None:
+    client, mb = open_medbridge()
+    [first] = receive(client, mb, list_832())
+    newer = renumbered(list_832(("CTP^DI^CAT^66.50", "CTP^DI^CAT^70.00")))  # 3.50 per EA
+    second, superseded = receive(client, mb, newer)
+    assert superseded["id"] == first["id"]
+    assert superseded["status"] == "superseded"
+    assert second["status"] == "pending"
+    assert second["task_id"] != first["task_id"]
+    closed = client.post(f"/v1/work-items/{first['task_id']}/decision", json={"action": "approve"})
+    assert closed.status_code == 409, "the system closed the superseded task"
+    assert price(client) == Decimal("2.94")
+
+
+def test_a_decision_not_applied_before_a_crash_is_applied_by_the_sweep(
+    open_medbridge: Open,
+) -> None:
+    client, mb = open_medbridge()
+    [proposal] = receive(client, mb, list_832())
+    WorkQueues(mb.engine).decide(  # decided, and the process stopped before applying it
+        proposal["task_id"], Decision(action=Action.APPROVE), decided_by="buyer"
+    )
+    assert price(client) == Decimal("2.94")
+    catalog = contract_catalog_of(mb.engine, mb.masterdata, mb.settings)
+    assert catalog.settle_decided() == 1
+    assert price(client) == Decimal("3.325")
+    assert catalog.settle_decided() == 0
 
 
 def test_an_adjusted_price_applies_the_price_decided(open_medbridge: Open) -> None:

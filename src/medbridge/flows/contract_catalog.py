@@ -27,6 +27,7 @@ the old (the catalog prices one unit; it says nothing of quantity breaks).
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
@@ -38,7 +39,7 @@ from sqlalchemy import Connection, Engine, select
 
 from medbridge.bus.port import BusMessage
 from medbridge.canonical.masterdata import CodeSystem, Contract, Item, PriceTier
-from medbridge.canonical.tasks import Action, NewTask, WorkQueue
+from medbridge.canonical.tasks import Action, Decision, NewTask, WorkQueue
 from medbridge.canonical.trade import CatalogDocument, CatalogItem, CatalogPrice, PartnerItem
 from medbridge.domain.errors import UnknownUnit
 from medbridge.domain.units import base_factor
@@ -54,6 +55,9 @@ CATALOG_RECEIVED = "trade.catalog_received.v1"
 TASK_KIND = "contract_price_change"
 ACTOR = audit.system_actor("contract-catalog")
 SIX = Decimal("0.000001")
+SWEEP_EVERY = 60.0
+"""Seconds between sweeps for decided tasks whose proposal is still pending (the process
+that decided stopped before applying it): a consumer batch runs one at most this often."""
 
 log = get_logger(__name__)
 
@@ -121,6 +125,7 @@ class ContractCatalog:
         self.engine, self.masterdata = engine, masterdata
         self.policy = policy or CatalogPolicy()
         self.clock = clock
+        self._swept_at = -SWEEP_EVERY
 
     @property
     def name(self) -> str:
@@ -135,7 +140,9 @@ class ContractCatalog:
                     document = CatalogDocument.model_validate(envelope["data"])
                     partner = message.subject.split(":", 1)[0]
                     self.propose(conn, message.idempotency_key, partner, document)
-        self.settle_decided()
+        if catalogs or time.monotonic() - self._swept_at >= SWEEP_EVERY:
+            self._swept_at = time.monotonic()
+            self.settle_decided()
 
     # --- proposing -------------------------------------------------------------------
 
@@ -211,13 +218,7 @@ class ContractCatalog:
                 conn, line, ProposalStatus.UNCHANGED, "already proposed, pending a task", **row
             )
         for earlier in pending:
-            store.settle(
-                conn,
-                earlier["id"],
-                ProposalStatus.SUPERSEDED.value,
-                decided_by=ACTOR,
-                reason=f"superseded by catalog {line.number} of {line.partner}",
-            )
+            self._supersede(conn, earlier, f"superseded by catalog {line.number} of {line.partner}")
         shown = "from 0" if change is None else f"{change:+.2f}%"
         if change is not None and abs(change) <= self.policy.tolerance:
             reason = f"{current} -> {found} ({shown}): within {self.policy.tolerance}%"
@@ -229,6 +230,20 @@ class ContractCatalog:
         task, _ = work_items.open_task(conn, self._task(proposal, line, contract, row, reason))
         store.link_task(conn, proposal, task.id)
         return proposal
+
+    @staticmethod
+    def _supersede(conn: Connection, earlier: dict[str, Any], why: str) -> None:
+        """Close an earlier pending proposal and its task (decided by the system: rejected,
+        with the reason). A task a person decided already keeps its decision: its proposal
+        stays pending and is settled by it."""
+        task = earlier["task_id"]
+        if task is not None:
+            decision = Decision(action=Action.REJECT, note=why)
+            if not work_items.decide(conn, int(task), decision, ACTOR, actor=ACTOR):
+                return
+        store.settle(
+            conn, earlier["id"], ProposalStatus.SUPERSEDED.value, decided_by=ACTOR, reason=why
+        )
 
     def _price(
         self, item: Item, contract: Contract, prices: Sequence[CatalogPrice], currency: str

@@ -75,10 +75,7 @@ def contract_catalog_of(
     engine: Engine, masterdata: MasterDataRepository, settings: Settings
 ) -> contract_catalog.ContractCatalog:
     """The 832 catalogs' contract price proposals, with the settings' tolerance and tier."""
-    policy = contract_catalog.CatalogPolicy(
-        settings.contract_price_tolerance, settings.contract_catalog_tier
-    )
-    return contract_catalog.ContractCatalog(engine, masterdata, policy)
+    return contract_catalog.ContractCatalog(engine, masterdata, policies.catalog_policy(settings))
 
 
 @dataclass

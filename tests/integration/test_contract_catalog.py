@@ -251,6 +251,38 @@ def test_an_unknown_item_is_reported_not_lost(open_medbridge: Open) -> None:
     assert [p["id"] for p in listed["proposals"]] == [proposal["id"]]
 
 
+def test_an_unknown_item_is_read_again_once_mapped(open_medbridge: Open, database_url: str) -> None:
+    client, mb = open_medbridge()
+    unknown = gtin("5999999999999")
+    raw = list_832(
+        ("50387698433528", unknown),
+        ("30387698433527", gtin("3999999999999")),
+        ("CTP^DI^CAT^66.50", "CTP^DI^CAT^60.00"),
+    )
+    [report] = receive(client, mb, raw)
+    assert report["status"] == "unknown_item"
+    early = client.post(f"/v1/contracts/proposals/{report['id']}/reread")
+    assert early.status_code == 200
+    [still] = early.json()["proposals"]
+    assert still["status"] == "unknown_item"
+    mapped = client.post(
+        "/v1/cross-references/items",
+        json={"item": "DRAPE-SM", "system": "gtin", "code": unknown},
+    )
+    assert mapped.status_code < 300, mapped.text
+    env = {"MEDBRIDGE_DATABASE_URL": database_url, "MEDBRIDGE_LOG_JSON": "false", "COLUMNS": "250"}
+    again = CliRunner().invoke(cli, ["contracts", "reread", str(still["id"])], env=env)
+    assert again.exit_code == 0, again.output
+    assert "applied" in again.output
+    assert price(client) == Decimal("3.00")
+    [applied] = client.get("/v1/contracts/proposals").json()["proposals"]
+    assert applied["status"] == "applied"
+    assert applied["item"] == "DRAPE-SM"
+    refused = client.post(f"/v1/contracts/proposals/{applied['id']}/reread")
+    assert refused.status_code == 409
+    assert client.post("/v1/contracts/proposals/999999/reread").status_code == 404
+
+
 def test_contract_tiers_need_ours_named(open_medbridge: Open) -> None:
     client, mb = open_medbridge()
     [proposal] = receive(client, mb, contract_832())  # by supplier part 1000 (VC)

@@ -39,6 +39,7 @@ PATH_VALUES = {
     "reference": "PO00000001",
     "message_id": "unknown",
     "code": "unknown",
+    "proposal_id": "1",
 }
 NOW = "2026-11-20T09:30:00+00:00"
 

@@ -19,11 +19,11 @@ from sqlalchemy import select
 from starlette.concurrency import run_in_threadpool
 
 from medbridge.api.auth import require, services
-from medbridge.api.params import PRINTABLE, QueryCode
+from medbridge.api.params import PRINTABLE, QueryCode, RowId
 from medbridge.api.problems import answers
 from medbridge.canonical.base import Money
 from medbridge.canonical.masterdata import Contract, PriceTier, UnitCode
-from medbridge.flows.contract_catalog import ProposalStatus
+from medbridge.flows.contract_catalog import NotRereadable, ProposalNotFound, ProposalStatus
 from medbridge.governance.permissions import Permission, Principal
 from medbridge.masterdata.repository import MasterDataError
 from medbridge.store import contract_proposals
@@ -121,6 +121,29 @@ async def list_proposals(
             )
 
     return {"proposals": await run_in_threadpool(query)}
+
+
+@router.post("/contracts/proposals/{proposal_id}/reread", responses=answers(404, 409, 503))
+async def reread_proposal(request: Request, client: Writer, proposal_id: RowId) -> dict[str, Any]:
+    """Read a catalog line reported for review (unknown item, no contract, no price) again,
+    once master data knows it: the report gives way to what the line proposes now (404
+    unknown, 409 not a reported line)."""
+    svc = services(request)
+    catalog = svc.contract_catalog
+    if catalog is None:
+        raise HTTPException(503, detail="contract catalogs are not configured")
+
+    def act() -> list[dict[str, Any]]:
+        ids = catalog.reread(proposal_id, actor=client.name)
+        with svc.engine.connect() as conn:
+            return [contract_proposals.as_json(contract_proposals.get(conn, i) or {}) for i in ids]
+
+    try:
+        return {"proposals": await run_in_threadpool(act)}
+    except ProposalNotFound as error:
+        raise HTTPException(404, detail=str(error)) from error
+    except NotRereadable as error:
+        raise HTTPException(409, detail=str(error)) from error
 
 
 def _find(request: Request, code: str) -> Contract | None:

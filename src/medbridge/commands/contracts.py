@@ -13,9 +13,11 @@ from rich.table import Table
 from rich.text import Text
 
 from medbridge.app import MedBridge
+from medbridge.flows import contract_catalog
 from medbridge.flows.contract_catalog import ProposalStatus
+from medbridge.runtime.policies import catalog_policy
 from medbridge.settings import Settings
-from medbridge.store import contract_proposals
+from medbridge.store import audit, contract_proposals
 
 app = typer.Typer(help="Supplier contracts and 832 catalog price proposals.", no_args_is_help=True)
 console = Console()
@@ -94,3 +96,23 @@ def proposals(
         )
     console.print(table)
     console.print(f"{len(found)} proposal(s)")
+
+
+@app.command("reread")
+def reread(proposal_id: int) -> None:
+    """Read a catalog line reported for review (unknown item, no contract, no price) again,
+    once master data knows it."""
+    mb = MedBridge.build(Settings())
+    try:
+        ids = contract_catalog.ContractCatalog(
+            mb.engine, mb.masterdata, catalog_policy(mb.settings)
+        ).reread(proposal_id, actor=audit.cli_actor())
+        with mb.engine.connect() as conn:
+            rows = [contract_proposals.get(conn, i) or {} for i in ids]
+    except (contract_catalog.ProposalNotFound, contract_catalog.NotRereadable) as error:
+        Console(stderr=True).print(str(error), markup=False)
+        raise typer.Exit(1) from None
+    finally:
+        mb.close()
+    for row in rows:
+        console.print(f"{row.get('id')}: {row.get('status')}, {row.get('reason')}", markup=False)

@@ -20,6 +20,10 @@ catalog proposes nothing twice (and a resent interchange never reaches the bus a
   contract supersedes a pending one (whose task, decided later, then changes nothing).
 - a catalog whose validity ended before today: every line ``expired``.
 
+A line reported for review (unknown item, no contract, no price) is read again on request
+(``reread``), once the cross-reference or the contract exists: its report gives way to what
+the line proposes now, audited (``contracts.proposal.reread``, the report's state before).
+
 A contract with price tiers keeps its structure: every tier is scaled by the new price over
 the old (the catalog prices one unit; it says nothing of quantity breaks).
 """
@@ -73,6 +77,20 @@ class ProposalStatus(StrEnum):
     NO_CONTRACT = "no_contract"  # the item is known, the partner has no contract for it
     NO_PRICE = "no_price"  # no price of ours in a unit the item converts
     EXPIRED = "expired"  # the catalog's validity ended before it was read
+
+
+REPORTED = frozenset(
+    {ProposalStatus.UNKNOWN_ITEM, ProposalStatus.NO_CONTRACT, ProposalStatus.NO_PRICE}
+)
+"""What a person can fix in master data, then have read again."""
+
+
+class ProposalNotFound(LookupError):
+    pass
+
+
+class NotRereadable(ValueError):
+    """Only a reported line of a stored catalog can be read again."""
 
 
 @dataclass(frozen=True)
@@ -181,7 +199,8 @@ class ContractCatalog:
         effective = _effective(line.entry, document)
         day = max(effective or today, today)
         theirs = [c for c in self.masterdata.contracts(conn, [code]) if c.supplier == line.partner]
-        valid = [c for c in theirs if c.valid_on(day)]
+        done = store.units_of(conn, line.key, line.line)  # a line read again: the rest stand
+        valid = [c for c in theirs if c.valid_on(day) and c.unit not in done]
         if not valid:
             why = "none valid on " + day.isoformat() if theirs else "none"
             reason = f"{line.partner} has no contract for {code} ({why})"
@@ -375,6 +394,45 @@ class ContractCatalog:
             actor=actor,
             detail={"source": "x12 832 catalog", "catalog": source, "proposal": proposal},
         )
+
+    def reread(self, proposal_id: int, *, actor: str) -> list[int]:
+        """Read a reported line again (see the module docstring); the ids it now has.
+        ProposalNotFound, or NotRereadable naming why."""
+        with self.engine.begin() as conn:
+            row = store.get(conn, proposal_id)
+            if row is None:
+                raise ProposalNotFound(f"no contract price proposal {proposal_id}")
+            if row["status"] not in REPORTED:
+                raise NotRereadable(
+                    f"proposal {proposal_id} is {row['status']}: only "
+                    f"{', '.join(sorted(REPORTED))} lines are read again"
+                )
+            stored = store.catalog_document(conn, row["catalog_key"])
+            if stored is None:
+                raise NotRereadable(f"catalog {row['catalog_key']} is no longer stored")
+            document = CatalogDocument.model_validate(stored)
+            entry = document.items[int(row["line"]) - 1]
+            line = _Line(
+                row["catalog_key"],
+                row["partner"],
+                document.catalog_id,
+                int(row["line"]),
+                entry,
+                document.currency,
+            )
+            store.remove(conn, proposal_id)
+            ids = self._line(conn, line, document, self.clock().date())
+            audit.append(
+                conn,
+                actor=actor,
+                action="contracts.proposal.reread",
+                target_type="contract_price_proposal",
+                target_id=proposal_id,
+                before=row,
+                after=None,
+                detail={"status": row["status"], "now": ids},
+            )
+        return ids
 
     # --- decisions -------------------------------------------------------------------
 

@@ -7,10 +7,10 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Connection, insert, select, update
+from sqlalchemy import Connection, delete, insert, select, update
 
 from medbridge.store.tables import contract_price_proposals as t
-from medbridge.store.tables import work_items
+from medbridge.store.tables import trade_documents, work_items
 
 
 def record(conn: Connection, row: dict[str, Any]) -> int:
@@ -24,6 +24,26 @@ def exists(conn: Connection, catalog_key: str) -> bool:
     """Any proposal of this catalog recorded already."""
     found = conn.execute(select(t.c.id).where(t.c.catalog_key == catalog_key).limit(1))
     return found.first() is not None
+
+
+def units_of(conn: Connection, catalog_key: str, line: int) -> set[str]:
+    """The units a catalog's line has proposals in already."""
+    rows = conn.execute(select(t.c.unit).where(t.c.catalog_key == catalog_key, t.c.line == line))
+    return set(rows.scalars())
+
+
+def remove(conn: Connection, proposal_id: int) -> None:
+    conn.execute(delete(t).where(t.c.id == proposal_id))
+
+
+def catalog_document(conn: Connection, catalog_key: str) -> dict[str, Any] | None:
+    """The received catalog as stored in the trade document log (canonical JSON)."""
+    found = conn.execute(
+        select(trade_documents.c.document).where(
+            trade_documents.c.idempotency_key == catalog_key, trade_documents.c.kind == "catalog"
+        )
+    ).scalar_one_or_none()
+    return None if found is None else dict(found)
 
 
 def pending_for(conn: Connection, contract: str) -> list[dict[str, Any]]:

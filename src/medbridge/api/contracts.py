@@ -1,7 +1,8 @@
 """Supplier contracts over HTTP: ``GET /v1/contracts`` (by supplier, item, valid on a day),
 ``GET /v1/contracts/{code}``, ``PUT /v1/contracts/{code}`` (create or change, with price
 tiers; audited with the client as actor) and ``GET /v1/contracts/proposals`` (the price
-changes partners' 832 catalogs proposed, by status). Reading needs ``contracts:read``,
+changes partners' 832 catalogs proposed, by status; ``POST .../{id}/reread`` reads a line
+reported for review again). Reading needs ``contracts:read``,
 writing ``contracts:write``; contracts are every facility's, so a client bound to facilities
 is refused (403). Bad input answers 422 naming the field: an unknown supplier, item or unit,
 tiers out of order, a validity overlapping another contract of the same supplier, item and

@@ -11,7 +11,16 @@ import pytest
 from pydantic import ValidationError
 
 from medbridge.canonical.base import Money
-from medbridge.canonical.masterdata import Contract, PriceTier, Supplier
+from medbridge.canonical.masterdata import (
+    Contract,
+    Item,
+    ItemCategory,
+    PackConversion,
+    PriceTier,
+    Supplier,
+)
+from medbridge.canonical.trade import CatalogPrice
+from medbridge.domain.contract_pricing import change_percent, our_price, repriced
 from medbridge.domain.replenishment import (
     OrderLineProposal,
     StockPosition,
@@ -20,7 +29,6 @@ from medbridge.domain.replenishment import (
     consolidate,
     replenish,
 )
-from medbridge.flows.contract_catalog import change_percent
 
 D = Decimal
 NOW = datetime(2026, 3, 10, 9, 0, tzinfo=UTC)
@@ -148,3 +156,52 @@ def test_the_change_of_a_catalog_price() -> None:
     assert change_percent(D("2.94"), D("3.00")) == D("2.040816")
     assert change_percent(D("10"), D("9")) == D("-10")
     assert change_percent(D("0"), D("1")) is None  # from nothing: beyond any tolerance
+
+
+# --- prices from a partner's catalog (domain.contract_pricing) ------------------------------
+
+DRAPE = Item(
+    code="DRAPE-SM",
+    name="Drape",
+    category=ItemCategory.SUPPLY,
+    base_unit="EA",
+    packs=(PackConversion(unit="BX", factor=D(5)), PackConversion(unit="CA", factor=D(20))),
+)
+PER_EA = Contract(
+    code="MEDSURG-DRAPE",
+    supplier="MEDSURG",
+    item="DRAPE-SM",
+    unit="EA",
+    price=Money(amount=D("2.94")),
+    valid_from=date(2026, 1, 1),
+)
+
+
+def catalog(*prices: tuple[str | None, str, str]) -> list[CatalogPrice]:
+    return [CatalogPrice(tier=t, amount=D(a), unit=u) for t, a, u in prices]
+
+
+def test_a_catalog_price_is_converted_to_the_contract_unit() -> None:
+    assert our_price(DRAPE, PER_EA, catalog((None, "66.50", "CA")), "USD") == D("3.325")
+    both = catalog((None, "66.50", "CA"), (None, "3.10", "EA"))
+    assert our_price(DRAPE, PER_EA, both, "USD") == D("3.10"), "the contract's unit first"
+    pallet = our_price(DRAPE, PER_EA, catalog((None, "900", "PL")), "USD")
+    assert pallet == "priced in PL, which DRAPE-SM does not convert to EA"
+    assert "the catalog is in EUR" in str(our_price(DRAPE, PER_EA, catalog(), "EUR"))
+
+
+def test_our_tier_is_the_list_price_the_only_tier_or_the_one_named() -> None:
+    tiers = catalog(("C01", "65", "CA"), ("C02", "62.20", "CA"))
+    assert "MEDBRIDGE_CONTRACT_CATALOG_TIER" in str(our_price(DRAPE, PER_EA, tiers, "USD"))
+    assert our_price(DRAPE, PER_EA, tiers, "USD", ours="C02") == D("3.11")
+    assert our_price(DRAPE, PER_EA, tiers, "USD", ours="C09") == "no price of tier C09"
+    assert our_price(DRAPE, PER_EA, tiers[:1], "USD") == D("3.25")
+    listed = [*tiers, *catalog((None, "70", "CA"))]
+    assert our_price(DRAPE, PER_EA, listed, "USD") == D("3.5")
+
+
+def test_a_new_price_scales_the_tiers() -> None:
+    moved = repriced(TIERED, D("13.20"))  # +10%
+    assert moved.price.amount == D("13.20")
+    assert [t.price for t in moved.tiers] == [D("12.65"), D("12.10")]
+    assert moved.code == TIERED.code

@@ -42,11 +42,10 @@ from typing import Any
 from sqlalchemy import Connection, Engine, select
 
 from medbridge.bus.port import BusMessage
-from medbridge.canonical.masterdata import CodeSystem, Contract, Item, PriceTier
+from medbridge.canonical.masterdata import CodeSystem, Contract, Item
 from medbridge.canonical.tasks import Action, Decision, NewTask, WorkQueue
-from medbridge.canonical.trade import CatalogDocument, CatalogItem, CatalogPrice, PartnerItem
-from medbridge.domain.errors import UnknownUnit
-from medbridge.domain.units import base_factor
+from medbridge.canonical.trade import CatalogDocument, CatalogItem, PartnerItem
+from medbridge.domain.contract_pricing import SIX, change_percent, our_price, repriced
 from medbridge.masterdata.repository import MasterDataRepository
 from medbridge.observability.logging import get_logger
 from medbridge.store import audit, dedup, work_items
@@ -58,7 +57,6 @@ CONSUMER = "contracts"
 CATALOG_RECEIVED = "trade.catalog_received.v1"
 TASK_KIND = "contract_price_change"
 ACTOR = audit.system_actor("contract-catalog")
-SIX = Decimal("0.000001")
 SWEEP_EVERY = 60.0
 """Seconds between sweeps for decided tasks whose proposal is still pending (the process
 that decided stopped before applying it): a consumer batch runs one at most this often."""
@@ -120,14 +118,6 @@ def describe(item: PartnerItem) -> str:
         repr(item.description) if item.description else "",
     ]
     return ", ".join(n for n in named if n)[:200]
-
-
-def change_percent(current: Decimal, proposed: Decimal) -> Decimal | None:
-    """(proposed - current) / current in percent; None from a price of 0 (any change is
-    beyond every tolerance)."""
-    if current == 0:
-        return None
-    return ((proposed - current) / current * 100).quantize(SIX)
 
 
 class ContractCatalog:
@@ -218,7 +208,7 @@ class ContractCatalog:
     ) -> int:
         base = {"item": item.code, "contract": contract.code, "unit": contract.unit}
         base["currency"] = contract.price.currency
-        found = self._price(item, contract, line.entry.prices, document.currency)
+        found = our_price(item, contract, line.entry.prices, document.currency, self.policy.tier)
         if isinstance(found, str):
             return self._report(conn, line, ProposalStatus.NO_PRICE, found, **base)
         current = contract.price.amount
@@ -263,36 +253,6 @@ class ContractCatalog:
         store.settle(
             conn, earlier["id"], ProposalStatus.SUPERSEDED.value, decided_by=ACTOR, reason=why
         )
-
-    def _price(
-        self, item: Item, contract: Contract, prices: Sequence[CatalogPrice], currency: str
-    ) -> Decimal | str:
-        """Our price per contract unit, or why there is none."""
-        if currency != contract.price.currency:
-            return f"the catalog is in {currency}, the contract in {contract.price.currency}"
-        tiers = sorted({p.tier for p in prices if p.tier is not None})
-        if self.policy.tier is not None:
-            ours = [p for p in prices if p.tier == self.policy.tier]
-        elif any(p.tier is None for p in prices):
-            ours = [p for p in prices if p.tier is None]
-        elif len(tiers) == 1:
-            ours = list(prices)
-        else:
-            return (
-                f"the catalog prices tiers {', '.join(tiers)} only: name ours"
-                " (MEDBRIDGE_CONTRACT_CATALOG_TIER)"
-            )
-        if not ours:
-            return f"no price of tier {self.policy.tier}"
-        ours.sort(key=lambda p: p.unit != contract.unit)  # the contract's own unit first
-        for price in ours:
-            try:
-                ratio = base_factor(item, contract.unit) / base_factor(item, price.unit)
-            except UnknownUnit:
-                continue
-            return (price.amount * ratio).quantize(SIX)
-        units = ", ".join(sorted({p.unit for p in ours}))
-        return f"priced in {units}, which {item.code} does not convert to {contract.unit}"
 
     def _resolve(self, conn: Connection, partner: str, entry: CatalogItem) -> str | None:
         named = entry.item
@@ -378,19 +338,9 @@ class ContractCatalog:
         source: str,
         proposal: int,
     ) -> None:
-        current = contract.price.amount
-        ratio = price / current if current else Decimal(1)
-        tiers = tuple(
-            PriceTier(minimum_quantity=t.minimum_quantity, price=(t.price * ratio).quantize(SIX))
-            for t in contract.tiers
-        )
-        updated = contract.model_copy(
-            update={"price": contract.price.model_copy(update={"amount": price}), "tiers": tiers}
-        )
-        checked = Contract.model_validate(updated.model_dump())  # the tiers rule still holds
         self.masterdata.save_contract(
             conn,
-            checked,
+            repriced(contract, price),
             actor=actor,
             detail={"source": "x12 832 catalog", "catalog": source, "proposal": proposal},
         )

@@ -208,6 +208,12 @@ def test_a_newer_catalog_supersedes_a_pending_proposal(open_medbridge: Open) -> 
     closed = client.post(f"/v1/work-items/{first['task_id']}/decision", json={"action": "approve"})
     assert closed.status_code == 409, "the system closed the superseded task"
     assert price(client) == Decimal("2.94")
+    back = renumbered(renumbered(list_832(("CTP^DI^CAT^66.50", "CTP^DI^CAT^58.80"))))
+    back = back.replace(b"810000264", b"810000265")  # 2.94 per EA again: the contract price
+    latest = receive(client, mb, back)[0]
+    assert latest["status"] == "unchanged"
+    statuses = {p["id"]: p["status"] for p in receive(client, mb, back)}
+    assert statuses[second["id"]] == "superseded", "the pending change is outdated"
 
 
 def test_a_decision_not_applied_before_a_crash_is_applied_by_the_sweep(
@@ -245,7 +251,7 @@ def test_an_unknown_item_is_reported_not_lost(open_medbridge: Open) -> None:
     assert proposal["status"] == "unknown_item"
     assert proposal["item"] is None
     assert gtin("5999999999999") in proposal["partner_item"]
-    assert "map it" in proposal["reason"]
+    assert "map it, then reread" in proposal["reason"]
     assert price(client) == Decimal("2.94")
     listed = client.get("/v1/contracts/proposals", params={"status": "unknown_item"}).json()
     assert [p["id"] for p in listed["proposals"]] == [proposal["id"]]

@@ -17,7 +17,7 @@ catalog proposes nothing twice (and a resent interchange never reaches the bus a
   once (the contract saved, audited with the catalog as its source). Beyond: ``pending``, a
   procurement task opened (approve, adjust the price, or reject); the price changes only on
   approval (``settle``), a rejection changes nothing. A newer catalog's proposal for the same
-  contract supersedes a pending one (whose task, decided later, then changes nothing).
+  contract supersedes a pending one (its task closed: rejected by the system, with why).
 - a catalog whose validity ended before today: every line ``expired``.
 
 A line reported for review (unknown item, no contract, no price) is read again on request
@@ -183,7 +183,7 @@ class ContractCatalog:
     ) -> list[int]:
         code = self._resolve(conn, line.partner, line.entry)
         if code is None:
-            reason = f"no item is known as {describe(line.entry.item)}: map it, then resend"
+            reason = f"no item is known as {describe(line.entry.item)}: map it, then reread"
             return [self._report(conn, line, ProposalStatus.UNKNOWN_ITEM, reason)]
         item = self.masterdata.items(conn, [code])[code]
         effective = _effective(line.entry, document)
@@ -219,15 +219,15 @@ class ContractCatalog:
             "change_percent": change,
             "effective_from": effective,
         }
-        if found == current:
-            return self._report(conn, line, ProposalStatus.UNCHANGED, "the contract price", **row)
         pending = store.pending_for(conn, contract.code)
-        if any(p["proposed_price"] == found for p in pending):
+        if found != current and any(p["proposed_price"] == found for p in pending):
             return self._report(
                 conn, line, ProposalStatus.UNCHANGED, "already proposed, pending a task", **row
             )
-        for earlier in pending:
+        for earlier in pending:  # a newer catalog's price, the current one included, wins
             self._supersede(conn, earlier, f"superseded by catalog {line.number} of {line.partner}")
+        if found == current:
+            return self._report(conn, line, ProposalStatus.UNCHANGED, "the contract price", **row)
         shown = "from 0" if change is None else f"{change:+.2f}%"
         if change is not None and abs(change) <= self.policy.tolerance:
             reason = f"{current} -> {found} ({shown}): within {self.policy.tolerance}%"
@@ -361,6 +361,10 @@ class ContractCatalog:
             if stored is None:
                 raise NotRereadable(f"catalog {row['catalog_key']} is no longer stored")
             document = CatalogDocument.model_validate(stored)
+            today = self.clock().date()
+            if document.effective_to is not None and document.effective_to < today:
+                until = document.effective_to.isoformat()
+                raise NotRereadable(f"catalog {document.catalog_id} was valid until {until}")
             entry = document.items[int(row["line"]) - 1]
             line = _Line(
                 row["catalog_key"],
@@ -371,7 +375,7 @@ class ContractCatalog:
                 document.currency,
             )
             store.remove(conn, proposal_id)
-            ids = self._line(conn, line, document, self.clock().date())
+            ids = self._line(conn, line, document, today)
             audit.append(
                 conn,
                 actor=actor,

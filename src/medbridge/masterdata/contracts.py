@@ -19,11 +19,15 @@ from medbridge.store.tables import contracts, item_packs, items, suppliers
 
 def unknown_reference(conn: Connection, contract: Contract) -> tuple[str, str] | None:
     """(field, message) of what master data does not know: the supplier, the item, or the
-    unit among the item's (its base unit and packs); None when all are known."""
-    if (
-        conn.execute(select(suppliers.c.code).where(suppliers.c.code == contract.supplier)).first()
-        is None
-    ):
+    unit among the item's (its base unit and packs); None when all are known.
+
+    On PostgreSQL the supplier's row is locked for the transaction: two writers of the same
+    supplier's contracts take turns, so the overlap check of one sees the other's contract
+    (SQLite serializes every writer already)."""
+    query = select(suppliers.c.code).where(suppliers.c.code == contract.supplier)
+    if conn.dialect.name == "postgresql":
+        query = query.with_for_update()
+    if conn.execute(query).first() is None:
         return "supplier", f"unknown supplier {contract.supplier!r}"
     base = conn.execute(
         select(items.c.base_unit).where(items.c.code == contract.item)

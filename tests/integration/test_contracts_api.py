@@ -4,7 +4,9 @@ same supplier, item and unit included), on SQLite and PostgreSQL alike."""
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
+from datetime import date
 from decimal import Decimal
 from typing import Any
 
@@ -13,7 +15,10 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 
 from medbridge.app import MedBridge
+from medbridge.canonical.base import Money
+from medbridge.canonical.masterdata import Contract
 from medbridge.governance.permissions import Role
+from medbridge.masterdata.repository import MasterDataError
 from medbridge.store.tables import audit_log
 
 pytestmark = pytest.mark.db
@@ -140,3 +145,32 @@ def test_contracts_are_every_facilitys(medbridge: MedBridge, api: TestClient) ->
     refused = api.put("/v1/contracts/X", json=GAUZE, headers={"X-API-Key": finance})
     assert refused.status_code == 403
     assert "contracts:write" in refused.json()["detail"]
+
+
+def test_two_writers_of_overlapping_contracts_one_is_refused(medbridge: MedBridge) -> None:
+    start = threading.Barrier(2)
+    outcomes: list[str] = []
+
+    def write(code: str) -> None:
+        terms = Contract(
+            code=code,
+            supplier="MEDSURG",
+            item="DRAPE-SM",
+            unit="BX",
+            price=Money(amount=Decimal("12")),
+            valid_from=date(2027, 1, 1),
+        )
+        start.wait()
+        try:
+            with medbridge.engine.begin() as conn:
+                medbridge.masterdata.save_contract(conn, terms, actor="racer")
+            outcomes.append("saved")
+        except MasterDataError as error:
+            outcomes.append(error.field)
+
+    racers = [threading.Thread(target=write, args=(f"RACE-{n}",)) for n in (1, 2)]
+    for racer in racers:
+        racer.start()
+    for racer in racers:
+        racer.join()
+    assert sorted(outcomes) == ["saved", "valid_from"]

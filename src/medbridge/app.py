@@ -32,6 +32,7 @@ from medbridge.connectors.gnuhealth.inbound import Poller
 from medbridge.connectors.hl7v2 import Hl7Config, MllpListener
 from medbridge.demo.network import SEED_ACTOR, seed_demo_network
 from medbridge.demo.wiring import with_demo_partners
+from medbridge.flows import contract_catalog
 from medbridge.flows.cxml_exchange import CxmlExchange, CxmlHttpChannel
 from medbridge.flows.erp_posting import ErpPostingPolicy
 from medbridge.flows.erp_routing import ErpRouter
@@ -68,6 +69,13 @@ from medbridge.store.messages import MessageRecorder
 from medbridge.store.work_items import WorkItem
 
 ADMIN_CLIENT = "admin"
+
+
+def contract_catalog_of(
+    engine: Engine, masterdata: MasterDataRepository, settings: Settings
+) -> contract_catalog.ContractCatalog:
+    """The 832 catalogs' contract price proposals, with the settings' tolerance and tier."""
+    return contract_catalog.ContractCatalog(engine, masterdata, policies.catalog_policy(settings))
 
 
 @dataclass
@@ -124,7 +132,16 @@ class MedBridge:
             intake=intake,
             inbound=InboundIntake(engine, intake, InboundResolver(masterdata), scopes),
             clients=clients,
-            consumers={LEDGER: Consumer(bus, LEDGER, ledger, retry, batch_size=size)},
+            consumers={
+                LEDGER: Consumer(bus, LEDGER, ledger, retry, batch_size=size),
+                contract_catalog.CONSUMER: Consumer(
+                    bus,
+                    contract_catalog.CONSUMER,
+                    contract_catalog_of(engine, masterdata, settings),
+                    policies.consumer_retry(settings),
+                    batch_size=size,
+                ),
+            },
             erp_slots=slots,
             erp_slot=slots[primary_destination(settings)],
             partners=dict(settings.partners),
@@ -140,7 +157,9 @@ class MedBridge:
         """A decided task: an approved transfer moves the stock here and now (no workflow
         waits for it); any other resumes its workflow if it runs in this process (else the
         workflow finds the decision when it next re-reads its task)."""
-        if item.kind == "transfer_proposed":
+        if item.kind == contract_catalog.TASK_KIND:
+            contract_catalog_of(self.engine, self.masterdata, self.settings).settle(item)
+        elif item.kind == "transfer_proposed":
             if item.decision is not None and item.decision.action is Action.APPROVE:
                 execute_transfer(self.intake, self.masterdata, item)
         elif self._workflows is not None and self._workflows.launched:

@@ -25,6 +25,7 @@ from medbridge.canonical.erp import ErpPort
 from medbridge.canonical.masterdata import AccountRole, CodeSystem, ItemCode
 from medbridge.canonical.tasks import Action, Decision, WorkQueue
 from medbridge.commands import analytics as analytics_commands
+from medbridge.commands import contracts
 from medbridge.commands import masterdata as masterdata_commands
 from medbridge.commands import periods as periods_commands
 from medbridge.commands import recall as recall_commands
@@ -90,6 +91,7 @@ app.add_typer(audit_app, name="audit")
 messages_app = typer.Typer(help="The message store: retention of raw bodies.", no_args_is_help=True)
 app.add_typer(messages_app, name="messages")
 app.add_typer(masterdata_commands.app, name="import")
+app.add_typer(contracts.app, name="contracts")
 
 console = Console()
 errors = Console(stderr=True, soft_wrap=True)

@@ -363,6 +363,12 @@ class Settings(BaseSettings):
     match_price_absolute: Decimal = Field(default=Decimal("0.05"), ge=0)
     match_quantity_percent: Decimal = Field(default=Decimal(0), ge=0)
     match_total_absolute: Decimal = Field(default=Decimal("0.05"), ge=0)
+    contract_price_tolerance: Decimal = Field(default=Decimal(5), ge=0, le=1000)
+    """A partner's 832 catalog price within this many percent of the contract price applies
+    directly; beyond it, a procurement task decides."""
+    contract_catalog_tier: str | None = Field(default=None, min_length=1, max_length=35)
+    """Our price tier in partners' 832 contract pricing (a buying group tier such as
+    ``C01``); None: the list price, or the only price a unit has."""
 
     demo: bool = False
     demo_dispenses_per_second: float = Field(default=2.0, gt=0)

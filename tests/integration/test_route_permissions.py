@@ -41,6 +41,7 @@ PATH_VALUES = {
     "period": "2026-11",
     "code": "VANCO-1G",
     "lot": "NO-SUCH-LOT",
+    "proposal_id": "1",
 }
 NOW = "2026-11-20T09:30:00+00:00"
 

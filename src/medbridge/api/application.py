@@ -20,6 +20,7 @@ import medbridge
 from medbridge.api import (
     audit,
     catalog,
+    contracts,
     dashboard,
     erp,
     exceptions,
@@ -179,6 +180,7 @@ def create_api(
         kpis,
         lots,
         masterdata,
+        contracts,
     )
     for module in keyed:
         api.include_router(module.router, responses=KEYED)

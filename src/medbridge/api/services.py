@@ -10,6 +10,7 @@ from sqlalchemy import Engine
 from medbridge.bus.consumer import Consumer
 from medbridge.bus.port import Bus
 from medbridge.canonical.erp import ErpPort
+from medbridge.flows.contract_catalog import ContractCatalog
 from medbridge.flows.cxml_exchange import CxmlExchange
 from medbridge.flows.erp_routing import DEFAULT_DESTINATION, ErpRouter
 from medbridge.flows.inbound import InboundIntake
@@ -35,6 +36,7 @@ class Services:
     cxml: CxmlExchange | None = None
     work_queues: WorkQueues | None = None
     messages: MessageBrowser | None = None  # None: GET /v1/messages answers 503
+    contract_catalog: ContractCatalog | None = None  # None: re-reading a catalog answers 503
     erps: Mapping[str, ErpPort | None] = field(default_factory=dict)
     """The other ERP destinations' adapters by name (None: not connected), beside ``erp``."""
     erp_name: str = DEFAULT_DESTINATION

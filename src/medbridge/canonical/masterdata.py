@@ -170,8 +170,21 @@ class Supplier(CanonicalModel):
     lead_time_days: int = Field(default=2, ge=0)
 
 
+class PriceTier(CanonicalModel):
+    """A quantity break: from ``minimum_quantity`` pack units on one order line, ``price``
+    per pack unit (in the contract's currency)."""
+
+    minimum_quantity: Decimal = Field(gt=0, max_digits=18, decimal_places=6)
+    price: Decimal = Field(ge=0, max_digits=18, decimal_places=6)
+
+
 class Contract(CanonicalModel):
-    """A supplier's price for an item, per pack unit, between two dates."""
+    """A supplier's price for an item, per pack unit, between two dates.
+
+    ``price`` is the price from the minimum order quantity; ``tiers`` are the quantity breaks
+    above it (1+ at 12.00 is ``price``, 10+ at 11.50 a tier), in ascending quantity, none
+    dearer than the one before. ``price_for(quantity)`` is the price a line of that many
+    pack units pays."""
 
     code: Code
     supplier: Code
@@ -181,9 +194,44 @@ class Contract(CanonicalModel):
     valid_from: date
     valid_to: date | None = None
     minimum_order_quantity: Decimal = Field(default=Decimal(1), gt=0)
+    tiers: tuple[PriceTier, ...] = ()
 
     @model_validator(mode="after")
     def _dates(self) -> Contract:
         if self.valid_to is not None and self.valid_to < self.valid_from:
             raise ValueError("valid_to is before valid_from")
+        if self.price.amount < 0:
+            raise ValueError("price: a contract price is not negative")
+        floor, previous = self.minimum_order_quantity, self.price.amount
+        for tier in self.tiers:
+            if tier.minimum_quantity <= floor:
+                raise ValueError(
+                    f"tiers: the tier from {tier.minimum_quantity} does not start above"
+                    f" {floor} (tiers ascend, above the minimum order quantity, whose price"
+                    " is ``price``)"
+                )
+            if tier.price > previous:
+                raise ValueError(
+                    f"tiers: the tier from {tier.minimum_quantity} costs {tier.price}, more"
+                    f" than the {previous} of a smaller quantity"
+                )
+            floor, previous = tier.minimum_quantity, tier.price
         return self
+
+    def price_for(self, quantity: Decimal) -> Money:
+        """The price per pack unit of a line of ``quantity`` pack units: the tier with the
+        largest minimum quantity it reaches, else ``price``."""
+        amount = self.price.amount
+        for tier in self.tiers:
+            if quantity >= tier.minimum_quantity:
+                amount = tier.price
+        return Money(amount=amount, currency=self.price.currency)
+
+    def valid_on(self, day: date) -> bool:
+        return self.valid_from <= day and (self.valid_to is None or day <= self.valid_to)
+
+    def overlaps(self, other: Contract) -> bool:
+        """Both valid on at least one common day."""
+        return (self.valid_to is None or other.valid_from <= self.valid_to) and (
+            other.valid_to is None or self.valid_from <= other.valid_to
+        )

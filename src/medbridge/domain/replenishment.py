@@ -399,6 +399,7 @@ def replenish(
     if remainder > 0 and isinstance(c, NoSourceReason):
         order = NoSource(p.item, p.location, p.facility, c, remainder, urgency)
     elif remainder > 0 and isinstance(c, SupplyOption):
+        quantity = order_quantity(remainder, c)
         order = OrderLineProposal(
             item=p.item,
             location=p.location,
@@ -406,8 +407,8 @@ def replenish(
             supplier=c.supplier.code,
             contract=c.contract.code,
             unit=c.contract.unit,
-            quantity=order_quantity(remainder, c),
-            unit_price=c.contract.price,
+            quantity=quantity,
+            unit_price=c.contract.price_for(quantity),
             pack_factor=c.pack_factor,
             pack_multiple=c.pack_multiple,
             minimum_order_quantity=c.contract.minimum_order_quantity,
@@ -421,7 +422,9 @@ def replenish(
 # --- consolidation -----------------------------------------------------------------------
 
 
-def _merge(lines: Sequence[OrderLineProposal]) -> tuple[PurchaseOrderLine, ...]:
+def _merge(
+    lines: Sequence[OrderLineProposal], contracts: Mapping[str, Contract]
+) -> tuple[PurchaseOrderLine, ...]:
     by_key: dict[tuple[str, str], list[OrderLineProposal]] = defaultdict(list)
     for line in lines:
         by_key[(line.item, line.contract)].append(line)
@@ -430,17 +433,25 @@ def _merge(lines: Sequence[OrderLineProposal]) -> tuple[PurchaseOrderLine, ...]:
         first = parts[0]
         total = sum((p.quantity for p in parts), ZERO)
         quantity = round_order(total, first.pack_multiple, first.minimum_order_quantity)
-        merged.append(
-            PurchaseOrderLine(item, contract, first.unit, quantity, first.unit_price, tuple(parts))
-        )
+        price = first.unit_price
+        terms = contracts.get(contract)
+        if terms is not None and terms.tiers:  # the merged line may reach a lower tier
+            price = terms.price_for(quantity)
+        merged.append(PurchaseOrderLine(item, contract, first.unit, quantity, price, tuple(parts)))
     return tuple(merged)
 
 
 def consolidate(
-    proposals: Iterable[OrderLineProposal], window: timedelta, now: datetime
+    proposals: Iterable[OrderLineProposal],
+    window: timedelta,
+    now: datetime,
+    contracts: Mapping[str, Contract] | None = None,
 ) -> Consolidation:
     """Group ROUTINE lines per (supplier, facility) into purchase orders released once the
-    oldest line has waited ``window``; release every STAT line at once in its own order."""
+    oldest line has waited ``window``; release every STAT line at once in its own order.
+    ``contracts`` (by code): a merged line of a contract with price tiers is priced at the
+    tier its merged quantity reaches."""
+    terms = contracts or {}
     if window < timedelta(0):
         raise ValueError("window must not be negative")
     released: list[PurchaseOrderProposal] = []
@@ -450,7 +461,7 @@ def consolidate(
         if line.urgency is Urgency.STAT:
             released.append(
                 PurchaseOrderProposal(
-                    line.supplier, line.facility, _merge([line]), Urgency.STAT, now
+                    line.supplier, line.facility, _merge([line], terms), Urgency.STAT, now
                 )
             )
         else:
@@ -459,7 +470,7 @@ def consolidate(
         due = lines[0].proposed_at + window
         is_due = due <= now
         order = PurchaseOrderProposal(
-            supplier, facility, _merge(lines), Urgency.ROUTINE, now if is_due else due
+            supplier, facility, _merge(lines, terms), Urgency.ROUTINE, now if is_due else due
         )
         (released if is_due else held).append(order)
     return Consolidation(tuple(released), tuple(held))

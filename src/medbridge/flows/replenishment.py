@@ -156,7 +156,9 @@ class ReplenishmentPlanner:
         proposals = {id_: _proposal(r) for id_, r in rows.items()}
         by_proposal = {id(p): id_ for id_, p in proposals.items()}
         released = []
-        for order in consolidate(proposals.values(), self.policy.window, now).released:
+        wanted = {p.item for p in proposals.values()}
+        terms = {c.code: c for c in self.masterdata.contracts(conn, wanted)} if wanted else {}
+        for order in consolidate(proposals.values(), self.policy.window, now, terms).released:
             parts = [part for line in order.lines for part in line.parts]
             first = rows[by_proposal[id(min(parts, key=lambda p: p.proposed_at))]]
             lines = []

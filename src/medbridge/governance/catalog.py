@@ -87,6 +87,7 @@ APIS: Final = (
     Api("FHIR R4", "R4", "clinical-integration", "MedicationDispense, SupplyDelivery, Procedure"),
     Api("trading partners", "v1", "supply-chain-integration", "X12, cXML, trade documents"),
     Api("procurement", "v1", "supply-chain-integration", "orders, receipts at the dock, invoices"),
+    Api("contracts", "v1", "supply-chain-integration", "supplier contracts, 832 price changes"),
     Api("work queues", "v1", "operations", "human tasks of pharmacy, procurement and AP"),
     Api("exceptions and cross-references", "v1", "operations", "parked messages, code maps"),
     Api("master data", "v1", "master-data", "items, locations, cost centers, suppliers; import"),

@@ -23,12 +23,13 @@ pharmacy      ``stock:read``, ``ledger:read``, ``work:read``, ``work:pharmacy``,
               ``movements:write``, ``encounters:read``, ``dashboard:read``, ``lots:read``,
               ``lots:quarantine``
 procurement   ``stock:read``, ``procurement:read``, ``trade:read``, ``work:read``,
-              ``work:procurement``, ``receiving:write``, ``dashboard:read``, ``lots:read``
+              ``work:procurement``, ``receiving:write``, ``dashboard:read``, ``lots:read``,
+              ``contracts:read``, ``contracts:write``
 ap_clerk      ``procurement:read``, ``trade:read``, ``work:read``, ``work:ap``, ``erp:read``,
               ``dashboard:read``
 finance       ``stock:read``, ``ledger:read``, ``erp:read``, ``erp:requeue``,
               ``erp:cutover``, ``procurement:read``, ``work:read``, ``work:ap``, ``dashboard:read``,
-              ``periods:read``, ``periods:close``
+              ``periods:read``, ``periods:close``, ``contracts:read``
 auditor       every ``*:read`` but ``encounters:read``, ``audit:read`` included; changes
               nothing
 admin         every permission (the only role with ``masterdata:write``)
@@ -78,6 +79,8 @@ class Permission(StrEnum):
     LOTS_QUARANTINE = "lots:quarantine"  # quarantine a lot, and release it
     MASTERDATA_READ = "masterdata:read"  # items, locations, cost centers, suppliers
     MASTERDATA_WRITE = "masterdata:write"  # write them, one by one or by bulk import
+    CONTRACTS_READ = "contracts:read"  # supplier contracts, price tiers, catalog proposals
+    CONTRACTS_WRITE = "contracts:write"  # create and change contracts
 
 
 WORK_DECISIONS = {
@@ -140,6 +143,8 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
             P.RECEIVING_WRITE,
             P.DASHBOARD_READ,
             P.LOTS_READ,
+            P.CONTRACTS_READ,
+            P.CONTRACTS_WRITE,
         }
     ),
     Role.AP_CLERK: frozenset(
@@ -158,6 +163,7 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
             P.DASHBOARD_READ,
             P.PERIODS_READ,
             P.PERIODS_CLOSE,
+            P.CONTRACTS_READ,
         }
     ),
     Role.AUDITOR: _READS,

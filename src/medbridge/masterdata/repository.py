@@ -30,6 +30,7 @@ from medbridge.canonical.masterdata import (
     UnitOfMeasure,
 )
 from medbridge.domain.posting import AccountMap
+from medbridge.masterdata import contracts as contract_terms
 from medbridge.masterdata.cache import LocationInfo, MasterDataCache, MasterDataSnapshot, touch
 from medbridge.store import audit
 from medbridge.store.sql import chunks, upsert
@@ -306,20 +307,48 @@ class MasterDataRepository:
             target_type="supplier",
         )
 
-    def save_contract(self, conn: Connection, contract: Contract, *, actor: str = SYSTEM) -> None:
+    def save_contract(
+        self,
+        conn: Connection,
+        contract: Contract,
+        *,
+        actor: str = SYSTEM,
+        detail: dict[str, Any] | None = None,
+    ) -> None:
+        """The contract and its price tiers (one audit row, ``detail`` added to it: e.g. the
+        catalog a price came from). MasterDataError naming ``supplier``, ``item`` or ``unit``
+        when master data does not know them (the unit: not one of the item's), naming
+        ``valid_from`` or ``valid_to`` when another contract of the same supplier, item and
+        unit is valid on one of its days."""
+        problem = contract_terms.unknown_reference(conn, contract)
+        if problem is not None:
+            raise MasterDataError(*problem)
+        other = contract_terms.overlapping(conn, contract)
+        if other is not None:
+            until = other.valid_to.isoformat() if other.valid_to else "open-ended"
+            raise MasterDataError(
+                contract_terms.overlap_field(contract, other),
+                f"contract {contract.code} overlaps contract {other.code} of {contract.supplier}"
+                f" for {contract.item} in {contract.unit} ({other.valid_from.isoformat()} to"
+                f" {until}): one contract per supplier, item and unit on any day",
+            )
         touch(conn)
-        row = contract.model_dump(exclude={"price"}) | {
+        before = contract_terms.state(conn, contract.code)
+        row = contract.model_dump(exclude={"price", "tiers"}) | {
             "price": contract.price.amount,
             "currency": contract.price.currency,
         }
-        audit.upsert_audited(
+        upsert(conn, contracts, [row], keys=("code",))
+        contract_terms.replace_tiers(conn, contract)
+        audit.record_change(
             conn,
-            contracts,
-            row,
-            ("code",),
             actor=actor,
             action="masterdata.contract.save",
             target_type="contract",
+            target_id=contract.code,
+            before=before,
+            after=contract_terms.state(conn, contract.code),
+            detail=detail,
         )
 
     # --- reads -------------------------------------------------------------------------
@@ -379,6 +408,8 @@ class MasterDataRepository:
         stmt = select(contracts).order_by(contracts.c.code)
         if items is not None:
             stmt = stmt.where(contracts.c.item.in_(sorted(set(items))))
+        rows = list(conn.execute(stmt))
+        tiers = contract_terms.tiers_of(conn, [r.code for r in rows])
         return [
             Contract(
                 code=r.code,
@@ -389,8 +420,9 @@ class MasterDataRepository:
                 valid_from=r.valid_from,
                 valid_to=r.valid_to,
                 minimum_order_quantity=r.minimum_order_quantity,
+                tiers=tiers.get(r.code, ()),
             )
-            for r in conn.execute(stmt)
+            for r in rows
         ]
 
     def account_map(self, conn: Connection) -> AccountMap:

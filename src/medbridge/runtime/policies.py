@@ -18,6 +18,7 @@ from medbridge.domain.erp_routing import (
 )
 from medbridge.domain.gl_summary import GlPostingMode, SummaryPeriod
 from medbridge.domain.matching import Tolerances
+from medbridge.flows.contract_catalog import CatalogPolicy
 from medbridge.flows.erp_posting import ErpPostingPolicy, PostingWindows
 from medbridge.flows.erp_routing import ErpRouter
 from medbridge.flows.gl_summary import GlPostingPolicy
@@ -25,6 +26,11 @@ from medbridge.flows.ledger_posting import INFRASTRUCTURE_ERRORS, PERMANENT_ERRO
 from medbridge.flows.procurement import ProcurementPolicy
 from medbridge.flows.replenishment import PlannerPolicy
 from medbridge.settings import ErpDestinationSettings, Settings
+
+
+def catalog_policy(settings: Settings) -> CatalogPolicy:
+    """How partners' 832 catalogs change contract prices: tolerance and our price tier."""
+    return CatalogPolicy(settings.contract_price_tolerance, settings.contract_catalog_tier)
 
 
 def consumer_retry(settings: Settings) -> RetryPolicy:

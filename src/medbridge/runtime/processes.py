@@ -55,6 +55,7 @@ from medbridge.console import create_console
 from medbridge.demo.wiring import DemoErpLoop, DemoWiring
 from medbridge.domain.gl_summary import GlPostingMode
 from medbridge.flows.alerts import AlertMonitor
+from medbridge.flows.contract_catalog import ContractCatalog
 from medbridge.flows.demand import DemandRecorder
 from medbridge.flows.erp_posting import ErpPosting
 from medbridge.flows.gl_summary import GlSummarizer
@@ -74,6 +75,7 @@ from medbridge.observability.metrics import BusCollector, register_bus_collector
 from medbridge.runtime.adapters import serialized
 from medbridge.runtime.listeners import hl7_config, listener_loops
 from medbridge.runtime.policies import (
+    catalog_policy,
     erp_destinations,
     erp_posting_policy,
     gl_posting_policy,
@@ -300,6 +302,7 @@ def services(mb: Root) -> Services:
         x12=mb.x12_exchange(),
         cxml=mb.cxml_exchange(),
         work_queues=mb.work_queues(),
+        contract_catalog=ContractCatalog(mb.engine, mb.masterdata, catalog_policy(mb.settings)),
     )
     return replace(svc, messages=message_browser(mb, svc))
 

@@ -21,6 +21,7 @@ from sqlalchemy import (
 )
 
 from medbridge.store.tables.base import SeqId, metadata
+from medbridge.store.tables.contracts import contract_price_proposals, contract_price_tiers
 from medbridge.store.tables.messages import message_bodies, messages
 from medbridge.store.tables.periods import periods
 from medbridge.store.tables.processes import (
@@ -428,6 +429,8 @@ __all__ = [
     "alert_states",
     "audit_chain_head",
     "audit_log",
+    "contract_price_proposals",
+    "contract_price_tiers",
     "goods_receipts",
     "invoice_matches",
     "ledger_movement_lots",

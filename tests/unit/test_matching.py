@@ -343,6 +343,16 @@ def test_credit_memo_is_not_matched() -> None:
     assert kinds(book().match(inv)) == [(ExceptionKind.CREDIT_MEMO, None)]
 
 
+def test_an_invoice_stating_a_negative_total_is_a_credit_not_matched() -> None:
+    """Lines of 0.01 and a total of -0.01 (within the 0.05 total tolerance): posted, it would
+    debit AP. Hypothesis found it (test_journal_lines_always_balance)."""
+    inv = invoice(line(1, 1, "GLOVE-M", "EA", "1", "0.01"), total="-0.01")
+    result = book().match(inv)
+    assert kinds(result) == [(ExceptionKind.CREDIT_MEMO, None)]
+    assert result.posting is None
+    assert "negative total" in result.exceptions[0].reason
+
+
 def test_every_fault_of_an_invoice_is_reported() -> None:
     inv = invoice(
         line(1, 1, "GLOVE-M", "EA", "101", "1.10"),

@@ -26,7 +26,8 @@ Per invoice:
   either kind is reported ALONE: its lines were billed already, re-checking them would only add
   QUANTITY_OVER_RECEIVED noise;
 - TOTAL_MISMATCH: |sum of line amounts + tax - total| > total_absolute;
-- CREDIT_MEMO: credit memos are not matched automatically (reported alone; to review).
+- CREDIT_MEMO: credit memos are not matched automatically (reported alone; to review), nor is
+  an invoice stating a negative total (a credit not flagged as one).
 
 Amounts (ROUND_HALF_EVEN to the cent, per line): the invoice line amount quantity * price; the
 GRNI cleared = base quantity invoiced * PO price per base unit. A matched invoice posts:
@@ -266,6 +267,9 @@ def match_invoice(
     key = invoice.key
     if invoice.credit_memo:
         return _refused(key, ExceptionKind.CREDIT_MEMO, "credit memos are not matched")
+    if invoice.total < 0:  # a credit in an invoice's clothes: AP would be debited
+        reason = f"the invoice states a negative total ({invoice.total}): a credit, not matched"
+        return _refused(key, ExceptionKind.CREDIT_MEMO, reason, None, invoice.total)
     amounts = book.seen.get((key[0], key[1]))
     if amounts:
         if key[2] in amounts:

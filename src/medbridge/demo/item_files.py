@@ -10,19 +10,10 @@ import random
 from collections.abc import Iterator
 
 from medbridge.canonical.codes import gs1_check_digit
+from medbridge.masterdata.importer import ITEM_COLUMNS
 
-HEADER = [
-    "code",
-    "name",
-    "category",
-    "base_unit",
-    "strength",
-    "ndc",
-    "gtin",
-    "packs",
-    "supplier_skus",
-    "erp_ids",
-]
+HEADER = [c for c in ITEM_COLUMNS if c != "local_codes"]
+"""The import's columns but the source systems' own codes (none here)."""
 _FORMS = [("VIAL", "vial"), ("TAB", "tablet"), ("CAP", "capsule"), ("BAG", "bag"), ("EA", "each")]
 
 

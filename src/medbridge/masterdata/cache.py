@@ -17,6 +17,11 @@ Freshness, stated:
   therefore seen by the first resolution after its commit; a write in another process within
   ``interval`` seconds.
 - A snapshot is immutable: a resolution never sees half of a change.
+- A reload happens on one thread; the others wait for it only when they must see the change
+  (``fresh``, or within ``settle`` of this process's write). A periodic look while another
+  thread reloads goes on with the snapshot in hand: after a bulk import of 100,000 items the
+  reload takes seconds, and every resolution of every process used to wait for it. So a
+  write in another process is seen within ``interval`` seconds plus one reload.
 
 ``snapshot(fresh=True)`` looks at the revision now, whatever the interval (one small query;
 a reload only if it changed): a replay after a fix, and any resolution that found a problem
@@ -202,6 +207,13 @@ class MasterDataCache:
             and now - _last_local_change >= self.settle
         ):
             return current
+        settled = now - _last_local_change >= self.settle
+        if current is not None and not fresh and settled:
+            # a periodic look: while another thread reloads, go on with the snapshot in hand
+            # rather than wait (a reload of 100,000 items takes seconds; see the docstring)
+            if not self._lock.acquire(blocking=False):
+                return current
+            self._lock.release()
         with self._lock:
             with self.engine.connect() as conn:
                 revision = current_revision(conn)

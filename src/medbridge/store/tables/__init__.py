@@ -36,6 +36,7 @@ from medbridge.store.tables.processes import (
     trade_interchanges,
     work_items,
 )
+from medbridge.store.tables.receiving_scans import receiving_scans
 from medbridge.store.types import MONEY, QUANTITY, UNIT_COST, ExactDecimal, UTCDateTime
 
 # --- master data -------------------------------------------------------------------------
@@ -428,6 +429,7 @@ __all__ = [
     "messages",
     "metadata",
     "purchase_orders",
+    "receiving_scans",
     "replenishment_lines",
     "replenishment_policies",
     "trade_control_numbers",

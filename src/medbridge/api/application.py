@@ -30,6 +30,7 @@ from medbridge.api import (
     operations,
     procurement,
     reads,
+    receiving,
     trade,
     work_items,
 )
@@ -169,6 +170,7 @@ def create_api(
         erp,
         work_items,
         procurement,
+        receiving,
         catalog,
         audit,
     )

@@ -9,14 +9,15 @@ in ``receiving_scans``, in one transaction holding the order's row.
 
 Scans are counted as they come (a session may post several times); the goods receipt is
 taken when a request says ``complete``: in the same transaction, every scan received against
-the notice (or the order) and in no receipt yet is assigned to one goods receipt, the ship
-notice's own (``<order>:<shipment>``) or, against an order, ``<order>:SCAN~<sha256 of the
-scans' keys, 12 hex>``. After the commit the receipt is handed to the order's workflow through
-the existing receiving path (``flows.workflows.submit_receipt`` -> ``flows.receiving``: the
-ERP goods receipt through the outbox, the stock movements with lot and expiry, GRNI). Should
-the hand-over fail after the commit (a crash), the next request for the order hands over
-every scan receipt the workflow has not recorded yet. A notice received (by its scans, as
-announced, or refused) takes no new scans: each is reported ``receiving.closed``.
+the notice (or the order) and in no receipt yet is assigned to one goods receipt,
+``<order>:<shipment, or SCAN against an order>~<sha256 of the scans' keys, 12 hex>`` (the
+notice's own row keeps what it announced). After the commit the receipt is handed to the
+order's workflow through the existing receiving path (``flows.workflows.submit_receipt`` ->
+``flows.receiving``: the ERP goods receipt through the outbox, the stock movements with lot
+and expiry, GRNI). Should the hand-over fail after the commit (a crash), the next request
+for the order hands over every scan receipt the workflow has not recorded yet. A notice
+received (by its scans, as announced, or refused) takes no new scans: each is reported
+``receiving.closed``.
 
 Idempotency key of a scan (FROZEN: resends and the table's primary key depend on it; never
 change it):
@@ -191,7 +192,10 @@ def _target(
     if notice is not None:
         t = receiving_scans
         taken = conn.execute(
-            select(t.c.key).where(t.c.receipt == notice["reference"]).limit(1)
+            select(t.c.key)
+            .where(t.c.order_reference == order, t.c.shipment_id == notice["shipment_id"])
+            .where(t.c.receipt.is_not(None))
+            .limit(1)
         ).first()
         if notice["status"] != "noticed":
             closed = f"shipment {notice['shipment_id']} of {order} was {notice['status']} already"
@@ -360,7 +364,7 @@ def _record(
         conn.execute(t.insert(), rows)
     mine += rows
     if request.complete and closed is None:
-        _take(conn, reference, notice, mine)
+        _take(conn, reference, shipment, mine)
     by_key = known | {r["key"]: r for r in mine}
     answered = {d.index: _scan_report(by_key[d.key]) for d in decoded if d.index not in errors}
     return _report(request, po, shipment, tally, mine, answered, errors)
@@ -402,20 +406,16 @@ def _row(
     }
 
 
-def _take(
-    conn: Any, reference: str, notice: dict[str, Any] | None, rows: list[dict[str, Any]]
-) -> None:
+def _take(conn: Any, reference: str, notice_id: str | None, rows: list[dict[str, Any]]) -> None:
     """The session is complete: what its scans received and no receipt took yet becomes one
-    goods receipt: the ship notice's own (``<order>:<shipment>``), else
-    ``<order>:SCAN~<sha256 of the scans' keys, 12 hex>``."""
+    goods receipt, ``<order>:<shipment, or SCAN>~<sha256 of the scans' keys, 12 hex>`` (the
+    notice's own row keeps what it announced)."""
     taken = [r for r in rows if r["received"] and r["receipt"] is None]
     if not taken:
         return
-    if notice is not None:
-        receipt = str(notice["reference"])
-    else:
-        digest = hashlib.sha256("\n".join(sorted(r["key"] for r in taken)).encode())
-        receipt = f"{reference}:{BY_SCAN}~{digest.hexdigest()[:12]}"
+    digest = hashlib.sha256("\n".join(sorted(r["key"] for r in taken)).encode())
+    shipment = "".join("-" if c.isspace() or c == ":" else c for c in notice_id or BY_SCAN)
+    receipt = f"{reference}:{shipment[:48]}~{digest.hexdigest()[:12]}"
     t = receiving_scans
     conn.execute(update(t).where(t.c.key.in_([r["key"] for r in taken])).values(receipt=receipt))
     for r in taken:

@@ -22,7 +22,7 @@ from medbridge.connectors.gs1.codec import MAX_SCAN_CHARS
 from medbridge.flows.scan_receiving import Scan, ScanRefused, ScanSession, receive_scans
 from medbridge.governance.permissions import Permission, Principal
 
-router = APIRouter(prefix="/v1", tags=["receiving"])
+router = APIRouter(prefix="/v1", tags=["procurement"])  # "receipts at the dock"
 Receiver = Annotated[Principal, Depends(require(Permission.RECEIVING_WRITE))]
 
 NAME = r"^[A-Za-z0-9._-]+$"

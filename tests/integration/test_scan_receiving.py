@@ -149,6 +149,17 @@ def test_a_ship_notice_received_by_scan_once(harness: Harness) -> None:
     assert report["receipts"] == []
     h.cycle.pump()
     assert _vanco(h) == before  # counted, not received: the session is not complete
+    held = {
+        (t["kind"], t["context"]["gtin"])
+        for queue in ("procurement", "pharmacy")
+        for t in h.get("/v1/work-items", queue=queue)["items"]
+        if t["kind"].startswith("scan_")
+    }
+    assert held == {
+        ("scan_over", VANCO_BOX_GTIN),
+        ("scan_unknown", UNKNOWN_GTIN),
+        ("scan_substituted", DILUENT_GTIN),
+    }
 
     done = h.post("/v1/receiving/scans", body | {"complete": True})
     assert done.status_code == 200, done.text

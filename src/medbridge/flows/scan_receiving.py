@@ -47,6 +47,7 @@ from sqlalchemy import select, update
 
 from medbridge.canonical.codes import CodeError, normalize_gtin
 from medbridge.canonical.masterdata import CodeSystem
+from medbridge.canonical.tasks import Action, NewTask, WorkQueue
 from medbridge.connectors import gs1
 from medbridge.connectors.gs1.mapping import to_receipt_line
 from medbridge.domain.scan_matching import ExpectedLine, Identified, Placement, Tally
@@ -57,6 +58,7 @@ from medbridge.masterdata.cache import MasterDataSnapshot
 from medbridge.masterdata.repository import MasterDataRepository
 from medbridge.observability.logging import get_logger
 from medbridge.store import procurement as store
+from medbridge.store import work_items
 from medbridge.store.tables import goods_receipts, purchase_orders, receiving_scans
 
 log = get_logger(__name__)
@@ -362,6 +364,7 @@ def _record(
         rows.append(_row(request, reference, shipment, d, placement, what, principal, at))
     if rows:
         conn.execute(t.insert(), rows)
+        _park(conn, po, shipment, rows)
     mine += rows
     if request.complete and closed is None:
         _take(conn, reference, shipment, mine)
@@ -404,6 +407,66 @@ def _row(
         "scanned_by": principal.name,
         "scanned_at": at,
     }
+
+
+_HELD = {
+    "unknown": (
+        WorkQueue.PROCUREMENT,
+        "GTIN {gtin} is in no item and no pack of the master data: parked, not received."
+        " Link it to its item (or pack) and scan it again, or return it.",
+    ),
+    "over": (
+        WorkQueue.PROCUREMENT,
+        "{count} scan(s) of {item} (GTIN {gtin}) beyond what line {line} still expects: held"
+        " at the dock, not received. Receive them (POST /v1/purchase-orders/{order}/receipts)"
+        " or return them.",
+    ),
+    "substituted": (
+        WorkQueue.PHARMACY,
+        "{item} (GTIN {gtin}) is not on this order: held at the dock, not received as the"
+        " ordered item. Receive it as what it is, or refuse it.",
+    ),
+}
+
+
+def _park(conn: Any, po: dict[str, Any], shipment: str | None, rows: list[dict[str, Any]]) -> None:
+    """A task per (outcome, GTIN) of the scans held at the dock: unknown, over, another item
+    (in the scans' transaction; one task per key: a rescan does not open another)."""
+    held: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for r in rows:
+        if not r["received"]:
+            held.setdefault((r["outcome"], r["gtin"]), []).append(r)
+    reference = po["reference"]
+    for (outcome, gtin), scans in held.items():
+        queue, reason = _HELD[outcome]
+        first = scans[0]
+        work_items.open_task(
+            conn,
+            NewTask(
+                key=f"{reference}:{shipment or BY_SCAN}:scan_{outcome}:{gtin}",
+                queue=queue,
+                kind=f"scan_{outcome}",
+                subject=f"purchase order {reference}"
+                + (f", shipment {shipment}" if shipment else ""),
+                reason=reason.format(
+                    gtin=gtin,
+                    count=len(scans),
+                    item=first["item"],
+                    line=first["line"],
+                    order=reference,
+                ),
+                context={
+                    "order": reference,
+                    "shipment_id": shipment,
+                    "gtin": gtin,
+                    "session": first["session"],
+                    "scans": [r["key"] for r in scans],
+                },
+                actions=(Action.CLOSE,),
+                correlation_id=po["correlation_id"],
+                facility=po["facility"],
+            ),
+        )
 
 
 def _take(conn: Any, reference: str, notice_id: str | None, rows: list[dict[str, Any]]) -> None:

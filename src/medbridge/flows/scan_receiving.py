@@ -47,18 +47,17 @@ from sqlalchemy import select, update
 
 from medbridge.canonical.codes import CodeError, normalize_gtin
 from medbridge.canonical.masterdata import CodeSystem
-from medbridge.canonical.tasks import Action, NewTask, WorkQueue
 from medbridge.connectors import gs1
 from medbridge.connectors.gs1.mapping import to_receipt_line
 from medbridge.domain.scan_matching import ExpectedLine, Identified, Placement, Tally
 from medbridge.flows.procurement_runtime import TERMINAL, dec
+from medbridge.flows.scan_report import park_held, scan_report, session_report
 from medbridge.flows.workflows import ReceiptRefused, submit_receipt
 from medbridge.governance.permissions import Principal
 from medbridge.masterdata.cache import MasterDataSnapshot
 from medbridge.masterdata.repository import MasterDataRepository
 from medbridge.observability.logging import get_logger
 from medbridge.store import procurement as store
-from medbridge.store import work_items
 from medbridge.store.tables import goods_receipts, purchase_orders, receiving_scans
 
 log = get_logger(__name__)
@@ -364,13 +363,14 @@ def _record(
         rows.append(_row(request, reference, shipment, d, placement, what, principal, at))
     if rows:
         conn.execute(t.insert(), rows)
-        _park(conn, po, shipment, rows)
+        park_held(conn, po, shipment, rows)
     mine += rows
     if request.complete and closed is None:
         _take(conn, reference, shipment, mine)
     by_key = known | {r["key"]: r for r in mine}
-    answered = {d.index: _scan_report(by_key[d.key]) for d in decoded if d.index not in errors}
-    return _report(request, po, shipment, tally, mine, answered, errors)
+    answered = {d.index: scan_report(by_key[d.key]) for d in decoded if d.index not in errors}
+    about = (request.session, len(request.scans), request.complete)
+    return session_report(about, po, shipment, tally, mine, answered, errors)
 
 
 def _row(
@@ -409,66 +409,6 @@ def _row(
     }
 
 
-_HELD = {
-    "unknown": (
-        WorkQueue.PROCUREMENT,
-        "GTIN {gtin} is in no item and no pack of the master data: parked, not received."
-        " Link it to its item (or pack) and scan it again, or return it.",
-    ),
-    "over": (
-        WorkQueue.PROCUREMENT,
-        "{count} scan(s) of {item} (GTIN {gtin}) beyond what line {line} still expects: held"
-        " at the dock, not received. Receive them (POST /v1/purchase-orders/{order}/receipts)"
-        " or return them.",
-    ),
-    "substituted": (
-        WorkQueue.PHARMACY,
-        "{item} (GTIN {gtin}) is not on this order: held at the dock, not received as the"
-        " ordered item. Receive it as what it is, or refuse it.",
-    ),
-}
-
-
-def _park(conn: Any, po: dict[str, Any], shipment: str | None, rows: list[dict[str, Any]]) -> None:
-    """A task per (outcome, GTIN) of the scans held at the dock: unknown, over, another item
-    (in the scans' transaction; one task per key: a rescan does not open another)."""
-    held: dict[tuple[str, str], list[dict[str, Any]]] = {}
-    for r in rows:
-        if not r["received"]:
-            held.setdefault((r["outcome"], r["gtin"]), []).append(r)
-    reference = po["reference"]
-    for (outcome, gtin), scans in held.items():
-        queue, reason = _HELD[outcome]
-        first = scans[0]
-        work_items.open_task(
-            conn,
-            NewTask(
-                key=f"{reference}:{shipment or BY_SCAN}:scan_{outcome}:{gtin}",
-                queue=queue,
-                kind=f"scan_{outcome}",
-                subject=f"purchase order {reference}"
-                + (f", shipment {shipment}" if shipment else ""),
-                reason=reason.format(
-                    gtin=gtin,
-                    count=len(scans),
-                    item=first["item"],
-                    line=first["line"],
-                    order=reference,
-                ),
-                context={
-                    "order": reference,
-                    "shipment_id": shipment,
-                    "gtin": gtin,
-                    "session": first["session"],
-                    "scans": [r["key"] for r in scans],
-                },
-                actions=(Action.CLOSE,),
-                correlation_id=po["correlation_id"],
-                facility=po["facility"],
-            ),
-        )
-
-
 def _take(conn: Any, reference: str, notice_id: str | None, rows: list[dict[str, Any]]) -> None:
     """The session is complete: what its scans received and no receipt took yet becomes one
     goods receipt, ``<order>:<shipment, or SCAN>~<sha256 of the scans' keys, 12 hex>`` (the
@@ -504,82 +444,6 @@ def _conflict(
             f"purchase order {where} already",
         }
     return None
-
-
-def _text(value: Any) -> str | None:
-    if value is None:
-        return None
-    return f"{dec(value).normalize():f}"
-
-
-def _scan_report(row: dict[str, Any]) -> dict[str, Any]:
-    expiry = row["expiry"]
-    return {
-        "key": row["key"],
-        "outcome": row["outcome"],
-        "received": bool(row["received"]),
-        "gtin": row["gtin"],
-        "item": row["item"],
-        "unit": row["unit"],
-        "quantity": _text(row["quantity"]),
-        "base_quantity": _text(row["base_quantity"]),
-        "line": row["line"],
-        "lot": row["lot"],
-        "expiry": expiry.isoformat() if expiry else None,
-        "serial": row["serial"],
-        "receipt": row["receipt"],
-        "note": row["note"],
-    }
-
-
-def _report(
-    request: ScanSession,
-    po: dict[str, Any],
-    shipment: str | None,
-    tally: Tally,
-    rows: list[dict[str, Any]],
-    answered: dict[int, dict[str, Any]],
-    errors: dict[int, dict[str, str]],
-) -> dict[str, Any]:
-    scans = []
-    for index in range(len(request.scans)):
-        if index in errors:
-            scans.append({"index": index, "outcome": "error", "error": errors[index]})
-        else:
-            scans.append({"index": index, **answered[index]})
-    lines = []
-    for n, ln in tally.lines.items():
-        received = sum(
-            (dec(r["base_quantity"]) for r in rows if r["received"] and r["line"] == n),
-            Decimal(0),
-        )
-        over = sum(
-            (dec(r["base_quantity"]) for r in rows if r["outcome"] == "over" and r["line"] == n),
-            Decimal(0),
-        )
-        left = max(ln.expected - received, Decimal(0))
-        lines.append(
-            {
-                "line": n,
-                "item": ln.item,
-                "unit": ln.base_unit,
-                "expected": _text(ln.expected),
-                "received": _text(received),
-                "over": _text(over),
-                "remaining": _text(left),
-                "short": _text(left) if request.complete and left > 0 else None,
-            }
-        )
-    receipts = sorted({r["receipt"] for r in rows if r["receipt"]})
-    return {
-        "order": po["reference"],
-        "shipment_id": shipment,
-        "session": request.session,
-        "complete": request.complete,
-        "scans": scans,
-        "lines": lines,
-        "receipts": receipts,
-    }
 
 
 def _receipt_lines(

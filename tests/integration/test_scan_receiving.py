@@ -19,7 +19,8 @@ import pytest
 from medbridge.canonical.masterdata import CodeSystem, ItemCode, PackConversion
 from medbridge.connectors.tryton.fake import FakeErp
 from medbridge.demo.supplier_behaviour import Faults
-from medbridge.governance.permissions import Role
+from medbridge.flows import scan_receiving
+from medbridge.governance.permissions import Permission, Principal, Role
 from medbridge.settings import Settings
 from medbridge.store import ledger as ledger_store
 from medbridge.store import procurement as store
@@ -265,3 +266,39 @@ def test_scans_against_an_order_without_notice_receive_what_it_still_expects(
     h.cycle.run_until(lambda: _goods_receipts(h.erp) == 1)  # type: ignore[arg-type]
     h.cycle.run_until(lambda: sum(_vanco(h).values()) == sum(before.values()) + 60)
     assert h.post("/v1/receiving/scans", body).json() == report
+
+
+def test_a_hand_over_lost_after_the_commit_is_made_by_the_next_request(
+    harness: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    h = harness
+    _, shipment = _shipped(h)
+    before = _vanco(h)
+    scans = [f"(01){VANCO_GTIN}(17){YYMMDD}(10)LOTC(21)C{n}" for n in range(3)]
+    body = {"shipment_id": shipment, "session": "DOCK3", "scans": scans, "complete": True}
+
+    def crash(*_: Any, **__: Any) -> None:
+        raise RuntimeError("the process died before the hand-over")
+
+    monkeypatch.setattr(scan_receiving, "submit_receipt", crash)
+    principal = Principal(name="dock", permissions=frozenset({Permission.RECEIVING_WRITE}))
+    session = scan_receiving.ScanSession(
+        session="DOCK3",
+        scans=[scan_receiving.Scan(s) for s in scans],
+        shipment_id=shipment,
+        complete=True,
+    )
+    with pytest.raises(RuntimeError):
+        scan_receiving.receive_scans(h.mb.engine, h.mb.masterdata, session, principal)
+    monkeypatch.undo()
+    h.cycle.pump()
+    assert _vanco(h) == before  # recorded, not yet received
+
+    again = h.post("/v1/receiving/scans", body)
+    assert again.status_code == 200, again.text
+    assert [s["outcome"] for s in again.json()["scans"]] == ["matched"] * 3
+    h.cycle.run_until(lambda: _vanco(h).get("LOTC") == 3)
+    h.cycle.run_until(lambda: _goods_receipts(h.erp) == 1)  # type: ignore[arg-type]
+    h.post("/v1/receiving/scans", body)
+    h.cycle.pump()
+    assert _vanco(h).get("LOTC") == 3

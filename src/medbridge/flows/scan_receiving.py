@@ -44,6 +44,7 @@ from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
 
 from medbridge.canonical.codes import CodeError, normalize_gtin
 from medbridge.canonical.masterdata import CodeSystem
@@ -128,10 +129,18 @@ def receive_scans(
     snapshot = masterdata.snapshot()
     if any(_identify(snapshot, d.decoded.gtin) is None for d in decoded):
         snapshot = masterdata.snapshot(fresh=True)
-    with engine.begin() as conn:
-        report = _record(
-            conn, snapshot, request, (po, notice, closed), decoded, errors, principal, at
-        )
+    for attempt in (1, 2):
+        try:
+            with engine.begin() as conn:
+                target = (po, notice, closed)
+                report = _record(
+                    conn, snapshot, request, target, decoded, dict(errors), principal, at
+                )
+            break
+        except IntegrityError:  # the same scans recorded at the same moment by another request
+            if attempt == 2:
+                raise
+            log.info("receiving.scans_raced", order=po["reference"], session=request.session)
     refused = _hand_over(engine, snapshot, po["reference"], principal.name)
     if refused:
         report["refused_receipts"] = refused

@@ -272,7 +272,7 @@ def test_a_hand_over_lost_after_the_commit_is_made_by_the_next_request(
     harness: Harness, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     h = harness
-    _, shipment = _shipped(h)
+    reference, shipment = _shipped(h)
     before = _vanco(h)
     scans = [f"(01){VANCO_GTIN}(17){YYMMDD}(10)LOTC(21)C{n}" for n in range(3)]
     body = {"shipment_id": shipment, "session": "DOCK3", "scans": scans, "complete": True}
@@ -302,3 +302,7 @@ def test_a_hand_over_lost_after_the_commit_is_made_by_the_next_request(
     h.post("/v1/receiving/scans", body)
     h.cycle.pump()
     assert _vanco(h).get("LOTC") == 3
+    elsewhere = h.post(
+        "/v1/receiving/scans", {"order": reference, "session": "DOCK4", "scans": scans[:1]}
+    ).json()
+    assert elsewhere["scans"][0]["error"]["code"] == "receiving.duplicate_serial"

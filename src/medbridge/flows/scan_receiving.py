@@ -353,9 +353,11 @@ def _record(
     t = receiving_scans
     keys = [d.key for d in decoded]
     known = {r.key: dict(r._mapping) for r in conn.execute(select(t).where(t.c.key.in_(keys)))}
-    # what scans took against this notice (or this order) before
-    mine = [r for r in _order_rows(conn, reference) if r["shipment_id"] == shipment]
-    tally = Tally(_expected(conn, snap, po, notice, mine))
+    # what scans took against this notice (against the order: by any scan of it) before
+    everything = _order_rows(conn, reference)
+    mine = [r for r in everything if r["shipment_id"] == shipment]
+    counted = mine if notice is not None else everything
+    tally = Tally(_expected(conn, snap, po, notice, counted))
     rows: list[dict[str, Any]] = []
     for d in decoded:
         row = known.get(d.key)
@@ -374,12 +376,14 @@ def _record(
         conn.execute(t.insert(), rows)
         park_held(conn, po, shipment, rows)
     mine += rows
+    if notice is None:
+        everything += rows
     if request.complete and closed is None:
-        _take(conn, reference, shipment, mine)
-    by_key = known | {r["key"]: r for r in mine}
+        _take(conn, reference, shipment, mine)  # the rows are shared with ``counted``
+    by_key = known | {r["key"]: r for r in counted}
     answered = {d.index: scan_report(by_key[d.key]) for d in decoded if d.index not in errors}
     about = (request.session, len(request.scans), request.complete)
-    return session_report(about, po, shipment, tally, mine, answered, errors)
+    return session_report(about, po, shipment, tally, counted, answered, errors)
 
 
 def _row(

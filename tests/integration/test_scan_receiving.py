@@ -221,6 +221,14 @@ def test_refusals_name_the_field_and_bound_clients_stay_home(harness: Harness) -
     )
     assert bad_session.status_code == 422
     assert "session" in bad_session.text
+    wedge = {"order": reference, "session": "W", "scans": [SAMPLE["biip-4"]]}
+    (plain,) = post("/v1/receiving/scans", wedge).json()["scans"]
+    assert plain["error"]["code"] == "gs1.leftover_data"  # "|" is no GS1 data character
+    (read,) = post("/v1/receiving/scans", wedge | {"wedge_separator": "|"}).json()["scans"]
+    assert read["error"]["code"] == "gs1.expired"  # decoded: best before 2021-05-26
+    letter = post("/v1/receiving/scans", wedge | {"wedge_separator": "A"})
+    assert letter.status_code == 422
+    assert "wedge_separator" in letter.text
     missing = post("/v1/receiving/scans", {"shipment_id": "NOPE", "session": "S", "scans": ["1"]})
     assert missing.status_code == 404
     assert (

@@ -12,12 +12,13 @@ from __future__ import annotations
 from typing import Annotated, Any, Self
 
 from fastapi import APIRouter, Depends, HTTPException, Request
-from pydantic import Field, model_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 from starlette.concurrency import run_in_threadpool
 
 from medbridge.api.auth import require, services
 from medbridge.api.problems import answers
 from medbridge.canonical.base import CanonicalModel
+from medbridge.connectors.gs1 import Gs1Config
 from medbridge.connectors.gs1.codec import MAX_SCAN_CHARS
 from medbridge.flows.scan_receiving import Scan, ScanRefused, ScanSession, receive_scans
 from medbridge.governance.permissions import Permission, Principal
@@ -49,6 +50,18 @@ class ScansIn(CanonicalModel):
     scans: list[ScanIn | ScanData] = Field(min_length=1, max_length=MAX_SCANS)
     complete: bool = False
     """The session is over: what is still expected is reported short."""
+    wedge_separator: str | None = Field(default=None, min_length=1, max_length=1)
+    """The character a keyboard-wedge scanner sends for GS (FNC1), e.g. ``|``."""
+
+    @field_validator("wedge_separator")
+    @classmethod
+    def _separator(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                Gs1Config(separator_substitutes=(value,))
+            except ValidationError as error:
+                raise ValueError(error.errors(include_url=False)[0]["msg"]) from None
+        return value
 
     @model_validator(mode="after")
     def _target(self) -> Self:
@@ -76,7 +89,10 @@ async def receive_by_scan(request: Request, client: Receiver, body: ScansIn) -> 
     svc = services(request)
 
     def run() -> dict[str, Any]:
-        return receive_scans(svc.engine, svc.masterdata, session, client)
+        config = Gs1Config(
+            separator_substitutes=(body.wedge_separator,) if body.wedge_separator else ()
+        )
+        return receive_scans(svc.engine, svc.masterdata, session, client, config=config)
 
     try:
         return await run_in_threadpool(run)

@@ -35,6 +35,7 @@ from medbridge.api import (
     periods,
     procurement,
     reads,
+    receiving,
     trade,
     work_items,
 )
@@ -174,6 +175,7 @@ def create_api(
         erp,
         work_items,
         procurement,
+        receiving,
         catalog,
         audit,
         periods,

@@ -175,17 +175,7 @@ def _receive(reference: str, receipt: dict[str, Any]) -> None:
         supplier=po["supplier"],
         purchase_order=reference,
         received_on=today,
-        lines=tuple(
-            ReceiptLine(
-                item=ln["item"],
-                quantity=dec(r["quantity"]),
-                unit=ln["unit"],
-                lot=r.get("lot"),
-                expiry=date.fromisoformat(r["expiry"]) if r.get("expiry") else None,
-                unit_price=Money(amount=dec(ln["unit_price"]), currency=ln["currency"]),
-            )
-            for ln, r in lines
-        ),
+        lines=_erp_lines(lines),
     )
     posted = rt.erp_document(
         DocumentKind.GOODS_RECEIPT,
@@ -224,6 +214,32 @@ def _receive(reference: str, receipt: dict[str, Any]) -> None:
         _settle(conn, po, receipt, "received", erp_id)
         store.set_order(conn, reference, status="receiving")
     log.info("procurement.received", order=reference, receipt=gr_reference, erp_id=erp_id)
+
+
+def _erp_lines(lines: list[tuple[dict[str, Any], dict[str, Any]]]) -> tuple[ReceiptLine, ...]:
+    """One ERP receipt line per order line (the ERP receives each purchase line once), its
+    quantities summed: several lots of a line (a dock's scans) keep their lot only when they
+    share it; the stock movements keep every lot."""
+    grouped: dict[int, list[tuple[dict[str, Any], dict[str, Any]]]] = {}
+    for ln, r in lines:
+        grouped.setdefault(ln["line"], []).append((ln, r))
+    out = []
+    for group in grouped.values():
+        ln = group[0][0]
+        lots = {r.get("lot") for _, r in group}
+        expiries = {r.get("expiry") for _, r in group}
+        expiry = expiries.pop() if len(expiries) == 1 else None
+        out.append(
+            ReceiptLine(
+                item=ln["item"],
+                quantity=sum((dec(r["quantity"]) for _, r in group), Decimal(0)),
+                unit=ln["unit"],
+                lot=lots.pop() if len(lots) == 1 else None,
+                expiry=date.fromisoformat(expiry) if expiry else None,
+                unit_price=Money(amount=dec(ln["unit_price"]), currency=ln["currency"]),
+            )
+        )
+    return tuple(out)
 
 
 def _settle(

@@ -43,6 +43,7 @@ from medbridge.store.tables.recall import (
     lot_held_movements,
     lot_quarantines,
 )
+from medbridge.store.tables.receiving_scans import receiving_scans
 from medbridge.store.types import MONEY, QUANTITY, UNIT_COST, ExactDecimal, UTCDateTime
 
 # --- master data -------------------------------------------------------------------------
@@ -441,6 +442,7 @@ __all__ = [
     "metadata",
     "periods",
     "purchase_orders",
+    "receiving_scans",
     "replenishment_lines",
     "replenishment_policies",
     "trade_control_numbers",

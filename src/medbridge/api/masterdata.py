@@ -63,7 +63,8 @@ def _invalid(error: ValidationError, fallback: str) -> HTTPException:
     """A canonical model's refusal as the API's 422, each problem naming its field."""
     detail = [
         {
-            "loc": ["body", *(e["loc"] or (fallback,))],
+            # the code is the path's (a blank one strips to nothing); the rest the body's
+            "loc": ["path" if e["loc"][:1] == ("code",) else "body", *(e["loc"] or (fallback,))],
             "msg": e["msg"],
             "type": "value_error",
         }
@@ -372,7 +373,10 @@ async def put_cost_center(
     request: Request, response: Response, client: Writer, code: PathCode, body: CostCenterIn
 ) -> dict[str, Any]:
     """Create or replace a cost center of a known facility."""
-    center = CostCenter(code=code, **body.model_dump())
+    try:
+        center = CostCenter(code=code, **body.model_dump())
+    except ValidationError as error:
+        raise _invalid(error, "code") from error
     repo = services(request).masterdata
 
     def write(conn: Any) -> tuple[bool, dict[str, Any] | None]:
@@ -414,7 +418,10 @@ async def get_supplier(request: Request, client: Reader, code: PathCode) -> dict
 async def put_supplier(
     request: Request, response: Response, client: Writer, code: PathCode, body: SupplierIn
 ) -> dict[str, Any]:
-    supplier = Supplier(code=code, **body.model_dump())
+    try:
+        supplier = Supplier(code=code, **body.model_dump())
+    except ValidationError as error:
+        raise _invalid(error, "code") from error
     repo = services(request).masterdata
 
     def write(conn: Any) -> tuple[bool, dict[str, Any] | None]:

@@ -195,10 +195,10 @@ async def put_item(
     repo = services(request).masterdata
 
     def write(conn: Any) -> tuple[bool, list[dict[str, Any]]]:
-        existed = bool(listing.item_views(conn, [code]))
+        existed = bool(listing.item_views(conn, [item.code]))
         listing.check_item(conn, item)
         repo.save_item(conn, item, actor=client.name)
-        return existed, listing.item_views(conn, [code])
+        return existed, listing.item_views(conn, [item.code])
 
     existed, view = await _write(request, write)
     return _created(response, existed, view[0])
@@ -331,10 +331,10 @@ async def put_location(
     repo = services(request).masterdata
 
     def write(conn: Any) -> tuple[bool, dict[str, Any] | None]:
-        existed = listing.one(conn, listing.locations, code) is not None
+        existed = listing.one(conn, listing.locations, location.code) is not None
         listing.check_location(conn, location)
         repo.save_location(conn, location, actor=client.name)
-        return existed, listing.one(conn, listing.locations, code)
+        return existed, listing.one(conn, listing.locations, location.code)
 
     return _created(response, *await _write(request, write))
 
@@ -380,10 +380,10 @@ async def put_cost_center(
     repo = services(request).masterdata
 
     def write(conn: Any) -> tuple[bool, dict[str, Any] | None]:
-        existed = listing.one(conn, listing.cost_centers, code) is not None
+        existed = listing.one(conn, listing.cost_centers, center.code) is not None
         listing.check_cost_center(conn, center)
         repo.save_cost_center(conn, center, actor=client.name)
-        return existed, listing.one(conn, listing.cost_centers, code)
+        return existed, listing.one(conn, listing.cost_centers, center.code)
 
     return _created(response, *await _write(request, write))
 
@@ -425,9 +425,9 @@ async def put_supplier(
     repo = services(request).masterdata
 
     def write(conn: Any) -> tuple[bool, dict[str, Any] | None]:
-        existed = listing.one(conn, listing.suppliers, code) is not None
+        existed = listing.one(conn, listing.suppliers, supplier.code) is not None
         repo.save_supplier(conn, supplier, actor=client.name)
-        return existed, listing.one(conn, listing.suppliers, code)
+        return existed, listing.one(conn, listing.suppliers, supplier.code)
 
     return _created(response, *await _write(request, write))
 

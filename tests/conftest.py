@@ -67,6 +67,16 @@ def database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 def _truncate(engine: Engine) -> None:
     with engine.begin() as conn:
         if conn.dialect.name == "postgresql":
+            # an earlier test's durable workflow may still be mid-transaction on these tables
+            # (a thread DBOS.destroy does not stop): end such sessions, never idle ones
+            conn.execute(
+                text(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                    " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                    " AND state IN ('active', 'idle in transaction',"
+                    " 'idle in transaction (aborted)')"
+                )
+            )
             names = ", ".join(f'"{t.name}"' for t in metadata.sorted_tables)
             conn.execute(text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
         else:

@@ -81,6 +81,17 @@ def touch(conn: Connection) -> None:
         conn.execute(insert(masterdata_revision).values(id=1, revision=1))
 
 
+def lock_writers(conn: Connection) -> None:
+    """Take the master-data writers' turn for this transaction (PostgreSQL: the revision row
+    every writer bumps, locked first); a bulk import reads the current state after it."""
+    if conn.dialect.name == "postgresql":
+        conn.execute(
+            select(masterdata_revision.c.revision)
+            .where(masterdata_revision.c.id == 1)
+            .with_for_update()
+        )
+
+
 def current_revision(conn: Connection) -> int:
     found = conn.execute(
         select(masterdata_revision.c.revision).where(masterdata_revision.c.id == 1)

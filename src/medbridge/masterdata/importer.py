@@ -53,7 +53,7 @@ from sqlalchemy import Connection, Engine, bindparam, delete, select, update
 from medbridge.canonical.codes import normalize_gtin, normalize_ndc
 from medbridge.canonical.masterdata import CodeSystem, Item
 from medbridge.domain.audit import changes
-from medbridge.masterdata.cache import touch
+from medbridge.masterdata.cache import lock_writers, touch
 from medbridge.masterdata.tabular import (
     ImportRejected,
     Problem,
@@ -65,7 +65,7 @@ from medbridge.masterdata.tabular import (
 )
 from medbridge.store import audit
 from medbridge.store.sql import BulkInsert, chunks
-from medbridge.store.tables import item_codes, item_packs, items, masterdata_revision, units
+from medbridge.store.tables import item_codes, item_packs, items, units
 
 ITEM_COLUMNS = (
     "code",
@@ -365,13 +365,8 @@ def import_items(
     parsed, count = _parse(read_rows(name, data), problems)
     begin = engine.connect if dry_run else engine.begin
     with begin() as conn:
-        if not dry_run and conn.dialect.name == "postgresql":
-            # every master-data writer bumps this row first (``touch``): one at a time
-            conn.execute(
-                select(masterdata_revision.c.revision)
-                .where(masterdata_revision.c.id == 1)
-                .with_for_update()
-            )
+        if not dry_run:
+            lock_writers(conn)  # every master-data writer bumps the revision: one at a time
         current = _Current.load(conn)
         _check(parsed, current, problems)
         problems.raise_any()

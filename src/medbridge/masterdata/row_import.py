@@ -35,7 +35,7 @@ from medbridge.canonical.masterdata import (
     UnitOfMeasure,
 )
 from medbridge.domain.audit import changes
-from medbridge.masterdata.cache import touch
+from medbridge.masterdata.cache import lock_writers, touch
 from medbridge.masterdata.importer import ImportReport
 from medbridge.masterdata.tabular import (
     ImportRejected,
@@ -50,7 +50,6 @@ from medbridge.store.sql import BulkInsert
 from medbridge.store.tables import (
     cost_centers,
     locations,
-    masterdata_revision,
     suppliers,
     units,
 )
@@ -224,12 +223,8 @@ def import_rows(
     parsed, count = _parse(kind, name, data, problems)
     begin = engine.connect if dry_run else engine.begin
     with begin() as conn:
-        if not dry_run and conn.dialect.name == "postgresql":
-            conn.execute(
-                select(masterdata_revision.c.revision)
-                .where(masterdata_revision.c.id == 1)
-                .with_for_update()
-            )
+        if not dry_run:
+            lock_writers(conn)  # every master-data writer bumps the revision: one at a time
         kind.check(conn, parsed, problems)
         problems.raise_any()
         current = {r.code: dict(r._mapping) for r in conn.execute(select(kind.table))}

@@ -244,6 +244,23 @@ def test_the_message_pages_honour_scopes_and_the_dashboard_charts_the_last_hour(
     assert '"series": ["applied"]' in dashboard or '"series":["applied"]' in dashboard
 
 
+def test_the_reprocess_preview_shows_on_the_page_when_the_button_is_submitted_without_htmx(
+    medbridge: MedBridge, browser: TestClient
+) -> None:
+    send(medbridge, rds_with_patient("PLAIN-1"), rds_with_patient("PLAIN-2"))
+    key = medbridge.clients.register("desk", Role.INTEGRATION)
+    sign_in(browser, "desk", key)
+    page = browser.get("/console/messages?status=applied&preview=1").text
+    assert '<p class="preview-count"><strong>2</strong>' in page
+    assert 'name="expected" value="2"' in page  # the reprocess form, as htmx would show it
+    assert "preview-count" not in browser.get("/console/messages?status=applied").text
+
+    browser.cookies.clear()
+    reader = medbridge.clients.register("looker", Role.READER)
+    sign_in(browser, "looker", reader)
+    assert "preview-count" not in browser.get("/console/messages?preview=1").text  # may not
+
+
 def test_partners_show_each_sender_with_its_counts_and_last_error(
     medbridge: MedBridge, browser: TestClient
 ) -> None:

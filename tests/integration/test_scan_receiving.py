@@ -95,6 +95,14 @@ def _goods_receipts(erp: FakeErp) -> int:
     return sum(1 for c in erp.calls if c.method == "record_goods_receipt" and c.outcome == "ok")
 
 
+def _status(h: Harness, reference: str) -> str:
+    """Read in a closed connection: one left open holds SQLite's write lock (its transaction
+    begins IMMEDIATE) until the garbage collector finds it, and the order's workflow waited
+    on that lock past its busy timeout (the CI failure "database is locked")."""
+    with h.mb.engine.connect() as conn:
+        return str(store.order(conn, reference)["status"])  # type: ignore[index]
+
+
 def _vanco(h: Harness) -> dict[str | None, Decimal]:
     with h.mb.engine.connect() as conn:
         return {b.lot: b.quantity for b in ledger_store.stock(conn, item="VANCO-1G")}
@@ -169,12 +177,7 @@ def test_a_ship_notice_received_by_scan_once(harness: Harness) -> None:
     (taken,) = final["receipts"]
     assert taken.startswith(f"{reference}:{shipment}~")
     assert [s["outcome"] for s in final["scans"]] == outcomes  # answered from the records
-    h.cycle.run_until(
-        lambda: (
-            store.order(h.mb.engine.connect(), reference)["status"] != "shipped"  # type: ignore[index]
-            and _vanco(h) != before
-        )
-    )
+    h.cycle.run_until(lambda: _status(h, reference) != "shipped" and _vanco(h) != before)
     h.cycle.run_until(lambda: _goods_receipts(h.erp) == 1)  # type: ignore[arg-type]
     po = h.get(f"/v1/purchase-orders/{reference}")
     statuses = {r["reference"]: r["status"] for r in po["receipts"]}

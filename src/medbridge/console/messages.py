@@ -71,11 +71,17 @@ def _form_values(request: Request) -> dict[str, str]:
 
 
 @router.get("/messages", response_class=HTMLResponse, name="messages")
-def messages(request: Request, viewer: Reader, after: str | None = None) -> HTMLResponse:
+def messages(
+    request: Request, viewer: Reader, after: str | None = None, preview: str | None = None
+) -> HTMLResponse:
+    """The search page. ``preview`` (the "Reprocess these" button submitted without htmx, say
+    clicked before its script has loaded) shows the reprocess preview on the page itself."""
     values = _form_values(request)
     selection = message_filter(values, viewer)
+    may_reprocess = viewer.may(Permission.MESSAGES_REPROCESS)
     try:
         page = browser_of(request).search(selection, after=after or None, limit=PAGE)
+        count = browser_of(request).preview(selection) if preview and may_reprocess else None
     except BrowserError as error:
         raise HTTPException(422, detail=f"{error.field}: {error}") from error
     query = "&".join(f"{k}={v}" for k, v in values.items() if v)
@@ -88,8 +94,10 @@ def messages(request: Request, viewer: Reader, after: str | None = None) -> HTML
             "query": query,
             "statuses": [s.value for s in MessageStatus],
             "protocols": [p.value for p in WireProtocol],
-            "may_reprocess": viewer.may(Permission.MESSAGES_REPROCESS),
+            "may_reprocess": may_reprocess,
             "max_reprocess": browser_of(request).max_reprocess,
+            "preview": count,
+            "count": count,
         },
     )
 

@@ -75,6 +75,9 @@ def test_every_operation_stays_inside_its_contract(
             failures[operation.label] = f"{type(error).__name__}: {str(error)[:1500]}"
     mb.engine.dispose()
     assert operations >= 33
+    print(
+        f"schemathesis: {operations} operations, {EXAMPLES} examples each, {len(failures)} failing"
+    )
     for label, failure in failures.items():  # readable in the test's output
         print(f"--- {label}\n{failure}\n")
     assert sorted(failures) == []

@@ -24,10 +24,12 @@ hands its partitions back at once instead of leaving them to the lease's expiry)
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import socket
 import ssl
+import sys
 import threading
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -418,6 +420,7 @@ def serve_http(mb: Root, *, with_workers: bool, demo: bool = False) -> None:
     finally:
         mb.close()
     log.info("process.stopped", role=Role.RUN.value if with_workers else Role.API.value)
+    leave_waiting_workflows()
 
 
 def serve_background(mb: Root, role: Role) -> None:
@@ -434,3 +437,32 @@ def serve_background(mb: Root, role: Role) -> None:
     finally:
         mb.close()
     log.info("process.stopped", role=role.value)
+    leave_waiting_workflows()
+
+
+def leave_waiting_workflows() -> None:
+    """End the process now if threads are still waiting once it has closed what it holds.
+
+    Those are durable workflows waiting in ``DBOS.recv``: an order for its acknowledgement
+    (``ack_timeout``, 4 h by default), for its goods (``shipment_timeout``, 14 days), a task
+    for its decision. ``DBOS.destroy`` does not end them (DBOS 3.4 leaves its executor's
+    threads in their wait, and waking one early would record a timeout durably), and the
+    interpreter joins executor threads at exit: a ``medbridge worker`` with one shipped order
+    was still alive 300 s after its SIGTERM (measured), so a stop hung until SIGKILL.
+
+    By now the loops are stopped, the group commit has committed what was queued, the bus is
+    closed, the connections are released and the spans flushed; such a thread holds no
+    transaction (``recv`` waits outside one). The workflow stays pending in DBOS's tables
+    and resumes from its last recorded step at the next launch, as after a crash."""
+    waiting = [
+        thread.name
+        for thread in threading.enumerate()
+        if thread is not threading.main_thread() and not thread.daemon and thread.is_alive()
+    ]
+    if not waiting or threading.current_thread() is not threading.main_thread():
+        return
+    log.info("process.left_waiting", threads=len(waiting), resumed="at the next start")
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        stream.flush()
+    os._exit(0)

@@ -6,6 +6,7 @@ shares the real adapter's contract suite; the suppliers are simulated over the r
 
 from __future__ import annotations
 
+import sqlite3
 import time
 from collections.abc import Iterator
 from datetime import date
@@ -15,6 +16,7 @@ from typing import Any
 
 import pytest
 from dbos import DBOS
+from sqlalchemy.exc import OperationalError
 
 from medbridge.canonical.masterdata import Supplier
 from medbridge.canonical.movements import MovementKind
@@ -352,6 +354,31 @@ def test_an_order_whose_erp_call_is_retried_at_a_stop_goes_on_after_the_restart(
         )
     finally:
         again.mb.stop_workers()
+
+
+def test_a_step_failing_on_a_busy_database_is_run_again_and_the_order_goes_on(
+    harness_for: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A step whose database write fails transiently (SQLite busy past its timeout: a CI run
+    saw it end an order's workflow at ``shipped`` for good) is run again, not recorded as
+    the step's outcome: the order is sent once more (same control number) and received."""
+    h = harness_for()
+    real = store.set_order
+    failed: list[str] = []
+
+    def busy_once(conn: Any, reference: str, **values: Any) -> None:
+        if values.get("status") == "sent" and not failed:
+            failed.append(reference)
+            raise OperationalError(
+                "UPDATE purchase_orders", {}, sqlite3.OperationalError("database is locked")
+            )
+        real(conn, reference, **values)
+
+    monkeypatch.setattr(store, "set_order", busy_once)
+    reference = h.order()
+    h.cycle.run_until(lambda: h.get(f"/v1/purchase-orders/{reference}")["status"] == "received")
+    assert failed == [reference]
+    assert DBOS.get_workflow_status(reference).status != "ERROR"  # type: ignore[union-attr]
 
 
 def test_an_order_the_erp_refuses_asks_procurement_and_approving_requeues_it(

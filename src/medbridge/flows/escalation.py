@@ -13,7 +13,7 @@ from typing import Any
 from dbos import DBOS
 
 from medbridge.canonical.tasks import Action, NewTask, WorkQueue
-from medbridge.flows.procurement_runtime import order_correlation, runtime
+from medbridge.flows.procurement_runtime import order_correlation, runtime, steady
 from medbridge.store import work_items
 
 
@@ -48,6 +48,7 @@ def escalate(workflow_id: str, task: NewTask) -> dict[str, Any]:
 
 
 @DBOS.step()
+@steady
 def _open_task(task: dict[str, Any]) -> int:
     new = NewTask.model_validate(task)
     if new.correlation_id is None and new.workflow_id:
@@ -56,6 +57,7 @@ def _open_task(task: dict[str, Any]) -> int:
 
 
 @DBOS.step()
+@steady
 def _decided(item_id: int) -> dict[str, Any] | None:
     with runtime().engine.connect() as conn:
         item = work_items.get(conn, item_id)

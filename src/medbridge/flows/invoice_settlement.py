@@ -47,7 +47,7 @@ from medbridge.flows.invoice_booking import (
     settlement,
 )
 from medbridge.flows.invoice_matching import match_book, match_input, match_lines, result_json
-from medbridge.flows.procurement_runtime import TERMINAL, failpoint, now, runtime
+from medbridge.flows.procurement_runtime import TERMINAL, failpoint, now, runtime, steady
 from medbridge.observability import tracing
 from medbridge.observability.logging import get_logger
 from medbridge.store import ledger as ledger_store
@@ -113,11 +113,13 @@ def settle_invoice(invoice: dict[str, Any]) -> str:
 
 
 @DBOS.step()
+@steady
 def _clock() -> float:
     return time.time()
 
 
 @DBOS.step()
+@steady
 def _invoice_facts(invoice: dict[str, Any]) -> dict[str, Any]:
     document = InvoiceDocument.model_validate(invoice["document"])
     with runtime().engine.connect() as conn:
@@ -126,6 +128,7 @@ def _invoice_facts(invoice: dict[str, Any]) -> dict[str, Any]:
 
 
 @DBOS.step()
+@steady
 def _goods_outstanding(orders: list[str]) -> bool:
     """Goods this invoice may bill are not in yet: a shipment noticed and not received, or
     nothing received at all on an order still expecting goods."""
@@ -144,6 +147,7 @@ def _goods_outstanding(orders: list[str]) -> bool:
 
 
 @DBOS.step()
+@steady
 def _match(invoice: dict[str, Any], facts: dict[str, Any]) -> dict[str, Any]:
     """Match once (a repeat returns the recorded result), serialised per supplier."""
     rt = runtime()
@@ -218,6 +222,7 @@ def _invoice_task(
 
 
 @DBOS.step()
+@steady
 def _close_invoice(key: str, outcome: str, decision: dict[str, Any]) -> str:
     with runtime().engine.begin() as conn:
         store.set_invoice(conn, key, status=outcome)
@@ -228,6 +233,7 @@ def _close_invoice(key: str, outcome: str, decision: dict[str, Any]) -> str:
 
 
 @DBOS.step()
+@steady
 def _post(invoice: dict[str, Any], decision: dict[str, Any] | None) -> str:
     """Post an invoice as decided (``domain.ap_posting``): the ERP's own invoice (or credit
     note) document books it, created and posted in the ERP through the outbox; MedBridge

@@ -60,6 +60,7 @@ from medbridge.flows.procurement_runtime import (
     dec,
     failpoint,
     runtime,
+    steady,
 )
 from medbridge.flows.receiving import outstanding, receive_goods
 from medbridge.flows.trade import ChannelError
@@ -151,6 +152,7 @@ def _refusable(reference: str, name: str, step: Callable[[str], Any]) -> Any:
 
 
 @DBOS.step()
+@steady
 def _erp_order(reference: str) -> str | None:
     rt = runtime()
     with rt.engine.connect() as conn:
@@ -235,6 +237,7 @@ def order_document(po: dict[str, Any], buyer: str) -> OrderDocument:
 
 
 @DBOS.step()
+@steady
 def _send_order(reference: str) -> str:
     rt = runtime()
     with rt.engine.connect() as conn:
@@ -273,6 +276,7 @@ def _await_ack(reference: str) -> None:
 
 
 @DBOS.step()
+@steady
 def _expect(reference: str, ack: dict[str, Any] | None) -> None:
     """Record what the supplier will ship per line: the acknowledged quantities (0 for a
     rejected line), or the order's when it was approved without an acknowledgement."""
@@ -296,6 +300,7 @@ def _expect(reference: str, ack: dict[str, Any] | None) -> None:
 
 
 @DBOS.step()
+@steady
 def _erp_confirm(reference: str) -> None:
     rt = runtime()
     with rt.engine.connect() as conn:
@@ -309,6 +314,7 @@ def _erp_confirm(reference: str) -> None:
 
 
 @DBOS.step()
+@steady
 def _finish(reference: str, outcome: str) -> None:
     """The goods are in (or the order closed short): anything still open in the ERP is
     cancelled; the replenishment lines are received."""
@@ -331,6 +337,7 @@ def _finish(reference: str, outcome: str) -> None:
 
 
 @DBOS.step()
+@steady
 def _cancel(reference: str, outcome: str) -> None:
     """Compensation: the order cancelled in the ERP (if it got there), its replenishment lines
     released so the position is planned again."""

@@ -15,8 +15,10 @@ right after that step's side effect, before DBOS records the step, once per mark
 
 from __future__ import annotations
 
+import functools
 import os
 import signal
+import sqlite3
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -26,6 +28,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from sqlalchemy import Engine
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
 from medbridge.canonical.partners import TradingPartner
 from medbridge.canonical.trade import PartnerItem
@@ -46,6 +49,7 @@ from medbridge.store.erp_postings import DocumentKind, Posting
 
 log = get_logger(__name__)
 T = TypeVar("T")
+F = TypeVar("F", bound=Callable[..., Any])
 
 SOURCE = "procurement"
 """The source of the receipt movements the workflows append."""
@@ -146,6 +150,41 @@ class ProcurementRuntime:
         if done is None:
             raise StepInterrupted(f"{kind.value} {document}")
         return done
+
+
+def database_transient(error: BaseException) -> bool:
+    """A database failure a later try can get past: SQLite busy past its busy timeout (a
+    writer holding the lock that long); on PostgreSQL a lost or refused connection, a
+    serialization failure, a deadlock victim, a server restarting. Not a constraint, a
+    missing table or a bad statement: those are bugs a retry would hide."""
+    if isinstance(error, DBAPIError) and error.connection_invalidated:
+        return True
+    if isinstance(error, InterfaceError):
+        return True
+    if isinstance(error, OperationalError):
+        if isinstance(error.orig, sqlite3.OperationalError):
+            return any(word in str(error.orig) for word in ("locked", "busy"))
+        return True
+    return False
+
+
+def steady(step: F) -> F:
+    """A workflow step (put under ``@DBOS.step()``) run again while it fails with a transient
+    database error (``database_transient``), with ``policy.retry``'s backoff, until the
+    process stops (then ``StepInterrupted``: the step runs again at the next start).
+
+    Without it DBOS recorded the error as the step's outcome and ended the workflow: a
+    SQLite writer held past the 30 s busy timeout left an order at ``shipped`` for good (a
+    CI run). Running a step again is what DBOS does after a crash anyway: every effect of a
+    step is keyed (module docstring of ``flows.procurement``)."""
+
+    @functools.wraps(step)
+    def run(*args: Any, **kwargs: Any) -> Any:
+        return runtime().retrying(
+            step.__qualname__, lambda: step(*args, **kwargs), database_transient
+        )
+
+    return run  # type: ignore[return-value]
 
 
 _runtime: ProcurementRuntime | None = None

@@ -41,6 +41,7 @@ from medbridge.flows.procurement_runtime import (
     order_correlation,
     order_line_for,
     runtime,
+    steady,
 )
 from medbridge.observability.logging import get_logger
 from medbridge.store import procurement as store
@@ -79,6 +80,7 @@ def receive_goods(reference: str) -> str:
 
 
 @DBOS.step()
+@steady
 def _still_expected(reference: str) -> bool:
     with runtime().engine.connect() as conn:
         return bool(outstanding(conn, reference))
@@ -115,6 +117,7 @@ def _part(item: PartnerItem) -> str:
 
 
 @DBOS.step()
+@steady
 def _notice(reference: str, document: dict[str, Any]) -> dict[str, Any] | None:
     """Record a ship notice's lines for this order; the receipt it announces (None if it
     ships nothing of ours)."""
@@ -156,6 +159,7 @@ def _notice(reference: str, document: dict[str, Any]) -> dict[str, Any] | None:
 
 
 @DBOS.step()
+@steady
 def _receive(reference: str, receipt: dict[str, Any]) -> None:
     """Record a receipt: the ERP's goods receipt (through the outbox), the stock movements,
     the row. Each part is keyed: a repeat after a crash finds what it did."""
@@ -267,6 +271,7 @@ def _settle(
 
 
 @DBOS.step()
+@steady
 def _substitution(reference: str, shipment_id: str, parts: list[str]) -> None:
     """A shipment announcing substitutes waits for the dock: a pharmacy task says so."""
     runtime().work_queues.open(
@@ -287,6 +292,7 @@ def _substitution(reference: str, shipment_id: str, parts: list[str]) -> None:
 
 
 @DBOS.step()
+@steady
 def _reject_shipment(reference: str, receipt: dict[str, Any]) -> None:
     """Refuse a delivery: nothing enters stock or the ERP; its lines are expected no more and
     their replenishment lines are released (the planner orders again)."""

@@ -25,7 +25,6 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +46,7 @@ from medbridge.store import procurement as store
 from medbridge.store.db import create_db_engine
 from medbridge.store.erp_postings import DocumentKind
 from medbridge.store.tables import goods_receipts, journal_entries
+from peers.rest_movements import movement
 from peers.tryton import TrytonPeer
 
 pytestmark = [pytest.mark.peer]
@@ -210,19 +210,6 @@ class Supplier:
         self.simulator.pump(all_due=True)
 
 
-def _movement(kind: str, quantity: int, key: str, **extra: Any) -> dict[str, Any]:
-    return {
-        "kind": kind,
-        "item": "VANCO-1G",
-        "location": "H1-PHARM",
-        "quantity": str(quantity),
-        "unit": "VIAL",
-        "occurred_at": datetime.now(UTC).isoformat(),
-        "idempotency_key": key,
-        **extra,
-    }
-
-
 def _on_hand(engine: Engine) -> float:
     with engine.connect() as conn:
         rows = ledger_store.stock(conn, item="VANCO-1G", location="H1-PHARM")
@@ -325,12 +312,12 @@ def test_crash_at_each_step_recovers_exactly_once(
         stocked = child.request(
             "POST",
             "/v1/stock-movements",
-            json=_movement("receipt", 200, "crash-stock", unit_cost={"amount": "6.85"}),
+            json=movement("receipt", 200, "crash-stock", unit_cost={"amount": "6.85"}),
         )
         assert stocked.status_code == 202, stocked.text
         _until(lambda: _on_hand(engine) == 200, child.ensure, status)
         dispensed = child.request(
-            "POST", "/v1/stock-movements", json=_movement("dispense", 55, "crash-dispense")
+            "POST", "/v1/stock-movements", json=movement("dispense", 55, "crash-dispense")
         )
         assert dispensed.status_code == 202, dispensed.text
 

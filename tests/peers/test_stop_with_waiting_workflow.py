@@ -15,12 +15,10 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +31,9 @@ from medbridge.canonical.partners import TradingPartner
 from medbridge.settings import Settings
 from medbridge.store import procurement as store
 from medbridge.store.db import create_db_engine
+from peers.rest_movements import movement
 from peers.tryton import TrytonPeer
+from peers.trytond import free_port
 
 pytestmark = [pytest.mark.peer, pytest.mark.slow]
 
@@ -42,12 +42,6 @@ ADMIN_KEY = "stop-test-admin-key-0123456789"
 READY = 120.0
 STOPS_WITHIN = 60.0
 """A stop that takes longer is the hang this test is about (the acknowledgement wait is 4 h)."""
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _until(done: Callable[[], bool], what: Callable[[], Any]) -> None:
@@ -93,19 +87,6 @@ def _stop(process: subprocess.Popen[bytes], log: Path) -> int:
         ) from None
 
 
-def _movement(kind: str, quantity: int, key: str, **extra: Any) -> dict[str, Any]:
-    return {
-        "kind": kind,
-        "item": "VANCO-1G",
-        "location": "H1-PHARM",
-        "quantity": str(quantity),
-        "unit": "VIAL",
-        "occurred_at": datetime.now(UTC).isoformat(),
-        "idempotency_key": key,
-        **extra,
-    }
-
-
 def test_a_stop_leaves_a_waiting_order_pending_and_the_next_start_resumes_it(
     tmp_path: Path, tryton: TrytonPeer
 ) -> None:
@@ -127,7 +108,7 @@ def test_a_stop_leaves_a_waiting_order_pending_and_the_next_start_resumes_it(
             "MEDBRIDGE_WORKFLOW_DATABASE_URL": f"sqlite:///{dbos_db}",
             "MEDBRIDGE_VAR_DIR": str(tmp_path / "var"),
             "MEDBRIDGE_HTTP_HOST": "127.0.0.1",
-            "MEDBRIDGE_HTTP_PORT": str(_free_port()),
+            "MEDBRIDGE_HTTP_PORT": str(free_port()),
             "MEDBRIDGE_ADMIN_API_KEY": ADMIN_KEY,
             "MEDBRIDGE_MLLP_ENABLED": "false",
             "MEDBRIDGE_PARTNERS": json.dumps({"MCK": partner.model_dump(mode="json")}),
@@ -173,7 +154,7 @@ def test_a_stop_leaves_a_waiting_order_pending_and_the_next_start_resumes_it(
         ):
             answer = httpx.post(
                 f"{base}/v1/stock-movements",
-                json=_movement(kind, quantity, key, **extra),
+                json=movement(kind, quantity, key, **extra),
                 headers=headers,
                 timeout=30.0,
             )

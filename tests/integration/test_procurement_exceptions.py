@@ -18,6 +18,7 @@ import pytest
 from dbos import DBOS
 from sqlalchemy.exc import OperationalError
 
+from medbridge.canonical.erp import ErpRejected
 from medbridge.canonical.masterdata import Supplier
 from medbridge.canonical.movements import MovementKind
 from medbridge.canonical.trade import InvoiceDocument, InvoiceLine, PartnerItem
@@ -415,3 +416,53 @@ def test_an_order_the_erp_refuses_asks_procurement_and_approving_requeues_it(
     assert [(a.actor, a.target_id) for a in requeued] == [("system:workflow", reference)]
     tries = [c.outcome for c in erp.calls if c.method == "create_purchase_order"]
     assert tries == ["rejected", "ok"]
+
+
+def _refusing_invoices(erp: FakeErp, times: int) -> list[str]:
+    """The fake ERP refuses its next ``times`` supplier invoices (an expense account not
+    open, say); returns the references it refused."""
+    create, refused = erp.create_supplier_invoice, []
+
+    def refuse(invoice: Any) -> Any:
+        if len(refused) < times:
+            refused.append(invoice.reference)
+            raise ErpRejected("account 5100-H1 is not open for posting", "account")
+        return create(invoice)
+
+    erp.create_supplier_invoice = refuse  # type: ignore[method-assign]
+    return refused
+
+
+def test_an_invoice_the_erp_refuses_goes_to_ap_and_approving_posts_it_once(
+    harness_for: Any,
+) -> None:
+    """The ERP refusing a matched invoice used to end its workflow in error, the invoice
+    never posted; now AP is asked (``erp_rejected``), and approving once the ERP is fixed
+    posts it, once."""
+    h = harness_for()
+    refused = _refusing_invoices(h.erp, 1)
+    reference = h.order()
+    task = h.task("ap", "erp_rejected")
+    assert "account 5100-H1 is not open for posting (field account)" in task["reason"]
+    assert task["actions"] == ["approve", "close"]
+    assert h.invoice_status(f"INV-{reference}-1") == "matched"  # not posted, not ended
+
+    h.decide(task, action="approve")  # the account opened in the ERP meanwhile
+    h.until_invoice(f"INV-{reference}-1", "posted")
+    assert len(refused) == 1
+    posted = [c for c in h.erp.calls if c.method == "post_supplier_invoice"]
+    assert [c.outcome for c in posted] == ["ok"]
+
+
+def test_an_invoice_the_erp_refuses_can_be_closed_posting_nothing(harness_for: Any) -> None:
+    h = harness_for()
+    _refusing_invoices(h.erp, 1)
+    reference = h.order()
+    h.decide(h.task("ap", "erp_rejected"), action="close")
+    h.until_invoice(f"INV-{reference}-1", "closed")
+    assert not [c for c in h.erp.calls if c.method == "post_supplier_invoice"]
+    with h.mb.engine.connect() as conn:
+        entries = ledger_store.journal(
+            conn, correlation_id=h.get(f"/v1/purchase-orders/{reference}")["correlation_id"]
+        )
+    assert not [e for e in entries if "INV-" in (e.description or "")]

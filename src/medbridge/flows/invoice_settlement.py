@@ -7,7 +7,8 @@ policy; serialised per supplier so that two copies of one invoice cannot both ma
 posted (the supplier invoice created and posted in the ERP; the price variance journal entry).
 Both go through the ERP outbox: the invoice queued for the destinations of domain
 ``invoices`` and the order's facility and awaited until the system of record posted it
-(``flows.erp_calls``; a refusal fails the step), the entry routed as every journal entry.
+(``flows.erp_calls``; a refusal opens an AP ``erp_rejected`` task: approve tries again, close
+posts nothing), the entry routed as every journal entry.
 An exception opens an AP task with its reasons and waits for the decision: approve (post as
 billed), adjust price / quantity (post as corrected), request credit (post as billed, the
 variance expected back as a credit memo), reject / close (nothing posted). A credit memo is
@@ -26,6 +27,7 @@ from typing import Any
 
 from dbos import DBOS, SetWorkflowID
 
+from medbridge.canonical.erp import ErpRejected
 from medbridge.canonical.tasks import Action, NewTask, WorkQueue
 from medbridge.canonical.trade import (
     InvoiceDocument,
@@ -81,6 +83,7 @@ ACTIONS: dict[str, tuple[Action, ...]] = {
     "total_mismatch": (Action.APPROVE, Action.REJECT),
     "credit_memo": (Action.APPROVE, Action.REJECT, Action.CLOSE),
     "unknown_po": (Action.REJECT, Action.CLOSE),
+    "erp_rejected": (Action.APPROVE, Action.CLOSE),
 }
 """What a person may do about each exception (the first exception of an invoice decides)."""
 
@@ -104,12 +107,49 @@ def settle_invoice(invoice: dict[str, Any]) -> str:
         DBOS.sleep(policy.poll)
     result = _match(invoice, facts)
     if result["status"] == "matched":
-        return _post(invoice, None)
+        return _posted(invoice, None)
     decision = escalate(f"invoice:{key}", _invoice_task(invoice, facts, result))
     action = Action(decision["action"])
     if action in (Action.REJECT, Action.CLOSE):
         return _close_invoice(key, ENDS[action], decision)
-    return _post(invoice, decision)
+    return _posted(invoice, decision)
+
+
+def _posted(invoice: dict[str, Any], decision: dict[str, Any] | None) -> str:
+    """Post the invoice as decided. The ERP refusing it (an account not open, a supplier it
+    does not know) goes to AP as an ``erp_rejected`` task: approve, once fixed there, tries
+    again (the step requeues the document); close posts nothing. It used to end the
+    workflow in error, the invoice left matched and never posted."""
+    key = invoice["key"]
+    attempt = 0
+    while True:
+        try:
+            return _post(invoice, decision)
+        except ErpRejected as error:
+            attempt += 1
+            refusal = escalate(f"invoice:{key}", _refused_task(invoice, error, attempt))
+            if Action(refusal["action"]) is not Action.APPROVE:
+                return _close_invoice(key, ENDS[Action.CLOSE], refusal)
+
+
+def _refused_task(invoice: dict[str, Any], error: ErpRejected, attempt: int) -> NewTask:
+    document = InvoiceDocument.model_validate(invoice["document"])
+    field = f" (field {error.field})" if error.field else ""
+    return NewTask(
+        key=f"invoice:{invoice['key']}:erp_rejected:{attempt}"[:200],
+        queue=WorkQueue.AP,
+        kind="erp_rejected",
+        subject=f"invoice {document.invoice_number} of {invoice['supplier']}",
+        reason=f"the ERP refused the invoice: {error}{field}"[:1000],
+        context={
+            "supplier": invoice["supplier"],
+            "invoice_number": document.invoice_number,
+            "total": str(document.total),
+            "attempt": attempt,
+        },
+        actions=ACTIONS["erp_rejected"],
+        correlation_id=str(invoice.get("correlation_id") or "")[:36] or None,
+    )
 
 
 @DBOS.step()

@@ -181,7 +181,7 @@ def test_a_ship_notice_received_by_scan_once(harness: Harness) -> None:
     h.cycle.run_until(lambda: _goods_receipts(h.erp) == 1)  # type: ignore[arg-type]
     po = h.get(f"/v1/purchase-orders/{reference}")
     statuses = {r["reference"]: r["status"] for r in po["receipts"]}
-    assert statuses == {f"{reference}:{shipment}": "noticed", taken: "received"}
+    assert statuses == {f"{reference}:{shipment}": "counted", taken: "received"}  # not awaited
     lots = _vanco(h)
     gained = {lot: lots.get(lot, Decimal(0)) - before.get(lot, Decimal(0)) for lot in lots}
     assert {k: v for k, v in gained.items() if v} == {
@@ -277,6 +277,32 @@ def test_scans_against_an_order_without_notice_receive_what_it_still_expects(
     h.cycle.run_until(lambda: _goods_receipts(h.erp) == 1)  # type: ignore[arg-type]
     h.cycle.run_until(lambda: sum(_vanco(h).values()) == sum(before.values()) + 60)
     assert h.post("/v1/receiving/scans", body).json() == report
+
+
+def test_an_invoice_does_not_wait_for_a_notice_whose_goods_were_scanned_in(
+    engine: object, settings: Settings, tmp_path: Path
+) -> None:
+    """The ship notice's row is ``counted`` once its scans are received under their own
+    receipt: the invoice waiting for noticed goods (an hour here, two days by default)
+    matches at once. It used to wait out the whole grace."""
+    slow = cycle_settings(settings, tmp_path, auto_receive=False, receipt_grace=3600.0)
+    h = Harness(slow, Faults(), fake_erp())
+    try:
+        with h.mb.engine.begin() as conn:
+            vanco = h.mb.masterdata.items(conn, ["VANCO-1G"])["VANCO-1G"]
+            box = PackConversion(unit="BX", factor=Decimal(10), gtin=VANCO_BOX_GTIN)
+            h.mb.masterdata.save_item(conn, vanco.model_copy(update={"packs": (box,)}), actor="t")
+        reference, shipment = _shipped(h)
+        scans = [f"]C101{VANCO_BOX_GTIN}17{YYMMDD}10LOTC{n}" for n in range(6)]
+        body = {"shipment_id": shipment, "session": "DOCK4", "scans": scans, "complete": True}
+        answer = h.post("/v1/receiving/scans", body)
+        assert answer.status_code == 200, answer.text
+        assert answer.json()["lines"][0]["received"] == "60"
+        h.until_invoice(f"INV-{reference}-1", "posted")
+        receipts = h.get(f"/v1/purchase-orders/{reference}")["receipts"]
+        assert {r["status"] for r in receipts} == {"counted", "received"}
+    finally:
+        h.mb.stop_workers()
 
 
 def test_a_hand_over_lost_after_the_commit_is_made_by_the_next_request(

@@ -216,6 +216,8 @@ def _receive(reference: str, receipt: dict[str, Any]) -> None:
     failpoint("receipt_movements")
     with rt.engine.begin() as conn:
         _settle(conn, po, receipt, "received", erp_id)
+        if receipt.get("counts"):  # scans counted against a ship notice: it is not awaited
+            store.count_notice(conn, f"{reference}:{receipt['counts']}")
         store.set_order(conn, reference, status="receiving")
     log.info("procurement.received", order=reference, receipt=gr_reference, erp_id=erp_id)
 

@@ -11,7 +11,8 @@ Scans are counted as they come (a session may post several times); the goods rec
 taken when a request says ``complete``: in the same transaction, every scan received against
 the notice (or the order) and in no receipt yet is assigned to one goods receipt,
 ``<order>:<shipment, or SCAN against an order>~<sha256 of the scans' keys, 12 hex>`` (the
-notice's own row keeps what it announced). After the commit the receipt is handed to the
+notice's own row keeps what it announced, and becomes ``counted`` once the workflow has
+received the scans: no longer awaited, so an invoice does not wait for it). After the commit the receipt is handed to the
 order's workflow through the existing receiving path (``flows.workflows.submit_receipt`` ->
 ``flows.receiving``: the ERP goods receipt through the outbox, the stock movements with lot
 and expiry, GRNI). Should the hand-over fail after the commit (a crash), the next request
@@ -508,6 +509,7 @@ def _hand_over(engine: Any, snap: MasterDataSnapshot, reference: str, actor: str
                 shipment_id=receipt.split(":", 1)[1],
                 lines=_receipt_lines(snap, mine, po),
                 received_by=actor,
+                counts=mine[0]["shipment_id"],
             )
         except ReceiptRefused as error:
             log.warning("receiving.scan_receipt_refused", receipt=receipt, reason=str(error))

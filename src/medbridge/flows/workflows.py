@@ -176,9 +176,12 @@ def submit_receipt(
     received_by: str,
     rejected: bool = False,
     reason: str | None = None,
+    counts: str | None = None,
 ) -> dict[str, Any]:
     """Hand a dock's receipt (or refusal) of a shipment to the order's workflow, once per
-    shipment. Checked first: the order exists and is ours, each line is one of its lines.
+    shipment. ``counts``: the ship notice (its shipment id) this receipt's scans were
+    counted against; once received, that notice is ``counted``, no longer awaited.
+    Checked first: the order exists and is ours, each line is one of its lines.
     Recorded as a message of the message store (``scan``, connector ``receiving``: the
     dock's count), applied once handed over or refused with the reason."""
     record = MessageRecord(
@@ -202,7 +205,7 @@ def submit_receipt(
     )
     try:
         message = _submit_receipt(
-            engine, reference, shipment_id, lines, received_by, rejected, reason, record
+            engine, reference, shipment_id, lines, received_by, rejected, reason, record, counts
         )
     except ReceiptRefused as refused:
         record.error = str(refused)
@@ -225,6 +228,7 @@ def _submit_receipt(
     rejected: bool,
     reason: str | None,
     record: MessageRecord,
+    counts: str | None = None,
 ) -> dict[str, Any]:
     with engine.connect() as conn:
         po = store.order(conn, reference)
@@ -270,6 +274,8 @@ def _submit_receipt(
         "rejected": rejected,
         "reason": reason,
     }
+    if counts is not None:
+        message["counts"] = counts
     DBOS.send(
         reference, message, topic="goods", idempotency_key=f"receipt:{reference}:{shipment_id}"
     )

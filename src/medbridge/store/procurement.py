@@ -265,6 +265,17 @@ def settle_receipt(conn: Connection, reference: str, **values: Any) -> None:
     )
 
 
+def count_notice(conn: Connection, reference: str) -> None:
+    """A ship notice whose goods the dock received by scan, under a receipt of their own:
+    ``counted``, no longer awaited (an invoice does not wait for it). Only while noticed."""
+    t = goods_receipts
+    conn.execute(
+        update(t)
+        .where(t.c.reference == reference, t.c.status == "noticed")
+        .values(status="counted")
+    )
+
+
 def receipts(conn: Connection, order_reference: str) -> list[dict[str, Any]]:
     t = goods_receipts
     return [

@@ -135,7 +135,7 @@ goods_receipts = Table(
     Column("order_reference", String(64), nullable=False, index=True),
     Column("shipment_id", String(64), nullable=False),
     Column("lines", JSON, nullable=False),  # [{line, item, unit, quantity, base_quantity, lot..}]
-    Column("status", String(12), nullable=False),  # noticed | received | rejected
+    Column("status", String(12), nullable=False),  # noticed | received | rejected | counted
     Column("received_by", String(100), nullable=False),
     Column("erp_id", String(64)),
     Column("correlation_id", String(36), nullable=False, index=True),

@@ -12,13 +12,13 @@ taken when a request says ``complete``: in the same transaction, every scan rece
 the notice (or the order) and in no receipt yet is assigned to one goods receipt,
 ``<order>:<shipment, or SCAN against an order>~<sha256 of the scans' keys, 12 hex>`` (the
 notice's own row keeps what it announced, and becomes ``counted`` once the workflow has
-received the scans: no longer awaited, so an invoice does not wait for it). After the commit the receipt is handed to the
-order's workflow through the existing receiving path (``flows.workflows.submit_receipt`` ->
-``flows.receiving``: the ERP goods receipt through the outbox, the stock movements with lot
-and expiry, GRNI). Should the hand-over fail after the commit (a crash), the next request
-for the order hands over every scan receipt the workflow has not recorded yet. A notice
-received (by its scans, as announced, or refused) takes no new scans: each is reported
-``receiving.closed``.
+received the scans: no longer awaited, so an invoice does not wait for it). After the commit
+the receipt is handed to the order's workflow through the existing receiving path
+(``flows.workflows.submit_receipt`` -> ``flows.receiving``: the ERP goods receipt through
+the outbox, the stock movements with lot and expiry, GRNI). Should the hand-over fail after
+the commit (a crash), the next request for the order hands over every scan receipt the
+workflow has not recorded yet. A notice received (by its scans, as announced, or refused)
+takes no new scans: each is reported ``receiving.closed``.
 
 Idempotency key of a scan (FROZEN: resends and the table's primary key depend on it; never
 change it):

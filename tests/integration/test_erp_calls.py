@@ -21,7 +21,7 @@ from medbridge.domain.erp_routing import (
     RoutingTable,
 )
 from medbridge.domain.gl_summary import GlPostingMode
-from medbridge.flows.erp_calls import ErpDocument, queue, wait
+from medbridge.flows.erp_calls import ErpDocument, queue, to_shadows, wait
 from medbridge.flows.erp_routing import ErpRouter
 from medbridge.store import erp_postings
 from medbridge.store.erp_postings import DocumentKind, PostingStatus
@@ -43,6 +43,9 @@ def router(record: str, *shadows: str, offers: frozenset[Capability] = ALL) -> E
 ORDER = ErpDocument("PO1", DocumentKind.PURCHASE_ORDER, ErpDomain.PURCHASE_ORDERS, "H1", "{}")
 CONFIRM = ErpDocument(
     "PO1:confirm", DocumentKind.ORDER_CONFIRMATION, ErpDomain.PURCHASE_ORDERS, "H1", after="PO1"
+)
+CANCEL = ErpDocument(
+    "PO1:cancel", DocumentKind.ORDER_CANCELLATION, ErpDomain.PURCHASE_ORDERS, "H1", after="PO1"
 )
 
 
@@ -103,3 +106,24 @@ def test_the_wait_ends_with_the_system_of_records_outcome(engine: Engine) -> Non
     assert posted is not None
     assert posted.erp_id == "17"
     assert rows(engine, "PO1")[0] == ("cloud", Role.SHADOW, PostingStatus.PENDING)
+
+
+def test_an_order_its_record_refused_is_cancelled_in_the_shadows_that_hold_it(
+    engine: Engine,
+) -> None:
+    queue(engine, router("legacy", "cloud"), ORDER, NOW)
+    with engine.begin() as conn:
+        erp_postings.mark_failed(conn, "legacy", "PO1", "ErpRejected: unknown supplier")
+        erp_postings.mark_posted(conn, "cloud", "PO1", "C-9", NOW)
+    assert to_shadows(engine, CANCEL, NOW) == ["cloud"]
+    assert to_shadows(engine, CANCEL, NOW) == ["cloud"]  # run again: nothing twice
+    assert rows(engine, "PO1:cancel") == [("cloud", Role.SHADOW, PostingStatus.PENDING)]
+    assert rows(engine, "PO1")[1] == ("legacy", Role.RECORD, PostingStatus.FAILED)  # as it was
+
+
+def test_an_order_without_shadows_queues_no_follow_up_to_them(engine: Engine) -> None:
+    queue(engine, router("legacy"), ORDER, NOW)
+    with engine.begin() as conn:
+        erp_postings.mark_failed(conn, "legacy", "PO1", "ErpRejected: unknown supplier")
+    assert to_shadows(engine, CANCEL, NOW) == []
+    assert rows(engine, "PO1:cancel") == []

@@ -466,3 +466,44 @@ def test_an_invoice_the_erp_refuses_can_be_closed_posting_nothing(harness_for: A
             conn, correlation_id=h.get(f"/v1/purchase-orders/{reference}")["correlation_id"]
         )
     assert not [e for e in entries if "INV-" in (e.description or "")]
+
+
+def test_an_order_its_erp_refuses_and_procurement_closes_is_cancelled_in_the_shadow_erp(
+    engine: object, settings: Settings, tmp_path: Path
+) -> None:
+    """The system of record (``tryton``, the fake) refuses the order; the shadow ERP
+    (``cloud``, no worker here: its rows wait in the outbox) was sent a copy. Procurement
+    closes the order: the shadow's copy gets its cancellation (it used to keep an open order
+    the record never had), the record's refusal stays as it was."""
+    known = fake_erp()
+    erp = FakeErp(
+        products=known.products(), suppliers=[s for s in known.suppliers() if s.code != "MCK"]
+    )
+    routes = {
+        "gl": {"record": "tryton"},
+        "purchase_orders": {"record": "tryton", "shadow": ["cloud"]},
+        "receipts": {"record": "tryton"},
+        "invoices": {"record": "tryton"},
+    }
+    erps = {"tryton": {}, "cloud": {"capabilities": ["procurement"]}}
+    base = cycle_settings(settings, tmp_path).model_dump()
+    shadowed = Settings.model_validate(base | {"erps": erps, "erp_routes": routes})
+    h = Harness(shadowed, Faults(), erp)
+    try:
+        reference = h.order()
+        h.decide(h.task("procurement", "erp_rejected"), action="close")
+        h.cycle.run_until(lambda: h.get(f"/v1/purchase-orders/{reference}")["status"] == "closed")
+        with h.mb.engine.connect() as conn:
+            cancel = erp_store.get(conn, f"{reference}:cancel", "cloud")
+            record = erp_store.get(conn, reference)
+            recorded_cancel = erp_store.get(conn, f"{reference}:cancel")
+        assert cancel is not None
+        assert (cancel.kind, cancel.after) == (
+            erp_store.DocumentKind.ORDER_CANCELLATION,
+            reference,
+        )
+        assert record is not None
+        assert record.status is erp_store.PostingStatus.FAILED
+        assert recorded_cancel is None  # nothing to cancel where it never was
+    finally:
+        h.mb.stop_workers()

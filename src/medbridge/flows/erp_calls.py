@@ -34,7 +34,7 @@ from datetime import datetime
 from sqlalchemy import Connection, Engine
 
 from medbridge.canonical.erp import ErpRejected
-from medbridge.domain.erp_routing import ErpDomain
+from medbridge.domain.erp_routing import ErpDomain, Role
 from medbridge.flows.erp_routing import ErpRouter
 from medbridge.observability.logging import get_logger
 from medbridge.store import erp_postings
@@ -92,6 +92,25 @@ def queue(engine: Engine, router: ErpRouter, doc: ErpDocument, now: datetime) ->
             facility=doc.facility,
         )
     return record
+
+
+def to_shadows(engine: Engine, doc: ErpDocument, now: datetime) -> list[str]:
+    """A follow-up (an order's cancellation) of a document its system of record refused and
+    a person closed: queued only for the shadows holding that document (their copy is to
+    be undone as well), never waited for; the names of those shadows. The record's failed
+    row stays as it is. Keyed as every row: run again, it queues nothing twice."""
+    assert doc.after is not None
+    with engine.begin() as conn:
+        shadows = [d for d in _follow_up(conn, doc) if d.role is Role.SHADOW]
+        erp_postings.enqueue_missing(conn, shadows, now)
+    if shadows:
+        log.info(
+            "erp.shadows_follow_up",
+            document=doc.document,
+            kind=doc.kind.value,
+            erps=[d.destination for d in shadows],
+        )
+    return [d.destination for d in shadows]
 
 
 def _follow_up(conn: Connection, doc: ErpDocument) -> list[Delivery]:

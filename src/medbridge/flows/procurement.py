@@ -53,12 +53,15 @@ from medbridge.canonical.trade import (
 )
 from medbridge.canonical.trade import OrderLine as TradeOrderLine
 from medbridge.domain.erp_routing import ErpDomain
+from medbridge.flows import erp_calls
+from medbridge.flows.erp_calls import ErpDocument
 from medbridge.flows.escalation import approved
 from medbridge.flows.procurement_runtime import (
     ProcurementPolicy,
     ProcurementRuntime,
     dec,
     failpoint,
+    now,
     runtime,
     steady,
 )
@@ -347,6 +350,16 @@ def _cancel(reference: str, outcome: str) -> None:
     assert po is not None
     if po["erp_id"]:
         _order_follow_up(rt, po | {"status": outcome}, DocumentKind.ORDER_CANCELLATION)
+    else:  # never in its system of record (refused there): its shadows' copies are undone
+        cancel = ErpDocument(
+            f"{reference}:cancel",
+            DocumentKind.ORDER_CANCELLATION,
+            ErpDomain.PURCHASE_ORDERS,
+            po["facility"],
+            payload=json.dumps({"reason": f"order {reference}: {outcome}"}),
+            after=reference,
+        )
+        erp_calls.to_shadows(rt.engine, cancel, now())
     with rt.engine.begin() as conn:
         store.set_lines(conn, reference, "cancelled")
         store.set_order(conn, reference, status=outcome)

@@ -123,6 +123,12 @@ def test_locations_cost_centers_and_suppliers(api: TestClient, admin: dict[str, 
     assert api.put("/v1/locations/H1-NICU-B1", json=bin_, headers=admin).status_code == 201
     found = api.get("/v1/locations?parent=H1-NICU", headers=admin).json()["items"]
     assert [(loc["code"], loc["facility"]) for loc in found] == [("H1-NICU-B1", "H1")]
+    moved = api.put("/v1/locations/H1-NICU", json=store | {"parent": "H2"}, headers=admin)
+    assert moved.status_code == 200, moved.text
+    assert moved.json()["facility"] == "H2"
+    found = api.get("/v1/locations?parent=H1-NICU", headers=admin).json()["items"]
+    assert [(loc["code"], loc["facility"]) for loc in found] == [("H1-NICU-B1", "H2")]  # with it
+    assert api.get("/v1/locations/H1-PHARM", headers=admin).json()["facility"] == "H1"
     supplier = {"name": "Acme Medical", "status": "on_hold", "lead_time_days": 5}
     assert api.put("/v1/suppliers/ACME", json=supplier, headers=admin).status_code == 201
     assert api.get("/v1/suppliers/ACME", headers=admin).json()["status"] == "on_hold"

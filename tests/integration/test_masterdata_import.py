@@ -256,6 +256,12 @@ def test_units_locations_cost_centers_and_suppliers_import(engine: Engine) -> No
         saves = audit.entries(conn, target_type="location", limit=1000)
     assert (bin_.facility, bin_.name) == ("H9", "Bin one")
     assert [e.target_id for e in saves][-1] == "H9-PHARM-B1"
+    assert run("locations", "code,name,kind,parent\nH8,Hospital 8,facility,NET\n") == (1, 0, 0)
+    moved = "code,name,kind,parent,cost_center\nH9-PHARM,H9 pharmacy,store,H8,H9-CC-PHARM\n"
+    assert run("locations", moved) == (0, 1, 0)  # the store alone: its bin follows it
+    with engine.connect() as conn:
+        bin_ = conn.execute(select(locations).where(locations.c.code == "H9-PHARM-B1")).one()
+    assert bin_.facility == "H8"
     assert run(
         "suppliers", "code,name,status,lead_time_days\nACME,Acme,on_hold,4\nMCK,McKesson,,\n"
     ) == (2, 0, 0)

@@ -268,6 +268,7 @@ class MasterDataRepository:
             action="masterdata.location.save",
             target_type="location",
         )
+        follow_facility(conn, location.code, facility, actor=actor)
 
     def save_gl_account(self, conn: Connection, account: GLAccount, *, actor: str = SYSTEM) -> None:
         touch(conn)
@@ -479,3 +480,28 @@ class CrossReferences:
             action="xref.unit.map",
             target_type="unit_xref",
         )
+
+
+def follow_facility(conn: Connection, code: str, facility: str | None, *, actor: str) -> None:
+    """The locations under ``code`` take its facility (a store moved to another facility:
+    its bins move with it), each change audited; a facility below starts its own."""
+    parents = [code]
+    while parents:
+        below = conn.execute(
+            select(locations).where(locations.c.parent.in_(parents)).order_by(locations.c.code)
+        ).all()
+        parents = []
+        for child in below:
+            if child.kind == LocationKind.FACILITY.value:
+                continue
+            parents.append(child.code)
+            if child.facility != facility:
+                audit.upsert_audited(
+                    conn,
+                    locations,
+                    dict(child._mapping) | {"facility": facility},
+                    ("code",),
+                    actor=actor,
+                    action="masterdata.location.save",
+                    target_type="location",
+                )

@@ -37,6 +37,7 @@ from medbridge.canonical.masterdata import (
 from medbridge.domain.audit import changes
 from medbridge.masterdata.cache import lock_writers, touch
 from medbridge.masterdata.importer import ImportReport
+from medbridge.masterdata.repository import follow_facility
 from medbridge.masterdata.tabular import (
     ImportRejected,
     Problem,
@@ -257,6 +258,9 @@ def import_rows(
                 .values({c: bindparam(f"b_{c}") for c in columns if c != "code"}),
                 [{f"b_{c}": r.get(c) for c in columns} for r in changed],
             )
+            if kind.table is locations:  # a store moved: its bins not in the file follow it
+                for r in changed:
+                    follow_facility(conn, r["code"], r["facility"], actor=actor)
         action = f"masterdata.{kind.target_type}.save"
         tag = report.sha256[:16]
         rows = [

@@ -204,6 +204,18 @@ def test_an_xlsx_file_imports_like_its_csv(units: Engine, tmp_path: Path) -> Non
     assert (again.new, again.changed, again.unchanged) == (0, 0, 300)
 
 
+def test_a_semicolon_or_tab_delimited_file_imports_like_its_comma_csv(units: Engine) -> None:
+    """Spreadsheets set to a decimal comma write semicolons; packs (``BX:10;CA:100``) are
+    quoted in them as any cell holding the delimiter."""
+    for sep, name in ((";", "items-semicolon.csv"), ("\t", "items.tsv.csv")):
+        out = io.StringIO()
+        csv.writer(out, delimiter=sep, lineterminator="\n").writerows([HEADER, *rows(200)])
+        report = import_items(units, name, out.getvalue().encode(), actor=ACTOR)
+        assert (report.rows, report.new + report.unchanged) == (200, 200), sep
+    again = import_items(units, "items.csv", items_csv(200), actor=ACTOR)
+    assert (again.new, again.changed, again.unchanged) == (0, 0, 200)  # the same items
+
+
 def test_the_command_names_row_and_column(units: Engine, database_url: str, tmp_path: Path) -> None:
     table = list(rows(20))
     table[4][3] = "PALLET"

@@ -103,11 +103,22 @@ def read_rows(name: str, data: bytes) -> Iterator[tuple[int, list[str]]]:
     except UnicodeDecodeError as error:
         line = data[: error.start].count(b"\n") + 1
         raise ImportRejected([Problem(line, "", f"not UTF-8 text: {error.reason}")]) from None
-    reader = csv.reader(io.StringIO(text, newline=""))
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter(text))
     try:
         yield from enumerate(reader, start=1)
     except csv.Error as error:
         raise ImportRejected([Problem(reader.line_num, "", f"unreadable CSV: {error}")]) from None
+
+
+def delimiter(text: str) -> str:
+    """The CSV's delimiter, from its header row: a comma, else a semicolon (what a spreadsheet
+    set to a decimal comma writes, common in European hospitals' exports), else a tab. The
+    column names hold none of them, so the header says which one it is."""
+    header = text.split("\n", 1)[0]
+    for candidate in (",", ";", "\t"):
+        if candidate in header:
+            return candidate
+    return ","
 
 
 def _xlsx_rows(data: bytes) -> Iterator[tuple[int, list[str]]]:

@@ -7,6 +7,7 @@ import re
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from decimal import Decimal
+from typing import Any
 
 import httpx
 import pytest
@@ -330,3 +331,87 @@ def test_a_place_the_message_leaves_out_is_filled_in_from_the_exception_page(
             select(audit_log.c.actor).where(audit_log.c.action == "inbound_exception.fill")
         ).scalars()
     assert actor == "operator"
+
+
+def _lot_movement(
+    key: str, kind: str, location: str, quantity: str, **extra: str
+) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "idempotency_key": key,
+        "kind": kind,
+        "item": "VANCO-1G",
+        "location": location,
+        "quantity": quantity,
+        "unit": "VIAL",
+        "lot": "RC1",
+        "occurred_at": "2026-11-20T09:30:00+00:00",
+    }
+    if kind == "receipt":
+        body |= {"unit_cost": {"amount": "6.85"}, "expiry": "2027-01-31"}
+    return body | extra
+
+
+def test_the_recall_page_traces_a_lot_and_quarantines_and_releases_it(
+    medbridge: MedBridge, browser: TestClient
+) -> None:
+    admin = {"X-API-Key": medbridge.ensure_admin_key()[0]}
+    stocked = browser.post(
+        "/v1/stock-movements",
+        json=[
+            _lot_movement("c-r1", "receipt", "H1-PHARM", "20"),
+            _lot_movement("c-t1", "transfer", "H1-PHARM", "5", to_location="H1-ICU"),
+            _lot_movement("c-d1", "dispense", "H1-ICU", "2", encounter_ref="enc-77"),
+        ],
+        headers=admin,
+    )
+    assert stocked.status_code == 202, stocked.text
+    medbridge.consumers["ledger"].drain()
+    key = medbridge.clients.register("pharmacist", Role.PHARMACY)
+    sign_in(browser, "pharmacist", key)
+    assert "Recall" in browser.get("/console/").text  # in the navigation
+
+    page = browser.get("/console/lots?code=VANCO-1G&lot=RC1").text
+    on_hand = page.split('class="list on-hand"')[1].split("</table>")[0]
+    assert re.findall(r"<td>(H1-[A-Z]+)</td><td class=\"n\">(\d+)</td>", on_hand) == [
+        ("H1-ICU", "3"),
+        ("H1-PHARM", "15"),
+    ]
+    assert "enc-77" in page  # pharmacy may see encounter pseudonyms
+    assert "Quarantine the lot" in page
+    assert "No lot is in quarantine." in page
+
+    token = csrf_of(page)
+    form = {"item": "VANCO-1G", "lot": "RC1", "csrf_token": token}
+    assert browser.post("/console/lots/quarantine", data=form | {"reason": "x"}).status_code == 200
+    assert browser.post("/console/lots/quarantine", data=form).status_code == 422  # no reason
+    after = browser.get("/console/lots?code=VANCO-1G&lot=RC1").text
+    assert "Quarantined: x" in after
+    assert "Release the lot" in after
+    held = browser.post(
+        "/v1/stock-movements",
+        json=[_lot_movement("c-t2", "transfer", "H1-PHARM", "4", to_location="H1-OR")],
+        headers=admin,
+    )
+    assert held.status_code == 202
+    medbridge.consumers["ledger"].drain()
+    assert 'class="list held"' in browser.get("/console/lots?code=VANCO-1G&lot=RC1").text
+
+    released = browser.post("/console/lots/release", data=form | {"note": "notice withdrawn"})
+    assert "released: 1 held movement(s) applied, 0 refused" in released.text
+    assert "No lot is in quarantine." in released.text
+    unsigned = browser.post("/console/lots/release", data={"item": "VANCO-1G", "lot": "RC1"})
+    assert unsigned.status_code == 403  # no CSRF token
+    assert "no item has the code or GTIN" in browser.get("/console/lots?code=NOPE&lot=RC1").text
+
+    browser.cookies.clear()
+    h2 = medbridge.clients.register("pharmacist-h2", Role.PHARMACY, facilities=["H2"])
+    sign_in(browser, "pharmacist-h2", h2)
+    scoped = browser.get("/console/lots?code=VANCO-1G&lot=RC1").text
+    assert "H1-PHARM" not in scoped  # what happened at H1 is not theirs to see
+    assert "Quarantine the lot" not in scoped
+    token = csrf_of(scoped)
+    refused = browser.post(
+        "/console/lots/quarantine",
+        data={"item": "VANCO-1G", "lot": "RC1", "reason": "y", "csrf_token": token},
+    )
+    assert refused.status_code == 403  # a quarantine spans every facility

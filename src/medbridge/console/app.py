@@ -12,7 +12,16 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.sessions import SessionMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from medbridge.console import dashboard, erp_routes, ledger, messages, operations, periods, work
+from medbridge.console import (
+    dashboard,
+    erp_routes,
+    ledger,
+    lots,
+    messages,
+    operations,
+    periods,
+    work,
+)
 from medbridge.console.backend import BackendGetter
 from medbridge.console.rendering import HERE, render
 from medbridge.console.session import SignInNeeded, sign_in_redirect
@@ -60,7 +69,7 @@ def create_console(
     console.state.backend = backend
     console.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
     console.include_router(session_router)
-    for module in (dashboard, messages, work, operations, ledger, erp_routes, periods):
+    for module in (dashboard, messages, work, operations, ledger, lots, erp_routes, periods):
         console.include_router(module.router)
 
     @console.exception_handler(SignInNeeded)

@@ -28,6 +28,7 @@ NAV: tuple[tuple[str, str, Permission | None], ...] = (
     ("exceptions", "Exceptions", Permission.OPERATIONS_READ),
     ("alerts", "Alerts", Permission.OPERATIONS_READ),
     ("stock", "Stock", Permission.STOCK_READ),
+    ("lots", "Recall", Permission.LOTS_READ),
     ("erp_postings", "ERP postings", Permission.ERP_READ),
     ("erp_summaries", "GL summaries", Permission.ERP_READ),
     ("reconciliation", "Reconciliation", Permission.ERP_READ),

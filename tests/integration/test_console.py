@@ -25,6 +25,7 @@ from medbridge.governance.clients import Role
 from medbridge.masterdata.repository import CrossReferences
 from medbridge.store import work_items
 from medbridge.store.tables import audit_log, messages
+from rest_movements import movement
 
 pytestmark = pytest.mark.db
 
@@ -334,21 +335,11 @@ def test_a_place_the_message_leaves_out_is_filled_in_from_the_exception_page(
 
 
 def _lot_movement(
-    key: str, kind: str, location: str, quantity: str, **extra: str
+    key: str, kind: str, location: str, quantity: str, **extra: Any
 ) -> dict[str, Any]:
-    body: dict[str, Any] = {
-        "idempotency_key": key,
-        "kind": kind,
-        "item": "VANCO-1G",
-        "location": location,
-        "quantity": quantity,
-        "unit": "VIAL",
-        "lot": "RC1",
-        "occurred_at": "2026-11-20T09:30:00+00:00",
-    }
-    if kind == "receipt":
-        body |= {"unit_cost": {"amount": "6.85"}, "expiry": "2027-01-31"}
-    return body | extra
+    return movement(
+        key, kind, location, quantity, lot="RC1", at="2026-11-20T09:30:00+00:00", **extra
+    )
 
 
 def test_the_recall_page_traces_a_lot_and_quarantines_and_releases_it(

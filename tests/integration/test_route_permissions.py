@@ -21,6 +21,7 @@ from fastapi.testclient import TestClient
 
 from medbridge.app import MedBridge
 from medbridge.governance.permissions import ROLE_PERMISSIONS, Permission, Role
+from rest_movements import movement as rest_movement
 
 pytestmark = pytest.mark.db
 
@@ -164,19 +165,7 @@ def test_work_decisions_need_the_queues_permission(medbridge: MedBridge, api: Te
 
 
 def movement(key: str, kind: str, location: str, quantity: str = "5") -> dict[str, Any]:
-    body: dict[str, Any] = {
-        "idempotency_key": key,
-        "kind": kind,
-        "item": "VANCO-1G",
-        "location": location,
-        "quantity": quantity,
-        "unit": "VIAL",
-        "lot": "V1",
-        "occurred_at": NOW,
-    }
-    if kind == "receipt":
-        body |= {"expiry": "2028-03-31", "unit_cost": {"amount": "6.85", "currency": "USD"}}
-    return body
+    return rest_movement(key, kind, location, quantity, lot="V1", at=NOW)
 
 
 @pytest.fixture

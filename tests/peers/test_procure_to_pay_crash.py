@@ -46,8 +46,8 @@ from medbridge.store import procurement as store
 from medbridge.store.db import create_db_engine
 from medbridge.store.erp_postings import DocumentKind
 from medbridge.store.tables import goods_receipts, journal_entries
-from peers.rest_movements import movement
 from peers.tryton import TrytonPeer
+from rest_movements import movement
 
 pytestmark = [pytest.mark.peer]
 
@@ -312,12 +312,12 @@ def test_crash_at_each_step_recovers_exactly_once(
         stocked = child.request(
             "POST",
             "/v1/stock-movements",
-            json=movement("receipt", 200, "crash-stock", unit_cost={"amount": "6.85"}),
+            json=movement("crash-stock", "receipt", quantity=200),
         )
         assert stocked.status_code == 202, stocked.text
         _until(lambda: _on_hand(engine) == 200, child.ensure, status)
         dispensed = child.request(
-            "POST", "/v1/stock-movements", json=movement("dispense", 55, "crash-dispense")
+            "POST", "/v1/stock-movements", json=movement("crash-dispense", "dispense", quantity=55)
         )
         assert dispensed.status_code == 202, dispensed.text
 

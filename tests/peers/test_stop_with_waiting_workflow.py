@@ -31,9 +31,9 @@ from medbridge.canonical.partners import TradingPartner
 from medbridge.settings import Settings
 from medbridge.store import procurement as store
 from medbridge.store.db import create_db_engine
-from peers.rest_movements import movement
 from peers.tryton import TrytonPeer
 from peers.trytond import free_port
+from rest_movements import movement
 
 pytestmark = [pytest.mark.peer, pytest.mark.slow]
 
@@ -148,13 +148,13 @@ def test_a_stop_leaves_a_waiting_order_pending_and_the_next_start_resumes_it(
 
     process = _start(env, log)
     try:
-        for kind, quantity, key, extra in (
-            ("receipt", 200, "stop-stock", {"unit_cost": {"amount": "6.85"}}),
-            ("dispense", 55, "stop-dispense", {}),
+        for kind, quantity, key in (
+            ("receipt", 200, "stop-stock"),
+            ("dispense", 55, "stop-dispense"),
         ):
             answer = httpx.post(
                 f"{base}/v1/stock-movements",
-                json=movement(kind, quantity, key, **extra),
+                json=movement(key, kind, quantity=quantity),
                 headers=headers,
                 timeout=30.0,
             )

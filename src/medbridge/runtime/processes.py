@@ -447,8 +447,11 @@ def leave_waiting_workflows() -> None:
     (``ack_timeout``, 4 h by default), for its goods (``shipment_timeout``, 14 days), a task
     for its decision. ``DBOS.destroy`` does not end them (DBOS 3.4 leaves its executor's
     threads in their wait, and waking one early would record a timeout durably), and the
-    interpreter joins executor threads at exit: a ``medbridge worker`` with one shipped order
-    was still alive 300 s after its SIGTERM (measured), so a stop hung until SIGKILL.
+    interpreter joins executor threads at exit. Measured: a process whose order waited for
+    its goods was still alive 300 s after its workers had stopped, and ``medbridge run``
+    with an order waiting for its acknowledgement did not end within 60 s of SIGTERM
+    (``tests/peers/test_stop_with_waiting_workflow.py`` without this): a stop hung until
+    SIGKILL.
 
     By now the loops are stopped, the group commit has committed what was queued, the bus is
     closed, the connections are released and the spans flushed; such a thread holds no

@@ -12,7 +12,7 @@ from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from medbridge.canonical.erp import ErpError, ErpUnavailable
-from medbridge.console.rendering import flash, link, render
+from medbridge.console.rendering import code_filter, flash, link, render
 from medbridge.console.session import Csrf, backend, needs
 from medbridge.flows.erp_compare import CompareError, ErpCompare
 from medbridge.flows.erp_posting import requeue
@@ -30,16 +30,6 @@ Requeuer = Annotated[Principal, Depends(needs(Permission.ERP_REQUEUE))]
 PERIOD = re.compile(r"^\d{4}-(0[1-9]|1[0-2])$")
 
 
-def _code(name: str, value: str | None) -> str | None:
-    if value is None or not value.strip():
-        return None
-    if len(value) > 64:
-        raise HTTPException(422, detail=f"{name}: at most 64 characters")
-    if not value.isprintable():
-        raise HTTPException(422, detail=f"{name}: no control characters")
-    return value.strip()
-
-
 @router.get("/stock", response_class=HTMLResponse, name="stock")
 def stock(
     request: Request,
@@ -48,8 +38,8 @@ def stock(
     location: str | None = None,
     lot: str | None = None,
 ) -> HTMLResponse:
-    filters = {"item": _code("item", item), "location": _code("location", location)}
-    filters["lot"] = _code("lot", lot)
+    filters = {"item": code_filter("item", item), "location": code_filter("location", location)}
+    filters["lot"] = code_filter("lot", lot)
     with backend(request).engine.connect() as conn:
         rows = ledger_store.stock(
             conn,

@@ -96,7 +96,6 @@ def messages(
             "protocols": [p.value for p in WireProtocol],
             "may_reprocess": may_reprocess,
             "max_reprocess": browser_of(request).max_reprocess,
-            "preview": count,
             "count": count,
         },
     )

@@ -9,7 +9,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from fastapi import Request
+from fastapi import HTTPException, Request
 from fastapi.responses import HTMLResponse
 from fastapi.templating import Jinja2Templates
 from jinja2 import pass_context
@@ -37,6 +37,18 @@ NAV: tuple[tuple[str, str, Permission | None], ...] = (
     ("periods", "Close", Permission.PERIODS_READ),
 )
 """The navigation: (route name, label, the permission that shows it)."""
+
+
+def code_filter(name: str, value: str | None) -> str | None:
+    """A code a page is asked for (an item, a location, a lot): stripped, None when blank;
+    a 422 naming ``name`` when over 64 characters or holding a control character."""
+    if value is None or not value.strip():
+        return None
+    if len(value) > 64:
+        raise HTTPException(422, detail=f"{name}: at most 64 characters")
+    if not value.isprintable():
+        raise HTTPException(422, detail=f"{name}: no control characters")
+    return value.strip()
 
 
 def when(value: datetime | str | None) -> str:

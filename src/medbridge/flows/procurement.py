@@ -202,13 +202,22 @@ def _order_in_erp(rt: ProcurementRuntime, po: dict[str, Any]) -> str | None:
 def _order_follow_up(rt: ProcurementRuntime, po: dict[str, Any], kind: DocumentKind) -> None:
     """An order's confirmation or cancellation through the outbox, after the order (queued
     again where it has no row: an order sent before the outbox knew workflow documents)."""
-    reference = po["reference"]
     _order_in_erp(rt, po)
+    doc = _follow_up_document(po, kind)
+    rt.erp_document(
+        doc.kind, doc.document, doc.domain, doc.facility, payload=doc.payload, after=doc.after
+    )
+
+
+def _follow_up_document(po: dict[str, Any], kind: DocumentKind) -> ErpDocument:
+    """An order's confirmation (``<reference>:confirm``) or cancellation (``:cancel``, with
+    the reason: the order's status), after the order."""
+    reference = po["reference"]
     suffix = "confirm" if kind is DocumentKind.ORDER_CONFIRMATION else "cancel"
     reason = f"order {reference}: {po['status']}"
-    rt.erp_document(
-        kind,
+    return ErpDocument(
         f"{reference}:{suffix}",
+        kind,
         ErpDomain.PURCHASE_ORDERS,
         po["facility"],
         payload=json.dumps({"reason": reason}) if suffix == "cancel" else None,
@@ -351,14 +360,7 @@ def _cancel(reference: str, outcome: str) -> None:
     if po["erp_id"]:
         _order_follow_up(rt, po | {"status": outcome}, DocumentKind.ORDER_CANCELLATION)
     else:  # never in its system of record (refused there): its shadows' copies are undone
-        cancel = ErpDocument(
-            f"{reference}:cancel",
-            DocumentKind.ORDER_CANCELLATION,
-            ErpDomain.PURCHASE_ORDERS,
-            po["facility"],
-            payload=json.dumps({"reason": f"order {reference}: {outcome}"}),
-            after=reference,
-        )
+        cancel = _follow_up_document(po | {"status": outcome}, DocumentKind.ORDER_CANCELLATION)
         erp_calls.to_shadows(rt.engine, cancel, now())
     with rt.engine.begin() as conn:
         store.set_lines(conn, reference, "cancelled")
